@@ -1,0 +1,3 @@
+from flepimop_sync.cli import main
+
+main()

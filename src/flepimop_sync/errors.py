@@ -1,0 +1,67 @@
+"""The one error family of flepimop-sync.
+
+Every user-facing failure is a ``SyncError``; the CLI maps ``exit_code`` to the
+process exit status in one place (``cli.main``) and prints ``str(error)`` as a
+single line.  Nothing else in the package decides exit codes.
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base class: a failure we can explain to the user in one line."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:  # one line, always
+        text = self.message if not self.hint else f"{self.message} ({self.hint})"
+        return " ".join(text.split("\n"))
+
+
+class UsageError(SyncError):
+    """Bad command-line usage. Nothing was run."""
+
+    exit_code = 2
+
+
+class ConfigError(SyncError):
+    """Bad configuration (file, protocol or key named in the message). Nothing was run."""
+
+    exit_code = 2
+
+
+class FilterError(ConfigError):
+    """A filter rule that breaks the filter language (FILTERS.md section 1)."""
+
+
+class StepFailed(SyncError):
+    """A step of the plan failed at run time (the tool's exit status is in the message)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, step: str = "", returncode: int | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.step = step
+        self.returncode = returncode
+
+
+class SafetyHalt(SyncError):
+    """A safety check refused to go on (dirty git tree, lock held...). Nothing was changed."""
+
+    exit_code = 1
+
+
+class Interrupted(SyncError):
+    """SIGINT/SIGTERM: children were stopped; exit 128 + signal number."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name}; child processes were stopped, rerun the same command to resume")
+        self.exit_code = 128 + signum
