@@ -1,0 +1,291 @@
+"""YAML config files -> validated, frozen protocol objects.
+
+Several files merge their ``sync:`` mappings in order: a later file's protocol of
+the same name replaces the earlier one (keeping the earlier one's position, so
+"the first protocol is the default" stays stable).  Every protocol is validated
+against the one JSON Schema shipped in ``schemas/sync.schema.json`` (the same file
+the Snakefile uses), and every error names the file, the protocol and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .errors import ConfigError
+
+SCHEMA_RESOURCE = "schemas/sync.schema.json"
+PROTOCOL_TYPES = ("rsync", "s3sync", "git")
+
+
+def schema_path() -> Path:
+    """Filesystem path of the shared sync-protocol schema (also used by the Snakefile)."""
+    return Path(str(resources.files("flepimop_sync").joinpath(SCHEMA_RESOURCE)))
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict[str, Any]:
+    return json.loads(schema_path().read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One named sync protocol, validated and frozen.
+
+    ``filters`` keeps each rule's text with its origin ("file: protocol 'x' key
+    'filters[2]'") so later filter errors can still point at the config.
+    """
+
+    name: str
+    type: str
+    file: str
+    source: str | None = None
+    target: str | None = None
+    filters: tuple[tuple[str, str], ...] | None = None
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def where(self, key: str | None = None) -> str:
+        text = f"{self.file}: protocol '{self.name}'"
+        return text if key is None else f"{text} key '{key}'"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.settings.get(key, default)
+
+    def definition(self) -> dict[str, Any]:
+        """The protocol as configured (JSON-ready), for --json, receipts and rerun triggers."""
+        out: dict[str, Any] = {"type": self.type}
+        if self.source is not None:
+            out["source"] = self.source
+        if self.target is not None:
+            out["target"] = self.target
+        if self.filters is not None:
+            out["filters"] = [text for text, _ in self.filters]
+        out.update(self.settings)
+        return out
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    protocols: Mapping[str, Protocol]
+    files: tuple[str, ...]
+
+    @property
+    def default(self) -> Protocol:
+        return next(iter(self.protocols.values()))
+
+    def get(self, name: str | None) -> Protocol:
+        if name is None:
+            return self.default
+        try:
+            return self.protocols[name]
+        except KeyError:
+            available = ", ".join(self.protocols)
+            raise ConfigError(
+                f"no protocol named {name!r} in {', '.join(self.files)}; available: {available}"
+            ) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (YAML would silently keep the last)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "unhashable mapping key", key_node.start_mark
+            ) from None
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen[key] = 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: str) -> Any:
+    """Parse one YAML file, turning every failure into a one-line ConfigError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied reading config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    if not text.strip():
+        raise ConfigError(f"{path}: config file is empty (expected a top-level 'sync:' mapping)")
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = exc.problem or exc.context or "syntax error"
+        raise ConfigError(f"{path}: YAML syntax error at {where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML error: {' '.join(str(exc).split())}") from None
+
+
+def load_config(paths: Sequence[str | os.PathLike[str]]) -> SyncConfig:
+    """Read, merge and validate the ``sync:`` sections of ``paths`` (later wins)."""
+    if not paths:
+        raise ConfigError("no config file given (pass one or more YAML files with a 'sync:' section)")
+    merged: dict[str, Protocol] = {}
+    files = tuple(str(p) for p in paths)
+    for path in files:
+        document = read_yaml(path)
+        if not isinstance(document, dict):
+            raise ConfigError(f"{path}: top level must be a mapping with a 'sync:' key, got {_kind(document)}")
+        if "sync" not in document:
+            raise ConfigError(f"{path}: no 'sync:' section")
+        section = document["sync"]
+        if section is None or section == {}:
+            raise ConfigError(f"{path}: 'sync:' section has no protocols")
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: key 'sync' must be a mapping of named protocols, got {_kind(section)}")
+        for name, body in section.items():
+            merged[str(name)] = validate_protocol(path, name, body)
+    return SyncConfig(protocols=MappingProxyType(merged), files=files)
+
+
+def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
+    """Validate one protocol mapping against the shared schema and freeze it."""
+    import jsonschema  # imported here: only runs that load a config pay for it
+
+    schema = load_schema()
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}: protocol name {name!r} must be a string")
+    name_check = jsonschema.Draft202012Validator({"pattern": schema["propertyNames"]["pattern"]})
+    if not name_check.is_valid(name):
+        raise ConfigError(
+            f"{path}: protocol {_show(name)}: invalid name (use letters, digits, '_', '-', '.', at most 64 characters)"
+        )
+    where = f"{path}: protocol '{name}'"
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}: must be a mapping with a 'type' key, got {_kind(body)}")
+    ptype = body.get("type")
+    if "type" not in body:
+        raise ConfigError(f"{where}: missing required key 'type' (one of {', '.join(PROTOCOL_TYPES)})")
+    if ptype not in PROTOCOL_TYPES:
+        raise ConfigError(f"{where} key 'type': {_show(ptype)} is not one of {', '.join(PROTOCOL_TYPES)}")
+    sub = {"$defs": schema["$defs"], **schema["$defs"][ptype]}
+    validator = jsonschema.Draft202012Validator(sub)
+    errors = sorted(validator.iter_errors(body), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ConfigError(f"{where}{_describe_schema_error(errors[0], ptype)}")
+
+    filters = body.get("filters")
+    filter_items: tuple[tuple[str, str], ...] | None
+    if filters is None:
+        filter_items = None
+    elif isinstance(filters, str):
+        filter_items = ((filters, f"{where} key 'filters'"),)
+    else:
+        filter_items = tuple((text, f"{where} key 'filters[{i}]'") for i, text in enumerate(filters))
+    settings = {k: v for k, v in body.items() if k not in ("type", "source", "target", "filters")}
+    protocol = Protocol(
+        name=name,
+        type=ptype,
+        file=path,
+        source=body.get("source"),
+        target=body.get("target"),
+        filters=filter_items,
+        settings=MappingProxyType(settings),
+    )
+    _semantic_checks(protocol)
+    return protocol
+
+
+def _semantic_checks(protocol: Protocol) -> None:
+    """Checks the schema cannot express. Imported lazily to keep config free of cycles."""
+    from . import filters as filter_rules
+    from .endpoints import check_protocol_ends
+
+    if protocol.filters is not None:
+        if protocol.type == "git":  # schema forbids it already; kept for clarity
+            raise ConfigError(f"{protocol.where('filters')}: git protocols take no filters (git uses .gitignore)")
+        for text, origin in protocol.filters:
+            filter_rules.parse_rule(text, origin)
+    if protocol.type != "git":
+        check_protocol_ends(protocol.type, protocol.source or "", protocol.target or "", protocol.where)
+
+
+def _describe_schema_error(error: Any, ptype: str) -> str:
+    """Turn a jsonschema error into ' key 'x': what is wrong' (the key is the point)."""
+    path = list(error.absolute_path)
+    validator = error.validator
+    if validator == "additionalProperties" and not path:
+        allowed = sorted(load_schema()["$defs"][ptype]["properties"])
+        extra = sorted(set(error.instance) - set(allowed))
+        return f" key '{extra[0]}': unknown key for a {ptype} protocol (allowed: {', '.join(allowed)})"
+    if validator == "required" and not path:
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return f" key '{missing[0]}': required for a {ptype} protocol"
+    key = _key_path(path) if path else "type"
+    value = error.instance
+    if validator == "oneOf" and path and path[0] == "filters":
+        return f" key '{key}': must be a string or a list of strings, got {_kind(value)}"
+    if validator == "type":
+        return f" key '{key}': must be {_article(error.validator_value)}, got {_kind(value)}"
+    if validator == "minLength":
+        return f" key '{key}': must not be empty"
+    if validator in ("enum", "const"):
+        allowed = error.validator_value if validator == "enum" else [error.validator_value]
+        return f" key '{key}': {_show(value)} is not one of {', '.join(map(str, allowed))}"
+    if validator == "pattern":
+        return f" key '{key}': {_show(value)} is not a valid value"
+    return f" key '{key}': {error.message}"
+
+
+def _key_path(path: list[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _article(type_name: Any) -> str:
+    if isinstance(type_name, list):
+        return " or ".join(_article(t) for t in type_name)
+    return {"string": "a string", "boolean": "true or false", "array": "a list", "object": "a mapping",
+            "integer": "an integer", "number": "a number"}.get(type_name, str(type_name))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"boolean {value}"
+    if isinstance(value, (int, float)):
+        return f"number {value}"
+    if isinstance(value, str):
+        return f"string {_show(value)}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

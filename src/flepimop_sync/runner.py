@@ -1,0 +1,190 @@
+"""The only place that starts processes.
+
+Every child runs from an argv list (never a shell) in its own process group, so a
+SIGINT/SIGTERM to flepimop-sync stops the whole child tree (rsync's ssh, aws'
+workers) and leaves nothing behind.  ``Runner.run`` captures output;
+``Runner.stream`` forwards it live (progress on a terminal) while keeping a copy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from .errors import Interrupted, StepFailed
+from .report import Reporter
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+class Runner:
+    """Starts children; turns SIGINT/SIGTERM into a clean stop of every child."""
+
+    def __init__(self, reporter: Reporter, env: Mapping[str, str] | None = None):
+        self.reporter = reporter
+        self.base_env = dict(os.environ if env is None else env)
+        self._children: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self._signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    # -- signal handling -------------------------------------------------
+    def __enter__(self) -> "Runner":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+        self.stop_children()
+
+    def _on_signal(self, signum: int, frame) -> None:  # noqa: ARG002
+        self._signal = signum
+        self.stop_children(signum)
+        raise Interrupted(signum)
+
+    def stop_children(self, signum: int = signal.SIGTERM) -> None:
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            _kill_group(child, signal.SIGTERM if signum == signal.SIGINT else signum)
+        deadline = time.monotonic() + 5
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill_group(child, signal.SIGKILL)
+                child.wait()
+
+    # -- running ---------------------------------------------------------
+    def which(self, tool: str) -> str | None:
+        return shutil.which(tool, path=self.base_env.get("PATH"))
+
+    def _popen(self, argv: Sequence[str], cwd: str | None, env: Mapping[str, str] | None) -> subprocess.Popen:
+        full_env = dict(self.base_env)
+        if env:
+            full_env.update(env)
+        self.reporter.command(argv, cwd=cwd)
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # own process group: we stop the whole tree
+            )
+        except FileNotFoundError:
+            raise StepFailed(f"{argv[0]}: command not found", step=argv[0], returncode=127) from None
+        except PermissionError:
+            raise StepFailed(f"{argv[0]}: permission denied", step=argv[0], returncode=126) from None
+        with self._lock:
+            self._children.add(proc)
+        return proc
+
+    def _forget(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._children.discard(proc)
+
+    def run(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
+            input_text: str | None = None) -> Completed:
+        """Run to completion, capturing stdout and stderr."""
+        start = time.monotonic()
+        full_env = dict(self.base_env)
+        if env:
+            full_env.update(env)
+        self.reporter.command(argv, cwd=cwd)
+        try:
+            proc = subprocess.Popen(
+                list(argv), cwd=cwd, env=full_env,
+                stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise StepFailed(f"{argv[0]}: command not found", step=argv[0], returncode=127) from None
+        with self._lock:
+            self._children.add(proc)
+        try:
+            out, err = proc.communicate(input=input_text.encode() if input_text is not None else None)
+        finally:
+            self._forget(proc)
+        done = Completed(tuple(argv), proc.returncode, out.decode("utf-8", "replace"),
+                         err.decode("utf-8", "replace"), time.monotonic() - start)
+        self.reporter.debug(f"exit {done.returncode} after {done.seconds:.2f}s: {argv[0]}")
+        return done
+
+    def stream(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
+               on_stdout: Callable[[str], None] | None = None, live: bool = False) -> Completed:
+        """Run while reading output as it comes.
+
+        ``on_stdout`` gets each complete line (progress redraws with '\\r' are split
+        too); with ``live`` the raw bytes are also copied to the reporter's stream,
+        which is how rsync/aws progress reaches a terminal.
+        """
+        start = time.monotonic()
+        proc = self._popen(argv, cwd, env)
+        out_chunks: list[str] = []
+        err_chunks: list[bytes] = []
+
+        def pump_err() -> None:
+            assert proc.stderr is not None
+            for chunk in iter(lambda: proc.stderr.read1(65536), b""):  # type: ignore[union-attr]
+                err_chunks.append(chunk)
+                if live:
+                    self.reporter.stream.write(chunk.decode("utf-8", "replace"))
+                    self.reporter.stream.flush()
+
+        err_thread = threading.Thread(target=pump_err, daemon=True)
+        err_thread.start()
+        pending = ""
+        try:
+            assert proc.stdout is not None
+            for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+                text = chunk.decode("utf-8", "replace")
+                out_chunks.append(text)
+                if live:
+                    self.reporter.stream.write(text)
+                    self.reporter.stream.flush()
+                if on_stdout is not None:
+                    pending += text
+                    *lines, pending = pending.replace("\r", "\n").split("\n")
+                    for line in lines:
+                        if line:
+                            on_stdout(line)
+            proc.wait()
+            err_thread.join()
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc, signal.SIGTERM)
+                proc.wait()
+            self._forget(proc)
+        if on_stdout is not None and pending:
+            on_stdout(pending)
+        done = Completed(tuple(argv), proc.returncode, "".join(out_chunks),
+                         b"".join(err_chunks).decode("utf-8", "replace"), time.monotonic() - start)
+        self.reporter.debug(f"exit {done.returncode} after {done.seconds:.2f}s: {argv[0]}")
+        return done
+
+
+def _kill_group(proc: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(proc.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
