@@ -1,0 +1,219 @@
+"""Command line: parsing and printing only.
+
+Exit codes live here and nowhere else:
+
+    0    success (or a dry run)
+    1    a step failed at run time, or a safety check halted (nothing was changed)
+    2    usage or configuration error (nothing was run)
+    130  interrupted (SIGINT), 143 terminated (SIGTERM)
+
+This module must stay light: it never imports snakemake or boto3, and defers the
+config/plan machinery until a command actually runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Sequence
+
+import click
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+SYNC_EPILOG = """\b
+Examples:
+  flepimop sync config.yml                      # the first protocol in config.yml
+  flepimop sync -p resume -n -v config.yml      # dry run: show the selection and commands
+  flepimop sync -p s3push -t '+ 20240501_120000' config.yml   # append to the target
+  flepimop sync -p hpc --reverse config.yml     # bring files back the other way
+  flepimop sync -f '+ *.csv' -f '- *' config.yml               # override the filters
+  flepimop sync -a '- llik/' config.yml         # prepend a rule to the config's filters
+  flepimop sync --json -p resume base.yml site.yml             # merge configs; JSON result
+
+\b
+Filters (first match wins; see the README):
+  '- P' exclude, '+ P' or 'P' include, 's X' include paths containing X.
+  '*' stops at '/', '**' crosses it, a leading '/' anchors, a trailing '/' means a directory.
+  A list with no '-' rule (or with an 's' rule) ends with an implicit '- **'.
+
+\b
+Exit codes: 0 ok, 1 a step failed or a safety check halted, 2 usage/config error,
+130/143 interrupted.
+"""
+
+
+def _options(f):
+    decorators = [
+        click.argument("config_files", nargs=-1, required=True, type=click.Path(dir_okay=False)),
+        click.option("-p", "--protocol", metavar="NAME", help="Protocol to run (default: the first in the config)."),
+        click.option("-s", "--source", metavar="PATH", help="Replace the source, or append to it with '+ sub/dir'."),
+        click.option("-t", "--target", metavar="PATH", help="Replace the target, or append to it with '+ sub/dir'."),
+        click.option("-f", "--filter", "filters", multiple=True, metavar="RULE",
+                     help="Filter rule replacing the config's filters (repeatable)."),
+        click.option("-a", "--fprefix", multiple=True, metavar="RULE", help="Rule put before the filters (repeatable)."),
+        click.option("-e", "--fsuffix", multiple=True, metavar="RULE", help="Rule put after the filters (repeatable)."),
+        click.option("--no-filter", is_flag=True, help="Ignore the config's filters: sync everything."),
+        click.option("--reverse", is_flag=True, help="Swap the direction (files go back where they came from)."),
+        click.option("--mkpath", is_flag=True, help="Create the target's missing parent directories."),
+        click.option("--delete", is_flag=True,
+                     help="Delete target files missing from the source (only files the filters select)."),
+        click.option("-n", "--dry-run", is_flag=True, help="Show what would be selected and run; move nothing."),
+        click.option("-v", "--verbose", "verbosity", count=True,
+                     help="-v shows the exact commands, -vv per-file detail, -vvv debug."),
+        click.option("--json", "json_output", is_flag=True, help="Print the plan and result as JSON on stdout."),
+        click.option("--plan", "print_plan", is_flag=True,
+                     help="Print the resolved plan (ends, filters, argv) as JSON and run nothing."),
+        click.option("--snakemake-rules", is_flag=True,
+                     help="Print Snakemake rules for every protocol in the config and run nothing."),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+@click.command(name="sync", epilog=SYNC_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@_options
+def sync_command(config_files: tuple[str, ...], protocol: str | None, source: str | None, target: str | None,
+                 filters: tuple[str, ...], fprefix: tuple[str, ...], fsuffix: tuple[str, ...], no_filter: bool,
+                 reverse: bool, mkpath: bool, delete: bool, dry_run: bool, verbosity: int, json_output: bool,
+                 print_plan: bool, snakemake_rules: bool) -> None:
+    """Synchronize files with a protocol from the `sync:` section of CONFIG_FILES.
+
+    Several config files merge in order (a later protocol of the same name wins).
+    Protocol types: rsync (local or host:path over ssh), s3sync (aws s3 sync; one
+    end is s3://...) and git (safety checks, then pull from or push to the
+    authoritative remote).
+    """
+    from .errors import UsageError
+    from .options import SyncOptions
+    from .report import Reporter
+
+    if no_filter and (filters or fprefix or fsuffix):
+        raise UsageError("--no-filter cannot be combined with -f/--filter, -a/--fprefix or -e/--fsuffix")
+    options = SyncOptions(
+        protocol=protocol, source=source, target=target, filters=filters, fprefix=fprefix, fsuffix=fsuffix,
+        no_filter=no_filter, reverse=reverse, mkpath=mkpath, delete=delete, dry_run=dry_run, verbosity=verbosity,
+    )
+    reporter = Reporter(verbosity=verbosity, json_mode=json_output or print_plan)
+    if snakemake_rules:
+        from .smk import render_rules
+
+        click.echo(render_rules(config_files), nl=False)
+        return
+    if print_plan:
+        from .api import plan_as_json
+
+        click.echo(json.dumps(plan_as_json(config_files, options), indent=2))
+        return
+    from .execute import sync
+
+    result = sync(config_files, options, reporter)
+    if json_output:
+        click.echo(json.dumps(result, indent=2, default=str))
+
+
+def run_command(command: click.Command, args: Sequence[str] | None = None, prog_name: str | None = None) -> int:
+    """Invoke a click command and map every outcome to an exit code (the one place)."""
+    from .errors import SyncError  # light module
+
+    try:
+        command.main(args=args, prog_name=prog_name, standalone_mode=False)
+        return EXIT_OK
+    except SyncError as error:
+        click.echo(f"error: {error}", err=True)
+        return error.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        return 130
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.ClickException as error:
+        error.show()
+        return EXIT_USAGE if isinstance(error, click.UsageError) else error.exit_code
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED
+    except Exception as error:  # a bug, not a user error: still one line unless -vvv
+        if any(a in ("-vvv", "-vvvv") for a in (args if args is not None else sys.argv[1:])):
+            raise
+        click.echo(f"error: internal error: {type(error).__name__}: {error} (rerun with -vvv for a traceback, "
+                   "and please report it)", err=True)
+        return EXIT_FAILED
+
+
+class FlepimopGroup(click.Group):
+    """`flepimop`: our subcommands, and everything else handed to flepiMoP's own CLI."""
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        return _delegate_command(name)
+
+    def resolve_command(self, ctx, args):  # keep unknown subcommands' args intact
+        return super().resolve_command(ctx, args)
+
+
+def _delegate_command(name: str) -> click.Command:
+    """A command that forwards `flepimop NAME ...` to flepiMoP's CLI, or explains it is missing."""
+
+    @click.command(name=name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                                "help_option_names": []})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def forward(args: tuple[str, ...]) -> None:
+        from .errors import UsageError
+
+        target = _flepimop_upstream()
+        if target is None:
+            raise UsageError(
+                f"'flepimop {name}' is not a flepimop-sync command and flepiMoP's own CLI is not installed "
+                "(install flepiMoP's gempyor package to get it; flepimop-sync provides: sync)"
+            )
+        code = target.main(args=[name, *args], prog_name="flepimop", standalone_mode=False)
+        if isinstance(code, int) and code:
+            raise click.exceptions.Exit(code)
+
+    return forward
+
+
+def _flepimop_upstream() -> click.Command | None:
+    """flepiMoP's click group, found through its 'flepimop' console-script entry point."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="console_scripts", name="flepimop"):
+        if ep.value.startswith("flepimop_sync."):
+            continue
+        try:
+            obj = ep.load()
+        except Exception:  # a broken install is the same as none for us
+            continue
+        if isinstance(obj, click.Command):
+            return obj
+    return None
+
+
+@click.group(cls=FlepimopGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flepimop-sync", prog_name="flepimop-sync")
+def flepimop() -> None:
+    """flepiMoP commands. `sync` is provided by flepimop-sync; other commands
+    (such as batch-calibrate) are handed to flepiMoP's own CLI when it is installed."""
+
+
+flepimop.add_command(sync_command)
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of `flepimop` (and `python -m flepimop_sync`)."""
+    sys.exit(run_command(flepimop, args, prog_name="flepimop"))
+
+
+def sync_main(args: Sequence[str] | None = None) -> None:
+    """Entry point of `flepimop-sync` (the sync command on its own)."""
+    sys.exit(run_command(sync_command, args, prog_name="flepimop-sync"))
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)

@@ -1,0 +1,276 @@
+"""Protocol + options -> a plan: the resolved ends, the filter list and the argv of
+every step.  Pure: no I/O, no processes.  Facts that need I/O (is the source a
+file? what does the source hold?) are passed in by ``execute``.
+
+The CLI and the Snakemake layer both consume this module; flags are built here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+from . import filters as filter_rules
+from .config import Protocol
+from .endpoints import End, apply_option, check_protocol_ends, parse_end, reverse_ends
+from .errors import UsageError
+from .options import SyncOptions
+
+RSYNC_BASE = ("rsync", "-a", "--prune-empty-dirs")
+
+MECH_RSYNC = "rsync filter rules"
+MECH_NONE = "no filters"
+MECH_AWS_NATIVE = "aws native include/exclude (exact translation)"
+MECH_AWS_VERIFIED = "aws native include/exclude (verified against the source listing)"
+MECH_AWS_EXPLICIT = "aws explicit selection (computed from the source listing)"
+MECH_AWS_FILE = "aws s3 cp (single file)"
+MECH_RSYNC_FILE = "rsync (single file)"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One process to run: argv plus the environment additions it needs."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    purpose: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "argv": list(self.argv), "purpose": self.purpose}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A protocol with the options applied: the ends, where files land, the rules."""
+
+    protocol: Protocol
+    source: End
+    target: End
+    destination: End  # where the source's contents land (target, or target/<name>)
+    rules: "filter_rules.FilterList"
+    mkpath: bool
+    delete: bool
+    dry_run: bool
+    reverse: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    resolved: Resolved
+    mechanism: str
+    steps: tuple[Step, ...]
+    needs_listing: bool = False  # execute must list the source and call ``finalize``
+    source_is_file: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.resolved.protocol
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.resolved
+        return {
+            "protocol": r.protocol.name,
+            "type": r.protocol.type,
+            "config_files": [r.protocol.file],
+            "source": r.source.text,
+            "target": r.target.text,
+            "destination": r.destination.text,
+            "filters": r.rules.as_texts(),
+            "mechanism": self.mechanism,
+            "dry_run": r.dry_run,
+            "delete": r.delete,
+            "steps": [s.to_json() for s in self.steps],
+            "warnings": list(self.warnings),
+        }
+
+
+# ---------------------------------------------------------------------------
+def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False) -> Resolved:
+    """Apply --source/--target (replace or append), filters, --reverse."""
+    if protocol.type == "git":
+        raise UsageError(f"protocol '{protocol.name}' is a git protocol; it has no ends to resolve")
+    source = apply_option(protocol.source, options.source, what="source")
+    target = apply_option(protocol.target, options.target, what="target")
+    assert source is not None and target is not None  # the schema requires both
+    if options.reverse:
+        source, target = reverse_ends(source, target)
+    where = protocol.where
+    if options.source or options.target or options.reverse:
+        def where(key: str | None = None, _p=protocol) -> str:  # noqa: E306
+            return f"{_p.where(key)} (after --source/--target/--reverse)"
+    src, tgt = check_protocol_ends(protocol.type, source, target, where, error=UsageError)
+    rules = filter_rules.build_rules(
+        protocol.filters,
+        override=options.filters,
+        prefix=options.fprefix,
+        suffix=options.fsuffix,
+        no_filter=options.no_filter,
+    )
+    # A single file always lands inside the target, like a directory's contents do.
+    if source_is_file or not (src.trailing_slash or not src.basename):
+        destination = tgt.child(src.basename)
+    else:
+        destination = tgt
+    return Resolved(
+        protocol=protocol,
+        source=src,
+        target=tgt,
+        destination=destination,
+        rules=rules,
+        mkpath=options.mkpath or bool(protocol.get("mkpath", False)),
+        delete=options.delete or bool(protocol.get("delete", False)),
+        dry_run=options.dry_run,
+        reverse=options.reverse,
+    )
+
+
+def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False,
+          interactive: bool = False) -> Plan:
+    """The plan for one rsync or s3sync protocol."""
+    resolved = resolve(protocol, options, source_is_file=source_is_file)
+    if protocol.type == "rsync":
+        return _rsync_plan(resolved, source_is_file=source_is_file, interactive=interactive,
+                           verbosity=options.verbosity)
+    return _s3_plan(resolved, source_is_file=source_is_file, interactive=interactive)
+
+
+# -- rsync -------------------------------------------------------------------
+def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive: bool = False,
+               verbosity: int = 0, dry_run: bool = False) -> tuple[str, ...]:
+    """The one place rsync flags are built (the CLI and Snakemake both come here)."""
+    argv = list(RSYNC_BASE)
+    if resolved.mkpath:
+        argv.append("--mkpath")
+    if resolved.delete:
+        argv.append("--delete")  # rsync never deletes what our rules exclude (they protect)
+    rsh = resolved.protocol.get("rsh")
+    if rsh:
+        argv.append(f"--rsh={rsh}")
+    argv.append("--stats")
+    if interactive:
+        argv.append("--info=progress2")
+    if verbosity >= 2:
+        argv.append("--itemize-changes")
+    if dry_run:
+        argv.append("--dry-run")
+    argv.extend(resolved.rules.rsync_args())
+    source = _rsync_operand(resolved.source, directory=not source_is_file)
+    dest = _rsync_operand(resolved.destination, directory=not source_is_file)
+    argv.append("--")
+    argv.extend([source, dest])
+    return tuple(argv)
+
+
+def _rsync_operand(end: End, *, directory: bool) -> str:
+    text = end.as_dir().text if directory else end.text
+    if end.kind == "local" and text.startswith("-"):
+        text = "./" + text  # belt and braces: '--' already ends the options
+    return text
+
+
+def _rsync_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool, verbosity: int) -> Plan:
+    argv = rsync_argv(resolved, source_is_file=source_is_file, interactive=interactive, verbosity=verbosity)
+    step = Step(name="rsync", argv=argv, purpose=f"{resolved.source.text} -> {resolved.destination.text}")
+    mechanism = MECH_RSYNC_FILE if source_is_file else (MECH_RSYNC if resolved.rules else MECH_NONE)
+    return Plan(resolved=resolved, mechanism=mechanism, steps=(step,), source_is_file=source_is_file,
+                warnings=tuple(resolved.rules.warnings))
+
+
+# -- s3sync ------------------------------------------------------------------
+def aws_global_args(protocol: Protocol) -> list[str]:
+    args = []
+    if protocol.get("endpoint_url"):
+        args += ["--endpoint-url", protocol.get("endpoint_url")]
+    if protocol.get("profile"):
+        args += ["--profile", protocol.get("profile")]
+    if protocol.get("region"):
+        args += ["--region", protocol.get("region")]
+    return args
+
+
+def _aws_operand(end: End, *, directory: bool) -> str:
+    text = end.as_dir().text if directory else end.text
+    if end.kind == "local" and text.startswith("-"):
+        text = "./" + text
+    return text
+
+
+def aws_sync_argv(resolved: Resolved, filter_args: Sequence[str], *, interactive: bool = False,
+                  dry_run: bool = False) -> tuple[str, ...]:
+    """The one place ``aws s3 sync`` flags are built."""
+    argv = ["aws", "s3", "sync", _aws_operand(resolved.source, directory=True),
+            _aws_operand(resolved.destination, directory=True)]
+    argv += aws_global_args(resolved.protocol)
+    argv += list(filter_args)
+    if resolved.delete:
+        argv.append("--delete")
+    if not interactive:
+        argv.append("--no-progress")
+    if dry_run:
+        argv.append("--dryrun")
+    return tuple(argv)
+
+
+def _s3_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool) -> Plan:
+    from . import s3filters
+
+    if source_is_file:
+        argv = ["aws", "s3", "cp", _aws_operand(resolved.source, directory=False),
+                _aws_operand(resolved.destination, directory=False), *aws_global_args(resolved.protocol)]
+        if not interactive:
+            argv.append("--no-progress")
+        step = Step(name="aws s3 cp", argv=tuple(argv), purpose=f"{resolved.source.text} -> {resolved.destination.text}")
+        return Plan(resolved=resolved, mechanism=MECH_AWS_FILE, steps=(step,), source_is_file=True)
+    if not resolved.rules:
+        argv = aws_sync_argv(resolved, (), interactive=interactive)
+        return Plan(resolved=resolved, mechanism=MECH_NONE, steps=(_aws_step(resolved, argv),))
+    translation = s3filters.translate_for_aws(resolved.rules)
+    if translation.exact:
+        argv = aws_sync_argv(resolved, translation.args, interactive=interactive)
+        return Plan(resolved=resolved, mechanism=MECH_AWS_NATIVE, steps=(_aws_step(resolved, argv),),
+                    warnings=tuple(resolved.rules.warnings))
+    # No exact fnmatch form for some rule: the steps depend on what the source holds.
+    return Plan(resolved=resolved, mechanism=MECH_AWS_EXPLICIT, steps=(), needs_listing=True,
+                warnings=tuple(resolved.rules.warnings) + tuple(
+                    f"rule {text!r} has no exact aws form; the selection is computed from the source listing"
+                    for text in translation.inexact_rules))
+
+
+def _aws_step(resolved: Resolved, argv: Sequence[str]) -> Step:
+    return Step(name="aws s3 sync", argv=tuple(argv), purpose=f"{resolved.source.text} -> {resolved.destination.text}")
+
+
+def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str] = (),
+             interactive: bool = False) -> Plan:
+    """Complete an s3 plan that needed the source listing (pure: the listing is given).
+
+    First try the candidate native translation: if aws would select exactly the
+    evaluator's files on this listing, it is used ("verified"). Otherwise the exact
+    selection is handed to aws as an explicit include list, compressed to whole
+    directories where every file is selected.
+    """
+    from . import s3filters
+
+    if not plan.needs_listing:
+        return plan
+    resolved = plan.resolved
+    rules = resolved.rules
+    # Deletion may remove target files missing at the source: they must be judged too.
+    universe = sorted(set(listing) | set(target_listing)) if resolved.delete else list(listing)
+    selected = [p for p in universe if rules.selects(p)]
+    translation = s3filters.translate_for_aws(rules)
+    emulated = [p for p in universe if s3filters.aws_selects(translation.args, p)]
+    if emulated == selected:
+        args, mechanism = translation.args, MECH_AWS_VERIFIED
+    else:
+        args, mechanism = s3filters.explicit_aws_args(selected, universe), MECH_AWS_EXPLICIT
+    argv = aws_sync_argv(resolved, args, interactive=interactive)
+    return replace(plan, mechanism=mechanism, steps=(_aws_step(resolved, argv),), needs_listing=False)
+
+
+def endpoint_parse(text: str) -> End:  # re-exported for callers that only import plan
+    return parse_end(text)
