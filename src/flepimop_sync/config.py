@@ -243,6 +243,9 @@ def _describe_schema_error(error: Any, ptype: str) -> str:
     key = _key_path(path) if path else "type"
     value = error.instance
     if validator == "oneOf" and path and path[0] == "filters":
+        if isinstance(value, list):
+            index = next(i for i, item in enumerate(value) if not isinstance(item, str))
+            return f" key 'filters[{index}]': must be a string, got {_kind(value[index])}"
         return f" key '{key}': must be a string or a list of strings, got {_kind(value)}"
     if validator == "type":
         return f" key '{key}': must be {_article(error.validator_value)}, got {_kind(value)}"

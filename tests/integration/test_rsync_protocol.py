@@ -1,0 +1,246 @@
+"""The rsync protocol end to end through the CLI, locally and over the suite's sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = Path(__file__).resolve().parents[2] / "src/flepimop_sync/data/sample_model_output"
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def make_source(root: Path) -> Path:
+    files = {
+        "model_output/USA/r1/hnpi/global/final/000000001.r1.hnpi.parquet": b"hnpi",
+        "model_output/USA/r1/snpi/global/final/000000001.r1.snpi.parquet": b"snpi",
+        "model_output/USA/r1/seed/global/final/000000001.r1.seed.csv": b"seed",
+        "model_output/USA/r1/llik/global/final/000000001.r1.llik.parquet": b"llik" * 100,
+        "model_output/USA/r1/hosp/global/final/000000001.r1.hosp.parquet": b"hosp",
+        "model_output/USA/r1/manifest.json": b"{}",
+        "config.yml": b"name: x\n",
+    }
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def write_config(path: Path, protocols: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"sync": protocols}, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def work(tmp_path):
+    src = make_source(tmp_path / "src")
+    return tmp_path, src
+
+
+RESUME = ["*hnpi*", "*snpi*", "*seed*", "- *"]
+
+
+def test_local_push_with_filter_prints_summary(work, run_cli):
+    tmp, src = work
+    cfg = write_config(tmp / "c.yml", {"resume": {"type": "rsync", "source": f"{src}/model_output",
+                                                  "target": f"{tmp}/dst", "filters": RESUME}})
+    (tmp / "dst").mkdir()
+    done = run_cli(["sync", cfg])
+    assert done.returncode == 0, done.stderr
+    got = tree(tmp / "dst")
+    assert sorted(got) == [
+        "model_output/USA/r1/hnpi/global/final/000000001.r1.hnpi.parquet",
+        "model_output/USA/r1/seed/global/final/000000001.r1.seed.csv",
+        "model_output/USA/r1/snpi/global/final/000000001.r1.snpi.parquet",
+    ]
+    assert "done: 3 file(s)" in done.stdout
+    # no empty directories are created for unselected subtrees
+    assert not (tmp / "dst/model_output/USA/r1/llik").exists()
+
+
+def test_resync_transfers_nothing(work, run_cli):
+    tmp, src = work
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp}/dst/",
+                                             "mkpath": True}})
+    first = run_cli(["sync", "--json", cfg])
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["transferred"]["files"] == 7
+    second = run_cli(["sync", "--json", cfg])
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["transferred"] == {"files": 0, "bytes": 0}
+
+
+# source text (relative to tmp), target, expected landing prefix in target
+TRAILING = [
+    ("src/model_output", "dst", "dst/model_output/USA"),
+    ("src/model_output/", "dst", "dst/USA"),
+    ("src/model_output", "dst/", "dst/model_output/USA"),
+    ("src/model_output/", "dst/", "dst/USA"),
+]
+
+
+@pytest.mark.parametrize("source,target,landing", TRAILING)
+def test_trailing_slash_decides_where_files_land(work, run_cli, source, target, landing):
+    tmp, _ = work
+    (tmp / "dst").mkdir()
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": source, "target": target}})
+    done = run_cli(["sync", cfg], cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    assert (tmp / landing / "r1/manifest.json").is_file()
+
+
+def test_dry_run_moves_nothing_and_shows_selection(work, run_cli):
+    tmp, src = work
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp}/dst/",
+                                             "filters": ["- llik/"], "mkpath": True}})
+    done = run_cli(["sync", "-n", "-v", cfg])
+    assert done.returncode == 0, done.stderr
+    assert not (tmp / "dst").exists()
+    assert "would transfer up to 6 file(s)" in done.stdout
+    assert "model_output/USA/r1/manifest.json" in done.stdout
+    assert "llik" not in done.stdout.replace("- llik/", "")
+
+
+def test_verbose_shows_exact_command(work, run_cli):
+    tmp, src = work
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp}/dst/",
+                                             "filters": ["- llik/"], "mkpath": True}})
+    done = run_cli(["sync", "-v", cfg])
+    assert done.returncode == 0, done.stderr
+    assert "+ rsync -a --prune-empty-dirs --mkpath" in done.stderr
+    assert "'--filter=- llik/'" in done.stderr
+
+
+def test_missing_target_parent_needs_mkpath(work, run_cli):
+    tmp, src = work
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp}/a/b/c/"}})
+    done = run_cli(["sync", cfg])
+    assert done.returncode == 1
+    assert "rsync exit" in done.stderr and "--mkpath" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp / "a").exists()
+    done = run_cli(["sync", "--mkpath", cfg])
+    assert done.returncode == 0, done.stderr
+    assert (tmp / "a/b/c/config.yml").is_file()
+
+
+def test_override_and_append_options(work, run_cli):
+    tmp, src = work
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp}/dst/"}})
+    done = run_cli(["sync", "--mkpath", "-s", "+ model_output/USA/r1", "-t", "+ runs/r1/", cfg])
+    assert done.returncode == 0, done.stderr
+    assert (tmp / "dst/runs/r1/manifest.json").is_file()
+    assert not (tmp / "dst/runs/r1/model_output").exists()
+
+
+def test_filter_override_prefix_suffix(work, run_cli):
+    tmp, src = work
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp}/dst/",
+                                             "mkpath": True, "filters": ["+ *.csv", "- *"]}})
+    done = run_cli(["sync", "-a", "+ manifest.json", "-e", "+ config.yml", cfg])
+    assert done.returncode == 0, done.stderr
+    # '- *' comes before the suffix rule, so config.yml stays excluded: first match wins
+    assert sorted(tree(tmp / "dst")) == ["model_output/USA/r1/manifest.json",
+                                         "model_output/USA/r1/seed/global/final/000000001.r1.seed.csv"]
+    done = run_cli(["sync", "-f", "+ config.yml", cfg])
+    assert done.returncode == 0
+    assert "config.yml" in tree(tmp / "dst")
+    done = run_cli(["sync", "--no-filter", "--json", cfg])
+    assert done.returncode == 0
+    assert sorted(tree(tmp / "dst")) == sorted(tree(src))
+
+
+def test_push_and_pull_over_ssh(work, run_cli, sshd):
+    tmp, src = work
+    remote_dir = tmp / "remote"
+    cfg = write_config(tmp / "c.yml", {"hpc": {"type": "rsync", "source": f"{src}/model_output",
+                                               "target": f"{sshd.alias}:{remote_dir}/",
+                                               "filters": ["- llik/"]}})
+    done = run_cli(["sync", "--mkpath", cfg], env=sshd.env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(tree(remote_dir)) == sorted(
+        k for k in tree(src) if k.startswith("model_output/") and "/llik/" not in k)
+    # pull it back with --reverse into an empty local copy of the source
+    back = tmp / "back"
+    cfg2 = write_config(tmp / "c2.yml", {"hpc": {"type": "rsync", "source": f"{back}/model_output",
+                                                 "target": f"{sshd.alias}:{remote_dir}/"}})
+    done = run_cli(["sync", "--reverse", "--mkpath", cfg2], env=sshd.env)
+    assert done.returncode == 0, done.stderr
+    assert tree(back / "model_output") == tree(remote_dir / "model_output")
+    # re-sync over ssh moves nothing
+    done = run_cli(["sync", "--json", cfg], env=sshd.env)
+    assert json.loads(done.stdout)["transferred"]["files"] == 0
+
+
+def test_rsh_protocol_key_and_dry_run_over_ssh(work, run_cli, sshd, base_env):
+    tmp, src = work
+    remote_dir = tmp / "remote2"
+    remote_dir.mkdir()
+    (remote_dir / "a.csv").write_text("1")
+    (remote_dir / "sub dir").mkdir()
+    (remote_dir / "sub dir/b.csv").write_text("22")
+    (remote_dir / "sub dir/c.txt").write_text("333")
+    env = {k: v for k, v in base_env.items() if k != "RSYNC_RSH"}
+    cfg = write_config(tmp / "c.yml", {"pull": {"type": "rsync", "source": f"{sshd.alias}:{remote_dir}/",
+                                                "target": f"{tmp}/local/", "rsh": sshd.rsh,
+                                                "filters": ["+ *.csv", "- *"]}})
+    done = run_cli(["sync", "-n", "-v", cfg], env=env)
+    assert done.returncode == 0, done.stderr
+    assert "would transfer up to 2 file(s)" in done.stdout
+    assert not (tmp / "local").exists()
+    done = run_cli(["sync", "--mkpath", cfg], env=env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(tree(tmp / "local")) == ["a.csv", "sub dir/b.csv"]
+
+
+def test_unreachable_host_is_explained(work, run_cli, sshd):
+    tmp, src = work
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/",
+                                             "target": "nosuchalias:/tmp/x/"}})
+    # the test ssh config's catch-all Host * points at a dead loopback port: no DNS, no traffic out
+    done = run_cli(["sync", cfg], env=sshd.env)
+    assert done.returncode == 1
+    assert "rsync exit 255" in done.stderr and "ssh" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+HOSTILE_NAMES = ["with space", "quote'single", 'quote"double', "dollar$(touch CANARY)", "back`touch CANARY`tick",
+                 "semi;touch CANARY", "star*glob", "-dash-leading", "ünïcödé"]
+
+
+def test_hostile_paths_are_literal(tmp_path, run_cli):
+    for name in HOSTILE_NAMES:
+        src = tmp_path / name / "src"
+        (src / name).mkdir(parents=True)
+        (src / name / f"{name}.csv").write_text(name)
+        cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{tmp_path}/{name}/src/",
+                                                      "target": f"{tmp_path}/{name}/dst/", "mkpath": True,
+                                                      "filters": [f"+ {name}.csv"]}})
+        done = run_cli(["sync", cfg], cwd=tmp_path)
+        assert done.returncode == 0, (name, done.stderr)
+        assert (tmp_path / name / "dst" / name / f"{name}.csv").read_text() == name
+    assert not list(tmp_path.rglob("CANARY"))
+    assert not (Path.cwd() / "CANARY").exists()
+
+
+def test_embedded_default_runs(tmp_path, run_cli):
+    repo = Path(__file__).resolve().parents[2]
+    cfg = tmp_path / "example.yml"
+    cfg.write_text((repo / "config/sync_example.yml").read_text().replace(
+        "src/flepimop_sync/data", str(repo / "src/flepimop_sync/data")))
+    done = run_cli(["sync", cfg], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    got = tree(tmp_path / "example_output")
+    assert got and all(any(k in p for k in ("hnpi", "snpi", "seed")) for p in got)
+    assert "done:" in done.stdout
+    assert os.path.isdir(tmp_path / "example_output/model_output")

@@ -1,0 +1,202 @@
+"""The s3sync protocol end to end through the CLI, against the suite's real S3 server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def write_config(path: Path, protocols: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"sync": protocols}, sort_keys=False))
+    return path
+
+
+FILES = {
+    "model_output/USA/20240501_120000/hnpi/global/final/000000001.20240501_120000.hnpi.parquet": b"hnpi1",
+    "model_output/USA/20240501_120000/hnpi/global/intermediate/000000001.000000001.000000001.20240501_120000.hnpi.parquet": b"hnpi-int",
+    "model_output/USA/20240501_120000/snpi/global/final/000000001.20240501_120000.snpi.parquet": b"snpi1",
+    "model_output/USA/20240501_120000/seed/global/final/000000001.20240501_120000.seed.csv": b"seed1",
+    "model_output/USA/20240501_120000/llik/global/final/000000001.20240501_120000.llik.parquet": b"llik" * 50,
+    "model_output/USA/20240501_120000/hosp/global/final/000000001.20240501_120000.hosp.parquet": b"hosp1",
+    "model_output/USA/20240501_120000/seir/global/final/000000001.20240501_120000.seir.parquet": b"seir1",
+    "model_output/USA/20240501_120000/spar/global/final/000000001.20240501_120000.spar.parquet": b"spar1",
+    "model_output/USA/manifest.json": b"{}",
+}
+RESUME = ["*hnpi*", "*snpi*", "*seed*", "- *"]
+
+
+@pytest.fixture
+def local_tree(tmp_path):
+    root = tmp_path / "src"
+    for rel, data in FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def upload_all(s3, run_cli, tmp_path, local_tree, bucket, prefix="project/"):
+    cfg = write_config(tmp_path / "up.yml", {"up": {"type": "s3sync", "source": f"{local_tree}/",
+                                                    "target": f"s3://{bucket}/{prefix}"}})
+    done = run_cli(["sync", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+
+
+def test_upload_with_filters_and_summary(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    cfg = write_config(tmp_path / "c.yml", {"snap": {"type": "s3sync", "source": f"{local_tree}/model_output",
+                                                     "target": f"s3://{bucket}/project", "filters": ["- llik/"]}})
+    done = run_cli(["sync", "--json", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    expected = {f"project/{k}" for k in FILES if "/llik/" not in k}
+    assert set(s3.list(bucket)) == expected
+    result = json.loads(done.stdout)
+    assert result["transferred"]["files"] == len(expected)
+    assert result["mechanism"].startswith("aws native")
+    # re-sync moves nothing
+    again = run_cli(["sync", "--json", cfg], env=s3.env)
+    assert json.loads(again.stdout)["transferred"]["files"] == 0
+
+
+def test_resume_example_fetches_exactly_hnpi_snpi_seed(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    upload_all(s3, run_cli, tmp_path, local_tree, bucket)
+    cfg = write_config(tmp_path / "c.yml", {"resume": {"type": "s3sync", "source": f"s3://{bucket}/project/",
+                                                       "target": "model_output", "filters": RESUME}})
+    out = tmp_path / "work"
+    out.mkdir()
+    done = run_cli(["sync", "-v", cfg], env=s3.env, cwd=out)
+    assert done.returncode == 0, done.stderr
+    got = sorted(tree(out / "model_output"))
+    assert got == sorted(k for k in FILES if any(t in k.rsplit("/", 1)[1] for t in ("hnpi", "snpi", "seed")))
+    assert "aws" in done.stderr  # -v shows the command and the mechanism
+    assert "[aws" in done.stdout
+
+
+# source (relative form), expected keys prefix / local landing
+def test_trailing_slash_table(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    cases = [
+        (f"{local_tree}/model_output", f"s3://{bucket}/a", "a/model_output/USA/manifest.json"),
+        (f"{local_tree}/model_output/", f"s3://{bucket}/b", "b/USA/manifest.json"),
+        (f"{local_tree}/model_output/", f"s3://{bucket}/c/", "c/USA/manifest.json"),
+    ]
+    for i, (source, target, key) in enumerate(cases):
+        cfg = write_config(tmp_path / f"t{i}.yml", {"p": {"type": "s3sync", "source": source, "target": target}})
+        done = run_cli(["sync", cfg], env=s3.env)
+        assert done.returncode == 0, done.stderr
+        assert key in s3.list(bucket), (source, target, sorted(s3.list(bucket))[:5])
+    # downloads: s3://b/a/model_output (no slash) lands at target/model_output; with slash, in target
+    for i, (source, landing) in enumerate([(f"s3://{bucket}/a/model_output", "d1/model_output/USA/manifest.json"),
+                                           (f"s3://{bucket}/a/model_output/", "d2/USA/manifest.json")]):
+        target = tmp_path / landing.split("/")[0]
+        cfg = write_config(tmp_path / f"d{i}.yml", {"p": {"type": "s3sync", "source": source, "target": str(target)}})
+        done = run_cli(["sync", "--mkpath", cfg], env=s3.env)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / landing).is_file(), sorted(tree(target))
+
+
+def test_reverse_and_s3_to_s3(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/model_output",
+                                                  "target": f"s3://{bucket}/proj", "filters": ["+ *.csv", "- *"]}})
+    assert run_cli(["sync", cfg], env=s3.env).returncode == 0
+    assert list(s3.list(bucket)) == ["proj/model_output/USA/20240501_120000/seed/global/final/"
+                                     "000000001.20240501_120000.seed.csv"]
+    # reverse into a fresh local copy
+    back = tmp_path / "back"
+    cfg2 = write_config(tmp_path / "c2.yml", {"p": {"type": "s3sync", "source": f"{back}/model_output",
+                                                    "target": f"s3://{bucket}/proj"}})
+    done = run_cli(["sync", "--reverse", "--mkpath", cfg2], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(tree(back)) == ["model_output/USA/20240501_120000/seed/global/final/000000001.20240501_120000.seed.csv"]
+    # S3 to S3
+    cfg3 = write_config(tmp_path / "c3.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/proj/",
+                                                    "target": f"s3://{bucket}/copy/"}})
+    done = run_cli(["sync", cfg3], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert any(k.startswith("copy/model_output/") for k in s3.list(bucket))
+
+
+def test_single_file_source(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/model_output",
+                                                  "target": f"s3://{bucket}/runs/"}})
+    done = run_cli(["sync", "--source", f"{local_tree}/model_output/USA/manifest.json", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert list(s3.list(bucket)) == ["runs/manifest.json"]
+
+
+def test_dry_run_moves_nothing(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
+                                                  "target": f"s3://{bucket}/x/", "filters": ["s hnpi"]}})
+    done = run_cli(["sync", "-n", "-v", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert "would transfer up to 2 file(s)" in done.stdout
+    assert s3.list(bucket) == {}
+
+
+def test_inexact_rule_uses_exact_mechanism(s3, run_cli, tmp_path, local_tree):
+    """'+ *hnpi*' has no exact fnmatch form: a directory named *hnpi* would drag in files."""
+    bucket = s3.make_bucket()
+    extra = local_tree / "model_output/USA/20240501_120000/hnpi/global/final/notes.txt"
+    extra.write_text("not an hnpi file name")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
+                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *hnpi*"]}})
+    done = run_cli(["sync", "--json", "-v", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert set(s3.list(bucket)) == {f"x/{k}" for k in FILES if "hnpi" in k.rsplit("/", 1)[1]}
+    assert "listing" in json.loads(done.stdout)["mechanism"]
+
+
+ERRORS = [
+    ("missing bucket", "s3://no-such-bucket-flepimop/x/", None, "bucket does not exist"),
+    ("refused credentials", "s3://{bucket}/x/", {"AWS_SECRET_ACCESS_KEY": "wrong-secret-key"}, "aws exit"),
+    ("endpoint unreachable", "s3://{bucket}/x/", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+                                                  "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}, "unreachable"),
+]
+
+
+@pytest.mark.parametrize("name,target,env_extra,fragment", ERRORS, ids=[e[0] for e in ERRORS])
+def test_s3_errors_exit_1_with_clear_message(s3, run_cli, tmp_path, local_tree, name, target, env_extra, fragment):
+    bucket = s3.make_bucket()
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
+                                                  "target": target.format(bucket=bucket)}})
+    env = dict(s3.env, **(env_extra or {}))
+    done = run_cli(["sync", cfg], env=env, timeout=180)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert fragment in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_aws_cli_missing_is_explained(s3, run_cli, tmp_path, local_tree):
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
+                                                  "target": "s3://b/x/"}})
+    env = dict(s3.env, PATH="/nonexistent")
+    done = run_cli(["sync", cfg], env=env)
+    assert done.returncode == 1
+    assert "aws: command not found" in done.stderr and "pip install awscli" in done.stderr
+
+
+def test_secrets_never_printed(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
+                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *hnpi*"]}})
+    env = dict(s3.env, AWS_SESSION_TOKEN="TOKEN-SECRET-1234567890")
+    for args in (["-vvv"], ["-vvv", "--json"], ["-n", "-vvv", "--json"], ["--plan"]):
+        done = run_cli(["sync", *args, cfg], env=env)
+        text = done.stdout + done.stderr
+        assert env["AWS_SECRET_ACCESS_KEY"] not in text
+        assert "TOKEN-SECRET-1234567890" not in text
