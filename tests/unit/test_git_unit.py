@@ -1,0 +1,140 @@
+"""git protocol, argv level: what is refused before any process starts, and the small parsers.
+
+A fake runner answers scripted git commands; the real behaviour is in
+tests/integration/test_git_protocol.py.
+"""
+
+from __future__ import annotations
+
+import io
+from types import MappingProxyType
+
+import pytest
+
+from flepimop_sync import gitsync
+from flepimop_sync.config import Protocol
+from flepimop_sync.errors import ConfigError, StepFailed, UsageError
+from flepimop_sync.options import SyncOptions
+from flepimop_sync.report import Reporter
+from flepimop_sync.runner import Completed
+
+
+class FakeRunner:
+    """Answers git commands by their subcommand; records every argv."""
+
+    def __init__(self, answers=None):
+        self.argvs = []
+        self.answers = answers or {}
+
+    def run(self, argv, *, cwd=None, env=None, input_text=None):
+        self.argvs.append(list(argv))
+        assert argv[:4] == ["git", "--no-pager", "-c", "core.quotepath=off"]
+        assert env["LC_ALL"] == "C" and env["GIT_TERMINAL_PROMPT"] == "0"
+        key = " ".join(argv[4:6])
+        for prefix, answer in self.answers.items():
+            if key.startswith(prefix):
+                rc, out, err = answer
+                return Completed(tuple(argv), rc, out, err, 0.0)
+        return Completed(tuple(argv), 0, "", "", 0.0)
+
+
+def protocol(**settings):
+    return Protocol(name="code", type="git", file="sync.yml", settings=MappingProxyType(settings))
+
+
+def run(proto, runner=None, cwd="/", **opts):
+    runner = runner or FakeRunner()
+    reporter = Reporter(stream=io.StringIO(), out=io.StringIO())
+    return gitsync.run_git_protocol(proto, SyncOptions(**opts), runner, reporter, cwd=cwd), runner
+
+
+@pytest.mark.parametrize("opts,flag", [
+    ({"filters": ("+ *",)}, "-f/--filter"), ({"fprefix": ("+ a",)}, "-a/--fprefix"),
+    ({"fsuffix": ("- b",)}, "-e/--fsuffix"), ({"source": "x"}, "-s/--source"), ({"target": "y"}, "-t/--target"),
+    ({"no_filter": True}, "--no-filter"), ({"mkpath": True}, "--mkpath"), ({"delete": True}, "--delete"),
+])
+def test_transfer_options_are_a_usage_error_before_any_process(opts, flag):
+    runner = FakeRunner()
+    with pytest.raises(UsageError) as info:
+        run(protocol(), runner, **opts)
+    assert flag in str(info.value) and ".gitignore" in str(info.value) and info.value.exit_code == 2
+    assert runner.argvs == []
+
+
+@pytest.mark.parametrize("settings,key", [
+    ({"remote": "-oProxyCommand=x"}, "remote"), ({"remote": "--upload-pack=x"}, "remote"),
+    ({"remote": "a b"}, "remote"), ({"branch": "-f"}, "branch"), ({"branch": "refs/heads/x"}, "branch"),
+    ({"branch": "x..y"}, "branch"), ({"mode": "sideways"}, "mode"), ({"remote": ""}, "remote"),
+    ({"path": 3}, "path"),
+])
+def test_bad_keys_are_config_errors_before_any_process(settings, key):
+    runner = FakeRunner()
+    with pytest.raises(ConfigError) as info:
+        run(protocol(**settings), runner)
+    assert f"key '{key}'" in str(info.value) and info.value.exit_code == 2
+    assert runner.argvs == []
+
+
+def test_transfer_keys_on_a_hand_built_protocol_are_refused():
+    bad = Protocol(name="code", type="git", file="sync.yml", filters=(("+ *", "origin"),))
+    with pytest.raises(ConfigError, match="key 'filters'"):
+        run(bad)
+
+
+@pytest.mark.parametrize("mode,reverse,effective", [
+    (None, False, "pull"), ("pull", True, "push"), ("push", False, "push"), ("push", True, "pull"),
+])
+def test_reverse_swaps_the_mode(mode, reverse, effective):
+    settings = {} if mode is None else {"mode": mode}
+    assert gitsync._check_protocol(protocol(**settings), SyncOptions(reverse=reverse)) == effective
+
+
+def _answers_until_fetch(fetch):
+    return {
+        "rev-parse --show-toplevel": (0, "/repo\n", ""),
+        "rev-parse --git-path": (0, "\n".join(f".git/none{i}" for i in range(6)) + "\n", ""),
+        "hash-object": (0, "4b825dc642cb6eb9a060e54bf8d69288fbee4904\n", ""),
+        "symbolic-ref -q": (0, "refs/heads/main\n", ""),
+        "remote": (0, "origin\n", ""),
+        "for-each-ref": (0, "origin\0refs/heads/main\n", ""),
+        "rev-parse -q": (0, "a" * 40 + "\n", ""),
+        "fetch": fetch,
+    }
+
+
+def test_unreachable_remote_is_one_line_with_step_and_status():
+    err = ("ssh: connect to host 127.0.0.1 port 9: Connection refused\r\n"
+           "fatal: Could not read from remote repository.\n\n"
+           "Please make sure you have the correct access rights\nand the repository exists.\n")
+    runner = FakeRunner(_answers_until_fetch((128, "", err)))
+    with pytest.raises(StepFailed) as info:
+        run(protocol(), runner)
+    text = str(info.value)
+    assert text.startswith("git fetch origin failed (exit 128): remote unreachable: "
+                           "fatal: Could not read from remote repository.")
+    assert "\n" not in text and info.value.returncode == 128
+    fetch = next(a for a in runner.argvs if a[4] == "fetch")
+    assert fetch[fetch.index("--") + 1:] == ["origin", "+refs/heads/main:refs/remotes/origin/main"]
+    assert "--no-write-fetch-head" in fetch
+
+
+def test_user_strings_follow_double_dash_or_refs_prefix():
+    runner = FakeRunner(_answers_until_fetch((128, "", "fatal: boom\n")))
+    with pytest.raises(StepFailed):
+        run(protocol(remote="origin", branch="main"), runner)
+    for argv in runner.argvs:
+        for i, arg in enumerate(argv[4:], start=4):
+            if arg in ("origin", "main"):
+                assert "--" in argv[:i], argv
+
+
+def test_parsers():
+    assert gitsync._name_status("M\0a b.py\0A\0new\0") == [("M", "a b.py"), ("A", "new")]
+    assert gitsync._split_z("x\0y/\0") == ["x", "y/"]
+    names = [f"f{i}" for i in range(12)]
+    assert gitsync._names(names) == "f0, f1, f2, f3, f4, f5, f6, f7, f8, f9 and 2 more"
+    assert gitsync._names(["tab\there"]) == repr("tab\there")
+    assert gitsync._count(1) == "1 commit" and gitsync._count(0) == "0 commits"
+    done = Completed(("git",), 1, "", "hint: x\nerror: failed to push\nhint: y\n", 0.0)
+    assert gitsync._stderr_line(done) == "error: failed to push"
+    assert gitsync._stderr_line(Completed(("git",), 1, "", "", 0.0)) == "no error message"
