@@ -11,6 +11,7 @@ import datetime as _dt
 import fcntl
 import hashlib
 import os
+import posixpath
 import re
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ RSYNC_EXIT = {
     5: "error starting the client-server protocol",
     10: "error in socket I/O",
     11: "error in file I/O (missing target parent? use --mkpath; full disk or read-only target?)",
-    12: "error in the rsync protocol data stream (the connection dropped, or the remote rsync failed)",
+    12: "error in the rsync protocol data stream (ssh could not connect or the connection dropped, or the remote rsync failed)",
     13: "errors with program diagnostics",
     14: "error in IPC code",
     20: "rsync was interrupted",
@@ -124,9 +125,11 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
 
     listing: Listing | None = None
     selection: list[tuple[str, int]] | None = None
-    if options.dry_run or plan.needs_listing:
+    if plan.needs_listing:  # the whole listing is needed (finalize verifies against it)
         listing = list_source(plan, runner, reporter)
         selection = resolved.rules.select_paths(listing.files) if resolved.rules else list(listing.files)
+    elif options.dry_run:
+        selection = select_source(plan, runner, reporter)
     if plan.needs_listing:
         assert listing is not None
         target_paths: list[str] = []
@@ -157,14 +160,18 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         result.update(status="dry-run", seconds=round(time.monotonic() - start, 3), finished=now_iso())
         return result
 
-    with DestinationLock(resolved.destination):
+    with DestinationLock(resolved.destination) as lock:
         transferred = {"files": 0, "bytes": 0}
         commands = []
-        for step in plan.steps:
-            outcome = _run_step(step, plan, runner, reporter)
-            commands.append(list(step.argv))
-            transferred["files"] += outcome["files"]
-            transferred["bytes"] += outcome["bytes"]
+        runner.inherit_fds = lock.fds  # the writers hold the lock too (see Runner.inherit_fds)
+        try:
+            for step in plan.steps:
+                outcome = _run_step(step, plan, runner, reporter)
+                commands.append(list(step.argv))
+                transferred["files"] += outcome["files"]
+                transferred["bytes"] += outcome["bytes"]
+        finally:
+            runner.inherit_fds = ()
     seconds = time.monotonic() - start
     result.update(status="ok", transferred=transferred, seconds=round(seconds, 3), finished=now_iso(),
                   commands=commands)
@@ -224,6 +231,25 @@ def list_source(plan: planning.Plan, runner: Runner, reporter: Reporter) -> List
         return Listing(files=((path.name, path.stat().st_size),))
     reporter.debug(f"listing {r.source.text}")
     return list_end(r.source, r.protocol, runner)
+
+
+def select_source(plan: planning.Plan, runner: Runner, reporter: Reporter) -> list[tuple[str, int]]:
+    """What the rules select at the source: sorted (relative path, size).
+
+    A local directory is walked once with the rules applied during the walk (subtrees the
+    leading '-' rules exclude are never entered, and only selected files are stat'ed); other
+    sources are listed, then filtered.
+    """
+    r = plan.resolved
+    if not plan.source_is_file and r.source.kind == "local" and r.rules:
+        reporter.debug(f"selecting from {r.source.text}")
+        if not os.path.isdir(r.source.path or "."):
+            return []
+        return r.rules.select_local(r.source.path or ".")
+    listing = list_source(plan, runner, reporter)
+    if plan.source_is_file or not r.rules:
+        return list(listing.files)
+    return r.rules.select_paths(listing.files)
 
 
 def list_end(end: End, protocol: Protocol, runner: Runner) -> Listing:
@@ -347,7 +373,8 @@ def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter
 def _step_failed(step: str, done: Completed, protocol: Protocol) -> StepFailed:
     tool = done.argv[0]
     code = done.returncode
-    last = _last_error_line(done.stderr) or _last_error_line(done.stdout)
+    last = (_rsync_cause_line(done.stderr) if tool == "rsync" else "") or _last_error_line(done.stderr) \
+        or _last_error_line(done.stdout)
     if tool == "rsync":
         meaning = RSYNC_EXIT.get(code, "see rsync's message")
     elif tool == "aws":
@@ -361,6 +388,19 @@ def _step_failed(step: str, done: Completed, protocol: Protocol) -> StepFailed:
         f"protocol '{protocol.name}': {step} failed ({tool} exit {code}: {meaning}){detail}",
         step=step, returncode=code,
     )
+
+
+_RSYNC_CAUSE = re.compile(r"^rsync: .*failed: .+ \(\d+\)$")
+
+
+def _rsync_cause_line(text: str) -> str:
+    """rsync's first concrete OS error (e.g. 'mkstemp "..." failed: Read-only file system (30)'):
+    its last line is only a summary ('some files/attrs were not transferred')."""
+    for line in text.replace("\r", "\n").splitlines():
+        line = line.strip()
+        if _RSYNC_CAUSE.match(line):
+            return line[:300]
+    return ""
 
 
 def _last_error_line(text: str) -> str:
@@ -377,11 +417,20 @@ def lock_dir() -> Path:
     return Path(base) / f"flepimop-sync-locks-{os.getuid()}"
 
 
+def _lock_key(end: End) -> str:
+    """One key per place, however it is spelled (relative/absolute, trailing slash, '..')."""
+    if end.kind == "local":
+        return os.path.realpath(end.path or ".")
+    if end.kind == "remote":
+        return f"{end.host}:{posixpath.normpath(end.path or '.')}"
+    return end.text.rstrip("/")
+
+
 class DestinationLock:
     """One writer per destination on this machine: a second run refuses, naming the lock."""
 
     def __init__(self, destination: End):
-        self.key = destination.text.rstrip("/")
+        self.key = _lock_key(destination)
         digest = hashlib.sha256(self.key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
         self.path = lock_dir() / f"{digest}.lock"
         self._fd: int | None = None
@@ -402,6 +451,10 @@ class DestinationLock:
         os.pwrite(fd, f"pid {os.getpid()} since {now_iso()}".encode(), 0)
         self._fd = fd
         return self
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        return () if self._fd is None else (self._fd,)
 
     def __exit__(self, *exc: Any) -> None:
         if self._fd is not None:
