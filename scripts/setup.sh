@@ -88,6 +88,9 @@ if [[ "${FLEPIMOP_FORCE_SETUP:-0}" != 1 ]] && why=$(check_installed 2>&1); then
 else
     [[ -n "${why:-}" ]] && say "pip needed: ${why}"
     say "$PYTHON -m pip install -e '.[test]'"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 "$PYTHON" -m pip install -q -e '.[test]'
+    # PIP_BREAK_SYSTEM_PACKAGES: Debian's own python3 refuses pip installs (PEP 668) without it.
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install -q -e '.[test]'
 fi
+# pyenv only exposes new console scripts (flepimop, flepimop-sync) after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 say "done"

@@ -169,13 +169,12 @@ def load_config(paths: Sequence[str | os.PathLike[str]]) -> SyncConfig:
 
 def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
     """Validate one protocol mapping against the shared schema and freeze it."""
-    import jsonschema  # imported here: only runs that load a config pay for it
+    from ._schema_check import Unknown, is_valid
 
     schema = load_schema()
     if not isinstance(name, str):
         raise ConfigError(f"{path}: protocol name {name!r} must be a string")
-    name_check = jsonschema.Draft202012Validator({"pattern": schema["propertyNames"]["pattern"]})
-    if not name_check.is_valid(name):
+    if not is_valid(name, {"pattern": schema["propertyNames"]["pattern"]}):
         raise ConfigError(
             f"{path}: protocol {_show(name)}: invalid name (use letters, digits, '_', '-', '.', at most 64 characters)"
         )
@@ -188,10 +187,20 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
     if ptype not in PROTOCOL_TYPES:
         raise ConfigError(f"{where} key 'type': {_show(ptype)} is not one of {', '.join(PROTOCOL_TYPES)}")
     sub = {"$defs": schema["$defs"], **schema["$defs"][ptype]}
-    validator = jsonschema.Draft202012Validator(sub)
-    errors = sorted(validator.iter_errors(body), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        raise ConfigError(f"{where}{_describe_schema_error(errors[0], ptype)}")
+    try:
+        fast_ok = is_valid(body, sub)
+    except Unknown:
+        fast_ok = False
+    if not fast_ok:
+        # jsonschema (0.1-0.2 s to import) is the authority, and words the errors: only a config
+        # the small checker does not pass pays for it.
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(sub)
+        errors = sorted(validator.iter_errors(body),
+                        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+        if errors:
+            raise ConfigError(f"{where}{_describe_schema_error(errors[0], ptype)}")
 
     filters = body.get("filters")
     filter_items: tuple[tuple[str, str], ...] | None

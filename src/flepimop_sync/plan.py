@@ -261,9 +261,11 @@ def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str
     rules = resolved.rules
     # Deletion may remove target files missing at the source: they must be judged too.
     universe = sorted(set(listing) | set(target_listing)) if resolved.delete else list(listing)
-    selected = [p for p in universe if rules.selects(p)]
+    # Both sides in one compiled pass each (sorted lists): the memoising evaluator, and aws's
+    # fnmatch rules compiled once (not one fnmatch call per pattern and path).
+    selected = [p for p, _ in rules.select_paths((p, 0) for p in universe)]
     translation = s3filters.translate_for_aws(rules)
-    emulated = [p for p in universe if s3filters.aws_selects(translation.args, p)]
+    emulated = s3filters.aws_select_paths(translation.args, universe)
     if emulated == selected:
         args, mechanism = translation.args, MECH_AWS_VERIFIED
     else:

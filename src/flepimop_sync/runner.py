@@ -40,6 +40,9 @@ class Runner:
         self._lock = threading.Lock()
         self._signal: int | None = None
         self._previous: dict[int, object] = {}
+        # File descriptors every child inherits: the destination lock, so that it stays held
+        # while any writer lives (even a child orphaned by a SIGKILL of flepimop-sync).
+        self.inherit_fds: tuple[int, ...] = ()
 
     # -- signal handling -------------------------------------------------
     def __enter__(self) -> "Runner":
@@ -59,18 +62,27 @@ class Runner:
         self.stop_children(signum)
         raise Interrupted(signum)
 
-    def stop_children(self, signum: int = signal.SIGTERM) -> None:
+    def stop_children(self, signum: int = signal.SIGTERM) -> None:  # noqa: ARG002
+        """Stop every child's process group: SIGINT first, then SIGTERM, then SIGKILL.
+
+        SIGINT comes first whatever we received: rsync and the aws CLI both remove their
+        temporary files on SIGINT (aws leaves ``name.XXXXXXXX`` download temps behind on
+        SIGTERM), so an interrupted run leaves no debris at the target.
+        """
         with self._lock:
-            children = list(self._children)
-        for child in children:
-            _kill_group(child, signal.SIGTERM if signum == signal.SIGINT else signum)
-        deadline = time.monotonic() + 5
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _kill_group(child, signal.SIGKILL)
-                child.wait()
+            children = [c for c in self._children if c.poll() is None]
+        for sig, grace in ((signal.SIGINT, 4.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+            if not children:
+                return
+            for child in children:
+                _kill_group(child, sig)
+            deadline = time.monotonic() + grace
+            for child in children:
+                try:
+                    child.wait(timeout=max(0.05, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+            children = [c for c in children if c.poll() is None]
 
     # -- running ---------------------------------------------------------
     def which(self, tool: str) -> str | None:
@@ -90,6 +102,7 @@ class Runner:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # own process group: we stop the whole tree
+                pass_fds=self.inherit_fds,
             )
         except FileNotFoundError:
             raise StepFailed(f"{argv[0]}: command not found", step=argv[0], returncode=127) from None
@@ -116,6 +129,7 @@ class Runner:
                 list(argv), cwd=cwd, env=full_env,
                 stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                pass_fds=self.inherit_fds,
             )
         except FileNotFoundError:
             raise StepFailed(f"{argv[0]}: command not found", step=argv[0], returncode=127) from None
