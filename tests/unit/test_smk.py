@@ -1,0 +1,150 @@
+"""flepimop_sync.smk (rule text) and the Snakemake glue of flepimop_sync.api (params, digests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flepimop_sync import api, smk
+from flepimop_sync.errors import ConfigError, UsageError
+from flepimop_sync.options import SyncOptions
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(path: Path, protocols: dict) -> str:
+    path.write_text(yaml.safe_dump({"name": "x", "sync": protocols}, sort_keys=False))
+    return str(path)
+
+
+@pytest.fixture()
+def cfg(tmp_path):
+    (tmp_path / "src").mkdir()
+    return write(tmp_path / "c.yml", {
+        "resume": {"type": "rsync", "source": str(tmp_path / "src") + "/", "target": str(tmp_path / "out") + "/",
+                   "filters": ["- llik/"], "description": "first"},
+        "s3-push.v2": {"type": "s3sync", "source": str(tmp_path / "src") + "/", "target": "s3://b/runs/",
+                       "endpoint_url": "http://127.0.0.1:9"},
+        "code": {"type": "git"},
+    })
+
+
+def test_rule_names():
+    assert smk.rule_name("resume") == "sync_resume"
+    assert smk.rule_name("s3-push.v2") == "sync_s3_push_v2"
+    assert smk.rule_names(["a", "b-c"]) == {"a": "sync_a", "b-c": "sync_b_c"}
+    with pytest.raises(ConfigError, match="both be Snakemake rule 'sync_a_b'"):
+        smk.rule_names(["a-b", "a.b"])
+
+
+def test_render_rules_shape(cfg):
+    text = smk.render_rules([cfg])
+    for name in ("sync_resume", "sync_s3_push_v2", "sync_code"):
+        assert f"\nrule {name}:\n" in text
+        assert f'"results/receipts/{name}.json"' in text and f'"logs/{name}.log"' in text
+    assert 'protocol="s3-push.v2"' in text
+    assert text.count("**flepimop_sync_api.rule_params(FLEPIMOP_SYNC_CONFIGS") == 3
+    assert text.count("flepimop_sync_api.run_rule(dict(params.items()), receipt=output[0], log=log[0])") == 3
+    assert "localrule: True" in text
+    assert f"FLEPIMOP_SYNC_CONFIGS = [\"{cfg}\"]" in text
+    assert "--" not in text.split("FLEPIMOP_SYNC_CONFIGS", 1)[1]  # no flag in a rule
+    assert smk.render_rules([cfg]) == text  # deterministic
+    other = smk.render_rules([cfg], results_dir="r", logs_dir="l", local=False)
+    assert '"r/receipts/sync_code.json"' in other and "localrule: False" in other
+
+
+def test_render_rules_bad_config(tmp_path):
+    bad = write(tmp_path / "bad.yml", {"x": {"type": "rsync", "source": "a/"}})
+    with pytest.raises(ConfigError, match="target"):
+        smk.render_rules([bad])
+
+
+def test_cli_snakemake_rules_and_smk_do_not_import_snakemake(cfg):
+    code = ("import sys; from flepimop_sync.cli import main; import flepimop_sync.smk\n"
+            "try:\n    main(['sync', '--snakemake-rules', sys.argv[1]])\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "assert 'snakemake' not in sys.modules, 'snakemake imported'")
+    done = subprocess.run([sys.executable, "-c", code, cfg], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "rule sync_resume:" in done.stdout
+
+
+def test_options_from_params():
+    opts = api.options_from_params({"config_files": ["c.yml"], "digest": "x", "extra_files": ["m.json"],
+                                    "protocol": "p", "target": "+ run", "filters": ["+ a/**"], "source": None})
+    assert opts == SyncOptions(protocol="p", target="+ run", filters=("+ a/**",))
+    assert api.options_from_params({"fprefix": "- x"}).fprefix == ("- x",)
+    with pytest.raises(UsageError, match="unknown sync option.*bogus"):
+        api.options_from_params({"bogus": 1})
+    with pytest.raises(UsageError, match="dry_run"):
+        api.options_from_params({"dry_run": True})
+    assert api.config_files_from_params({"config_files": "a.yml"}) == ["a.yml"]
+    with pytest.raises(UsageError, match="config_files"):
+        api.config_files_from_params({})
+
+
+def test_rule_params_and_digest(cfg, tmp_path):
+    p = api.rule_params([cfg], protocol="resume", target="+ r1", filters=None, fprefix=(), mkpath=True)
+    assert p["config_files"] == [cfg] and p["protocol"] == "resume" and p["target"] == "+ r1"
+    assert "filters" not in p and "fprefix" not in p and p["mkpath"] is True
+    assert len(p["digest"]) == 16 and p["digest"] == api.rule_digest(p)
+    assert api.rule_params(cfg, protocol="resume", target="+ r1", mkpath=True) == p  # stable
+    assert api.rule_params([cfg], protocol="resume", target="+ r2", mkpath=True)["digest"] != p["digest"]
+    with_extra = api.rule_params([cfg], protocol="resume", target="+ r1", mkpath=True, extra_files=["m.json"])
+    assert with_extra["digest"] != p["digest"]
+
+    def digest_after(change) -> tuple[str, str]:
+        doc = yaml.safe_load(Path(cfg).read_text())
+        change(doc["sync"]["resume"])
+        edited = tmp_path / "edited.yml"
+        edited.write_text(yaml.safe_dump(doc, sort_keys=False))
+        own = api.rule_params([str(edited)], protocol="resume")["digest"]
+        override = api.rule_params([str(edited)], protocol="resume", filters=["+ hnpi/**"])["digest"]
+        return own, override
+
+    base_own = api.rule_params([cfg], protocol="resume")["digest"]
+    base_override = api.rule_params([cfg], protocol="resume", filters=["+ hnpi/**"])["digest"]
+    # editing the filters changes the resolved definition, unless the rule replaces them
+    own, override = digest_after(lambda p: p.update(filters=["- llik/", "- hosp/"]))
+    assert own != base_own and override == base_override
+    # a description is not behaviour
+    assert digest_after(lambda p: p.update(description="second")) == (base_own, base_override)
+    # the target is
+    own, override = digest_after(lambda p: p.update(target=str(tmp_path / "elsewhere") + "/"))
+    assert own != base_own and override != base_override
+    # other protocols' digests do not move when one protocol changes
+    s3 = api.rule_params([cfg], protocol="s3-push.v2")["digest"]
+    doc = yaml.safe_load(Path(cfg).read_text())
+    doc["sync"]["resume"]["filters"] = ["- x/"]
+    Path(cfg).write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert api.rule_params([cfg], protocol="s3-push.v2")["digest"] == s3
+
+
+def test_git_protocol_digest(cfg):
+    p = api.rule_params([cfg], protocol="code")
+    assert p["protocol"] == "code" and len(p["digest"]) == 16
+
+
+def test_workflow_schema_is_the_cli_schema():
+    from flepimop_sync.config import schema_path
+
+    link = REPO / "workflow" / "schemas" / "sync.schema.json"
+    assert link.is_symlink() and not Path(link.readlink()).is_absolute()
+    assert link.resolve() == schema_path().resolve()
+
+
+def test_example_config_matches_workflow_schema():
+    import jsonschema
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    jsonschema.Draft202012Validator(schema).validate(config)
+    documented = (REPO / "config/README.md").read_text()
+    for key, spec in schema["properties"].items():
+        assert f"`{key}`" in documented, key
+        for sub in spec.get("properties", {}):
+            assert f"`{key}.{sub}`" in documented, f"{key}.{sub}"
