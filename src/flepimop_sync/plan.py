@@ -167,8 +167,10 @@ def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive:
 
 def _rsync_operand(end: End, *, directory: bool) -> str:
     text = end.as_dir().text if directory else end.text
-    if end.kind == "local" and text.startswith("-"):
-        text = "./" + text  # belt and braces: '--' already ends the options
+    if end.kind == "local" and (text.startswith("-") or ":" in text.split("/", 1)[0]):
+        # '--' already ends the options; './' also keeps rsync from reading a local 'a b:c'
+        # (which we classify as local: no valid host) as host 'a b', path 'c'
+        text = "./" + text
     return text
 
 
@@ -182,13 +184,14 @@ def _rsync_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool, 
 
 # -- s3sync ------------------------------------------------------------------
 def aws_global_args(protocol: Protocol) -> list[str]:
+    # '--opt=value': a value that looks like an option ('--debug', '--endpoint-url=...') stays a value
     args = []
     if protocol.get("endpoint_url"):
-        args += ["--endpoint-url", protocol.get("endpoint_url")]
+        args.append(f"--endpoint-url={protocol.get('endpoint_url')}")
     if protocol.get("profile"):
-        args += ["--profile", protocol.get("profile")]
+        args.append(f"--profile={protocol.get('profile')}")
     if protocol.get("region"):
-        args += ["--region", protocol.get("region")]
+        args.append(f"--region={protocol.get('region')}")
     return args
 
 
@@ -205,7 +208,7 @@ def aws_sync_argv(resolved: Resolved, filter_args: Sequence[str], *, interactive
     argv = ["aws", "s3", "sync", _aws_operand(resolved.source, directory=True),
             _aws_operand(resolved.destination, directory=True)]
     argv += aws_global_args(resolved.protocol)
-    argv += list(filter_args)
+    argv += _joined_options(filter_args)
     if resolved.delete:
         argv.append("--delete")
     if not interactive:
@@ -213,6 +216,22 @@ def aws_sync_argv(resolved: Resolved, filter_args: Sequence[str], *, interactive
     if dry_run:
         argv.append("--dryrun")
     return tuple(argv)
+
+
+def _joined_options(args: Sequence[str]) -> list[str]:
+    """('--include', P) -> '--include=P': a pattern such as '-e' or '--delete' must stay a value
+    (aws' argparse reads a separate '-e' as an option and fails, or worse)."""
+    out: list[str] = []
+    items = list(args)
+    i = 0
+    while i < len(items):
+        if items[i] in ("--include", "--exclude") and i + 1 < len(items):
+            out.append(f"{items[i]}={items[i + 1]}")
+            i += 2
+        else:
+            out.append(items[i])
+            i += 1
+    return out
 
 
 def _s3_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool) -> Plan:
@@ -228,6 +247,7 @@ def _s3_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool) -> 
     if not resolved.rules:
         argv = aws_sync_argv(resolved, (), interactive=interactive)
         return Plan(resolved=resolved, mechanism=MECH_NONE, steps=(_aws_step(resolved, argv),))
+    _check_aws_root(resolved)
     translation = s3filters.translate_for_aws(resolved.rules)
     if translation.exact:
         argv = aws_sync_argv(resolved, translation.args, interactive=interactive)
@@ -238,6 +258,19 @@ def _s3_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool) -> 
                 warnings=tuple(resolved.rules.warnings) + tuple(
                     f"rule {text!r} has no exact aws form; the selection is computed from the source listing"
                     for text in translation.inexact_rules))
+
+
+def _check_aws_root(resolved: Resolved) -> None:
+    """aws joins every filter pattern to the source root and fnmatches the result, so glob
+    characters in the root would silently change what every pattern matches."""
+    for end in (resolved.source, resolved.destination):
+        root = end.as_dir().text
+        bad = sorted({c for c in root if c in "*?["})
+        if bad:
+            raise UsageError(
+                f"{resolved.protocol.where()}: {end.text!r} contains {' '.join(bad)}; aws s3 sync cannot apply "
+                "filters below a path with glob characters (rename it, or sync it without filters)"
+            )
 
 
 def _aws_step(resolved: Resolved, argv: Sequence[str]) -> Step:
@@ -258,18 +291,12 @@ def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str
     if not plan.needs_listing:
         return plan
     resolved = plan.resolved
-    rules = resolved.rules
     # Deletion may remove target files missing at the source: they must be judged too.
     universe = sorted(set(listing) | set(target_listing)) if resolved.delete else list(listing)
-    # Both sides in one compiled pass each (sorted lists): the memoising evaluator, and aws's
-    # fnmatch rules compiled once (not one fnmatch call per pattern and path).
-    selected = [p for p, _ in rules.select_paths((p, 0) for p in universe)]
-    translation = s3filters.translate_for_aws(rules)
-    emulated = s3filters.aws_select_paths(translation.args, universe)
-    if emulated == selected:
-        args, mechanism = translation.args, MECH_AWS_VERIFIED
-    else:
-        args, mechanism = s3filters.explicit_aws_args(selected, universe), MECH_AWS_EXPLICIT
+    choice = s3filters.choose_aws_filter_args(resolved.rules, universe)
+    args = choice.args
+    mechanism = {"verified": MECH_AWS_VERIFIED, "explicit": MECH_AWS_EXPLICIT,
+                 "native": MECH_AWS_NATIVE, "none": MECH_NONE}[choice.mechanism]
     argv = aws_sync_argv(resolved, args, interactive=interactive)
     return replace(plan, mechanism=mechanism, steps=(_aws_step(resolved, argv),), needs_listing=False)
 

@@ -1,0 +1,387 @@
+"""FILTERS.md section 5 for ``aws s3 sync``: translation, emulation and explicit selections.
+
+aws matches every ``--include``/``--exclude`` pattern with :func:`fnmatch.fnmatch` against the
+full path (the pattern is joined to the source root): ``*`` crosses ``/``, ``?`` matches any
+character, there is no ``**``, and the **last** matching pattern wins (default: include).
+
+:func:`translate_for_aws` reverses the rule order and rewrites each rule into a set of fnmatch
+patterns.  For each rule it either proves the set matches exactly the paths the rule matches
+(``exact``) or marks the rule inexact.  Exact forms (``T`` is the pattern with ``**`` -> ``*``,
+``?`` -> ``[!/]``, sets without ``/``, fnmatch specials escaped):
+
+* left side: anchored -> ``T``; pattern starting with ``*`` -> ``T`` (the star absorbs the rest
+  of the path); starting with ``**/`` -> ``*/X`` and ``X``; otherwise ``T`` and ``*/T``
+  (a component boundary);
+* right side: ``+`` rules end the path: ``T``; ``-`` rules also match any ancestor directory:
+  ``T`` and ``T/*`` (just ``T`` when T ends with ``*``); dir-only ``- P/``: ``T/*`` only;
+  ``+ P/`` selects nothing: no pattern;
+* a single ``*`` (cannot cross ``/``) is exact only as the first token of an unanchored pattern,
+  or as the last token of a ``-`` rule; anywhere else it is inexact (``+ *hnpi*``, ``+ config*``,
+  ``+ **/final/*.parquet``);
+* ``s X`` -> ``*X*``, plus ``X[1:]*`` when X starts with ``/`` (matches at the root);
+* ``?`` and negated/non-ASCII sets are inexact: the evaluator (like rsync) matches bytes, fnmatch
+  matches characters, so they differ on non-ASCII names.
+
+Inexact lists are still translated (best effort, same rules) so the caller can verify the
+candidate against a listing (:func:`aws_select_paths`) and otherwise fall back to
+:func:`explicit_aws_args`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from flepimop_sync.filters import PREFIX2, ANCHORED, FilterList, Rule, _analyse, set_allowed
+
+__all__ = [
+    "AwsFilterPlan",
+    "translate_for_aws",
+    "aws_selects",
+    "aws_select_paths",
+    "explicit_aws_args",
+    "escape_fnmatch",
+    "AwsFilterChoice",
+    "choose_aws_filter_args",
+]
+
+_EMU_ROOT = "/aws-emulated-root"
+
+
+def escape_fnmatch(text: str) -> str:
+    """Escape fnmatch specials so ``text`` matches itself only."""
+    return "".join("[" + c + "]" if c in "[*?" else c for c in text)
+
+
+@dataclass(frozen=True)
+class AwsFilterPlan:
+    args: tuple[str, ...]  # "--exclude", "pat", "--include", "pat", ... (aws order: last match wins)
+    exact: bool  # every rule has an exact fnmatch form
+    inexact_rules: tuple[str, ...]  # rule texts with no exact form
+
+    @property
+    def pattern_count(self) -> int:
+        return len(self.args) // 2
+
+
+# ---------------------------------------------------------------------------------------
+# set rendering
+
+_SET_SPECIAL = set("]-!^[\\")
+
+
+def _render_set_body(chars: set[str]) -> str:
+    normal = sorted(c for c in chars if c not in _SET_SPECIAL)
+    parts: list[str] = []
+    i = 0
+    while i < len(normal):
+        j = i
+        while j + 1 < len(normal) and ord(normal[j + 1]) == ord(normal[j]) + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append(normal[i] + "-" + normal[j])
+        else:
+            parts.extend(normal[i : j + 1])
+        i = j + 1
+    body = ("]" if "]" in chars else "") + "".join(parts)
+    for c in "^[\\!":
+        if c in chars:
+            body += c
+    if "-" in chars:
+        body += "-"
+    if body.startswith("!"):  # only '!' and '-': '[!-]' would read as a negation
+        body = "-!"
+    return body
+
+
+def _render_set(tok: tuple) -> tuple[str, bool]:
+    """fnmatch form of a set token and whether it is exact (one byte == one char)."""
+    _, negated, members = tok
+    allowed = set_allowed(tok)
+    if not negated:
+        chars = {chr(b) for b in allowed if b < 0x80}
+        exact = all(b < 0x80 for b in allowed)
+        if not chars:
+            return "[!\x01-\U0010ffff]", exact  # matches nothing (paths never contain NUL)
+        if len(chars) == 1:
+            return escape_fnmatch(next(iter(chars))), exact
+        return "[" + _render_set_body(chars) + "]", exact
+    chars = {chr(b) for b in members if b < 0x80} | {"/"}
+    return "[!" + _render_set_body(chars) + "]", False
+
+
+# ---------------------------------------------------------------------------------------
+# per-rule translation
+
+
+def _fn(tokens: Sequence[tuple]) -> tuple[str, bool]:
+    """fnmatch text of tokens (any '*' -> '*'), and whether no ?/set made it inexact."""
+    out: list[str] = []
+    lit = bytearray()
+    exact = True
+
+    def flush():
+        if lit:
+            out.append(escape_fnmatch(bytes(lit).decode("utf-8", "surrogateescape")))
+            lit.clear()
+
+    for t in tokens:
+        k = t[0]
+        if k == "lit":
+            lit.append(t[1])
+            continue
+        flush()
+        if k == "slash":
+            out.append("/")
+        elif k in ("star", "dstar"):
+            if not (out and out[-1] == "*"):
+                out.append("*")
+        elif k == "q":
+            out.append("[!/]")
+            exact = False
+        else:
+            s, ok = _render_set(t)
+            out.append(s)
+            exact = exact and ok
+    flush()
+    return "".join(out), exact
+
+
+def _rule_patterns(rule: Rule) -> tuple[list[str], bool]:
+    """fnmatch patterns matching exactly the relative paths the rule matches (files; for '-'
+    rules also everything below a matching directory), and whether that set is exact."""
+    if rule.action == "s":
+        x = rule.pattern
+        pats = ["*" + escape_fnmatch(x) + "*"]
+        if x.startswith("/"):
+            pats.append(escape_fnmatch(x[1:]) + "*")
+        return _dedupe(pats), True
+    info = _analyse(rule.pattern)
+    toks = list(info.tokens)
+    exclude = rule.action == "-"
+    if info.dir_only and not exclude:
+        return [], True  # '+ P/' selects nothing
+    exact = True
+    # single '*' positions
+    for i, t in enumerate(toks):
+        if t[0] != "star":
+            continue
+        if i == 0 and info.mode != ANCHORED:
+            continue
+        if i == len(toks) - 1 and exclude:
+            continue
+        if i >= 2 and toks[i - 1][0] == "slash" and toks[i - 2][0] == "dstar":
+            continue  # '**/*...': the fnmatch '*' of '**' absorbs whatever this star would cross
+        if i + 2 < len(toks) and toks[i + 1][0] == "slash" and toks[i + 2][0] == "dstar":
+            continue  # '...*/**': likewise on the right
+        exact = False
+    body, ok = _fn(toks)
+    exact = exact and ok
+    bodies = [body]
+    if info.mode == PREFIX2:
+        if len(toks) > 1 and toks[1][0] == "slash":
+            alt, _ = _fn(toks[2:])
+            if alt.startswith("*"):
+                bodies = [alt]  # '*/' + alt is a subset of alt
+            elif alt:
+                bodies.append(alt)
+        lefts = [""]
+    elif info.mode == ANCHORED or toks[0][0] in ("star", "dstar"):
+        lefts = [""]
+    else:
+        lefts = ["", "*/"]
+    if not exclude:
+        rights = [""]
+    elif info.dir_only:
+        rights = ["/*"]
+    elif toks[-1][0] in ("star", "dstar"):
+        rights = [""]
+    else:
+        rights = ["", "/*"]
+    pats = []
+    for b in bodies:
+        for left in lefts:
+            for right in rights:
+                pats.append(_collapse(left + b + right))
+    return _dedupe(pats), exact
+
+
+def _collapse(p: str) -> str:
+    # '**' is the same as '*' for fnmatch; keep patterns short
+    return re.sub(r"\*{2,}", "*", p)
+
+
+def _dedupe(pats: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for p in pats:
+        seen.setdefault(p, None)
+    return list(seen)
+
+
+def translate_for_aws(filters: FilterList) -> AwsFilterPlan:
+    """Reverse the rules and rewrite each into fnmatch patterns (see module docstring)."""
+    if not filters:
+        return AwsFilterPlan((), True, ())
+    args: list[str] = []
+    inexact: list[str] = []
+    for rule in reversed(filters.rules):
+        pats, exact = _rule_patterns(rule)
+        if not exact:
+            inexact.append(rule.text)
+        flag = "--exclude" if rule.action == "-" else "--include"
+        for p in pats:
+            args += [flag, p]
+    inexact.reverse()
+    # a leading '--include *' style catch-all that repeats the default is harmless; keep as is
+    return AwsFilterPlan(tuple(args), not inexact, tuple(inexact))
+
+
+# ---------------------------------------------------------------------------------------
+# emulation
+
+
+def _pairs(args: Sequence[str]) -> list[tuple[bool, str]]:
+    if len(args) % 2:
+        raise ValueError("aws filter args must come in (--include|--exclude, pattern) pairs")
+    out = []
+    for flag, pat in zip(args[::2], args[1::2]):
+        if flag not in ("--include", "--exclude"):
+            raise ValueError(f"not an aws filter flag: {flag!r}")
+        out.append((flag == "--include", pat))
+    return out
+
+
+def aws_selects(args: Sequence[str], relpath: str) -> bool:
+    """Emulate aws CLI's filter on a path relative to the source root (root without glob chars)."""
+    full = _EMU_ROOT + "/" + relpath
+    status = True
+    for include, pat in _pairs(args):
+        if fnmatch.fnmatch(full, posixpath.join(_EMU_ROOT, pat)):
+            status = include
+    return status
+
+
+def aws_select_paths(args: Sequence[str], paths: Iterable[str]) -> list[str]:
+    """:func:`aws_selects` over many paths (patterns compiled once); sorted selected paths."""
+    compiled = [
+        (include, re.compile(fnmatch.translate(posixpath.join(_EMU_ROOT, pat))).match)
+        for include, pat in reversed(_pairs(args))
+    ]
+    out = []
+    for p in paths:
+        full = _EMU_ROOT + "/" + p
+        status = True
+        for include, match in compiled:
+            if match(full):
+                status = include
+                break
+        if status:
+            out.append(p)
+    out.sort()
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# explicit selection
+
+
+class _Node:
+    __slots__ = ("children", "files")
+
+    def __init__(self):
+        self.children: dict[str, _Node] = {}
+        self.files: dict[str, bool] = {}
+
+
+def explicit_aws_args(selected: Sequence[str], all_paths: Sequence[str]) -> tuple[str, ...]:
+    """aws args selecting exactly ``selected`` out of ``all_paths`` (a listing of the source).
+
+    Uses as few patterns as a whole-directory encoding allows: a directory whose files are
+    mostly selected gets ``--include dir/*`` followed by ``--exclude`` for its exceptions, one
+    mostly unselected gets nothing (or ``--exclude dir/*``) followed by ``--include`` for its
+    exceptions (a small optimal dynamic programme over the tree; later patterns win).  Returns
+    ``()`` when everything is selected, ``("--exclude", "*")`` when nothing is.  For
+    ``--delete``, pass the union of source and destination listings.
+    """
+    sel = set(selected)
+    root = _Node()
+    for p in set(all_paths) | sel:
+        parts = p.split("/")
+        node = root
+        for part in parts[:-1]:
+            node = node.children.setdefault(part, _Node())
+        node.files[parts[-1]] = p in sel
+
+    memo: dict[tuple[int, bool], tuple[int, bool]] = {}
+
+    def cost(node: _Node, state: bool) -> int:
+        key = (id(node), state)
+        got = memo.get(key)
+        if got is None:
+            stay = sum(1 for s in node.files.values() if s != state) + sum(
+                cost(c, state) for c in node.children.values()
+            )
+            switch = 1 + sum(1 for s in node.files.values() if s == state) + sum(
+                cost(c, not state) for c in node.children.values()
+            )
+            got = (stay, False) if stay <= switch else (switch, True)
+            memo[key] = got
+        return got[0]
+
+    import sys
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 10000))
+    try:
+        out: list[str] = []
+
+        def emit(node: _Node, prefix: str, state: bool, is_root: bool) -> None:
+            cost(node, state)
+            if memo[(id(node), state)][1]:
+                state = not state
+                out.extend(["--include" if state else "--exclude", prefix + "*"])
+            for name, s in sorted(node.files.items()):
+                if s != state:
+                    out.extend(["--include" if s else "--exclude", prefix + escape_fnmatch(name)])
+            for name, child in sorted(node.children.items()):
+                emit(child, prefix + escape_fnmatch(name) + "/", state, False)
+
+        emit(root, "", True, True)
+    finally:
+        sys.setrecursionlimit(old)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------
+# the mechanism (FILTERS.md section 5): native, verified against a listing, or explicit
+
+
+@dataclass(frozen=True)
+class AwsFilterChoice:
+    mechanism: str  # "none" (no rules), "native", "verified" (native args checked on the listing) or "explicit"
+    args: tuple[str, ...]
+    selected: tuple[str, ...] | None  # the evaluator's selection when a listing was used
+    inexact_rules: tuple[str, ...] = ()
+
+
+def choose_aws_filter_args(filters: FilterList, listing: Sequence[str] | None = None) -> AwsFilterChoice:
+    """Pick the aws args that move exactly the section-4 selection.
+
+    ``listing`` is the source's relative paths (for ``--delete``: source and destination).  It is
+    only needed when the translation is inexact; without it a ``ValueError`` is raised then.
+    """
+    if not filters:
+        return AwsFilterChoice("none", (), None)
+    plan = translate_for_aws(filters)
+    if plan.exact:
+        return AwsFilterChoice("native", plan.args, None)
+    if listing is None:
+        raise ValueError("inexact aws translation: a listing of the source is required")
+    paths = list(listing)
+    selected = [p for p, _ in filters.select_paths((p, 0) for p in paths)]
+    if aws_select_paths(plan.args, paths) == selected:
+        return AwsFilterChoice("verified", plan.args, tuple(selected), plan.inexact_rules)
+    return AwsFilterChoice("explicit", explicit_aws_args(selected, paths), tuple(selected), plan.inexact_rules)

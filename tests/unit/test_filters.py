@@ -1,0 +1,617 @@
+"""Table tests for the filter language (FILTERS.md is the contract)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trees import (  # noqa: E402
+    WORKED_CASES,
+    list_files,
+    make_random_tree,
+    make_worked_tree,
+    random_filter_list,
+    random_tree_paths,
+    worked_tree_paths,
+)
+
+from flepimop_sync.errors import FilterError, UsageError  # noqa: E402
+from flepimop_sync.filters import (  # noqa: E402
+    ORIGIN_IMPLICIT,
+    FilterList,
+    Rule,
+    build_rules,
+    parse_rule,
+)
+from flepimop_sync.s3filters import (  # noqa: E402
+    _render_set,
+    aws_select_paths,
+    aws_selects,
+    escape_fnmatch,
+    explicit_aws_args,
+    translate_for_aws,
+)
+
+
+def fl(*texts: str) -> FilterList:
+    return build_rules(None, override=list(texts))
+
+
+# ------------------------------------------------------------------------------------------
+# parsing
+
+ORIGIN = "config.yml: protocol 'resume' key 'filters[2]'"
+
+
+@pytest.mark.parametrize(
+    "text, action, pattern",
+    [
+        ("- llik/", "-", "llik/"),
+        ("+ *.csv", "+", "*.csv"),
+        ("s global/final", "s", "global/final"),
+        ("s /final/", "s", "/final/"),
+        ("*hnpi*", "+", "*hnpi*"),
+        ("model_output/", "+", "model_output/"),
+        ("/model_output/USA_baseline", "+", "/model_output/USA_baseline"),
+        ("- /model_output/USA_baseline", "-", "/model_output/USA_baseline"),
+        ("+ a b", "+", "a b"),
+        ("s a b", "s", "a b"),
+        ("sx", "+", "sx"),
+        ("s", "+", "s"),
+        ("+ [!a]x", "+", "[!a]x"),
+        ("+ []a]", "+", "[]a]"),
+        ("+ [a-c]", "+", "[a-c]"),
+        ("- a\\*b", "-", "a\\*b"),
+        ("- **", "-", "**"),
+        ("+ !", "+", "!"),
+        ("s [x", "s", "[x"),  # substring rules are literal
+        ("+ é*", "+", "é*"),
+    ],
+)
+def test_parse_accepts(text, action, pattern):
+    r = parse_rule(text, ORIGIN)
+    assert (r.action, r.pattern, r.origin, r.text, r.implicit) == (action, pattern, ORIGIN, text, False)
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("", "empty"),
+        (" - x", "white space"),
+        ("- x ", "white space"),
+        ("x\t", "white space"),
+        ("+x", "followed by exactly one space"),
+        ("-x", "followed by exactly one space"),
+        ("+", "followed by exactly one space"),
+        ("-", "followed by exactly one space"),
+        ("+,merge x", "followed by exactly one space"),
+        ("+  x", "one space"),
+        ("-  x", "one space"),
+        ("s  x", "one space"),
+        ("s ", "white space"),
+        ("- ", "white space"),
+        ("+ [^a]", "[^...]"),
+        ("+ [[:alpha:]]", "character classes"),
+        ("+ x[[:digit:]]", "character classes"),
+        ("- [abc", "unterminated"),
+        ("- []", "unterminated"),
+        ("- a\\", "dangling"),
+        ("- a\\/b", "escaped '/'"),
+        ("- a\\/", "escaped '/'"),
+        ("- a[/]b", "'/' inside"),
+        ("- /", "empty pattern"),
+        ("- a//b", "empty path component"),
+        ("- a\nb", "line breaks"),
+    ],
+)
+def test_parse_rejects(text, why):
+    with pytest.raises(FilterError) as ei:
+        parse_rule(text, ORIGIN)
+    msg = str(ei.value)
+    assert repr(text) in msg and ORIGIN in msg and why in msg
+    assert "\n" not in msg
+    assert ei.value.exit_code == 2
+
+
+def test_parse_rejects_non_string():
+    with pytest.raises(FilterError, match="must be a string"):
+        parse_rule(3, ORIGIN)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------
+# building the list
+
+TAIL = "- **"
+
+
+@pytest.mark.parametrize(
+    "config, kw, expected",
+    [
+        (None, {}, []),
+        ([], {}, []),
+        (["- llik/"], {}, ["- llik/"]),  # has a '-' rule, no 's': no tail
+        (["*hnpi*"], {}, ["*hnpi*", TAIL]),
+        (["*hnpi*", "- *"], {}, ["*hnpi*", "- *"]),
+        (["s RUN", "- *llik*"], {}, ["s RUN", "- *llik*", TAIL]),  # 's' always gets the tail
+        (["- a"], {"override": ["+ b"]}, ["+ b", TAIL]),
+        (["- a"], {"prefix": ["+ p1", "+ p2"]}, ["+ p1", "+ p2", "- a"]),
+        (["- a"], {"suffix": ["- e"]}, ["- a", "- e"]),
+        (["+ a"], {"prefix": ["- p"], "override": ["+ o"], "suffix": ["+ e"]}, ["- p", "+ o", "+ e"]),
+        (["+ a"], {"no_filter": True}, []),
+        (None, {"prefix": ["s x"]}, ["s x", TAIL]),
+        (None, {"suffix": ["+ x"]}, ["+ x", TAIL]),
+    ],
+)
+def test_build_rules(config, kw, expected):
+    cfg = None if config is None else [(t, f"cfg[{i}]") for i, t in enumerate(config)]
+    f = build_rules(cfg, **kw)
+    assert f.as_texts() == expected
+    assert bool(f) == bool(expected)
+    if expected and expected[-1] == TAIL and TAIL not in (config or []):
+        tail = f.rules[-1]
+        assert tail.implicit and tail.origin == ORIGIN_IMPLICIT and (tail.action, tail.pattern) == ("-", "**")
+    assert all(not r.implicit for r in f.rules[:-1])
+
+
+def test_build_rules_origins():
+    f = build_rules([("- a", "config.yml: protocol 'p' key 'filters[0]'")], prefix=["+ b"], suffix=["+ c"])
+    origins = [r.origin for r in f.rules]
+    assert origins == ["option -a/--fprefix", "config.yml: protocol 'p' key 'filters[0]'", "option -e/--fsuffix"]
+    f = build_rules([("- a", "x")], override=["+ b", ("+ c", "custom")])
+    assert [r.origin for r in f.rules[:2]] == ["option -f/--filter", "custom"]
+
+
+@pytest.mark.parametrize("kw", [{"override": ["+ a"]}, {"prefix": ["+ a"]}, {"suffix": ["+ a"]}])
+def test_no_filter_conflicts(kw):
+    with pytest.raises(UsageError, match="--no-filter"):
+        build_rules([("- x", "cfg")], no_filter=True, **kw)
+
+
+def test_build_rules_error_names_origin():
+    with pytest.raises(FilterError, match=r"'\+x'.*config.yml: protocol 'resume' key 'filters\[1\]'"):
+        build_rules([("- a", "cfg0"), ("+x", "config.yml: protocol 'resume' key 'filters[1]'")])
+    with pytest.raises(FilterError, match="option -f/--filter"):
+        build_rules(None, override=["[^a]"])
+
+
+def test_warning_for_include_dir():
+    f = fl("+ model_output/", "- *.csv")
+    assert len(f.warnings) == 1 and "'+ model_output/'" in f.warnings[0] and "selects nothing" in f.warnings[0]
+    assert fl("- llik/").warnings == ()
+
+
+def test_filterlist_is_immutable():
+    f = fl("- a")
+    with pytest.raises(Exception):
+        f.rules = ()  # type: ignore[misc]
+    assert isinstance(f.rules, tuple) and isinstance(f.rules[0], Rule)
+
+
+# ------------------------------------------------------------------------------------------
+# the worked cases (FILTERS.md section 6), expected sets from plain descriptions
+
+
+def _name(p: str) -> str:
+    return p.rsplit("/", 1)[-1]
+
+
+def _comps(p: str) -> list[str]:
+    return p.split("/")
+
+
+WORKED_EXPECT = {
+    0: lambda p: any(s in _name(p) for s in ("hnpi", "snpi", "seed")),
+    1: lambda p: ".20240501_120000." in _name(p),
+    2: lambda p: "llik" not in _comps(p)[:-1],
+    3: lambda p: p.endswith(".csv"),
+    4: lambda p: "hosp" in p,
+    5: lambda p: "global/final" in p,
+    6: lambda p: "RUN" in p,
+    7: lambda p: "RUN" in p and not any("llik" in c for c in _comps(p)),
+    8: lambda p: p.startswith("model_output/USA_inference/"),
+    9: lambda p: not p.startswith("model_output/USA_baseline/"),
+    10: lambda p: True,  # every file of the tree is a parquet or is not intermediate... see below
+    11: lambda p: "hnpi" in p or "snpi" in p,
+}
+
+
+def _expected_worked(i: int, p: str) -> bool:
+    if i == 10:  # all parquet files, plus non-parquet files outside anything named *intermediate*
+        return p.endswith(".parquet") or not any("intermediate" in c for c in _comps(p))
+    return WORKED_EXPECT[i](p)
+
+
+@pytest.fixture(scope="module")
+def worked_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("worked")
+    paths = make_worked_tree(root)
+    return root, paths
+
+
+def test_worked_tree_shape(worked_tree):
+    root, paths = worked_tree
+    assert 200 <= len(paths) <= 400
+    assert list_files(root) == set(paths)
+    assert set(paths) == set(worked_tree_paths())
+
+
+@pytest.mark.parametrize("i", range(len(WORKED_CASES)), ids=[str(c) for c in WORKED_CASES])
+def test_worked_cases(worked_tree, i):
+    root, paths = worked_tree
+    f = fl(*WORKED_CASES[i])
+    expected = sorted(p for p in paths if _expected_worked(i, p))
+    assert expected, "every worked case selects something on the worked tree"
+    if i not in (9, 10, 2):
+        assert len(expected) < len(paths)
+    assert [p for p in paths if f.selects(p)] == expected
+    assert [p for p, _ in f.select_local(root)] == expected
+    assert [p for p, _ in f.select_paths((p, 1) for p in paths)] == expected
+
+
+def test_worked_case_sizes(worked_tree):
+    root, paths = worked_tree
+    got = dict(fl("+ *.csv", "- *").select_local(root))
+    for p, size in got.items():
+        assert size == len((p + "\n").encode())
+
+
+# ------------------------------------------------------------------------------------------
+# pattern semantics
+
+SEM = [
+    # (rules, path, selected)
+    # '*' does not cross '/', matched against the name when there is no '/'
+    (["+ *.csv", "- *"], "a.csv", True),
+    (["+ *.csv", "- *"], "d/e/a.csv", True),
+    (["+ *.csv", "- *"], "d.csv/x", False),
+    (["+ a*", "- *"], "ab/x", False),
+    (["+ a*", "- *"], "x/ab", True),
+    # '**' crosses '/'
+    (["+ a**", "- **"], "ab/x", True),
+    (["+ a**", "- **"], "x/ab/y", True),
+    (["+ **/x", "- **"], "x", True),  # rsync matches a leading '**' against '/' + path
+    (["+ **/x", "- **"], "a/b/x", True),
+    (["+ **/x", "- **"], "a/bx", False),
+    (["+ a/**/b", "- **"], "a/b", False),
+    (["+ a/**/b", "- **"], "a/x/b", True),
+    (["+ a/**/b", "- **"], "q/a/x/y/b", True),
+    (["+ a/**", "- **"], "q/a/x", True),
+    # '?' is one character except '/' (one byte, like rsync)
+    (["+ a?c", "- *"], "abc", True),
+    (["+ a?c", "- **"], "a/c", False),
+    (["+ a?c", "- *"], "ac", False),
+    (["+ a??c", "- *"], "aéc", True),
+    (["+ a?c", "- *"], "aéc", False),
+    # sets
+    (["+ [ab]x", "- *"], "bx", True),
+    (["+ [ab]x", "- *"], "cx", False),
+    (["+ [!ab]x", "- *"], "cx", True),
+    (["+ [!ab]x", "- *"], "ax", False),
+    (["+ [a-c]x", "- *"], "bx", True),
+    (["+ [a-c]x", "- *"], "dx", False),
+    (["+ []]x", "- *"], "]x", True),
+    (["+ [a-]x", "- *"], "-x", True),
+    (["+ d[!x]e", "- **"], "d/e", False),  # a negated set never matches '/'
+    (["+ [.-0]", "- **"], "/", False),
+    # escapes
+    (["+ a\\*", "- *"], "a*", True),
+    (["+ a\\*", "- *"], "ab", False),
+    (["+ a\\b", "- *"], "ab", True),
+    (["+ \\[1]", "- *"], "[1]", True),
+    # anchoring
+    (["+ /a", "- **"], "a", True),
+    (["+ /a", "- **"], "x/a", False),
+    (["+ /a/*", "- **"], "a/b", True),
+    (["+ /a/*", "- **"], "a/b/c", False),
+    (["- /a"], "a/b/c", False),
+    (["- /a"], "x/a", True),  # unanchored? no: '- /a' only the top 'a'
+    # multi-component, unanchored: exactly the last k+1 components
+    (["+ b/c", "- **"], "a/b/c", True),
+    (["+ b/c", "- **"], "b/c", True),
+    (["+ b/c", "- **"], "a/xb/c", False),
+    (["+ b/*", "- **"], "a/b/c", True),
+    (["+ b/*", "- **"], "b/c/d", False),
+    (["+ *b/c", "- **"], "a/xb/c", True),
+    # trailing '/': directories only
+    (["- llik/"], "llik", True),  # a file named llik is not excluded
+    (["- llik/"], "a/llik/x", False),
+    (["- llik/"], "llik/x", False),
+    (["- llik"], "a/llik", False),
+    (["- llik"], "a/llik/x", False),
+    (["+ llik/", "- **"], "llik/x", False),  # '+ P/' selects nothing
+    (["- a/b/"], "x/a/b/c", False),
+    (["- a/b/"], "x/a/b", True),
+    # '-' rules match ancestors
+    (["- *llik*"], "x/llik_dir/y/z", False),
+    (["- /model_output/USA_baseline"], "model_output/USA_baseline/x/y", False),
+    (["- /model_output/USA_baseline"], "model_output/USA_baseline2/x", True),
+    # first match wins
+    (["+ *.csv", "- *intermediate*"], "intermediate/x.csv", True),
+    (["- *intermediate*", "+ *.csv"], "intermediate/x.csv", False),
+    (["- *intermediate*", "+ *.csv"], "x.csv", True),
+    # no match: included; the implicit tail excludes
+    (["- *.csv"], "x.txt", True),
+    (["+ *.csv"], "x.txt", False),
+    # substring rules see '/' + path
+    (["s /final/"], "final/x", True),
+    (["s /final/"], "a/final/x", True),
+    (["s /final/"], "a/xfinal/x", False),
+    (["s /final/"], "a/final", False),
+    (["s al/x"], "a/final/x", True),
+    (["s *"], "a*b", True),
+    (["s *"], "ab", False),
+    (["s /a"], "a", True),
+    (["s RUN", "- *llik*"], "llik/RUN", True),
+    (["- *llik*", "s RUN"], "llik/RUN", False),
+    # no rules
+    ([], "anything/at/all", True),
+]
+
+
+@pytest.mark.parametrize("rules, path, expected", SEM, ids=[f"{r}|{p}" for r, p, _ in SEM])
+def test_semantics(rules, path, expected):
+    f = fl(*rules)
+    assert f.selects(path) is expected
+    assert (f.select_paths([(path, 0)]) == [(path, 0)]) is expected
+
+
+def test_select_local_matches_selects_on_random_trees(tmp_path):
+    for seed in range(6):
+        rng = random.Random(seed)
+        root = tmp_path / f"t{seed}"
+        paths = make_random_tree(root, rng, n_files=80)
+        assert list_files(root) == set(paths)
+        for _ in range(20):
+            f = fl(*random_filter_list(rng, paths))
+            expect = sorted(p for p in paths if f.selects(p))
+            assert [p for p, _ in f.select_local(root)] == expect, (seed, f.as_texts())
+            assert [p for p, _ in f.select_paths((p, 0) for p in paths)] == expect, (seed, f.as_texts())
+
+
+def test_select_local_symlinks_and_pruning(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.csv").write_text("abc")
+    (tmp_path / "llik").mkdir()
+    (tmp_path / "llik" / "f.csv").write_text("x")
+    os.symlink("d", tmp_path / "link_to_d")
+    os.symlink("nowhere", tmp_path / "dangling.csv")
+    got = fl().select_local(tmp_path)
+    assert got == [("d/f.csv", 3), ("dangling.csv", 0), ("link_to_d", 0), ("llik/f.csv", 1)]
+    assert fl("- llik/").select_local(tmp_path) == [("d/f.csv", 3), ("dangling.csv", 0), ("link_to_d", 0)]
+    assert fl("+ *.csv", "- *").select_local(tmp_path) == [("d/f.csv", 3), ("dangling.csv", 0), ("llik/f.csv", 1)]
+    # a pruned directory is never opened
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "x").write_text("")
+    os.chmod(tmp_path / "locked", 0)
+    try:
+        if os.geteuid() != 0:
+            assert fl("- /locked").select_local(tmp_path)[-1] == ("llik/f.csv", 1)
+    finally:
+        os.chmod(tmp_path / "locked", 0o755)
+
+
+def test_select_paths_unicode_and_order():
+    f = fl("+ *é*", "- *")
+    assert f.select_paths([("b/é.txt", 2), ("a/xéy", 1), ("a/x", 3)]) == [("a/xéy", 1), ("b/é.txt", 2)]
+
+
+# ------------------------------------------------------------------------------------------
+# rsync translation (FILTERS.md section 5)
+
+RSYNC = [
+    ([], []),
+    (["- llik/"], ["- llik/", "+ */"]),
+    (["- /model_output/USA_baseline"], ["- /model_output/USA_baseline", "+ */"]),
+    (["*hnpi*", "- *"], ["+ */", "+ *hnpi*", "- *", "- */**"]),
+    (["+ *.csv"], ["+ */", "+ *.csv", "- **", "- **/**"]),
+    (["s hosp"], ["+ */", "+ **hosp**", "- **", "- **/**"]),
+    (["s /final/"], ["+ */", "+ **/final/**", "- **", "- **/**"]),
+    (["s a*b?c[d\\e"], ["+ */", "+ **a\\*b\\?c\\[d\\\\e**", "- **", "- **/**"]),
+    (["- *llik*", "s RUN"], ["- *llik*", "+ */", "+ **RUN**", "- **", "- **/**"]),
+    (["s RUN", "- *llik*"], ["+ */", "+ **RUN**", "- *llik*", "- *llik*/**", "- **", "- **/**"]),
+    (["+ *.parquet", "- int/"], ["+ */", "+ *.parquet", "- int/", "- int/**"]),
+    (["+ x", "- /a/b/"], ["+ */", "+ x", "- /a/b/", "- /a/b/**"]),
+    # rsync matches a pattern without *?[ literally: escapes are resolved for it
+    (["- a\\b"], ["- ab", "+ */"]),
+    (["- a\\*b"], ["- a\\*b", "+ */"]),
+    (["+ x", "- a\\b"], ["+ */", "+ x", "- ab", "- a\\b/**"]),
+    # a lone '!' would clear rsync's list
+    (["- !"], ["- [\\!]", "+ */"]),
+    (["+ !", "- *"], ["+ */", "+ [\\!]", "- *", "- */**"]),
+]
+
+
+@pytest.mark.parametrize("rules, expected", RSYNC, ids=[str(r) for r, _ in RSYNC])
+def test_rsync_args(rules, expected):
+    args = fl(*rules).rsync_args()
+    assert args == ["--filter=" + e for e in expected]
+
+
+# ------------------------------------------------------------------------------------------
+# aws translation
+
+AWS = [
+    # rules, aws args (pairs, aws order), exact
+    (["- llik/"], [("x", "llik/*"), ("x", "*/llik/*")], True),
+    (["- llik"], [("x", "llik"), ("x", "llik/*"), ("x", "*/llik"), ("x", "*/llik/*")], True),
+    (["- *llik*"], [("x", "*llik*")], True),
+    (["- *.csv"], [("x", "*.csv"), ("x", "*.csv/*")], True),
+    (["- llik*"], [("x", "llik*"), ("x", "*/llik*")], True),
+    (["+ *.csv", "- *"], [("x", "*"), ("i", "*.csv")], True),
+    (["+ data.csv", "- *"], [("x", "*"), ("i", "data.csv"), ("i", "*/data.csv")], True),
+    (["+ /model_output/USA_inference/**"], [("x", "*"), ("i", "model_output/USA_inference/*")], True),
+    (["- /model_output/USA_baseline"],
+     [("x", "model_output/USA_baseline"), ("x", "model_output/USA_baseline/*")], True),
+    (["- /a/b/"], [("x", "a/b/*")], True),
+    (["s hosp"], [("x", "*"), ("i", "*hosp*")], True),
+    (["s /final/"], [("x", "*"), ("i", "*/final/*"), ("i", "final/*")], True),
+    (["s a*[b"], [("x", "*"), ("i", "*a[*][[]b*")], True),
+    (["+ **/x"], [("x", "*"), ("i", "*/x"), ("i", "x")], True),
+    (["+ **/*.csv"], [("x", "*"), ("i", "*.csv")], True),
+    (["- a/**/b"], [("x", "a/*/b"), ("x", "a/*/b/*"), ("x", "*/a/*/b"), ("x", "*/a/*/b/*")], True),
+    (["+ b/c", "- **"], [("x", "*"), ("i", "b/c"), ("i", "*/b/c")], True),
+    (["+ [abc]x", "- *"], [("x", "*"), ("i", "[a-c]x"), ("i", "*/[a-c]x")], True),
+    (["+ a\\*b", "- *"], [("x", "*"), ("i", "a[*]b"), ("i", "*/a[*]b")], True),
+    (["+ d/", "- *"], [("x", "*")], True),
+    # inexact: '*' inside or at the end of an include component, '?' and negated sets
+    (["*hnpi*", "- *"], [("x", "*"), ("i", "*hnpi*")], False),
+    (["+ config*"], [("x", "*"), ("i", "config*"), ("i", "*/config*")], False),
+    (["+ *.RUN.*"], [("x", "*"), ("i", "*.RUN.*")], False),
+    (["+ **/final/*.parquet"], [("x", "*"), ("i", "*/final/*.parquet"), ("i", "final/*.parquet")], False),
+    (["- a*b"], [("x", "a*b"), ("x", "a*b/*"), ("x", "*/a*b"), ("x", "*/a*b/*")], False),
+    (["- /a/*.csv"], [("x", "a/*.csv"), ("x", "a/*.csv/*")], False),
+    (["- a?c"], [("x", "a[!/]c"), ("x", "a[!/]c/*"), ("x", "*/a[!/]c"), ("x", "*/a[!/]c/*")], False),
+    (["- [!a]"], [("x", "[!/a]"), ("x", "[!/a]/*"), ("x", "*/[!/a]"), ("x", "*/[!/a]/*")], False),
+]
+
+
+@pytest.mark.parametrize("rules, expected, exact", AWS, ids=[str(r) for r, _, _ in AWS])
+def test_translate_for_aws(rules, expected, exact):
+    f = fl(*rules)
+    plan = translate_for_aws(f)
+    want = []
+    for kind, pat in expected:
+        want += ["--exclude" if kind == "x" else "--include", pat]
+    assert list(plan.args) == want
+    assert plan.exact is exact
+    if exact:
+        assert plan.inexact_rules == ()
+    else:
+        assert plan.inexact_rules and all(t in f.as_texts() for t in plan.inexact_rules)
+
+
+def test_translate_for_aws_no_rules():
+    plan = translate_for_aws(fl())
+    assert plan.args == () and plan.exact and plan.inexact_rules == ()
+
+
+def test_translate_worked_cases_exactness():
+    exact = {tuple(c): translate_for_aws(fl(*c)).exact for c in WORKED_CASES}
+    assert [tuple(c) for c in WORKED_CASES if not exact[tuple(c)]] == [
+        ("*hnpi*", "*snpi*", "*seed*", "- *"),
+        ("+ *.20240501_120000.*",),
+    ]
+
+
+def test_exact_translations_agree_with_evaluator():
+    """Property: when the plan says exact, emulated aws == evaluator on any tree."""
+    checked = 0
+    for seed in range(60):
+        rng = random.Random(1000 + seed)
+        paths = random_tree_paths(rng, 120)
+        for _ in range(15):
+            f = fl(*random_filter_list(rng, paths))
+            plan = translate_for_aws(f)
+            a = aws_select_paths(plan.args, paths)
+            ev = [p for p in sorted(paths) if f.selects(p)]
+            if plan.exact:
+                checked += 1
+                assert a == ev, (seed, f.as_texts(), plan.args)
+            ex = explicit_aws_args(ev, paths)
+            assert aws_select_paths(ex, paths) == ev, (seed, f.as_texts(), ex)
+    assert checked > 300
+
+
+def test_render_set_exhaustive():
+    rng = random.Random(7)
+    alphabet = [chr(c) for c in range(0x20, 0x7F) if chr(c) != "/"]
+    for _ in range(400):
+        chars = set(rng.sample(alphabet, rng.randint(1, 8)))
+        if rng.random() < 0.5:
+            chars |= set(rng.sample("]-!^[\\", rng.randint(1, 3)))
+        tok = ("set", False, frozenset(ord(c) for c in chars))
+        rendered, exact = _render_set(tok)
+        assert exact
+        got = {c for c in alphabet + ["/"] if fnmatch.fnmatchcase(c, rendered)}
+        assert got == chars, (sorted(chars), rendered)
+        neg, exact = _render_set(("set", True, frozenset(ord(c) for c in chars)))
+        assert not exact
+        got = {c for c in alphabet + ["/"] if fnmatch.fnmatchcase(c, neg)}
+        assert got == set(alphabet) - chars, (sorted(chars), neg)
+
+
+# ------------------------------------------------------------------------------------------
+# aws emulation and explicit selections
+
+AWS_SEL = [
+    (["--exclude", "*"], "a", False),
+    (["--exclude", "*", "--include", "*.csv"], "d/x.csv", True),
+    (["--include", "*.csv", "--exclude", "*"], "d/x.csv", False),  # last match wins
+    (["--exclude", "*.csv"], "x.txt", True),  # default include
+    (["--exclude", "d/"], "d/x", True),  # 'dir/' never matches a file
+    (["--exclude", "d/*"], "d/e/x", False),  # '*' crosses '/'
+    (["--exclude", "a?c"], "a/c", False),  # '?' matches '/'
+    (["--exclude", "[[]1]"], "[1]", False),
+    (["--exclude", "/d/*"], "d/x", True),  # a leading '/' breaks the pattern
+    (["--exclude", "**"], "d/x", False),
+]
+
+
+@pytest.mark.parametrize("args, path, expected", AWS_SEL, ids=[f"{a}|{p}" for a, p, _ in AWS_SEL])
+def test_aws_selects(args, path, expected):
+    assert aws_selects(args, path) is expected
+    assert (aws_select_paths(args, [path]) == [path]) is expected
+
+
+def test_escape_fnmatch():
+    for name in ["a[1]*?b", "plain", "x]y", "é*", "\\["]:
+        assert fnmatch.fnmatchcase(name, escape_fnmatch(name))
+        assert not fnmatch.fnmatchcase(name + "x", escape_fnmatch(name))
+    assert escape_fnmatch("a[b*c?") == "a[[]b[*]c[?]"
+
+
+EXPLICIT_ALL = [
+    "a/1", "a/2", "a/b/1", "a/b/2", "c/1", "c/2", "c/3", "d[x]/*1", "d[x]/2", "top.txt",
+]
+
+
+@pytest.mark.parametrize(
+    "selected, expected",
+    [
+        (EXPLICIT_ALL, ()),
+        ([], ("--exclude", "*")),
+        (["a/1", "a/2", "a/b/1", "a/b/2"], ("--exclude", "*", "--include", "a/*")),
+        (["a/b/1", "a/b/2", "top.txt"], ("--exclude", "*", "--include", "top.txt", "--include", "a/b/*")),
+        (["d[x]/*1", "d[x]/2"], ("--exclude", "*", "--include", "d[[]x]/*")),
+        (["d[x]/*1"], ("--exclude", "*", "--include", "d[[]x]/[*]1")),
+        # mostly selected: exclude the exceptions
+        ([p for p in EXPLICIT_ALL if p != "c/2"], ("--exclude", "c/2")),
+        (["c/1", "c/3"], ("--exclude", "*", "--include", "c/1", "--include", "c/3")),  # tie: no switch
+    ],
+)
+def test_explicit_aws_args(selected, expected):
+    args = explicit_aws_args(selected, EXPLICIT_ALL)
+    assert args == expected
+    assert aws_select_paths(args, EXPLICIT_ALL) == sorted(selected)
+
+
+def test_explicit_aws_args_compresses_worked_tree():
+    paths = worked_tree_paths()
+    for case in WORKED_CASES:
+        sel = [p for p in paths if fl(*case).selects(p)]
+        args = explicit_aws_args(sel, paths)
+        assert aws_select_paths(args, paths) == sel
+        parents = {p.rsplit("/", 1)[0] for p in sel}
+        assert len(args) // 2 <= len(parents) + 2, (case, len(args) // 2)
+    # whole subtree -> one include
+    sel = [p for p in paths if p.startswith("model_output/USA_inference/")]
+    assert explicit_aws_args(sel, paths) == ("--exclude", "*", "--include", "model_output/USA_inference/*")
+
+
+def test_explicit_aws_args_large_is_fast():
+    import time
+
+    paths = [f"d{i // 1000}/s{(i // 50) % 20}/f{i}.parquet" for i in range(50_000)]
+    sel = [p for i, p in enumerate(paths) if (i // 50) % 3 == 0 or i == 7]
+    t = time.perf_counter()
+    args = explicit_aws_args(sel, paths)
+    assert time.perf_counter() - t < 2
+    assert len(args) // 2 < 500
+    assert aws_select_paths(args, paths[:3000]) == sorted(p for p in sel if p in set(paths[:3000]))
