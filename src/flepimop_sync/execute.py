@@ -24,7 +24,7 @@ from .config import Protocol, SyncConfig, load_config
 from .endpoints import End
 from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError
 from .options import SyncOptions
-from .report import Reporter, format_argv
+from .report import Reporter, format_argv, redact
 from .runner import Completed, Runner
 
 RSYNC_EXIT = {
@@ -87,6 +87,8 @@ def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, 
     """Load the config, run the chosen protocol, return the result (JSON-ready)."""
     config = config or load_config(config_files)
     protocol = config.get(options.protocol)
+    if env is not None:
+        reporter.env = env  # mask the secrets of the environment the children get
     with Runner(reporter, env=env) as runner:
         if protocol.type == "git":
             return run_git(protocol, options, runner, reporter, cwd=cwd)
@@ -148,10 +150,11 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     if options.dry_run:
         assert selection is not None
         _print_selection(selection, plan, reporter)
+        result["selection"] = [path for path, _ in selection]  # for scripts reading --json
         if plan.steps and not plan.needs_listing:
             reporter.detail("commands a real run would execute:")
             for step in plan.steps:
-                reporter.detail(f"  {format_argv(step.argv)}")
+                reporter.detail(f"  {format_argv(step.argv, reporter.env)}")
         deletions = _planned_deletions(plan, selection, runner) if resolved.delete else []
         if resolved.delete:
             result["would_delete"] = deletions
@@ -219,9 +222,18 @@ def _probe_source(protocol: Protocol, options: SyncOptions) -> bool:
     if src.kind != "local":
         return False  # remote single files are not probed: rsync/aws treat them as dirs
     path = Path(src.path)
-    if not path.exists():
-        raise UsageError(f"{protocol.where('source')}: local source {src.text!r} does not exist")
+    try:
+        path.stat()
+    except FileNotFoundError:
+        raise UsageError(f"{protocol.where('source')}: local source {_show(src.text)} does not exist") from None
+    except OSError as exc:  # ENAMETOOLONG, EACCES, ELOOP, ENOTDIR...
+        raise UsageError(f"{protocol.where('source')}: local source {_show(src.text)}: {exc.strerror}") from None
     return path.is_file()
+
+
+def _show(text: str, limit: int = 200) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit - 20]}...' ({len(text)} characters)"
 
 
 def list_source(plan: planning.Plan, runner: Runner, reporter: Reporter) -> Listing:
@@ -274,7 +286,7 @@ def _list_rsync_remote(end: End, protocol: Protocol, runner: Runner) -> Listing:
     argv += ["--", end.as_dir().text]
     done = runner.run(argv)
     if done.returncode != 0:
-        raise _step_failed("listing the remote source", done, protocol)
+        raise _step_failed("listing the remote source", done, protocol, runner.base_env)
     files = []
     for line in done.stdout.splitlines():
         parts = line.split(None, 4)
@@ -296,7 +308,7 @@ def _list_s3(end: End, protocol: Protocol, runner: Runner) -> Listing:
         # 'aws s3 ls' exits 1 with no output when the prefix holds nothing
         if done.returncode == 1 and not done.stderr.strip():
             return Listing(files=())
-        raise _step_failed("listing the S3 source", done, protocol)
+        raise _step_failed("listing the S3 source", done, protocol, runner.base_env)
     files = []
     for line in done.stdout.splitlines():
         parts = line.split(None, 3)
@@ -334,7 +346,7 @@ def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter
 
         done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
         if done.returncode != 0:
-            raise _step_failed(step.name, done, plan.protocol)
+            raise _step_failed(step.name, done, plan.protocol, runner.base_env)
         counts["files"] = stats.get("Number of regular files transferred", 0)
         counts["bytes"] = stats.get("Total transferred file size", 0)
         return counts
@@ -366,11 +378,11 @@ def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter
 
     done = runner.stream(step.argv, env=step.env, on_stdout=on_aws_line, live=reporter.is_tty)
     if done.returncode != 0:
-        raise _step_failed(step.name, done, plan.protocol)
+        raise _step_failed(step.name, done, plan.protocol, runner.base_env)
     return counts
 
 
-def _step_failed(step: str, done: Completed, protocol: Protocol) -> StepFailed:
+def _step_failed(step: str, done: Completed, protocol: Protocol, env: Mapping[str, str] | None = None) -> StepFailed:
     tool = done.argv[0]
     code = done.returncode
     last = (_rsync_cause_line(done.stderr) if tool == "rsync" else "") or _last_error_line(done.stderr) \
@@ -383,7 +395,7 @@ def _step_failed(step: str, done: Completed, protocol: Protocol) -> StepFailed:
         meaning = "see its message"
     if code < 0:
         meaning = f"killed by signal {-code}"
-    detail = f": {last}" if last else ""
+    detail = f": {redact(last, env)}" if last else ""  # tools may print credentials
     return StepFailed(
         f"protocol '{protocol.name}': {step} failed ({tool} exit {code}: {meaning}){detail}",
         step=step, returncode=code,
