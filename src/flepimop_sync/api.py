@@ -85,27 +85,27 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
             result = sync(config_files, options, reporter, env=env)
         except SyncError as error:
             failed = {"protocol": options.protocol, "config_files": list(config_files), "status": "failed",
-                      "error": redact(str(error)), "exit_code": error.exit_code, "started": started,
+                      "error": redact(str(error), env), "exit_code": error.exit_code, "started": started,
                       "finished": now_iso(), "tool_versions": tool_versions()}
             if receipt:
-                _write_json(Path(f"{receipt}.failed"), failed)
+                _write_json(Path(f"{receipt}.failed"), failed, env)
             if log_handle:
-                print(f"error: {error}", file=log_handle)
+                print(f"error: {redact(str(error), env)}", file=log_handle)
             raise
         result["tool_versions"] = tool_versions()
         result["config_files"] = list(config_files)
         if receipt:
-            _write_json(Path(receipt), result)
+            _write_json(Path(receipt), result, env)
         return result
     finally:
         if log_handle:
             log_handle.close()
 
 
-def _write_json(path: Path, body: Mapping[str, Any]) -> None:
+def _write_json(path: Path, body: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(redact(json.dumps(body, indent=2, default=str)) + "\n", encoding="utf-8")
+    tmp.write_text(redact(json.dumps(body, indent=2, default=str), env) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 
@@ -202,14 +202,14 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
         from .report import redact
 
         failed = {"protocol": options.protocol, "config_files": config_files, "status": "failed",
-                  "error": redact(str(error)), "exit_code": error.exit_code, "started": started,
+                  "error": redact(str(error), env), "exit_code": error.exit_code, "started": started,
                   "finished": now_iso(), "tool_versions": tool_versions()}
-        _write_json(Path(f"{receipt}.failed"), failed)
+        _write_json(Path(f"{receipt}.failed"), failed, env)
         raise
     result["started"] = started
     result["finished"] = now_iso()
     result["params_digest"] = dict(params).get("digest")
-    _write_json(Path(receipt), result)
+    _write_json(Path(receipt), result, env)
     failed_path = Path(f"{receipt}.failed")
     if failed_path.exists():
         failed_path.unlink()

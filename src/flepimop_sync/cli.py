@@ -87,7 +87,7 @@ def sync_command(config_files: tuple[str, ...], protocol: str | None, source: st
     """
     from .errors import UsageError
     from .options import SyncOptions
-    from .report import Reporter
+    from .report import Reporter, redact
 
     if no_filter and (filters or fprefix or fsuffix):
         raise UsageError("--no-filter cannot be combined with -f/--filter, -a/--fprefix or -e/--fsuffix")
@@ -104,13 +104,13 @@ def sync_command(config_files: tuple[str, ...], protocol: str | None, source: st
     if print_plan:
         from .api import plan_as_json
 
-        click.echo(json.dumps(plan_as_json(config_files, options), indent=2))
+        click.echo(redact(json.dumps(plan_as_json(config_files, options), indent=2)))
         return
     from .execute import sync
 
     result = sync(config_files, options, reporter)
     if json_output:
-        click.echo(json.dumps(result, indent=2, default=str))
+        click.echo(redact(json.dumps(result, indent=2, default=str)))
 
 
 def run_command(command: click.Command, args: Sequence[str] | None = None, prog_name: str | None = None) -> int:
@@ -121,7 +121,9 @@ def run_command(command: click.Command, args: Sequence[str] | None = None, prog_
         command.main(args=args, prog_name=prog_name, standalone_mode=False)
         return EXIT_OK
     except SyncError as error:
-        click.echo(f"error: {error}", err=True)
+        from .report import redact
+
+        click.echo(f"error: {redact(str(error))}", err=True)
         return error.exit_code
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)

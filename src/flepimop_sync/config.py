@@ -120,8 +120,12 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def read_yaml(path: str) -> Any:
     """Parse one YAML file, turning every failure into a one-line ConfigError."""
+    return _parse_yaml(path, _read_text(path))
+
+
+def _read_text(path: str) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
@@ -132,6 +136,9 @@ def read_yaml(path: str) -> Any:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+
+
+def _parse_yaml(path: str, text: str) -> Any:
     if not text.strip():
         raise ConfigError(f"{path}: config file is empty (expected a top-level 'sync:' mapping)")
     try:
@@ -149,10 +156,29 @@ def load_config(paths: Sequence[str | os.PathLike[str]]) -> SyncConfig:
     """Read, merge and validate the ``sync:`` sections of ``paths`` (later wins)."""
     if not paths:
         raise ConfigError("no config file given (pass one or more YAML files with a 'sync:' section)")
-    merged: dict[str, Protocol] = {}
     files = tuple(str(p) for p in paths)
-    for path in files:
-        document = read_yaml(path)
+    # Keyed on the files' *contents*: the Snakefile resolves every rule's params through
+    # load_config, and re-parsing a 50-protocol file 50 times with PyYAML's pure-Python loader
+    # cost seconds (docs/performance.md). The result is immutable, so sharing it is safe.
+    key = tuple((path, _read_text(path)) for path in files)
+    cached = _LOADED.get(key)
+    if cached is not None:
+        return cached
+    config = _load_texts(key)
+    if len(_LOADED) >= 16:
+        _LOADED.clear()
+    _LOADED[key] = config
+    return config
+
+
+_LOADED: dict[tuple[tuple[str, str], ...], SyncConfig] = {}
+
+
+def _load_texts(key: tuple[tuple[str, str], ...]) -> SyncConfig:
+    merged: dict[str, Protocol] = {}
+    files = tuple(path for path, _ in key)
+    for path, text in key:
+        document = _parse_yaml(path, text)
         if not isinstance(document, dict):
             raise ConfigError(f"{path}: top level must be a mapping with a 'sync:' key, got {_kind(document)}")
         if "sync" not in document:
@@ -202,6 +228,7 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
         if errors:
             raise ConfigError(f"{where}{_describe_schema_error(errors[0], ptype)}")
 
+    _refuse_nul(body, where)
     filters = body.get("filters")
     filter_items: tuple[tuple[str, str], ...] | None
     if filters is None:
@@ -222,6 +249,16 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
     )
     _semantic_checks(protocol)
     return protocol
+
+
+def _refuse_nul(body: Mapping[str, Any], where: str) -> None:
+    """No value may hold a NUL byte: no path, host, option or argv element can carry one."""
+    for key, value in body.items():
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if isinstance(item, str) and "\x00" in item:
+                shown = key if index is None else f"{key}[{index}]"
+                raise ConfigError(f"{where} key '{shown}': contains a NUL byte")
 
 
 def _semantic_checks(protocol: Protocol) -> None:

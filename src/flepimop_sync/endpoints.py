@@ -16,7 +16,6 @@ from typing import Callable
 from .errors import ConfigError, UsageError
 
 APPEND_PREFIX = "+ "
-_REMOTE = re.compile(r"^(?P<host>(?:[^@/:\s]+@)?[^@/:\s]+):(?P<path>.*)$", re.S)
 _BAD_HOST = re.compile(r"^-|[\s\x00-\x1f\x7f'\"`$;&|<>()\\*?\[\]{}!#~]")
 
 
@@ -63,9 +62,12 @@ def parse_end(text: str) -> End:
     """Classify an end the way rsync / aws would (no I/O)."""
     if text.startswith("s3://"):
         return End(text=text, kind="s3", path=text[len("s3://"):])
-    match = _REMOTE.match(text)
-    if match and "/" not in text.split(":", 1)[0]:
-        return End(text=text, kind="remote", host=match["host"], path=match["path"])
+    # rsync's own rule: a ':' before any '/' makes an end remote.  Whatever is before the ':' is
+    # the host, even when it is not a valid host name: check_protocol_ends then refuses it
+    # (hinting at './' for a local path) instead of letting rsync run ssh to it.
+    head, colon, path = text.partition(":")
+    if colon and head and "/" not in head:
+        return End(text=text, kind="remote", host=head, path=path)
     return End(text=text, kind="local", path=text)
 
 
@@ -117,8 +119,13 @@ def check_protocol_ends(
             raise error(f"{where(key)}: contains a NUL byte")
         end = parse_end(text)
         if end.kind == "remote":
-            if _BAD_HOST.search(end.host.split("@")[-1]) or _BAD_HOST.search(end.host):
-                raise error(f"{where(key)}: {text!r} has an invalid host name {end.host!r}")
+            if _BAD_HOST.search(end.host.split("@")[-1]) or _BAD_HOST.search(end.host) \
+                    or end.host.count("@") > 1 or end.host.startswith("@") or end.host.endswith("@"):
+                raise error(f"{where(key)}: {_show(text)} has an invalid host name {_show(end.host)} "
+                            f"(for a local path, write {_show('./' + text)})")
+            if "\n" in end.path:  # rsync escapes remote paths with '\', and '\'+newline is a line continuation
+                raise error(f"{where(key)}: {_show(text)}: a remote path cannot contain a line break "
+                            "(rsync cannot pass it to the remote shell literally)")
         if end.kind == "s3" and not end.path.split("/", 1)[0]:
             raise error(f"{where(key)}: {text!r} names no bucket (write s3://bucket/prefix)")
         ends.append(end)
@@ -139,6 +146,11 @@ def check_protocol_ends(
     if _same_place(src, tgt):
         raise error(f"{where('target')}: source and target are the same place ({src.text!r}); nothing to sync")
     return src, tgt
+
+
+def _show(text: str, limit: int = 120) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit - 20]}...' ({len(text)} characters)"
 
 
 def _same_place(a: End, b: End) -> bool:

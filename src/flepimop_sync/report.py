@@ -20,19 +20,22 @@ _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 def redact(text: str, env: Mapping[str, str] | None = None) -> str:
-    """Mask credentials: URL user-info and the values of AWS secret variables."""
+    """Mask credentials: URL user-info and the values of AWS secret variables.
+
+    Values are taken from this process' environment and, when given, from ``env`` too (the
+    environment the children actually run with, which may carry other credentials).
+    """
     text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
-    source = os.environ if env is None else env
-    for name in _SECRET_ENV:
-        value = source.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
+    sources = (os.environ,) if env is None else (os.environ, env)
+    values = {source.get(name) for source in sources for name in _SECRET_ENV}
+    for value in sorted((v for v in values if v and len(v) >= 4), key=len, reverse=True):
+        text = text.replace(value, "***")
     return text
 
 
-def format_argv(argv: Iterable[str]) -> str:
+def format_argv(argv: Iterable[str], env: Mapping[str, str] | None = None) -> str:
     """The exact command, quoted so it can be pasted into a POSIX shell."""
-    return redact(shlex.join(list(argv)))
+    return redact(shlex.join(list(argv)), env)
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Reporter:
     json_mode: bool = False
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     out: TextIO = field(default_factory=lambda: sys.stdout)
+    env: Mapping[str, str] | None = None  # the children's environment: its secrets are masked too
 
     @property
     def human(self) -> TextIO:
@@ -48,26 +52,26 @@ class Reporter:
         return self.stream if self.json_mode else self.out
 
     def result(self, message: str) -> None:
-        print(redact(message), file=self.human, flush=True)
+        print(redact(message, self.env), file=self.human, flush=True)
 
     def info(self, message: str) -> None:
-        print(redact(message), file=self.human, flush=True)
+        print(redact(message, self.env), file=self.human, flush=True)
 
     def warn(self, message: str) -> None:
-        print(f"warning: {redact(message)}", file=self.stream, flush=True)
+        print(f"warning: {redact(message, self.env)}", file=self.stream, flush=True)
 
     def command(self, argv: Iterable[str], *, cwd: str | None = None) -> None:
         if self.verbosity >= 1:
             where = f"(in {cwd}) " if cwd else ""
-            print(f"+ {where}{format_argv(argv)}", file=self.stream, flush=True)
+            print(f"+ {where}{format_argv(argv, self.env)}", file=self.stream, flush=True)
 
     def detail(self, message: str) -> None:
         if self.verbosity >= 2:
-            print(redact(message), file=self.stream, flush=True)
+            print(redact(message, self.env), file=self.stream, flush=True)
 
     def debug(self, message: str) -> None:
         if self.verbosity >= 3:
-            print(f"debug: {redact(message)}", file=self.stream, flush=True)
+            print(f"debug: {redact(message, self.env)}", file=self.stream, flush=True)
 
     @property
     def is_tty(self) -> bool:

@@ -1,0 +1,169 @@
+"""Interruption: SIGINT/SIGTERM to `flepimop sync` stops every child tool, leaves no process
+behind (locally or on the ssh host), exits 130/143, and the same command run again completes.
+
+Transfers are slowed down (a rate-limiting relay around the test bed's ssh; the aws CLI's own
+``s3.max_bandwidth``) so that the signal always lands half-way through.  Children are found by a
+unique marker: in their environment (inherited from flepimop) and in the target path (which
+also appears on the command line of the remote ``rsync --server``).
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from reliability_helpers import (
+    MARK_VAR,
+    assert_no_truncated_final,
+    aws_throttle_config,
+    kill_marked,
+    make_big_tree,
+    marked_pids,
+    new_mark,
+    received_bytes,
+    start_cli,
+    throttled_rsh,
+    tree_digest,
+    wait_gone,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+SIGNALS = [pytest.param(signal.SIGINT, 130, id="SIGINT"), pytest.param(signal.SIGTERM, 143, id="SIGTERM")]
+SIGINT_ONLY = [SIGNALS[0]]
+SIGTERM_ONLY = [SIGNALS[1]]
+
+
+def _interrupt(proc, marker, started, signum, expected_code):
+    """Wait for ``started()`` (children running, data flowing), signal flepimop, check the end."""
+    try:
+        wait_until(lambda: proc.poll() is not None or started(), 30, "the transfer to start")
+        assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()}"
+        children = marked_pids(marker, exclude=[proc.pid])
+        assert any("rsync" in c or "aws" in c for c in children.values()), children
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == expected_code, (proc.returncode, out, err)
+        assert "interrupted" in err and signal.Signals(signum).name in err, err
+        assert "Traceback" not in err, err
+        left = wait_gone(marker, timeout=10)
+        assert not left, f"processes left behind after {signal.Signals(signum).name}: {left}"
+        return out, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_marked(marker)
+
+
+@pytest.mark.parametrize("signum,code", SIGINT_ONLY)
+def test_signal_during_rsync_push_over_ssh(sshd, run_cli, tmp_path, signum, code):
+    marker = new_mark()
+    src = tmp_path / "src"
+    digests = make_big_tree(src, count=8, size=1024 * 1024)
+    remote_dir = tmp_path / marker / "dst"  # the marker is on the remote rsync's command line
+    remote_dir.mkdir(parents=True)
+    cfg = write_config(tmp_path / "c.yml", {"push": {"type": "rsync", "source": f"{src}/",
+                                                     "target": f"{sshd.alias}:{remote_dir}/"}})
+    env = dict(sshd.env)
+    env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
+    env[MARK_VAR] = marker
+    proc = start_cli(["sync", cfg], env)
+    _interrupt(proc, marker, lambda: received_bytes(remote_dir) > 200_000, signum, code)
+    assert tree_digest(src) == digests, "the source changed"
+    assert_no_truncated_final(remote_dir, digests)
+    assert set(tree_digest(remote_dir)) <= set(digests), sorted(tree_digest(remote_dir))  # no temp debris
+    # The same command completes, and every file matches the source.
+    again = run_cli(["sync", cfg], env=sshd.env)
+    assert again.returncode == 0, again.stderr
+    assert tree_digest(remote_dir) == digests
+
+
+@pytest.mark.parametrize("signum,code", SIGTERM_ONLY)
+def test_signal_during_rsync_pull_over_ssh(sshd, run_cli, tmp_path, signum, code):
+    marker = new_mark()
+    remote_src = tmp_path / marker / "src"
+    digests = make_big_tree(remote_src, count=8, size=1024 * 1024)
+    local = tmp_path / "local"
+    local.mkdir()
+    cfg = write_config(tmp_path / "c.yml", {"pull": {"type": "rsync", "source": f"{sshd.alias}:{remote_src}/",
+                                                     "target": f"{local}/"}})
+    env = dict(sshd.env)
+    env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
+    env[MARK_VAR] = marker
+    proc = start_cli(["sync", cfg], env)
+    _interrupt(proc, marker, lambda: received_bytes(local) > 200_000, signum, code)
+    assert_no_truncated_final(local, digests)
+    assert set(tree_digest(local)) <= set(digests), sorted(tree_digest(local))  # no temp debris
+    again = run_cli(["sync", cfg], env=sshd.env)
+    assert again.returncode == 0, again.stderr
+    assert tree_digest(local) == digests
+    assert tree_digest(remote_src) == digests
+
+
+@pytest.mark.parametrize("signum,code", SIGTERM_ONLY)
+def test_signal_during_s3_upload(s3, run_cli, tmp_path, signum, code):
+    marker = new_mark()
+    src = tmp_path / marker / "src"
+    digests = make_big_tree(src, count=6, size=1024 * 1024)
+    bucket = s3.make_bucket()
+    cfg = write_config(tmp_path / "c.yml", {"up": {"type": "s3sync", "source": f"{src}/",
+                                                   "target": f"s3://{bucket}/run/"}})
+    env = dict(s3.env)
+    env["AWS_CONFIG_FILE"] = str(aws_throttle_config(tmp_path, "1MB/s"))
+    env[MARK_VAR] = marker
+    proc = start_cli(["sync", cfg], env)
+    _interrupt(proc, marker, lambda: s3.list(bucket) or len(marked_pids(marker)) > 1 and _aws_running(marker),
+               signum, code)
+    for key, size in s3.list(bucket).items():  # what landed is whole
+        rel = key[len("run/"):]
+        assert rel in digests and size == 1024 * 1024, (key, size)
+    again = run_cli(["sync", cfg], env=s3.env)
+    assert again.returncode == 0, again.stderr
+    import hashlib
+
+    got = {k[len("run/"):]: hashlib.sha256(s3.get(bucket, k)).hexdigest() for k in s3.list(bucket)}
+    assert got == digests
+
+
+def _aws_running(marker: str) -> bool:
+    import time
+
+    procs = marked_pids(marker)
+    if any("aws" in cmd and "sync" in cmd for cmd in procs.values()):
+        time.sleep(1.5)  # let the upload get going (aws starts in ~0.5 s)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("signum,code", SIGNALS)
+def test_signal_during_s3_download(s3, run_cli, tmp_path, signum, code):
+    marker = new_mark()
+    bucket = s3.make_bucket()
+    digests = {}
+    import hashlib
+    import os
+
+    for i in range(6):
+        data = os.urandom(1024 * 1024)
+        s3.put(bucket, f"run/data/p{i}.bin", data)
+        digests[f"data/p{i}.bin"] = hashlib.sha256(data).hexdigest()
+    local = tmp_path / marker / "local"
+    local.mkdir(parents=True)
+    cfg = write_config(tmp_path / "c.yml", {"down": {"type": "s3sync", "source": f"s3://{bucket}/run/",
+                                                     "target": f"{local}/"}})
+    env = dict(s3.env)
+    env["AWS_CONFIG_FILE"] = str(aws_throttle_config(tmp_path, "1MB/s"))
+    env[MARK_VAR] = marker
+    proc = start_cli(["sync", cfg], env)
+    _interrupt(proc, marker, lambda: received_bytes(local) > 100_000, signum, code)
+    assert_no_truncated_final(local, digests)
+    # aws downloads to 'name.XXXXXXXX' and renames: an interrupted run must not leave those
+    # temps behind (a later push of this directory would upload them).
+    assert set(tree_digest(local)) <= set(digests), sorted(tree_digest(local))
+    again = run_cli(["sync", cfg], env=s3.env)
+    assert again.returncode == 0, again.stderr
+    assert tree_digest(local) == digests
