@@ -28,8 +28,8 @@ pytestmark = pytest.mark.integration
 
 N_TREES = 10
 LISTS_PER_TREE = 20  # 200 random lists
-DOWNLOAD_EVERY = 8  # aws download dry runs for every 8th random list (uploads for all)
-SSH_LISTS_PER_TREE = 2
+DOWNLOAD_EVERY = 1  # aws download dry runs for every random list, like the uploads
+SSH_LISTS_PER_TREE = LISTS_PER_TREE  # all 200 random lists over ssh too, push and pull
 WORKERS = 3
 
 
@@ -358,16 +358,24 @@ def test_rsync_over_ssh(ssh_hpc, worked, trees, tmp_path):
     cases = [(None, root, list(c)) for c in WORKED_CASES]
     for seed, troot, paths, lists in trees:
         cases += [(seed, troot, lists[k]) for k in range(SSH_LISTS_PER_TREE)]
-    for n, (seed, src, texts) in enumerate(cases):
+    def run(job):
+        n, (seed, src, texts) = job
         f = fl(texts)
         expected = {p for p, _ in f.select_local(src)}
         push = tmp_path / f"push{n}"
         _rsync(f, f"{src}/", f"{alias}:{push}/", env=env)
         pull = tmp_path / f"pull{n}"
         _rsync(f, f"{alias}:{src}/", f"{pull}/", env=env)
-        for what, d in (("push", push), ("pull", pull)):
-            got = list_files(d) if d.exists() else set()
-            assert got == expected, (
-                f"seed={seed} {texts} over ssh {what}: rsync-only={sorted(got - expected)[:5]} "
-                f"evaluator-only={sorted(expected - got)[:5]}"
-            )
+        found = {what: (list_files(d) if d.exists() else set()) for what, d in (("push", push), ("pull", pull))}
+        shutil.rmtree(push, ignore_errors=True)
+        shutil.rmtree(pull, ignore_errors=True)
+        return seed, texts, expected, found
+
+    with ThreadPoolExecutor(WORKERS) as ex:
+        for seed, texts, expected, found in ex.map(run, enumerate(cases)):
+            for what, got in found.items():
+                assert got == expected, (
+                    f"seed={seed} {texts} over ssh {what}: rsync-only={sorted(got - expected)[:5]} "
+                    f"evaluator-only={sorted(expected - got)[:5]}"
+                )
+    assert len(cases) >= 200 + len(WORKED_CASES)
