@@ -245,3 +245,46 @@ def test_embedded_default_runs(tmp_path, run_cli):
     assert got and all(any(k in p for k in ("hnpi", "snpi", "seed")) for p in got)
     assert "done:" in done.stdout
     assert os.path.isdir(tmp_path / "example_output/model_output")
+
+
+def test_progress_on_a_terminal(tmp_path, base_env):
+    """Attached to a terminal, rsync's overall progress reaches the user (and the summary follows)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "blob.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp_path}/dst/",
+                                                  "mkpath": True}})
+    master, slave = pty.openpty()
+    env = dict(base_env, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+    proc = subprocess.Popen([sys.executable, "-m", "flepimop_sync", "sync", str(cfg)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out, _ = proc.communicate(timeout=120)
+    os.close(master)
+    terminal = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, terminal
+    assert "100%" in terminal, terminal  # rsync --info=progress2
+    assert "done: 1 file(s), 8.0 MiB" in out.decode()
+
+
+def test_non_terminal_output_has_no_progress(work, run_cli):
+    tmp, src = work
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp}/dst/",
+                                             "mkpath": True}})
+    done = run_cli(["sync", "-v", cfg])
+    assert done.returncode == 0
+    assert "--info=progress2" not in done.stderr and "%" not in done.stdout

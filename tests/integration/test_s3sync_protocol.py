@@ -200,3 +200,38 @@ def test_secrets_never_printed(s3, run_cli, tmp_path, local_tree):
         text = done.stdout + done.stderr
         assert env["AWS_SECRET_ACCESS_KEY"] not in text
         assert "TOKEN-SECRET-1234567890" not in text
+
+
+def test_endpoint_url_protocol_key(s3, run_cli, tmp_path, local_tree):
+    """A non-AWS store named in the protocol itself, with no AWS_ENDPOINT_URL in the environment."""
+    bucket = s3.make_bucket()
+    env = {k: v for k, v in s3.env.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
+                                                  "target": f"s3://{bucket}/x/", "endpoint_url": s3.endpoint,
+                                                  "region": "us-east-1", "filters": ["+ *.csv", "- *"]}})
+    done = run_cli(["sync", "-v", cfg], env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"--endpoint-url={s3.endpoint}" in done.stderr
+    assert list(s3.list(bucket)) == ["x/model_output/USA/20240501_120000/seed/global/final/"
+                                     "000000001.20240501_120000.seed.csv"]
+
+
+def test_missing_credentials_are_explained(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    env = {k: v for k, v in s3.env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                         "AWS_SESSION_TOKEN", "AWS_PROFILE")}
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
+                                                  "target": f"s3://{bucket}/x/"}})
+    done = run_cli(["sync", cfg], env=env, timeout=180)
+    assert done.returncode == 1, done.stderr
+    assert "credentials" in done.stderr and "Traceback" not in done.stderr
+    assert s3.list(bucket) == {}
+
+
+def test_append_to_s3_target(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    cfg = write_config(tmp_path / "c.yml", {"snap": {"type": "s3sync", "source": f"{local_tree}/model_output/",
+                                                     "target": f"s3://{bucket}/runs/"}})
+    done = run_cli(["sync", "-t", "+ 20240501_120000", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert "runs/20240501_120000/USA/manifest.json" in s3.list(bucket)
