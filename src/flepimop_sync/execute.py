@@ -163,6 +163,8 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         result.update(status="dry-run", seconds=round(time.monotonic() - start, 3), finished=now_iso())
         return result
 
+    if resolved.delete:
+        _refuse_delete_from_empty_source(plan, listing, runner, reporter)
     with DestinationLock(resolved.destination) as lock:
         transferred = {"files": 0, "bytes": 0}
         commands = []
@@ -243,6 +245,20 @@ def list_source(plan: planning.Plan, runner: Runner, reporter: Reporter) -> List
         return Listing(files=((path.name, path.stat().st_size),))
     reporter.debug(f"listing {r.source.text}")
     return list_end(r.source, r.protocol, runner)
+
+
+def _refuse_delete_from_empty_source(plan: planning.Plan, listing: "Listing | None", runner: Runner,
+                                     reporter: Reporter) -> None:
+    """--delete mirrors the source: an empty source (a mistyped prefix, an unmounted disk)
+    would wipe every selected file at the target. Refuse that instead."""
+    if listing is None:
+        listing = list_source(plan, runner, reporter)
+    if not listing.files:
+        r = plan.resolved
+        raise SafetyHalt(
+            f"protocol '{r.protocol.name}': the source {r.source.text!r} holds no files; refusing to --delete "
+            f"what the filters select at {r.destination.text!r} (check the source path, or delete by hand)"
+        )
 
 
 def select_source(plan: planning.Plan, runner: Runner, reporter: Reporter) -> list[tuple[str, int]]:
