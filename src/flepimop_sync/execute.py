@@ -155,7 +155,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
             reporter.detail("commands a real run would execute:")
             for step in plan.steps:
                 reporter.detail(f"  {format_argv(step.argv, reporter.env)}")
-        deletions = _planned_deletions(plan, selection, runner) if resolved.delete else []
+        deletions = _planned_deletions(plan, selection, runner, reporter) if resolved.delete else []
         if resolved.delete:
             result["would_delete"] = deletions
             for path in deletions:
@@ -204,12 +204,14 @@ def _print_selection(selection: list[tuple[str, int]], plan: planning.Plan, repo
     )
 
 
-def _planned_deletions(plan: planning.Plan, selection: list[tuple[str, int]], runner: Runner) -> list[str]:
+def _planned_deletions(plan: planning.Plan, selection: list[tuple[str, int]], runner: Runner,
+                       reporter: Reporter) -> list[str]:
     """Target files a --delete run would remove: missing at the source and selected by the rules."""
     r = plan.resolved
     try:
         target = list_end(r.destination, r.protocol, runner)
-    except StepFailed:
+    except StepFailed as error:  # e.g. the target does not exist yet: nothing there to delete
+        reporter.warn(f"could not list the target to preview deletions: {error}")
         return []
     present = {p for p, _ in selection}
     rules = r.rules
@@ -295,6 +297,21 @@ def list_end(end: End, protocol: Protocol, runner: Runner) -> Listing:
 _RSYNC_ESCAPE = re.compile(r"\\#([0-7]{3})")
 
 
+def rsync_unescape(name: str) -> str:
+    """Undo rsync's ``\\#ooo`` escapes, which stand for single *bytes* (in a non-UTF-8 locale
+    every byte of a UTF-8 name is escaped): rebuild the bytes, then decode them as UTF-8."""
+    if "\\#" not in name:
+        return name
+    out = bytearray()
+    pos = 0
+    for match in _RSYNC_ESCAPE.finditer(name):
+        out += name[pos:match.start()].encode("utf-8", "surrogateescape")
+        out.append(int(match.group(1), 8))
+        pos = match.end()
+    out += name[pos:].encode("utf-8", "surrogateescape")
+    return out.decode("utf-8", "surrogateescape")
+
+
 def _list_rsync_remote(end: End, protocol: Protocol, runner: Runner) -> Listing:
     argv = ["rsync", "-r", "--list-only"]
     if protocol.get("rsh"):
@@ -308,7 +325,7 @@ def _list_rsync_remote(end: End, protocol: Protocol, runner: Runner) -> Listing:
         parts = line.split(None, 4)
         if len(parts) < 5 or line[0] not in "-l":
             continue
-        name = _RSYNC_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), parts[4])
+        name = rsync_unescape(parts[4])
         if line[0] == "l":
             name = name.split(" -> ", 1)[0]
         files.append((name, int(parts[1].replace(",", "").replace(".", ""))))

@@ -288,3 +288,19 @@ def test_non_terminal_output_has_no_progress(work, run_cli):
     done = run_cli(["sync", "-v", cfg])
     assert done.returncode == 0
     assert "--info=progress2" not in done.stderr and "%" not in done.stdout
+
+
+def test_remote_dry_run_lists_unicode_names_in_a_c_locale(tmp_path, run_cli, sshd):
+    """rsync --list-only escapes each byte of a UTF-8 name in the C locale; the selection must not care."""
+    remote_dir = tmp_path / "uni"
+    (remote_dir / "ünï").mkdir(parents=True)
+    (remote_dir / "ünï/fé.csv").write_text("x")
+    (remote_dir / "ünï/other.txt").write_text("y")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{sshd.alias}:{remote_dir}/",
+                                                  "target": f"{tmp_path}/local/", "filters": ["+ fé.csv"]}})
+    env = {k: v for k, v in sshd.env.items() if not k.startswith("LC_") and k != "LANG"}
+    env["LC_ALL"] = "C"
+    done = run_cli(["sync", "-n", "-v", cfg], env=env)
+    assert done.returncode == 0, done.stderr
+    assert "would transfer up to 1 file(s)" in done.stdout, done.stdout
+    assert "ünï/fé.csv" in done.stdout

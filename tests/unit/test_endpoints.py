@@ -70,3 +70,19 @@ REVERSE = [
 @pytest.mark.parametrize("source,target,rsource,rtarget", REVERSE)
 def test_reverse(source, target, rsource, rtarget):
     assert reverse_ends(source, target) == (rsource, rtarget)
+
+
+# rsync --list-only escapes -> the real name
+UNESCAPE = [
+    ("plain/name.csv", "plain/name.csv"),
+    (r"\#303\#274n\#303\#257/f\#303\#251.csv", "ünï/fé.csv"),
+    (r"a\#012b", "a\nb"),
+    ("ünï", "ünï"),
+]
+
+
+@pytest.mark.parametrize("listed,name", UNESCAPE)
+def test_rsync_list_only_unescape(listed, name):
+    from flepimop_sync.execute import rsync_unescape
+
+    assert rsync_unescape(listed) == name
