@@ -46,13 +46,6 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
     return body
 
 
-def definition_digest(config_files: Sequence[str], options: SyncOptions) -> str:
-    """A stable digest of a protocol's resolved definition: changes iff the plan would."""
-    body = plan_as_json(config_files, options)
-    text = json.dumps({k: v for k, v in body.items() if k != "config_files"}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def tool_versions() -> dict[str, str]:
     """Versions of the tools a receipt depends on (best effort, never fails)."""
     from . import __version__
@@ -84,11 +77,8 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
         try:
             result = sync(config_files, options, reporter, env=env)
         except SyncError as error:
-            failed = {"protocol": options.protocol, "config_files": list(config_files), "status": "failed",
-                      "error": redact(str(error), env), "exit_code": error.exit_code, "started": started,
-                      "finished": now_iso(), "tool_versions": tool_versions()}
             if receipt:
-                _write_json(Path(f"{receipt}.failed"), failed, env)
+                _write_failure(receipt, options, config_files, error, started, env)
             if log_handle:
                 print(f"error: {redact(str(error), env)}", file=log_handle)
             raise
@@ -100,6 +90,17 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
     finally:
         if log_handle:
             log_handle.close()
+
+
+def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config_files: Sequence[str],
+                   error: Exception, started: str, env: Mapping[str, str] | None) -> None:
+    """``<receipt>.failed`` (never the receipt itself: Snakemake must not take a failure as done)."""
+    from .execute import now_iso
+
+    failed = {"protocol": options.protocol, "config_files": list(config_files), "status": "failed",
+              "error": redact(str(error), env), "exit_code": getattr(error, "exit_code", 1), "started": started,
+              "finished": now_iso(), "tool_versions": tool_versions()}
+    _write_json(Path(f"{receipt}.failed"), failed, env)
 
 
 def _write_json(path: Path, body: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
@@ -143,16 +144,16 @@ def config_files_from_params(params: Mapping[str, Any]) -> list[str]:
 
 
 def rule_digest(params: Mapping[str, Any]) -> str:
-    """``definition_digest`` of a rule's params (put it in the rule's params as ``digest``)."""
+    """``resolved_digest`` of a rule's params (put it in the rule's params as ``digest``)."""
     extra = [str(f) for f in (dict(params).get("extra_files") or ())]
     return resolved_digest(config_files_from_params(params), options_from_params(params), extra_files=extra)
 
 
 def resolved_digest(config_files: Sequence[str], options: SyncOptions, *, extra_files: Sequence[str] = ()) -> str:
     """Digest of what a run would do: the resolved plan (ends, filters after the options,
-    mechanism, every argv). Unlike ``definition_digest`` it ignores what the options
-    override (e.g. the protocol's own filters when the rule replaces them) and the
-    ``description``, so a rule reruns only when its own behaviour changes."""
+    mechanism, every argv). It ignores what the options override (e.g. the protocol's own
+    filters when the rule replaces them) and the ``description``, so a rule reruns only
+    when its own behaviour changes."""
     body = plan_as_json(config_files, options)
     body.pop("config_files", None)
     definition = body.pop("definition", {})
@@ -199,12 +200,7 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
             if extra_files:
                 result["extra"] = extras
     except SyncError as error:
-        from .report import redact
-
-        failed = {"protocol": options.protocol, "config_files": config_files, "status": "failed",
-                  "error": redact(str(error), env), "exit_code": error.exit_code, "started": started,
-                  "finished": now_iso(), "tool_versions": tool_versions()}
-        _write_json(Path(f"{receipt}.failed"), failed, env)
+        _write_failure(receipt, options, config_files, error, started, env)
         raise
     result["started"] = started
     result["finished"] = now_iso()
@@ -218,19 +214,15 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
 
 def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[str, str] | None) -> dict[str, int]:
     """What the filters select at the source (files, bytes): one listing, nothing moved."""
-    from .execute import list_end
+    from .execute import select_source
     from .runner import Runner
 
-    config = load_config(config_files)
-    protocol = config.get(options.protocol)
-    resolved = planning.resolve(protocol, options)
-    source_is_file = resolved.source.kind == "local" and os.path.isfile(resolved.source.path)
+    protocol = load_config(config_files).get(options.protocol)
+    source = planning.resolve(protocol, options).source
+    source_is_file = source.kind == "local" and os.path.isfile(source.path)
+    plan = planning.build(protocol, options, source_is_file=source_is_file)
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
-        if source_is_file:
-            files: Any = [(os.path.basename(resolved.source.path), os.path.getsize(resolved.source.path))]
-        else:
-            files = list(list_end(resolved.source, protocol, runner).files)
-    chosen = resolved.rules.select_paths(files) if resolved.rules and not source_is_file else files
+        chosen = select_source(plan, runner, runner.reporter)
     return {"files": len(chosen), "bytes": sum(size for _, size in chosen)}
 
 

@@ -36,7 +36,6 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Sequence
 
 from flepimop_sync.errors import FilterError, UsageError

@@ -98,10 +98,11 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
     assert source is not None and target is not None  # the schema requires both
     if options.reverse:
         source, target = reverse_ends(source, target)
-    where = protocol.where
-    if options.source or options.target or options.reverse:
-        def where(key: str | None = None, _p=protocol) -> str:  # noqa: E306
-            return f"{_p.where(key)} (after --source/--target/--reverse)"
+    changed = " (after --source/--target/--reverse)" if (options.source or options.target or options.reverse) else ""
+
+    def where(key: str | None = None) -> str:
+        return protocol.where(key) + changed
+
     src, tgt = check_protocol_ends(protocol.type, source, target, where, error=UsageError)
     rules = filter_rules.build_rules(
         protocol.filters,
