@@ -13,7 +13,6 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
@@ -28,7 +27,9 @@ PROTOCOL_TYPES = ("rsync", "s3sync", "git")
 
 def schema_path() -> Path:
     """Filesystem path of the shared sync-protocol schema (also used by the Snakefile)."""
-    return Path(str(resources.files("flepimop_sync").joinpath(SCHEMA_RESOURCE)))
+    # A plain path next to this module: importlib.resources costs ~15 ms of imports on every run,
+    # and the package is always installed as files (the Snakefile reads the schema by path too).
+    return Path(__file__).resolve().parent / SCHEMA_RESOURCE
 
 
 @lru_cache(maxsize=1)
