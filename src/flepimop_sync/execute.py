@@ -137,7 +137,8 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         target_paths: list[str] = []
         if resolved.delete:
             target_paths = list_end(resolved.destination, resolved.protocol, runner).paths
-        plan = planning.finalize(plan, listing.paths, target_listing=target_paths, interactive=reporter.is_tty)
+        plan = planning.finalize(plan, listing.paths, target_listing=target_paths, interactive=reporter.is_tty,
+                                 aws_process_cost=_aws_process_cost(runner.base_env))
     reporter.info(_headline(plan))
     result: dict[str, Any] = {
         **plan.to_json(),
@@ -185,6 +186,19 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         f"in {seconds:.1f}s ({protocol.name}: {resolved.source.text} -> {resolved.destination.text})"
     )
     return result
+
+
+def _aws_process_cost(env: Mapping[str, str]) -> int | None:
+    """FLEPIMOP_SYNC_AWS_PROCESS_COST: how many aws pattern tests one more aws process is worth
+    when a large explicit selection is split (default in s3filters; a tuning knob, also used by
+    the tests to force splits on small trees)."""
+    value = env.get("FLEPIMOP_SYNC_AWS_PROCESS_COST")
+    if not value:
+        return None
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise UsageError(f"FLEPIMOP_SYNC_AWS_PROCESS_COST={value!r} is not a whole number") from None
 
 
 def _headline(plan: planning.Plan) -> str:

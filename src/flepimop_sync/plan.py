@@ -279,7 +279,7 @@ def _aws_step(resolved: Resolved, argv: Sequence[str]) -> Step:
 
 
 def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str] = (),
-             interactive: bool = False) -> Plan:
+             interactive: bool = False, aws_process_cost: int | None = None) -> Plan:
     """Complete an s3 plan that needed the source listing (pure: the listing is given).
 
     First try the candidate native translation: if aws would select exactly the
@@ -294,12 +294,21 @@ def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str
     resolved = plan.resolved
     # Deletion may remove target files missing at the source: they must be judged too.
     universe = sorted(set(listing) | set(target_listing)) if resolved.delete else list(listing)
-    choice = s3filters.choose_aws_filter_args(resolved.rules, universe)
-    args = choice.args
+    cost = {} if aws_process_cost is None else {"process_cost": aws_process_cost}
+    choice = s3filters.choose_aws_filter_args(resolved.rules, universe, **cost)
     mechanism = {"verified": MECH_AWS_VERIFIED, "explicit": MECH_AWS_EXPLICIT,
                  "native": MECH_AWS_NATIVE, "none": MECH_NONE}[choice.mechanism]
-    argv = aws_sync_argv(resolved, args, interactive=interactive)
-    return replace(plan, mechanism=mechanism, steps=(_aws_step(resolved, argv),), needs_listing=False)
+    steps = []
+    for run in choice.runs:
+        # A split selection: each run syncs one subtree with the patterns for it alone.
+        sub = replace(resolved, source=resolved.source.as_dir().child(run.subdir).as_dir() if run.subdir
+                      else resolved.source,
+                      destination=resolved.destination.as_dir().child(run.subdir).as_dir() if run.subdir
+                      else resolved.destination)
+        steps.append(_aws_step(sub, aws_sync_argv(sub, run.args, interactive=interactive)))
+    if len(steps) > 1:
+        mechanism += f", split into {len(steps)} aws runs"
+    return replace(plan, mechanism=mechanism, steps=tuple(steps), needs_listing=False)
 
 
 def endpoint_parse(text: str) -> End:  # re-exported for callers that only import plan

@@ -359,19 +359,99 @@ def explicit_aws_args(selected: Sequence[str], all_paths: Sequence[str]) -> tupl
 # the mechanism (FILTERS.md section 5): native, verified against a listing, or explicit
 
 
+#: aws tests every file against every pattern, about 1.7 microseconds a test, and one more aws
+#: process costs about 0.6 s: a run is worth splitting when it makes over ~700k tests.
+AWS_CHECKS_PER_RUN = 700_000
+
+
+@dataclass(frozen=True)
+class AwsRun:
+    """One ``aws s3 sync`` of the explicit mechanism: ``subdir`` ("" or "a/b/") below both ends."""
+
+    subdir: str
+    args: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class AwsFilterChoice:
     mechanism: str  # "none" (no rules), "native", "verified" (native args checked on the listing) or "explicit"
     args: tuple[str, ...]
     selected: tuple[str, ...] | None  # the evaluator's selection when a listing was used
     inexact_rules: tuple[str, ...] = ()
+    runs: tuple[AwsRun, ...] = ()  # explicit only: the selection split into cheap aws runs
+
+    def __post_init__(self) -> None:
+        if not self.runs:
+            object.__setattr__(self, "runs", (AwsRun("", self.args),))
 
 
-def choose_aws_filter_args(filters: FilterList, listing: Sequence[str] | None = None) -> AwsFilterChoice:
+def _corrected_args(candidate: Sequence[str], selected: Sequence[str], emulated: Sequence[str]) -> tuple[str, ...]:
+    """The candidate translation plus one exact per-file pattern for each path it gets wrong
+    (appended last, so they win: aws' last match decides)."""
+    sel, emu = set(selected), set(emulated)
+    out = list(candidate)
+    for p in sorted(emu - sel):
+        out += ["--exclude", escape_fnmatch(p)]
+    for p in sorted(sel - emu):
+        out += ["--include", escape_fnmatch(p)]
+    return tuple(out)
+
+
+def explicit_aws_runs(selected: Sequence[str], all_paths: Sequence[str],
+                      process_cost: int = AWS_CHECKS_PER_RUN // 2) -> tuple[AwsRun, ...]:
+    """The exact selection as one or more aws runs, each over a subtree with its own patterns.
+
+    A run scans every file below its root against every one of its patterns, so one run over
+    100k files with 1,000 patterns costs minutes.  For each directory this picks the cheaper of
+    one run (files below x patterns) and one run per child directory plus one for the files
+    directly in it (``--exclude *`` then their names), each extra aws process counted as
+    ``process_cost`` pattern tests; subtrees with nothing selected get no run at all.
+    """
+    sel = set(selected)
+
+    def best(prefix: str, paths: list[str]) -> tuple[int, list[AwsRun]]:
+        rel_sel = [p[len(prefix):] for p in paths if p in sel]
+        if not rel_sel:
+            return 0, []
+        rel_all = [p[len(prefix):] for p in paths]
+        args = explicit_aws_args(rel_sel, rel_all)
+        one = (process_cost + len(paths) * max(1, len(args) // 2), [AwsRun(prefix, args)])
+        children: dict[str, list[str]] = {}
+        direct = []
+        for p, rel in zip(paths, rel_all):
+            head, slash, _ = rel.partition("/")
+            if slash:
+                children.setdefault(head, []).append(p)
+            elif p in sel:
+                direct.append(rel)
+        if not children or one[0] <= process_cost + len(paths):
+            return one  # a leaf, or already as cheap as a run can be
+        split_cost, split_runs = 0, []
+        if direct:
+            include = [x for name in sorted(direct) for x in ("--include", escape_fnmatch(name))]
+            split_runs.append(AwsRun(prefix, ("--exclude", "*", *include)))
+            split_cost += process_cost + len(paths) * (1 + len(direct))
+        for name in sorted(children):
+            cost, runs = best(prefix + name + "/", children[name])
+            split_cost += cost
+            split_runs += runs
+            if split_cost >= one[0]:
+                return one
+        return split_cost, split_runs
+
+    _, runs = best("", sorted(set(all_paths) | sel))
+    return tuple(runs) or (AwsRun("", ("--exclude", "*")),)
+
+
+def choose_aws_filter_args(filters: FilterList, listing: Sequence[str] | None = None, *,
+                           process_cost: int = AWS_CHECKS_PER_RUN // 2) -> AwsFilterChoice:
     """Pick the aws args that move exactly the section-4 selection.
 
     ``listing`` is the source's relative paths (for ``--delete``: source and destination).  It is
     only needed when the translation is inexact; without it a ``ValueError`` is raised then.
+    When the native candidate is wrong on this listing, the cheaper of (candidate + per-file
+    corrections) and the whole-directory encoding is used, split into several aws runs when one
+    run would make too many pattern tests.
     """
     if not filters:
         return AwsFilterChoice("none", (), None)
@@ -382,6 +462,29 @@ def choose_aws_filter_args(filters: FilterList, listing: Sequence[str] | None = 
         raise ValueError("inexact aws translation: a listing of the source is required")
     paths = list(listing)
     selected = [p for p, _ in filters.select_paths((p, 0) for p in paths)]
-    if aws_select_paths(plan.args, paths) == selected:
+    emulated = aws_select_paths(plan.args, paths)
+    if emulated == selected:
         return AwsFilterChoice("verified", plan.args, tuple(selected), plan.inexact_rules)
-    return AwsFilterChoice("explicit", explicit_aws_args(selected, paths), tuple(selected), plan.inexact_rules)
+    corrected = _corrected_args(plan.args, selected, emulated)
+    explicit = explicit_aws_args(selected, paths)
+    single = min((corrected, explicit), key=len)
+    single_cost = len(paths) * (len(single) // 2)
+    if single_cost <= 2 * process_cost:
+        return AwsFilterChoice("explicit", single, tuple(selected), plan.inexact_rules)
+    runs = explicit_aws_runs(selected, paths, process_cost=process_cost)
+    if len(runs) == 1 and not runs[0].subdir or _runs_cost(runs, paths, process_cost) >= single_cost:
+        return AwsFilterChoice("explicit", single, tuple(selected), plan.inexact_rules)
+    return AwsFilterChoice("explicit", (), tuple(selected), plan.inexact_rules, runs)
+
+
+def _runs_cost(runs: Sequence[AwsRun], paths: Sequence[str], process_cost: int) -> int:
+    """Pattern tests of a split selection, counting each extra aws process as a run's worth."""
+    import bisect
+
+    ordered = sorted(paths)
+    total = (len(runs) - 1) * process_cost
+    for run in runs:
+        below = (bisect.bisect_left(ordered, run.subdir + "\U0010ffff") - bisect.bisect_left(ordered, run.subdir)
+                 if run.subdir else len(ordered))
+        total += below * (len(run.args) // 2)
+    return total

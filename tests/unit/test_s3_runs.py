@@ -1,0 +1,73 @@
+"""The explicit aws mechanism at scale: corrections on the native candidate, and large
+selections split into several cheap aws runs that together select exactly the evaluator's set."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trees import random_filter_list, random_tree_paths  # noqa: E402
+
+from flepimop_sync.filters import build_rules  # noqa: E402
+from flepimop_sync.s3filters import (  # noqa: E402
+    aws_select_paths,
+    choose_aws_filter_args,
+    explicit_aws_runs,
+)
+
+
+def runs_select(runs, paths):
+    """What a sequence of aws runs moves: each run sees the paths below its subdir, relative to it."""
+    moved = set()
+    for run in runs:
+        below = [p[len(run.subdir):] for p in paths if p.startswith(run.subdir)]
+        moved |= {run.subdir + p for p in aws_select_paths(run.args, below)}
+    return moved
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_split_runs_select_exactly(seed):
+    rng = random.Random(seed)
+    paths = random_tree_paths(rng, n_files=rng.randint(80, 300))
+    texts = random_filter_list(rng, paths)
+    rules = build_rules(None, override=texts)
+    selected = [p for p, _ in rules.select_paths((p, 0) for p in paths)]
+    runs = explicit_aws_runs(selected, paths, process_cost=1)  # cheap processes: force deep splits
+    assert runs_select(runs, paths) == set(selected), (seed, texts)
+    subdirs = [r.subdir for r in runs]
+    assert len(subdirs) == len(set(subdirs)) or all(r.args[:2] == ("--exclude", "*") for r in runs
+                                                     if subdirs.count(r.subdir) > 1)
+
+
+def test_large_explicit_selection_is_split_and_exact():
+    """100k files in 1,000 directories, a rule with no exact aws form whose candidate is wrong on
+    every directory: the choice stays exact and no aws run makes more than the budget of tests."""
+    paths = []
+    for d in range(1000):
+        base = f"model_output/USA/run{d // 100}/hnpi{d:04d}"
+        paths += [f"{base}/{i:09d}.x.hnpi.parquet" for i in range(95)]
+        paths += [f"{base}/notes{i}.txt" for i in range(5)]  # inside an *hnpi* dir: fnmatch would take them
+    rules = build_rules(None, override=["+ *hnpi*"])
+    choice = choose_aws_filter_args(rules, paths)
+    assert choice.mechanism == "explicit"
+    expected = {p for p in paths if "hnpi" in p.rsplit("/", 1)[1]}
+    assert runs_select(choice.runs, paths) == expected
+    # one run would make 100k x ~5,000 pattern tests; split per run directory it is ten runs of
+    # 10k files x ~500 patterns: an order of magnitude fewer tests, for nine extra processes
+    assert len(choice.runs) == 10, [r.subdir for r in choice.runs]
+    tests = sum(sum(1 for p in paths if p.startswith(r.subdir)) * (len(r.args) // 2) for r in choice.runs)
+    assert tests <= 100_000 * 5_000 // 10
+
+
+def test_few_wrong_paths_are_corrected_one_by_one():
+    paths = [f"d{i}/hnpi/{j}.hnpi.csv" for i in range(50) for j in range(20)] + ["d7/hnpi/readme.txt"]
+    rules = build_rules(None, override=["+ *hnpi*"])
+    choice = choose_aws_filter_args(rules, paths)
+    assert choice.mechanism == "explicit" and len(choice.runs) == 1
+    assert choice.args[-2:] == ("--exclude", "d7/hnpi/readme.txt")
+    assert set(aws_select_paths(choice.args, paths)) == set(paths) - {"d7/hnpi/readme.txt"}
