@@ -13,6 +13,8 @@ import hashlib
 import os
 import posixpath
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,8 +139,15 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         target_paths: list[str] = []
         if resolved.delete:
             target_paths = list_end(resolved.destination, resolved.protocol, runner).paths
-        plan = planning.finalize(plan, listing.paths, target_listing=target_paths, interactive=reporter.is_tty,
-                                 aws_process_cost=_aws_process_cost(runner.base_env))
+        stage_dir = None
+        if resolved.source.kind == "local" and not resolved.delete and not options.dry_run:
+            stage_dir = tempfile.mkdtemp(prefix="flepimop-sync-stage-")
+        try:
+            plan = planning.finalize(plan, listing.paths, target_listing=target_paths, interactive=reporter.is_tty,
+                                     stage_dir=stage_dir, **_aws_tuning(runner.base_env))
+        finally:
+            if stage_dir and not plan.staged:
+                os.rmdir(stage_dir)
     reporter.info(_headline(plan))
     result: dict[str, Any] = {
         **plan.to_json(),
@@ -171,6 +180,8 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         commands = []
         runner.inherit_fds = lock.fds  # the writers hold the lock too (see Runner.inherit_fds)
         try:
+            if plan.staged:
+                _stage_links(plan, reporter)
             for step in plan.steps:
                 outcome = _run_step(step, plan, runner, reporter)
                 commands.append(list(step.argv))
@@ -178,6 +189,8 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
                 transferred["bytes"] += outcome["bytes"]
         finally:
             runner.inherit_fds = ()
+            if plan.stage_dir:
+                shutil.rmtree(plan.stage_dir, ignore_errors=True)  # links only: never follows them
     seconds = time.monotonic() - start
     result.update(status="ok", transferred=transferred, seconds=round(seconds, 3), finished=now_iso(),
                   commands=commands)
@@ -188,17 +201,39 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     return result
 
 
-def _aws_process_cost(env: Mapping[str, str]) -> int | None:
-    """FLEPIMOP_SYNC_AWS_PROCESS_COST: how many aws pattern tests one more aws process is worth
-    when a large explicit selection is split (default in s3filters; a tuning knob, also used by
-    the tests to force splits on small trees)."""
-    value = env.get("FLEPIMOP_SYNC_AWS_PROCESS_COST")
-    if not value:
-        return None
-    try:
-        return max(0, int(value))
-    except ValueError:
-        raise UsageError(f"FLEPIMOP_SYNC_AWS_PROCESS_COST={value!r} is not a whole number") from None
+def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
+    """Link exactly the selected source files into the stage directory (aws follows links)."""
+    assert plan.stage_dir is not None
+    root = os.path.abspath(plan.resolved.source.path or ".")
+    made: set[str] = set()
+    for rel in plan.staged:
+        link = os.path.join(plan.stage_dir, rel)
+        parent = os.path.dirname(link)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        os.symlink(os.path.join(root, rel), link)
+    reporter.detail(f"staged {len(plan.staged)} selected file(s) as links in {plan.stage_dir}")
+
+
+def _aws_tuning(env: Mapping[str, str]) -> dict[str, int]:
+    """Tuning knobs of the aws explicit mechanism (defaults in plan/s3filters; the tests use them
+    to force splits and staging on small trees):
+
+    FLEPIMOP_SYNC_AWS_PROCESS_COST  pattern tests one more aws process is worth
+    FLEPIMOP_SYNC_AWS_STAGE_ABOVE   estimated pattern tests above which an upload is staged
+    """
+    knobs = {}
+    for var, key in (("FLEPIMOP_SYNC_AWS_PROCESS_COST", "aws_process_cost"),
+                     ("FLEPIMOP_SYNC_AWS_STAGE_ABOVE", "stage_above")):
+        value = env.get(var)
+        if not value:
+            continue
+        try:
+            knobs[key] = max(0, int(value))
+        except ValueError:
+            raise UsageError(f"{var}={value!r} is not a whole number") from None
+    return knobs
 
 
 def _headline(plan: planning.Plan) -> str:

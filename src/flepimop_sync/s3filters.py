@@ -359,9 +359,10 @@ def explicit_aws_args(selected: Sequence[str], all_paths: Sequence[str]) -> tupl
 # the mechanism (FILTERS.md section 5): native, verified against a listing, or explicit
 
 
-#: aws tests every file against every pattern, about 1.7 microseconds a test, and one more aws
-#: process costs about 0.6 s: a run is worth splitting when it makes over ~700k tests.
-AWS_CHECKS_PER_RUN = 700_000
+#: What one more aws process is worth, in pattern tests: aws tests every file against every
+#: pattern (measured here: about 11 microseconds a test with a few hundred patterns, see
+#: benchmarks/explicit_scale.py) and an aws process costs about 0.8 s to start.
+AWS_PROCESS_COST = 70_000
 
 
 @dataclass(frozen=True)
@@ -379,26 +380,58 @@ class AwsFilterChoice:
     selected: tuple[str, ...] | None  # the evaluator's selection when a listing was used
     inexact_rules: tuple[str, ...] = ()
     runs: tuple[AwsRun, ...] = ()  # explicit only: the selection split into cheap aws runs
+    cost: int = 0  # explicit only: estimated pattern tests (extra processes counted as tests)
 
     def __post_init__(self) -> None:
         if not self.runs:
             object.__setattr__(self, "runs", (AwsRun("", self.args),))
 
 
-def _corrected_args(candidate: Sequence[str], selected: Sequence[str], emulated: Sequence[str]) -> tuple[str, ...]:
-    """The candidate translation plus one exact per-file pattern for each path it gets wrong
-    (appended last, so they win: aws' last match decides)."""
+def _corrected_args(candidate: Sequence[str], selected: Sequence[str], emulated: Sequence[str],
+                    paths: Sequence[str]) -> tuple[str, ...]:
+    """The candidate translation plus corrections for the paths it gets wrong, appended last
+    (aws' last match decides).
+
+    A correction is generalised to every file of that name (``*/notes.txt``) when that is exact
+    on this listing: no file of that name is selected (for an exclude), or every one is (for an
+    include).  flepiMoP trees repeat names across runs and slots, so a wrong candidate is usually
+    fixed by a handful of patterns instead of one per file.  Others get one exact per-file pattern.
+    """
     sel, emu = set(selected), set(emulated)
+    by_name: dict[str, list[str]] = {}
+    for p in paths:
+        by_name.setdefault(p.rsplit("/", 1)[-1], []).append(p)
+
+    def patterns(wrong: set[str], generalise_ok) -> list[str]:
+        out: list[str] = []
+        done_names: set[str] = set()
+        for p in sorted(wrong):
+            name = p.rsplit("/", 1)[-1]
+            if name in done_names:
+                continue
+            if generalise_ok(by_name[name]):
+                done_names.add(name)
+                same = by_name[name]
+                if any("/" in q for q in same):
+                    out.append("*/" + escape_fnmatch(name))
+                if any("/" not in q for q in same):
+                    out.append(escape_fnmatch(name))
+            else:
+                out.append(escape_fnmatch(p))
+        return out
+
+    excludes = patterns(emu - sel, lambda same: not any(q in sel for q in same))
+    includes = patterns(sel - emu, lambda same: all(q in sel for q in same))
     out = list(candidate)
-    for p in sorted(emu - sel):
-        out += ["--exclude", escape_fnmatch(p)]
-    for p in sorted(sel - emu):
-        out += ["--include", escape_fnmatch(p)]
+    for pattern in excludes:
+        out += ["--exclude", pattern]
+    for pattern in includes:
+        out += ["--include", pattern]
     return tuple(out)
 
 
 def explicit_aws_runs(selected: Sequence[str], all_paths: Sequence[str],
-                      process_cost: int = AWS_CHECKS_PER_RUN // 2) -> tuple[AwsRun, ...]:
+                      process_cost: int = AWS_PROCESS_COST) -> tuple[AwsRun, ...]:
     """The exact selection as one or more aws runs, each over a subtree with its own patterns.
 
     A run scans every file below its root against every one of its patterns, so one run over
@@ -444,7 +477,7 @@ def explicit_aws_runs(selected: Sequence[str], all_paths: Sequence[str],
 
 
 def choose_aws_filter_args(filters: FilterList, listing: Sequence[str] | None = None, *,
-                           process_cost: int = AWS_CHECKS_PER_RUN // 2) -> AwsFilterChoice:
+                           process_cost: int = AWS_PROCESS_COST) -> AwsFilterChoice:
     """Pick the aws args that move exactly the section-4 selection.
 
     ``listing`` is the source's relative paths (for ``--delete``: source and destination).  It is
@@ -465,16 +498,17 @@ def choose_aws_filter_args(filters: FilterList, listing: Sequence[str] | None = 
     emulated = aws_select_paths(plan.args, paths)
     if emulated == selected:
         return AwsFilterChoice("verified", plan.args, tuple(selected), plan.inexact_rules)
-    corrected = _corrected_args(plan.args, selected, emulated)
+    corrected = _corrected_args(plan.args, selected, emulated, paths)
     explicit = explicit_aws_args(selected, paths)
     single = min((corrected, explicit), key=len)
     single_cost = len(paths) * (len(single) // 2)
     if single_cost <= 2 * process_cost:
-        return AwsFilterChoice("explicit", single, tuple(selected), plan.inexact_rules)
+        return AwsFilterChoice("explicit", single, tuple(selected), plan.inexact_rules, cost=single_cost)
     runs = explicit_aws_runs(selected, paths, process_cost=process_cost)
-    if len(runs) == 1 and not runs[0].subdir or _runs_cost(runs, paths, process_cost) >= single_cost:
-        return AwsFilterChoice("explicit", single, tuple(selected), plan.inexact_rules)
-    return AwsFilterChoice("explicit", (), tuple(selected), plan.inexact_rules, runs)
+    runs_cost = _runs_cost(runs, paths, process_cost)
+    if len(runs) == 1 and not runs[0].subdir or runs_cost >= single_cost:
+        return AwsFilterChoice("explicit", single, tuple(selected), plan.inexact_rules, cost=single_cost)
+    return AwsFilterChoice("explicit", (), tuple(selected), plan.inexact_rules, runs, cost=runs_cost)
 
 
 def _runs_cost(runs: Sequence[AwsRun], paths: Sequence[str], process_cost: int) -> int:

@@ -243,7 +243,8 @@ def test_split_explicit_selection_moves_exactly_the_selection(s3, run_cli, tmp_p
     root = tmp_path / "tree"
     expected = set()
     for d in range(6):
-        for name in ("000000001.hnpi.parquet", "000000002.hnpi.parquet", "notes.txt"):
+        # a differently named stray file in each *hnpi* directory: no correction generalises
+        for name in ("000000001.hnpi.parquet", "000000002.hnpi.parquet", f"notes{d}.txt"):
             rel = f"model_output/run{d % 2}/hnpi{d}/{name}"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(rel)
@@ -268,3 +269,32 @@ def test_split_explicit_selection_moves_exactly_the_selection(s3, run_cli, tmp_p
     assert done.returncode == 0, done.stderr
     assert "split into" in json.loads(done.stdout)["mechanism"]
     assert set(tree(tmp_path / "back")) == expected
+
+
+def test_large_explicit_upload_is_staged_as_links(s3, run_cli, tmp_path):
+    """Above the cost threshold (forced to 0 here), an explicit upload links exactly the selected
+    files into a stage directory and syncs that with no filter: same files, no aws filtering."""
+    root = tmp_path / "tree"
+    expected = set()
+    for d in range(4):
+        for name in (f"{d}.hnpi.parquet", f"stray{d}.txt"):
+            rel = f"run/hnpi{d}/{name}"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(rel)
+            if "hnpi" in name:
+                expected.add(rel)
+    bucket = s3.make_bucket()
+    env = dict(s3.env, FLEPIMOP_SYNC_AWS_STAGE_ABOVE="0")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{root}/", "target": f"s3://{bucket}/x/",
+                                                  "filters": ["+ *hnpi*"]}})
+    done = run_cli(["sync", "--json", "-vv", cfg], env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert "staged as links" in result["mechanism"]
+    assert result["transferred"] == {"files": len(expected), "bytes": sum(len(p) for p in expected)}
+    assert set(s3.list(bucket)) == {f"x/{p}" for p in expected}
+    assert s3.get(bucket, "x/run/hnpi0/0.hnpi.parquet") == b"run/hnpi0/0.hnpi.parquet"
+    stage = result["commands"][0][3]
+    assert "flepimop-sync-stage-" in stage and not Path(stage).exists()  # cleaned up
+    again = run_cli(["sync", "--json", cfg], env=env)
+    assert json.loads(again.stdout)["transferred"]["files"] == 0  # links carry the files' size and mtime
