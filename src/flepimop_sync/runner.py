@@ -116,27 +116,12 @@ class Runner:
         with self._lock:
             self._children.discard(proc)
 
-    def run(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
-            input_text: str | None = None) -> Completed:
+    def run(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Completed:
         """Run to completion, capturing stdout and stderr."""
         start = time.monotonic()
-        full_env = dict(self.base_env)
-        if env:
-            full_env.update(env)
-        self.reporter.command(argv, cwd=cwd)
+        proc = self._popen(argv, cwd, env)
         try:
-            proc = subprocess.Popen(
-                list(argv), cwd=cwd, env=full_env,
-                stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                pass_fds=self.inherit_fds,
-            )
-        except FileNotFoundError:
-            raise StepFailed(f"{argv[0]}: command not found", step=argv[0], returncode=127) from None
-        with self._lock:
-            self._children.add(proc)
-        try:
-            out, err = proc.communicate(input=input_text.encode() if input_text is not None else None)
+            out, err = proc.communicate()
         finally:
             self._forget(proc)
         done = Completed(tuple(argv), proc.returncode, out.decode("utf-8", "replace"),
