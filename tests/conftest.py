@@ -78,24 +78,23 @@ def base_env(testbed_root) -> dict[str, str]:
     return isolated_env(testbed_root / "env")
 
 
-@pytest.fixture(scope="session")
-def sshd(testbed_root, base_env):
-    server = SSHServer(testbed_root / "ssh", base_env)
+def _serve(server):
+    """Start a session server, let _heal_servers restart it after fault tests, stop it at the end."""
     server.start()
     _STARTED.append(server)
     yield server
     _STARTED.remove(server)
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(testbed_root, base_env):
+    yield from _serve(SSHServer(testbed_root / "ssh", base_env))
 
 
 @pytest.fixture(scope="session")
 def s3(testbed_root, base_env):
-    server = S3Server(testbed_root / "s3", base_env)
-    server.start()
-    _STARTED.append(server)
-    yield server
-    _STARTED.remove(server)
-    server.stop()
+    yield from _serve(S3Server(testbed_root / "s3", base_env))
 
 
 @pytest.fixture(scope="session")
@@ -122,13 +121,8 @@ def slurm(testbed_root, base_env):
 def hpc_slurm(testbed_root, base_env, slurm):
     """A second sshd (alias "hpc" in its own .ssh_config) whose sessions see the SLURM cluster:
     SLURM_CONF and the wrapper dir on PATH, so ``hpc_slurm.run(["sbatch", ...])`` works."""
-    server = SSHServer(testbed_root / "ssh-slurm", base_env,
-                       set_env={"SLURM_CONF": str(slurm.conf), "PATH": slurm.env["PATH"]})
-    server.start()
-    _STARTED.append(server)
-    yield server
-    _STARTED.remove(server)
-    server.stop()
+    yield from _serve(SSHServer(testbed_root / "ssh-slurm", base_env,
+                                set_env={"SLURM_CONF": str(slurm.conf), "PATH": slurm.env["PATH"]}))
 
 
 @pytest.fixture(autouse=True)

@@ -378,7 +378,38 @@ def non_loopback_listeners(pids: Iterable[int]) -> list[tuple[str, int, int]]:
 # sshd
 # ---------------------------------------------------------------------------------------------
 
-class SSHServer:
+class _DaemonServer:
+    """What the single-daemon servers share: ``self._daemon`` is their :class:`Daemon`;
+    ``stop()`` kills it with every descendant (for sshd: each live connection too, so a
+    transfer in flight really breaks)."""
+
+    _daemon: Daemon
+
+    def start(self):  # pragma: no cover - each server defines it
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._daemon.stop(grace=3)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self._daemon.pid
+
+    def running(self) -> bool:
+        return self._daemon.running()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class SSHServer(_DaemonServer):
     """A private OpenSSH server on 127.0.0.1:<port> reachable as ``ssh -F <ssh_config> hpc``.
 
     Remote sessions (sshd ``SetEnv``) get: the git isolation of ``env`` (GIT_CONFIG_NOSYSTEM,
@@ -499,27 +530,6 @@ class SSHServer:
                  self._daemon.proc, self.log)
         return self
 
-    def stop(self) -> None:
-        """Kill the listener AND every live connection (so transfers in flight really break)."""
-        self._daemon.stop(grace=3)
-
-    def restart(self) -> "SSHServer":
-        self.stop()
-        return self.start()
-
-    @property
-    def pid(self) -> int | None:
-        return self._daemon.pid
-
-    def running(self) -> bool:
-        return self._daemon.running()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
     # -- helpers --------------------------------------------------------------------------
     def ssh_argv(self, cmd: list[str] | str) -> list[str]:
         remote = cmd if isinstance(cmd, str) else shlex.join(map(str, cmd))
@@ -539,7 +549,7 @@ class SSHServer:
 # S3
 # ---------------------------------------------------------------------------------------------
 
-class S3Server:
+class S3Server(_DaemonServer):
     """A real S3 API server on 127.0.0.1.
 
     backend="moto": ``moto_server`` (in-memory: buckets are LOST on stop()/start()).
@@ -601,26 +611,6 @@ class S3Server:
             return True
         except Exception:
             return False
-
-    def stop(self) -> None:
-        self._daemon.stop(grace=3)
-
-    def restart(self) -> "S3Server":
-        self.stop()
-        return self.start()
-
-    @property
-    def pid(self) -> int | None:
-        return self._daemon.pid
-
-    def running(self) -> bool:
-        return self._daemon.running()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # -- boto3 helpers (lazy import: boto3 costs ~0.3 s) ------------------------------------
     @property
