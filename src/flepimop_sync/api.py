@@ -33,11 +33,7 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
         body.update(mode=mode, remote=protocol.get("remote"), branch=protocol.get("branch"),
                     path=protocol.get("path"), dry_run=options.dry_run)
         return body
-    source_is_file = False
-    src = planning.resolve(protocol, options).source
-    if src.kind == "local" and os.path.isfile(src.path):
-        source_is_file = True
-    plan = planning.build(protocol, options, source_is_file=source_is_file)
+    plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     body.update(plan.to_json())
     body["config_files"] = list(config.files)
     if plan.needs_listing:
@@ -90,6 +86,11 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
     finally:
         if log_handle:
             log_handle.close()
+
+
+def _source_is_local_file(protocol, options: SyncOptions) -> bool:
+    source, _ = planning.resolve_ends(protocol, options)
+    return source.kind == "local" and os.path.isfile(source.path)
 
 
 def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config_files: Sequence[str],
@@ -218,9 +219,7 @@ def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[s
     from .runner import Runner
 
     protocol = load_config(config_files).get(options.protocol)
-    source = planning.resolve(protocol, options).source
-    source_is_file = source.kind == "local" and os.path.isfile(source.path)
-    plan = planning.build(protocol, options, source_is_file=source_is_file)
+    plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
         chosen = select_source(plan, runner, runner.reporter)
     return {"files": len(chosen), "bytes": sum(size for _, size in chosen)}

@@ -270,8 +270,7 @@ def _planned_deletions(plan: planning.Plan, selection: list[tuple[str, int]], ru
 # -- probing and listing -------------------------------------------------------
 def _probe_source(protocol: Protocol, options: SyncOptions) -> bool:
     """Is the source a single local file? Refuse a missing local source before running anything."""
-    probe = planning.resolve(protocol, options)
-    src = probe.source
+    src, _ = planning.resolve_ends(protocol, options)  # the rules are compiled once, by build
     if src.kind != "local":
         return False  # remote single files are not probed: rsync/aws treat them as dirs
     path = Path(src.path)

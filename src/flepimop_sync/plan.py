@@ -94,8 +94,8 @@ class Plan:
 
 
 # ---------------------------------------------------------------------------
-def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False) -> Resolved:
-    """Apply --source/--target (replace or append), filters, --reverse."""
+def resolve_ends(protocol: Protocol, options: SyncOptions) -> tuple[End, End]:
+    """Apply --source/--target (replace or append) and --reverse; check the resulting ends."""
     if protocol.type == "git":
         raise UsageError(f"protocol '{protocol.name}' is a git protocol; it has no ends to resolve")
     source = apply_option(protocol.source, options.source, what="source")
@@ -108,7 +108,12 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
     def where(key: str | None = None) -> str:
         return protocol.where(key) + changed
 
-    src, tgt = check_protocol_ends(protocol.type, source, target, where, error=UsageError)
+    return check_protocol_ends(protocol.type, source, target, where, error=UsageError)
+
+
+def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False) -> Resolved:
+    """Apply --source/--target (replace or append), filters, --reverse."""
+    src, tgt = resolve_ends(protocol, options)
     rules = filter_rules.build_rules(
         protocol.filters,
         override=options.filters,
