@@ -83,9 +83,18 @@ def apply_option(configured: str | None, option: str | None, *, what: str) -> st
         if not option:
             raise UsageError(f"--{what}: empty path")
         return option
-    part = option[len(APPEND_PREFIX):].strip("/")
+    raw = option[len(APPEND_PREFIX):]
+    part = raw.strip("/")
     if not part or part.strip() != part:
         raise UsageError(f"--{what} {option!r}: nothing to append after '+ ' (write '+ sub/dir')")
+    # An append names a place *below* the configured end: one that could climb out of it
+    # ('..' anywhere, or an absolute path the user may have meant literally) is refused.
+    if raw.startswith("/"):
+        raise UsageError(f"--{what} {_show(option)}: an append is relative to the configured {what} "
+                         f"(write '+ {part}', or give the whole path without '+ ')")
+    if ".." in part.split("/"):
+        raise UsageError(f"--{what} {_show(option)}: an append cannot contain '..' "
+                         f"(it would climb out of the configured {what}; give the whole path without '+ ')")
     if configured is None:
         raise UsageError(f"--{what} {option!r}: cannot append, the protocol has no configured {what}")
     keep_slash = configured.endswith("/")

@@ -133,10 +133,23 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         destination=destination,
         rules=rules,
         mkpath=options.mkpath or bool(protocol.get("mkpath", False)),
-        delete=options.delete or bool(protocol.get("delete", False)),
+        delete=options.delete or config_deletes(protocol, reverse=options.reverse),
         dry_run=options.dry_run,
         reverse=options.reverse,
     )
+
+
+def config_deletes(protocol: Protocol, *, reverse: bool) -> bool:
+    """Does the protocol's ``delete`` key ask for deletion in this direction?
+
+    ``true`` means the configured direction only: a ``--reverse`` run deletes only when the
+    config says ``reverse`` or ``both`` (or ``--delete`` is given), so files that were never
+    pushed are not deleted by pulling them back.
+    """
+    value = protocol.get("delete", False)
+    if reverse:
+        return value in ("reverse", "both")
+    return value is True or value == "both"
 
 
 def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False,
