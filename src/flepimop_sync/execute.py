@@ -14,9 +14,9 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -25,6 +25,8 @@ from . import plan as planning
 from .config import Protocol, SyncConfig, load_config
 from .endpoints import End
 from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError
+from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
+from . import listing as listing_mod
 from .options import SyncOptions
 from .report import Reporter, format_argv, redact
 from .runner import Completed, Runner
@@ -65,17 +67,6 @@ _AWS_HINTS = (
     ("Permission denied", "permission denied at the target"),
     ("Read-only file system", "the target filesystem is read-only"),
 )
-
-
-@dataclass(frozen=True)
-class Listing:
-    """What a source holds: relative paths of regular files (and links) with sizes."""
-
-    files: tuple[tuple[str, int], ...]
-
-    @property
-    def paths(self) -> list[str]:
-        return [p for p, _ in self.files]
 
 
 def now_iso() -> str:
@@ -129,11 +120,19 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
 
     listing: Listing | None = None
     selection: list[tuple[str, int]] | None = None
+    skipped: list[str] = []  # selected links/special files a backend without links leaves out
     if plan.needs_listing:  # the whole listing is needed (finalize verifies against it)
         listing = list_source(plan, runner, reporter)
         selection = resolved.rules.select_paths(listing.files) if resolved.rules else list(listing.files)
-    elif options.dry_run:
-        selection = select_source(plan, runner, reporter)
+        skipped = [p for p in listing.skipped if not resolved.rules or resolved.rules.selects(p)]
+    elif options.dry_run or (resolved.source.kind == "local" and not listing_mod.copies_links(protocol)):
+        # (a real S3 upload walks the source too: the links aws will skip are named, not lost silently)
+        selection = select_source(plan, runner, reporter, skipped=skipped)
+    if skipped:
+        reporter.info(f"note: {len(skipped)} selected symbolic link(s) or special file(s) skipped: S3 stores "
+                      f"regular files only and links are never followed ({_some(skipped)})")
+    if resolved.source.kind == "s3" and resolved.destination.kind == "local":
+        _refuse_writes_through_links(plan, selection, runner, reporter)
     if plan.needs_listing:
         assert listing is not None
         target_paths: list[str] = []
@@ -156,6 +155,8 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     }
     if selection is not None:
         result["selected"] = {"files": len(selection), "bytes": sum(size for _, size in selection)}
+    if skipped:
+        result["skipped"] = skipped
 
     if options.dry_run:
         assert selection is not None
@@ -187,6 +188,8 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
                 commands.append(list(step.argv))
                 transferred["files"] += outcome["files"]
                 transferred["bytes"] += outcome["bytes"]
+            if resolved.delete and protocol.type == "rsync":
+                result["deleted"] = _rsync_delete(plan, runner, reporter, commands)
         finally:
             runner.inherit_fds = ()
             if plan.stage_dir:
@@ -202,18 +205,65 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
 
 
 def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
-    """Link exactly the selected source files into the stage directory (aws follows links)."""
+    """Link exactly the selected source files into the stage directory (aws follows these links,
+    and only these).  The selection holds regular files only (the s3sync listing leaves links
+    out); an entry that became a link, or whose directory now leads out of the source through a
+    link, since the listing is not staged."""
     assert plan.stage_dir is not None
-    root = os.path.abspath(plan.resolved.source.path or ".")
+    root = os.path.realpath(plan.resolved.source.path or ".")
     made: set[str] = set()
+    inside: dict[str, bool] = {}
+    dropped = []
     for rel in plan.staged:
+        source = os.path.join(root, rel)
+        rel_dir = os.path.dirname(rel)
+        if rel_dir not in inside:
+            inside[rel_dir] = os.path.realpath(os.path.join(root, rel_dir)) == os.path.join(root, rel_dir).rstrip("/")
+        try:
+            regular = inside[rel_dir] and stat.S_ISREG(os.lstat(source).st_mode)
+        except OSError:
+            regular = False
+        if not regular:
+            dropped.append(rel)
+            continue
         link = os.path.join(plan.stage_dir, rel)
         parent = os.path.dirname(link)
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
-        os.symlink(os.path.join(root, rel), link)
-    reporter.detail(f"staged {len(plan.staged)} selected file(s) as links in {plan.stage_dir}")
+        os.symlink(source, link)
+    if dropped:
+        reporter.warn(f"{len(dropped)} selected file(s) changed into links or vanished since the listing and "
+                      f"were not uploaded ({_some(dropped)})")
+    reporter.detail(f"staged {len(plan.staged) - len(dropped)} selected file(s) as links in {plan.stage_dir}")
+
+
+def _some(paths: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(p) for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _refuse_writes_through_links(plan: planning.Plan, selection: "list[tuple[str, int]] | None",
+                                 runner: Runner, reporter: Reporter) -> None:
+    """An S3 download writes each key's file below the local destination; aws (even with
+    --no-follow-symlinks) writes *through* a symbolic link to a directory found on the way,
+    i.e. outside the target (rsync would replace the link by a directory).  Refuse before
+    anything moves, naming the link, in the dry run as in the real run."""
+    r = plan.resolved
+    tree = listing_mod.walk_local(r.destination.path or ".")
+    if not any(is_dir for _, is_dir in tree.links):
+        return
+    if selection is None:
+        selection = select_source(plan, runner, reporter)
+    through = listing_mod.links_on_the_way(tree, [p for p, _ in selection])
+    if through:
+        path, link = next(iter(sorted(through.items())))
+        target = os.readlink(os.path.join(r.destination.path or ".", link))
+        raise SafetyHalt(
+            f"protocol '{r.protocol.name}': {len(through)} selected file(s) would be written through the symbolic "
+            f"link {link!r} (-> {target!r}) at {r.destination.text!r}, outside the target (e.g. {path!r}); "
+            f"replace the link by a directory, or exclude it with a filter"
+        )
 
 
 def _aws_tuning(env: Mapping[str, str]) -> dict[str, int]:
@@ -254,17 +304,54 @@ def _print_selection(selection: list[tuple[str, int]], plan: planning.Plan, repo
 
 
 def _planned_deletions(plan: planning.Plan, selection: list[tuple[str, int]], runner: Runner,
-                       reporter: Reporter) -> list[str]:
-    """Target files a --delete run would remove: missing at the source and selected by the rules."""
+                       reporter: Reporter, *, strict: bool = False) -> list[str]:
+    """Target entries a --delete run removes: missing at the source and selected by the rules.
+    Files (and, where the backend copies links, links) only: never a directory, never anything
+    behind a link.  The dry run prints this list; a real rsync run deletes exactly it."""
     r = plan.resolved
     try:
         target = list_end(r.destination, r.protocol, runner)
     except StepFailed as error:  # e.g. the target does not exist yet: nothing there to delete
+        if strict:
+            raise
         reporter.warn(f"could not list the target to preview deletions: {error}")
         return []
     present = {p for p, _ in selection}
     rules = r.rules
     return [p for p in target.paths if p not in present and (not rules or rules.selects(p))]
+
+
+def _rsync_delete(plan: planning.Plan, runner: Runner, reporter: Reporter, commands: list) -> list[str]:
+    """--delete for rsync, after the transfer: list both ends again, then have rsync remove
+    exactly the selected target entries the source lacks (``plan.rsync_delete_argv``).  rsync's
+    own --delete would also remove directories, empty or emptied, which no dry run lists."""
+    selection = select_source(plan, runner, reporter)
+    deletions = _planned_deletions(plan, selection, runner, reporter, strict=True)
+    if not deletions:
+        return []
+    with tempfile.TemporaryDirectory(prefix="flepimop-sync-delete-") as work:
+        skeleton = os.path.join(work, "skeleton")
+        os.mkdir(skeleton)
+        for parent in sorted({posixpath.dirname(p) for p in deletions} - {""}):
+            os.makedirs(os.path.join(os.fsencode(skeleton), os.fsencode(parent)), exist_ok=True)
+        list_file = os.path.join(work, "delete.list")
+        with open(list_file, "wb") as fh:
+            fh.write(b"".join(os.fsencode(p) + b"\0" for p in deletions))
+        step = planning.Step(name="rsync (delete)", argv=planning.rsync_delete_argv(plan.resolved, skeleton, list_file),
+                             purpose=f"delete {len(deletions)} selected file(s) missing at the source")
+        deleted: list[str] = []
+
+        def on_line(line: str) -> None:
+            if line.startswith("*deleting "):
+                deleted.append(line[len("*deleting "):].strip())
+                reporter.detail(line)
+
+        done = runner.stream(step.argv, env={"LC_ALL": "C"}, on_stdout=on_line, live=False)
+        commands.append(list(step.argv))
+        if done.returncode != 0:
+            raise _step_failed(step.name, done, plan.protocol, runner.base_env)
+    reporter.info(f"deleted {len(deletions)} selected file(s) missing at the source")
+    return deletions
 
 
 # -- probing and listing -------------------------------------------------------
@@ -311,96 +398,33 @@ def _refuse_delete_from_empty_source(plan: planning.Plan, listing: "Listing | No
         )
 
 
-def select_source(plan: planning.Plan, runner: Runner, reporter: Reporter) -> list[tuple[str, int]]:
+def select_source(plan: planning.Plan, runner: Runner, reporter: Reporter,
+                  skipped: "list[str] | None" = None) -> list[tuple[str, int]]:
     """What the rules select at the source: sorted (relative path, size).
 
     A local directory is walked once with the rules applied during the walk (subtrees the
     leading '-' rules exclude are never entered, and only selected files are stat'ed); other
-    sources are listed, then filtered.
+    sources are listed, then filtered.  Links are never followed; for a backend that does not
+    copy links (S3) selected links and special files are left out and added to ``skipped``.
     """
     r = plan.resolved
     if not plan.source_is_file and r.source.kind == "local" and r.rules:
         reporter.debug(f"selecting from {r.source.text}")
         if not os.path.isdir(r.source.path or "."):
             return []
-        return r.rules.select_local(r.source.path or ".")
+        chosen = r.rules.select_local(r.source.path or ".")
+        if listing_mod.copies_links(r.protocol):
+            return chosen
+        chosen, odd = regular_only(r.source.path or ".", chosen)
+        if skipped is not None:
+            skipped.extend(odd)
+        return chosen
     listing = list_source(plan, runner, reporter)
+    if skipped is not None:
+        skipped.extend(p for p in listing.skipped if not r.rules or r.rules.selects(p))
     if plan.source_is_file or not r.rules:
         return list(listing.files)
     return r.rules.select_paths(listing.files)
-
-
-def list_end(end: End, protocol: Protocol, runner: Runner) -> Listing:
-    """All regular files below an end, as relative paths (sorted)."""
-    if end.kind == "local":
-        if not os.path.isdir(end.path or "."):
-            return Listing(files=())
-        everything = filter_rules.build_rules(None)
-        return Listing(files=tuple(everything.select_local(end.path or ".")))
-    if end.kind == "remote":
-        return _list_rsync_remote(end, protocol, runner)
-    return _list_s3(end, protocol, runner)
-
-
-_RSYNC_ESCAPE = re.compile(r"\\#([0-7]{3})")
-
-
-def rsync_unescape(name: str) -> str:
-    """Undo rsync's ``\\#ooo`` escapes, which stand for single *bytes* (in a non-UTF-8 locale
-    every byte of a UTF-8 name is escaped): rebuild the bytes, then decode them as UTF-8."""
-    if "\\#" not in name:
-        return name
-    out = bytearray()
-    pos = 0
-    for match in _RSYNC_ESCAPE.finditer(name):
-        out += name[pos:match.start()].encode("utf-8", "surrogateescape")
-        out.append(int(match.group(1), 8))
-        pos = match.end()
-    out += name[pos:].encode("utf-8", "surrogateescape")
-    return out.decode("utf-8", "surrogateescape")
-
-
-def _list_rsync_remote(end: End, protocol: Protocol, runner: Runner) -> Listing:
-    argv = ["rsync", "-r", "--list-only"]
-    if protocol.get("rsh"):
-        argv.append(f"--rsh={protocol.get('rsh')}")
-    argv += ["--", end.as_dir().text]
-    done = runner.run(argv)
-    if done.returncode != 0:
-        raise _step_failed("listing the remote source", done, protocol, runner.base_env)
-    files = []
-    for line in done.stdout.splitlines():
-        parts = line.split(None, 4)
-        if len(parts) < 5 or line[0] not in "-l":
-            continue
-        name = rsync_unescape(parts[4])
-        if line[0] == "l":
-            name = name.split(" -> ", 1)[0]
-        files.append((name, int(parts[1].replace(",", "").replace(".", ""))))
-    return Listing(files=tuple(sorted(files)))
-
-
-def _list_s3(end: End, protocol: Protocol, runner: Runner) -> Listing:
-    prefix_url = end.as_dir().text
-    argv = ["aws", "s3", "ls", "--recursive", prefix_url, *planning.aws_global_args(protocol)]
-    done = runner.run(argv)
-    key_prefix = end.as_dir().path.split("/", 1)[1] if "/" in end.as_dir().path else ""
-    if done.returncode != 0:
-        # 'aws s3 ls' exits 1 with no output when the prefix holds nothing
-        if done.returncode == 1 and not done.stderr.strip():
-            return Listing(files=())
-        raise _step_failed("listing the S3 source", done, protocol, runner.base_env)
-    files = []
-    for line in done.stdout.splitlines():
-        parts = line.split(None, 3)
-        if len(parts) < 4 or not parts[2].isdigit():
-            continue
-        key = parts[3]
-        if key_prefix and key.startswith(key_prefix):
-            key = key[len(key_prefix):]
-        if key and not key.endswith("/"):
-            files.append((key, int(parts[2])))
-    return Listing(files=tuple(sorted(files)))
 
 
 # -- running steps ---------------------------------------------------------------
@@ -433,6 +457,7 @@ def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter
         return counts
 
     dest = plan.resolved.destination
+    argv = _aws_linked_roots(step.argv)
 
     def on_aws_line(line: str) -> None:
         match = _AWS_DONE.match(line)
@@ -457,10 +482,23 @@ def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter
             except OSError:
                 pass
 
-    done = runner.stream(step.argv, env=step.env, on_stdout=on_aws_line, live=reporter.is_tty)
+    done = runner.stream(argv, env=step.env, on_stdout=on_aws_line, live=reporter.is_tty)
     if done.returncode != 0:
         raise _step_failed(step.name, done, plan.protocol, runner.base_env)
     return counts
+
+
+def _aws_linked_roots(argv: Sequence[str]) -> tuple[str, ...]:
+    """aws --no-follow-symlinks also skips a local *root* that is itself a symbolic link (it
+    would sync nothing, or delete nothing): the configured end is the user's own choice, so
+    its link is resolved here, at run time, and only the links below it are skipped."""
+    out = list(argv)
+    if tuple(out[:3]) == ("aws", "s3", "sync") and "--no-follow-symlinks" in out:
+        for i in (3, 4):
+            text = out[i]
+            if not text.startswith("s3://") and os.path.islink(text.rstrip("/")):
+                out[i] = os.path.realpath(text) + "/"
+    return tuple(out)
 
 
 def _step_failed(step: str, done: Completed, protocol: Protocol, env: Mapping[str, str] | None = None) -> StepFailed:

@@ -169,8 +169,9 @@ def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive:
     argv = list(RSYNC_BASE)
     if resolved.mkpath:
         argv.append("--mkpath")
-    if resolved.delete:
-        argv.append("--delete")  # rsync never deletes what our rules exclude (they protect)
+    # No '--delete' here: rsync's own deletion also removes directories (empty ones, and those it
+    # empties), which the README promises to keep.  Deletion is a second step that removes exactly
+    # the listed files (``rsync_delete_argv``), the list the dry run shows.
     rsh = resolved.protocol.get("rsh")
     if rsh:
         argv.append(f"--rsh={rsh}")
@@ -186,6 +187,19 @@ def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive:
     dest = _rsync_operand(resolved.destination, directory=not source_is_file)
     argv.append("--")
     argv.extend([source, dest])
+    return tuple(argv)
+
+
+def rsync_delete_argv(resolved: Resolved, skeleton: str, list_file: str) -> tuple[str, ...]:
+    """Delete exactly the files named (NUL-separated) in ``list_file`` at the destination, and
+    nothing else: each is a "missing argument" of ``skeleton``, a local directory holding only
+    their parent directories.  rsync removes a missing argument itself (a link is unlinked,
+    never followed) and touches no directory: ``-r`` without ``-t``/``-p`` changes none."""
+    argv = ["rsync", "-r", "--itemize-changes", "--from0", f"--files-from={list_file}", "--delete-missing-args"]
+    rsh = resolved.protocol.get("rsh")
+    if rsh:
+        argv.append(f"--rsh={rsh}")
+    argv += ["--", skeleton.rstrip("/") + "/", _rsync_operand(resolved.destination, directory=True)]
     return tuple(argv)
 
 
@@ -227,12 +241,20 @@ def _aws_operand(end: End, *, directory: bool) -> str:
 
 
 def aws_sync_argv(resolved: Resolved, filter_args: Sequence[str], *, interactive: bool = False,
-                  dry_run: bool = False) -> tuple[str, ...]:
-    """The one place ``aws s3 sync`` flags are built."""
+                  dry_run: bool = False, follow_symlinks: bool = False) -> tuple[str, ...]:
+    """The one place ``aws s3 sync`` flags are built.
+
+    aws follows symbolic links by default: out of the tree, round a loop forever, and for
+    --delete into a linked directory at a local target.  S3 stores no links, so they are
+    skipped (``--no-follow-symlinks``) like the listings skip them; only the stage directory,
+    made of links to exactly the selected regular files, is synced following its links.
+    """
     argv = ["aws", "s3", "sync", _aws_operand(resolved.source, directory=True),
             _aws_operand(resolved.destination, directory=True)]
     argv += aws_global_args(resolved.protocol)
     argv += _joined_options(filter_args)
+    if not follow_symlinks and "local" in (resolved.source.kind, resolved.destination.kind):
+        argv.append("--no-follow-symlinks")
     if resolved.delete:
         argv.append("--delete")
     if not interactive:
@@ -328,7 +350,7 @@ def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str
         # cheaper as a directory of links to exactly those files, synced with no filter at all.
         # (Not with --delete: there every unselected target file would look deletable.)
         staged = replace(resolved, source=parse_end(stage_dir.rstrip("/") + "/"))
-        step = _aws_step(resolved, aws_sync_argv(staged, (), interactive=interactive))
+        step = _aws_step(resolved, aws_sync_argv(staged, (), interactive=interactive, follow_symlinks=True))
         return replace(plan, mechanism=MECH_AWS_STAGED, steps=(step,), needs_listing=False,
                        staged=tuple(choice.selected or ()), stage_dir=stage_dir)
     steps = []

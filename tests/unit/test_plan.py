@@ -31,7 +31,8 @@ ARGV = [
     ("push", {}, ["rsync", "-a", "--prune-empty-dirs", "--stats", "--filter=- llik/", "--filter=+ */",
                   "--", "model_output/", "hpc:/scratch/runs/model_output/"]),
     ("push", {"mkpath": True, "delete": True},
-     ["rsync", "-a", "--prune-empty-dirs", "--mkpath", "--delete", "--stats", "--filter=- llik/", "--filter=+ */",
+     # no '--delete': deletion is a second step removing exactly the listed files (issue 15.8)
+     ["rsync", "-a", "--prune-empty-dirs", "--mkpath", "--stats", "--filter=- llik/", "--filter=+ */",
       "--", "model_output/", "hpc:/scratch/runs/model_output/"]),
     ("push", {"reverse": True},
      ["rsync", "-a", "--prune-empty-dirs", "--stats", "--filter=- llik/", "--filter=+ */",
@@ -39,10 +40,10 @@ ARGV = [
     ("push", {"no_filter": True, "target": "+ r1"},
      ["rsync", "-a", "--prune-empty-dirs", "--stats", "--", "model_output/", "hpc:/scratch/runs/r1/model_output/"]),
     ("snap", {}, ["aws", "s3", "sync", "model_output/", "s3://bucket/project/", "--exclude=*", "--include=*.csv",
-                  "--no-progress"]),
+                  "--no-follow-symlinks", "--no-progress"]),  # links are skipped, never followed (15.2)
     ("snap", {"target": "+ 20240501_120000"},
      ["aws", "s3", "sync", "model_output/", "s3://bucket/project/20240501_120000/", "--exclude=*", "--include=*.csv",
-      "--no-progress"]),
+      "--no-follow-symlinks", "--no-progress"]),
 ]
 
 
