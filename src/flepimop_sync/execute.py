@@ -512,6 +512,9 @@ def _step_failed(step: str, done: Completed, protocol: Protocol, env: Mapping[st
         meaning = next((hint for needle, hint in _AWS_HINTS if needle in done.stderr), "see aws's message")
     else:
         meaning = "see its message"
+    cause = _os_cause(done.stderr + "\n" + done.stdout)
+    if cause:  # the tool named the cause: say it, not the exit code's usual guesses
+        meaning, last = cause
     if code < 0:
         meaning = f"killed by signal {-code}"
     detail = f": {redact(last, env)}" if last else ""  # tools may print credentials
@@ -519,6 +522,25 @@ def _step_failed(step: str, done: Completed, protocol: Protocol, env: Mapping[st
         f"protocol '{protocol.name}': {step} failed ({tool} exit {code}: {meaning}){detail}",
         step=step, returncode=code,
     )
+
+
+# Causes a tool reports from the operating system, most specific first: when one is in the
+# output it is the reason (a full disk makes rsync's sender end on "Broken pipe").
+_OS_CAUSES = (
+    ("No space left on device", "the target filesystem is full: No space left on device"),
+    ("Disk quota exceeded", "the disk quota is exceeded: Disk quota exceeded"),
+    ("File too large", "a file exceeds the allowed size (file size limit or quota): File too large"),
+    ("Read-only file system", "the target filesystem is read-only"),
+)
+
+
+def _os_cause(text: str) -> "tuple[str, str] | None":
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines()]
+    for needle, meaning in _OS_CAUSES:
+        for line in lines:
+            if needle in line:
+                return meaning, line[:300]
+    return None
 
 
 _RSYNC_CAUSE = re.compile(r"^rsync: .*failed: .+ \(\d+\)$")
