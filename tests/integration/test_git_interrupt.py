@@ -97,9 +97,12 @@ def _hook_running(proc, name):
     return find
 
 
-def _index_locked(world):
+def _merge_writing(proc, world):
+    """`git merge` runs and holds the index lock: it is writing the work tree (earlier commands
+    such as `update-index --refresh` take the same lock, so the merge process is looked for too)."""
     lock = world.work / ".git" / "index.lock"
-    return lambda: lock.exists()
+    find = _hook_running(proc, "--ff-only")
+    return lambda: find() and lock.exists()
 
 
 POINTS = [
@@ -121,7 +124,7 @@ def _start(world, point):
     world.settle()
     before = world.snapshot(remotes=False)
     proc = start_cli(["sync", world.root / "sync.yml"], env=world.env, cwd=world.work)
-    ready = _hook_running(proc, hook) if hook else _index_locked(world)
+    ready = _hook_running(proc, hook) if hook else _merge_writing(proc, world)
     try:
         wait_until(lambda: ready() or proc.poll() is not None, 120, f"the pull to reach {point[0]}",
                    interval=0.001)
