@@ -28,6 +28,7 @@ push: ahead                            0     "pushed", remote tip == local      
 push: up to date                       0     "nothing to push"                            yes
 push: behind / diverged                1     "pull first"                                 yes, remote too
 push: rejected (remote moved)          1     "rejected", "pull first"                     yes (*)
+push: refused by a server hook         1     "refused by the remote", the hook's message  remote too
 =====================================  ====  ===========================================  =========
 
 (*) the fetch legitimately updated the remote-tracking ref ``refs/remotes/origin/main``; nothing
@@ -578,6 +579,35 @@ def test_push_rejected_because_the_remote_moved_meanwhile(world):
     assert "pull first" in str(o.error)
     assert world.remote_tip() == theirs["sha"]
     assert_identical(before, world.snapshot(remotes=False))
+
+
+HOOK_REFUSALS = [
+    # (server hook, its script body, fragments of the one-line error)
+    ("pre-receive", 'echo "Push refused: model.py must pass the calibration check" >&2\n'
+                    'echo "see docs/CONTRIBUTING.md"\nexit 1\n',
+     ["refused by the remote (pre-receive hook declined)", "Push refused: model.py must pass the calibration check",
+      "see docs/CONTRIBUTING.md"]),
+    ("update", 'printf "branch %s is frozen\\033[31m until Friday\\n" "$1" >&2\nexit 1\n',
+     ["refused by the remote (hook declined)", "branch refs/heads/main is frozen", "until Friday"]),
+    ("pre-receive", "exit 1\n", ["refused by the remote (pre-receive hook declined); nothing was pushed"]),
+]
+
+
+@pytest.mark.parametrize("hook,body,fragments", HOOK_REFUSALS, ids=["pre-receive", "update-escapes", "silent"])
+def test_push_refused_by_a_server_hook_shows_its_reason(world, hook, body, fragments):
+    script = world.remote / "hooks" / hook
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    world.commit(world.work, {"model.py": "RATE = 45\n"}, "uncalibrated")
+    tip = world.remote_tip()
+    o = sync(world, {"type": "git", "mode": "push"})
+    assert o.code == 1 and isinstance(o.error, StepFailed), o.text
+    msg = str(o.error)
+    assert msg.startswith("git push origin main failed (exit 1): refused by the remote"), msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+    assert "\n" not in msg and "\x1b" not in msg and "nothing was pushed" in msg
+    assert world.remote_tip() == tip
 
 
 def test_push_new_branch(world):
