@@ -5,11 +5,12 @@
 
     git rev-parse / symbolic-ref / for-each-ref / remote / config   (read only)
     git update-index -q --refresh                                   (stat cache only)
-    git diff-index / diff-files / ls-files                          (read only)
+    git diff-index / diff-files / diff-tree / ls-files / ls-tree     (read only)
     git fetch --no-write-fetch-head <remote> +refs/heads/B:refs/remotes/<remote>/B
     git merge-tree --write-tree                                     (conflict check: objects only)
     git merge --ff-only | --ff --no-edit --no-autostash refs/remotes/<remote>/B
     git merge --abort                                               (after a conflict)
+    git checkout-index -f / update-ref                              (rolling back an interrupted pull)
     git push --porcelain <remote> refs/heads/L:refs/heads/B
 
 Order of a run:
@@ -17,7 +18,9 @@ Order of a run:
 1. options and protocol keys (no process started): ``-s/-t/-f/-a/-e/--no-filter/--mkpath/--delete``
    are a usage error (exit 2) -- git chooses files with ``.gitignore``;
 2. locate the repository (``path``, else the working directory);
-3. safety checks "before anything": an operation in progress (merge, rebase, cherry-pick...),
+3. an earlier pull killed while updating the repository (its journal in ``$GIT_DIR/flepimop-sync/``
+   exists) is rolled back first (see "the update as one step" below);
+   safety checks "before anything": an operation in progress (merge, rebase, cherry-pick...),
    staged-but-uncommitted changes, unstaged changes to tracked files -> ``SafetyHalt`` (exit 1,
    nothing changed); untracked files that are not ignored -> a warning, then go on;
 4. branch (detached HEAD is an error), remote (configured, else the branch's upstream, else
@@ -27,15 +30,22 @@ Order of a run:
    ``git merge-tree --write-tree`` (git >= 2.38): when it would conflict, no merge is started at
    all and the conflicting files are named.  With an older git (or if the real merge still stops),
    ``git merge --abort`` runs, HEAD/index/tree are verified unchanged and the index file's bytes
-   are restored (the abort only refreshed its stat data).
-   push: refuse when the remote has commits the branch lacks, else push (never force).
+   are restored (the abort only refreshed its stat data).  Before the update, a local file git
+   does not track -- untracked or *ignored* (git silently overwrites ignored files) -- where the
+   incoming commits add a file (or need a directory) halts the run (``SafetyHalt``), naming it.
+   The update runs under a journal: interrupted (SIGINT/SIGTERM/SIGHUP) or failed at any point,
+   it is rolled back so the repository is as before; killed outright, the next run rolls it back.
+   push: refuse when the remote has commits the branch lacks, else push (never force); a push
+   refused by a server hook reports the remote's own message (its ``remote:`` lines).
 
 Dry run (``-n``): steps 1-5 run for real -- including the fetch, which updates the remote-tracking
 ref ``refs/remotes/<remote>/<branch>`` and the object store only (no FETCH_HEAD, no local branch,
 no index, no work-tree file) -- and the output says so.  A pull's merge is predicted with
 ``git merge-tree --write-tree`` (git >= 2.38; writes unreachable objects only), so a dry run
 names the files that would conflict.  Checks that would halt the real run (dirty tree, push
-behind the remote) halt the dry run the same way; a predicted conflict is a warning (exit 0).
+behind the remote, untracked or ignored files in the pull's way) halt the dry run the same way; a
+predicted conflict is a warning (exit 0).  A journal of a killed pull halts a dry run (a real run
+rolls it back).
 """
 
 from __future__ import annotations
