@@ -358,6 +358,10 @@ def _roll_back_deferred(journal: "_Journal", reporter: Reporter, exc: BaseExcept
             break
         except Interrupted:
             continue
+        except (StepFailed, OSError) as failure:
+            raise StepFailed(f"rolling back the pull in {journal.git.cwd} failed: {failure}; its journal "
+                             f"{journal.path} is kept", step="roll-back",
+                             hint="rerun the same command to finish the roll-back") from None
     else:  # pragma: no cover - three signals in a few microseconds; the journal is still there
         return
     if received and exc is None:
@@ -423,10 +427,14 @@ class _Journal:
         saved = self.git.save_index()
         added = [p for s, p in changes if s == "A"]
         new_dirs: set[str] = set()
+        seen: set[str] = set()
         for path in added:
             parts = path.split("/")[:-1]
             for i in range(1, len(parts) + 1):
                 parent = "/".join(parts[:i])
+                if parent in seen:
+                    continue
+                seen.add(parent)
                 full = os.path.join(repo, parent)
                 if os.path.islink(full) or not os.path.isdir(full):
                     new_dirs.add(parent)

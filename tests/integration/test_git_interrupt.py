@@ -195,13 +195,15 @@ def test_killed_pull_is_rolled_back_and_finished_by_the_rerun(world, run_cli, po
     assert not journal.exists()
 
 
-def test_signal_during_the_rollback_is_deferred(world, run_cli, monkeypatch):
+def test_signal_during_the_rollback_is_deferred(world, run_cli):
     """A second signal while rolling back does not cut the roll-back short."""
     proc, flag, tip, before = _start(world, POINTS[1])
     os.kill(proc.pid, signal.SIGTERM)
-    time.sleep(0.05)
+    time.sleep(0.01)
     os.kill(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode in (130, 143), err
+    # the second signal may also land after everything, while the interpreter exits (-SIGINT)
+    assert proc.returncode in (130, 143, -signal.SIGINT), err
+    assert "rolled back" in err, err
     assert_identical(before, world.snapshot(remotes=False))
     _rerun_completes(world, run_cli, flag, tip)

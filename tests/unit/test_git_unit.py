@@ -167,3 +167,25 @@ def test_chunks_keep_argv_small():
     chunks = list(gitsync._chunks(paths, max_bytes=10_000))
     assert [p for c in chunks for p in c] == paths
     assert all(sum(len(p) + 1 for p in c) <= 10_000 for c in chunks)
+
+
+def test_signals_are_deferred_during_a_roll_back():
+    import os
+    import signal
+
+    def boom(signum, frame):
+        raise AssertionError("handler ran inside the deferred block")
+
+    previous = signal.signal(signal.SIGTERM, boom)
+    try:
+        with gitsync._signals_deferred() as received:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # let the interpreter run the (recording) handlers
+                if len(received) == 2:
+                    break
+        assert received == [signal.SIGTERM, signal.SIGINT]
+        assert signal.getsignal(signal.SIGTERM) is boom
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
