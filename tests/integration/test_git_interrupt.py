@@ -207,3 +207,26 @@ def test_signal_during_the_rollback_is_deferred(world, run_cli):
     assert "rolled back" in err, err
     assert_identical(before, world.snapshot(remotes=False))
     _rerun_completes(world, run_cli, flag, tip)
+
+
+def test_journal_of_a_killed_pull_is_not_applied_after_the_branch_moved(world, run_cli):
+    """Work committed after a kill is never rolled back: the rerun halts and names the journal."""
+    proc, flag, tip, before = _start(world, POINTS[0])
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.communicate(timeout=60)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=30)
+    world.commit(world.work, {"model.py": "RATE = 99\n"}, "work done after the crash")
+    world.settle()
+    after_crash = world.snapshot(remotes=False)
+    flag.unlink()
+    r = run_cli(["sync", world.root / "sync.yml"], env=world.env, cwd=world.work)
+    assert r.returncode == 1, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "journal of an interrupted pull" in line and "pull-journal.json" in line and "moved" in line, line
+    assert_identical(after_crash, world.snapshot(remotes=False))
