@@ -5,11 +5,12 @@
 
     git rev-parse / symbolic-ref / for-each-ref / remote / config   (read only)
     git update-index -q --refresh                                   (stat cache only)
-    git diff-index / diff-files / ls-files                          (read only)
+    git diff-index / diff-files / diff-tree / ls-files / ls-tree     (read only)
     git fetch --no-write-fetch-head <remote> +refs/heads/B:refs/remotes/<remote>/B
     git merge-tree --write-tree                                     (conflict check: objects only)
     git merge --ff-only | --ff --no-edit --no-autostash refs/remotes/<remote>/B
     git merge --abort                                               (after a conflict)
+    git checkout-index -f / update-ref                              (rolling back an interrupted pull)
     git push --porcelain <remote> refs/heads/L:refs/heads/B
 
 Order of a run:
@@ -17,7 +18,9 @@ Order of a run:
 1. options and protocol keys (no process started): ``-s/-t/-f/-a/-e/--no-filter/--mkpath/--delete``
    are a usage error (exit 2) -- git chooses files with ``.gitignore``;
 2. locate the repository (``path``, else the working directory);
-3. safety checks "before anything": an operation in progress (merge, rebase, cherry-pick...),
+3. an earlier pull killed while updating the repository (its journal in ``$GIT_DIR/flepimop-sync/``
+   exists) is rolled back first (see "the update as one step" below);
+   safety checks "before anything": an operation in progress (merge, rebase, cherry-pick...),
    staged-but-uncommitted changes, unstaged changes to tracked files -> ``SafetyHalt`` (exit 1,
    nothing changed); untracked files that are not ignored -> a warning, then go on;
 4. branch (detached HEAD is an error), remote (configured, else the branch's upstream, else
@@ -27,24 +30,37 @@ Order of a run:
    ``git merge-tree --write-tree`` (git >= 2.38): when it would conflict, no merge is started at
    all and the conflicting files are named.  With an older git (or if the real merge still stops),
    ``git merge --abort`` runs, HEAD/index/tree are verified unchanged and the index file's bytes
-   are restored (the abort only refreshed its stat data).
-   push: refuse when the remote has commits the branch lacks, else push (never force).
+   are restored (the abort only refreshed its stat data).  Before the update, a local file git
+   does not track -- untracked or *ignored* (git silently overwrites ignored files) -- where the
+   incoming commits add a file (or need a directory) halts the run (``SafetyHalt``), naming it.
+   The update runs under a journal: interrupted (SIGINT/SIGTERM/SIGHUP) or failed at any point,
+   it is rolled back so the repository is as before; killed outright, the next run rolls it back.
+   push: refuse when the remote has commits the branch lacks, else push (never force); a push
+   refused by a server hook reports the remote's own message (its ``remote:`` lines).
 
 Dry run (``-n``): steps 1-5 run for real -- including the fetch, which updates the remote-tracking
 ref ``refs/remotes/<remote>/<branch>`` and the object store only (no FETCH_HEAD, no local branch,
 no index, no work-tree file) -- and the output says so.  A pull's merge is predicted with
 ``git merge-tree --write-tree`` (git >= 2.38; writes unreachable objects only), so a dry run
 names the files that would conflict.  Checks that would halt the real run (dirty tree, push
-behind the remote) halt the dry run the same way; a predicted conflict is a warning (exit 0).
+behind the remote, untracked or ignored files in the pull's way) halt the dry run the same way; a
+predicted conflict is a warning (exit 0).  A journal of a killed pull halts a dry run (a real run
+rolls it back).
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
-from typing import Any, Iterable, Sequence
+import signal
+import threading
+import time
+from typing import Any, Iterable, Iterator, Sequence
 
 from .config import Protocol
-from .errors import ConfigError, SafetyHalt, StepFailed, UsageError
+from .errors import ConfigError, Interrupted, SafetyHalt, StepFailed, UsageError
 from .options import SyncOptions
 from .report import Reporter, redact
 from .runner import Completed, Runner
@@ -92,6 +108,7 @@ def run_git_protocol(protocol: Protocol, options: SyncOptions, runner: Runner, r
     }
 
     # -- 3. safety checks, before anything ------------------------------------------------------
+    _resume_interrupted(git, reporter, options.dry_run)  # a killed run's update: roll it back first
     _check_in_progress(git, repo)
     untracked = _check_tree(git, repo, reporter)
     if untracked:
@@ -148,46 +165,99 @@ def _pull(git: "_Git", reporter: Reporter, options: SyncOptions, summary: dict, 
     action = "fast-forward" if not ahead else "merge"
     summary["action"] = action
     verb = "fast-forward" if action == "fast-forward" else "merge"
+    old, theirs = summary["head_before"], git.rev(tracking)
+    assert theirs is not None  # behind > 0: the remote-tracking ref exists
+    result_tree: str | None = f"{theirs}^{{tree}}"
+    conflicts: list[str] | None = []
+    if action == "merge":
+        result_tree, conflicts = git.merge_tree(local_ref, tracking)
     if options.dry_run:
         reporter.info(f"would {verb} {branch} with {_count(behind)} from {shown_remote}:")
         _show_commits(reporter, commits)
-        if action == "merge":
-            conflicts = git.predict_conflicts(local_ref, tracking)
-            if conflicts is None:
-                reporter.info("(conflicts not predicted: needs git >= 2.38)")
-            elif conflicts:
-                summary["conflicts"] = conflicts
-                message = (f"the merge would stop on conflicts in {len(conflicts)} file(s): {_names(conflicts)}; "
-                           "a real run would not start the merge and would change nothing")
-                reporter.warn(message)
-                summary["warnings"].append(message)
-            else:
-                reporter.info("the merge would complete without conflicts")
+    if action == "merge":
+        if conflicts is None:
+            reporter.info("(conflicts not predicted: needs git >= 2.38)")
+        elif conflicts and options.dry_run:
+            summary["conflicts"] = conflicts
+            message = (f"the merge would stop on conflicts in {len(conflicts)} file(s): {_names(conflicts)}; "
+                       "a real run would not start the merge and would change nothing")
+            reporter.warn(message)
+            summary["warnings"].append(message)
+        elif conflicts:
+            # A merge that would conflict is never started, so nothing is touched.
+            summary["conflicts"] = conflicts
+            raise StepFailed(
+                f"git merge {shown_remote} into {branch} would stop on conflicts in {len(conflicts)} file(s): "
+                f"{_names(conflicts)}; nothing was merged and {summary['repo']} is exactly as before",
+                step="git merge", returncode=1, hint=_RESOLVE_HINT.format(remote=shown_remote))
+        elif options.dry_run:
+            reporter.info("the merge would complete without conflicts")
+    # Every path the update will write or delete, as changes from HEAD (git's own view).
+    changes = git.tree_changes(old, result_tree) if not conflicts and result_tree else \
+        git.tree_changes_fallback(old, theirs)
+    _check_in_the_way(git, summary["repo"], changes, shown_remote, options.dry_run)
+    if options.dry_run:
         return summary
 
     assert current == branch  # _resolve_branch guarantees it for pull
     if action == "fast-forward":
         argv = ["merge", "--ff-only", "--no-edit", "--no-autostash", "--no-stat", tracking]
     else:
-        # Predict first: a merge that would conflict is never started, so nothing is touched.
-        conflicts = git.predict_conflicts(local_ref, tracking)
-        if conflicts:
-            summary["conflicts"] = conflicts
-            raise StepFailed(
-                f"git merge {shown_remote} into {branch} would stop on conflicts in {len(conflicts)} file(s): "
-                f"{_names(conflicts)}; nothing was merged and {summary['repo']} is exactly as before",
-                step="git merge", returncode=1, hint=_RESOLVE_HINT.format(remote=shown_remote))
         argv = ["merge", "--ff", "--no-edit", "--no-autostash", "--no-stat", tracking]
-    saved = git.save_index()
-    done = git.run(*argv, check=False)
-    if done.returncode != 0:
-        _merge_failed(git, done, summary, shown_remote, saved)
+    _atomic_update(git, reporter, summary, argv, local_ref, theirs, changes, shown_remote)
     summary["head_after"] = git.rev("HEAD")
     how = "fast-forwarded" if action == "fast-forward" else "merged"
     reporter.info(f"{how} {branch} with {_count(behind)} from {shown_remote} "
                   f"({_short(summary['head_before'])} -> {_short(summary['head_after'])}):")
     _show_commits(reporter, commits)
     return summary
+
+
+def _check_in_the_way(git: "_Git", repo: str, changes: Sequence[tuple[str, str]], shown_remote: str,
+                      dry_run: bool) -> None:
+    """Halt when the update would overwrite or delete a local file git does not track.
+
+    git refuses to overwrite an untracked file, but silently replaces an *ignored* one (and an
+    ignored directory, or an ignored file where the update needs a directory).  A path the
+    update adds is in the way when it exists locally, or when one of its parent directories
+    exists as something other than a directory (unless git tracks it and the update deletes it).
+    """
+    deleted = {path for status, path in changes if status == "D"}
+    suspects: list[str] = []
+    parents: dict[str, bool] = {}  # parent -> in the way
+    for status, path in changes:
+        if status != "A":
+            continue
+        if os.path.lexists(os.path.join(repo, path)):
+            suspects.append(path)
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            parent = "/".join(parts[:i])
+            if parent not in parents:
+                full = os.path.join(repo, parent)
+                parents[parent] = (parent not in deleted and os.path.lexists(full)
+                                   and (os.path.islink(full) or not os.path.isdir(full)))
+            if parents[parent]:
+                suspects.append(parent)
+                break
+    if not suspects:
+        return
+    # What git does not track at (or below) those paths: untracked and ignored alike.
+    found: list[str] = []
+    for chunk in _chunks([f":(literal){p}" for p in _dedup(suspects)]):
+        found += _split_z(git.run("ls-files", "-z", "--others", "--", *chunk).stdout)
+    found = _dedup(found)
+    if not found:
+        return
+    ignored = set(_split_z(git.run("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--",
+                                   *(f":(literal){p}" for p in found[:1000])).stdout))
+    kinds = "ignored" if all(f in ignored for f in found) else \
+        "untracked" if not ignored & set(found) else "untracked or ignored"
+    raise SafetyHalt(
+        f"pulling {shown_remote}: {len(found)} local {kinds} file(s) that git does not track would be "
+        f"overwritten or deleted by files the incoming commits add: {_names(found)}; nothing was changed "
+        f"in {repo}" + (" (dry run)" if dry_run else ""),
+        hint="move them out of the way (or commit them), then rerun")
 
 
 _RESOLVE_HINT = ("resolve by hand as usual: git merge {remote}, edit the conflicting files, "
@@ -238,6 +308,298 @@ def _merge_failed(git: "_Git", done: Completed, summary: dict, shown_remote: str
         step="git merge", returncode=done.returncode)
 
 
+# ------------------------------------------------------------------------------------------------
+# the update as one step: journal, interruption, roll-back
+# ------------------------------------------------------------------------------------------------
+#
+# A pull's update (``git merge``: a fast-forward writing thousands of files, or a merge running
+# slow hooks) can be interrupted half-way.  Before it starts, a journal is written to
+# ``$GIT_DIR/flepimop-sync/``: the branch and its commit, the index file's bytes, git's state files
+# (ORIG_HEAD, MERGE_HEAD...) and every path the update will write or delete (``changes``: git's own
+# diff from HEAD to the result).  The safety checks guarantee there were no local changes to
+# tracked files and nothing untracked in the update's way, so the state before is exactly: the
+# branch at its old commit, the saved index, and the old commit's content at the changed paths
+# (paths the update adds did not exist).  Rolling back is therefore: remove the added paths (and
+# the directories created for them), put the index bytes back, check the other changed paths out of
+# that index (git skips files whose stat data still match), reset the branch and the state files.
+# Every step is idempotent, so the same roll-back runs in-process after an interruption (with
+# SIGINT/SIGTERM/SIGHUP deferred until it is done) and, if the process was killed outright, at
+# the start of the next run, before the safety checks.
+
+JOURNAL_DIR = "flepimop-sync"
+JOURNAL = "pull-journal.json"
+INDEX_COPY = "index.before"
+_STATE_FILES = ("ORIG_HEAD", "MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "MERGE_RR", "AUTO_MERGE", "SQUASH_MSG")
+_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _atomic_update(git: "_Git", reporter: Reporter, summary: dict, argv: list[str], local_ref: str,
+                   theirs: str, changes: Sequence[tuple[str, str]], shown_remote: str) -> None:
+    """Run ``git merge`` so that, interrupted or failed at any point, the repository is as before."""
+    journal = _Journal(git)
+    with _hangup_interrupts(git.runner):
+        try:
+            saved = journal.write(local_ref, summary["head_before"], theirs, summary["action"], changes)
+            done = git.run(*argv, check=False)
+            if done.returncode != 0:
+                _merge_failed(git, done, summary, shown_remote, saved)
+            journal.remove()  # the update is complete: this is its commit point
+        except BaseException as exc:
+            _roll_back_deferred(journal, reporter, exc)
+            raise
+
+
+def _roll_back_deferred(journal: "_Journal", reporter: Reporter, exc: BaseException | None) -> None:
+    """Roll back with interruptions deferred; a signal that arrives meanwhile is re-raised after."""
+    for _ in range(3):  # a second signal before the deferral is in place: roll back all the same
+        try:
+            with _signals_deferred() as received:
+                journal.roll_back(reporter, interrupted=isinstance(exc, Interrupted))
+            break
+        except Interrupted:
+            continue
+        except (StepFailed, OSError) as failure:
+            raise StepFailed(f"rolling back the pull in {journal.git.cwd} failed: {failure}; its journal "
+                             f"{journal.path} is kept", step="roll-back",
+                             hint="rerun the same command to finish the roll-back") from None
+    else:  # pragma: no cover - three signals in a few microseconds; the journal is still there
+        return
+    if received and exc is None:
+        raise Interrupted(received[0])
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM/SIGHUP are recorded, not acted on, inside the block (main thread only)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in _SIGNALS}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _hangup_interrupts(runner: Runner) -> Iterator[None]:
+    """While the update runs, a hangup (terminal or ssh session closed) is an interruption too.
+
+    The runner owns signal handling; this only fills in SIGHUP when nobody handles it, so a
+    closed session cannot kill us between changing the repository and rolling it back.
+    """
+    on_signal = getattr(runner, "_on_signal", None)
+    hup = getattr(signal, "SIGHUP", None)
+    if (on_signal is None or hup is None or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(hup) is not signal.SIG_DFL):
+        yield
+        return
+    signal.signal(hup, on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(hup, signal.SIG_DFL)
+
+
+class _Journal:
+    """``$GIT_DIR/flepimop-sync/pull-journal.json`` (+ ``index.before``): see above."""
+
+    def __init__(self, git: "_Git"):
+        self.git = git
+        repo = git.cwd
+        names = ["index", JOURNAL_DIR, *_STATE_FILES]
+        paths = git.run("rev-parse", *[a for n in names for a in ("--git-path", n)]).stdout.splitlines()
+        full = [os.path.join(repo, p) for p in paths]
+        self.index, self.dir, self.state_paths = full[0], full[1], dict(zip(_STATE_FILES, full[2:]))
+        self.path = os.path.join(self.dir, JOURNAL)
+        self.index_copy = os.path.join(self.dir, INDEX_COPY)
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def write(self, local_ref: str, old: str | None, theirs: str, action: str,
+              changes: Sequence[tuple[str, str]]) -> "tuple[str, bytes, str] | None":
+        """Record the state before the update; returns the saved index (see ``_merge_failed``)."""
+        repo = self.git.cwd
+        saved = self.git.save_index()
+        added = [p for s, p in changes if s == "A"]
+        new_dirs: set[str] = set()
+        seen: set[str] = set()
+        for path in added:
+            parts = path.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                parent = "/".join(parts[:i])
+                if parent in seen:
+                    continue
+                seen.add(parent)
+                full = os.path.join(repo, parent)
+                if os.path.islink(full) or not os.path.isdir(full):
+                    new_dirs.add(parent)
+        state = {}
+        for name, path in self.state_paths.items():
+            try:
+                with open(path, "rb") as fh:
+                    state[name] = base64.b64encode(fh.read()).decode("ascii")
+            except FileNotFoundError:
+                state[name] = None
+        record = {
+            "version": 1, "started": time.time(), "ref": local_ref, "old": old, "theirs": theirs,
+            "action": action, "had_index": saved is not None,
+            "remove": added, "restore": [p for s, p in changes if s != "A"],
+            "new_dirs": sorted(new_dirs, key=lambda d: (-d.count("/"), d)), "state": state,
+        }
+        os.makedirs(self.dir, exist_ok=True)
+        if saved is not None:
+            _write_atomic(self.index_copy, saved[1])
+        _write_atomic(self.path, json.dumps(record).encode())  # the journal exists from here on
+        return saved
+
+    def remove(self) -> None:
+        for path in (self.path, self.index_copy):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.dir)
+
+    def roll_back(self, reporter: Reporter, *, interrupted: bool = False) -> bool:
+        """Put the repository back as the journal recorded it; False when there is no journal."""
+        git, repo = self.git, self.git.cwd
+        try:
+            with open(self.path, "rb") as fh:
+                record = json.loads(fh.read())
+            ref, old, theirs = record["ref"], record["old"], record["theirs"]
+        except FileNotFoundError:
+            self.remove()
+            return False
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SafetyHalt(f"unreadable journal of an interrupted pull {self.path} ({exc}); nothing was changed",
+                             hint=f"check {repo} with 'git status', then delete the journal") from None
+        head = git.run("symbolic-ref", "-q", "HEAD", check=False).stdout.strip()
+        current = git.rev(ref)
+        ours = current in (old, theirs) or (
+            current is not None and old is not None
+            and git.run("rev-list", "--parents", "-n1", current, "--").stdout.split()[1:] == [old, theirs])
+        if head != ref or not ours:
+            raise SafetyHalt(
+                f"{repo} has the journal of an interrupted pull ({self.path}) but its branch moved since "
+                f"(HEAD {head or 'detached'} at {_short(current)}, expected {ref} at {_short(old)}); "
+                "nothing was changed",
+                hint="check the repository with 'git status' and 'git log', then delete the journal and rerun")
+        # Lock files a stopped git left behind (only ones created since the journal was written).
+        started = float(record.get("started", 0)) - 1.0
+        locks = [self.index, self.state_paths["ORIG_HEAD"], self.state_paths["AUTO_MERGE"],
+                 os.path.join(repo, git.run("rev-parse", "--git-path", ref).stdout.strip()),
+                 os.path.join(repo, git.run("rev-parse", "--git-path", "HEAD").stdout.strip())]
+        for lock in (p + ".lock" for p in locks):
+            with contextlib.suppress(FileNotFoundError):
+                if os.lstat(lock).st_mtime >= started:
+                    os.unlink(lock)
+        # 1. the work tree: paths the update added, and the directories made for them
+        for path in record["remove"]:
+            full = os.path.join(repo, path)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                if os.path.isdir(full) and not os.path.islink(full):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(full)  # an empty directory git made (a submodule's)
+                else:
+                    os.unlink(full)
+        for directory in record["new_dirs"]:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(repo, directory))
+        # 2. the index, byte for byte
+        if record.get("had_index"):
+            with open(self.index_copy, "rb") as fh:
+                data = fh.read()
+            _replace_locked(self.index, data)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.index)
+        # 3. the changed paths that existed before, from that index (files still matching it stay)
+        for chunk in _chunks(record["restore"]):
+            git.run("checkout-index", "-f", "-q", "--", *chunk, step="git checkout-index (roll-back)")
+        # 4. the branch and git's state files
+        if current != old:
+            message = "flepimop sync: roll back an interrupted pull"
+            if old:
+                git.run("update-ref", "-m", message, ref, old, step="git update-ref (roll-back)")
+            else:
+                git.run("update-ref", "-d", ref, step="git update-ref (roll-back)")
+        for name, content in record["state"].items():
+            path = self.state_paths[name]
+            if content is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            else:
+                _write_atomic(path, base64.b64decode(content))
+        self.remove()
+        what = "was interrupted" if interrupted else "did not complete"
+        reporter.warn(f"the pull {what}; it was rolled back: {ref[len('refs/heads/'):]} is at "
+                      f"{_short(old)} again and the index and working tree are as before")
+        return True
+
+
+def _resume_interrupted(git: "_Git", reporter: Reporter, dry_run: bool) -> None:
+    """A previous run was killed during its update: roll it back before checking anything."""
+    journal = _Journal(git)
+    if not journal.exists():
+        return
+    if dry_run:
+        raise SafetyHalt(f"a previous pull in {git.cwd} was interrupted while updating it (journal "
+                         f"{journal.path}); a dry run changes nothing",
+                         hint="rerun without -n/--dry-run: it rolls the interrupted pull back, then pulls")
+    reporter.warn(f"a previous pull in {git.cwd} was interrupted while updating it; rolling it back first")
+    _roll_back_deferred(journal, reporter, None)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _replace_locked(path: str, data: bytes) -> None:
+    """Replace a file git guards with ``<file>.lock`` (the index), taking that lock as git does."""
+    lock = path + ".lock"
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        raise StepFailed(f"cannot restore {path}: {lock} exists (another git command running?)",
+                         step="roll-back", hint="when no git command is running, delete the lock and rerun") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(lock, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        raise
+
+
+def _chunks(items: Sequence[str], max_bytes: int = 100_000) -> Iterator[list[str]]:
+    """Split paths into argv-sized groups."""
+    chunk: list[str] = []
+    size = 0
+    for item in items:
+        if chunk and size + len(item) + 1 > max_bytes:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item.encode()) + 1
+    if chunk:
+        yield chunk
+
+
 def _push(git: "_Git", reporter: Reporter, options: SyncOptions, summary: dict, local_ref: str,
           tracking: str, shown_remote: str, remote_has_branch: bool) -> dict:
     branch, ahead, behind = summary["branch"], summary["ahead"], summary["behind"]
@@ -268,13 +630,23 @@ def _push(git: "_Git", reporter: Reporter, options: SyncOptions, summary: dict, 
     done = git.run("push", "--porcelain", "--no-follow-tags", "--no-signed", "--", remote, refspec, check=False)
     if done.returncode != 0:
         text = (done.stdout + "\n" + done.stderr).lower()
+        said = _remote_says(done)
+        refused = _porcelain_reason(done.stdout, "[remote rejected]")
+        if refused is not None:  # a server-side hook (pre-receive/update) or the server's policy
+            raise StepFailed(
+                f"git push {remote} {branch} failed (exit {done.returncode}): refused by the remote"
+                + (f" ({refused})" if refused else "") + (f", which said: {said}" if said else "")
+                + "; nothing was pushed",
+                step="git push", returncode=done.returncode,
+                hint="fix what the remote's message asks for, commit, then rerun")
         if "[rejected]" in text or "non-fast-forward" in text or "fetch first" in text or "\t!" in done.stdout:
             raise StepFailed(
                 f"git push {remote} {branch} failed (exit {done.returncode}): rejected, {shown_remote} has "
                 f"commits {branch} lacks (pushed meanwhile?); nothing was pushed",
                 step="git push", returncode=done.returncode, hint="pull first, then push")
         raise StepFailed(f"git push {remote} {branch} failed (exit {done.returncode}): "
-                         f"{_unreachable_prefix(done)}{_stderr_line(done)}",
+                         f"{_unreachable_prefix(done)}{_stderr_line(done)}"
+                         + (f" (the remote said: {said})" if said else ""),
                          step="git push", returncode=done.returncode)
     reporter.info(f"pushed {_count(ahead)} of {branch} to {shown_remote}:")
     _show_commits(reporter, commits)
@@ -496,15 +868,38 @@ class _Git:
                 commits.append({"sha": sha, "subject": subject})
         return commits
 
-    def predict_conflicts(self, ours: str, theirs: str) -> list[str] | None:
+    def merge_tree(self, ours: str, theirs: str) -> tuple[str | None, list[str] | None]:
+        """(merged tree, conflicting files) computed in memory; (None, None) with git < 2.38."""
         done = self.run("merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", ours, theirs,
                         check=False)
-        if done.returncode == 0:
-            return []
-        if done.returncode == 1:
+        if done.returncode in (0, 1):
             entries = done.stdout.split("\0")
-            return _dedup(e for e in entries[1:] if e)
-        return None  # git < 2.38 (no --write-tree) or another failure: no prediction
+            return entries[0].strip() or None, _dedup(e for e in entries[1:] if e)
+        return None, None  # git < 2.38 (no --write-tree) or another failure: no prediction
+
+    def empty_tree(self) -> str:
+        return self.run("hash-object", "-t", "tree", os.devnull).stdout.strip()
+
+    def tree_changes(self, old: str | None, new: str) -> list[tuple[str, str]]:
+        """(status A/D/M/T, path) for every file that differs between two trees (no renames)."""
+        done = self.run("diff-tree", "-r", "-z", "--no-renames", "--name-status", "--no-commit-id",
+                        old or self.empty_tree(), new, "--")
+        return _name_status(done.stdout)
+
+    def tree_changes_fallback(self, old: str | None, theirs: str) -> list[tuple[str, str]]:
+        """Without a merged tree: a superset of what a merge of ``theirs`` into ``old`` touches."""
+        changes = dict((p, s) for s, p in self.tree_changes(old, theirs))
+        if old:
+            base = self.run("merge-base", old, theirs, check=False).stdout.strip()
+            if base:
+                in_old = None
+                for _, path in self.tree_changes(base, theirs):
+                    if path in changes:
+                        continue
+                    if in_old is None:
+                        in_old = set(_split_z(self.run("ls-tree", "-r", "-z", "--name-only", old).stdout))
+                    changes[path] = "M" if path in in_old else "A"
+        return [(s, p) for p, s in changes.items()]
 
     def save_index(self) -> "tuple[str, bytes, str] | None":
         """(index path, its bytes, its entries) before a merge; None when there is no index yet."""
@@ -601,6 +996,33 @@ def _stderr_line(done: Completed) -> str:
     key = [ln for ln in lines if ln.lower().startswith(("fatal:", "error:", "!"))]
     chosen = (key or lines)[:3]
     return "; ".join(chosen) if chosen else "no error message"
+
+
+REMOTE_LINES = 8  # lines of a remote's own message (a server hook's reason) kept in an error
+REMOTE_CHARS = 600
+
+
+def _remote_says(done: Completed) -> str:
+    """The remote's own message (``remote: ...`` lines: a pre-receive/update hook's output), one line."""
+    lines = []
+    for line in done.stderr.replace("\r", "\n").splitlines():
+        if not line.startswith("remote:"):
+            continue
+        text = "".join(c if c.isprintable() else "?" for c in line[len("remote:"):]).strip()
+        if text and text not in lines:
+            lines.append(text)
+    said = "; ".join(lines[:REMOTE_LINES]) + (f"; ... ({len(lines) - REMOTE_LINES} more line(s))"
+                                               if len(lines) > REMOTE_LINES else "")
+    return said if len(said) <= REMOTE_CHARS else said[:REMOTE_CHARS] + "..."
+
+
+def _porcelain_reason(stdout: str, flag: str) -> str | None:
+    """The reason git push --porcelain gives for a ref refused with ``flag``; None when none was."""
+    for line in stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 3 and fields[0] == "!" and fields[2].startswith(flag):
+            return fields[2][len(flag):].strip().strip("()").strip()
+    return None
 
 
 def _unreachable_prefix(done: Completed) -> str:

@@ -23,11 +23,12 @@ diverged, no conflict                  0     "merged", a merge commit           
 diverged with a conflict               1     conflicting file, "aborted", "resolve"       yes (*)
 merge already in progress              1     "a merge is in progress"                     yes
 detached HEAD                          1     "detached"                                   yes
-untracked file in the merge's way      1     "would be overwritten", "nothing was changed" yes (*)
+untracked/ignored file in the way      1     "would be overwritten", the local name       yes (*)
 push: ahead                            0     "pushed", remote tip == local                --
 push: up to date                       0     "nothing to push"                            yes
 push: behind / diverged                1     "pull first"                                 yes, remote too
 push: rejected (remote moved)          1     "rejected", "pull first"                     yes (*)
+push: refused by a server hook         1     "refused by the remote", the hook's message  remote too
 =====================================  ====  ===========================================  =========
 
 (*) the fetch legitimately updated the remote-tracking ref ``refs/remotes/origin/main``; nothing
@@ -89,7 +90,7 @@ class World:
     def commit(self, repo, files, msg):
         for rel, text in files.items():
             self.write(rel, text, repo)
-            self.git("add", "--", rel, cwd=repo)
+            self.git("add", "-f", "--", rel, cwd=repo)  # -f: a test may track an ignored path
         self.git("commit", "-q", "-m", msg, cwd=repo)
         return self.head(repo)
 
@@ -422,15 +423,66 @@ def test_ignored_files_only_give_no_warning(world):
     assert o.result["untracked"] == []
 
 
-def test_untracked_file_in_the_merges_way_changes_nothing(world):
-    world.publish({"results.csv": "theirs\n"}, "add results")
-    world.write("results.csv", "mine, untracked\n")
+# A file the incoming commits add, where the user has a file git does not track.  git refuses to
+# overwrite an untracked file but silently replaces an ignored one (or an ignored directory, or an
+# ignored file where it needs a directory): the preflight halts on all of them, naming the local
+# path, before anything changes; the dry run says the same.
+def _ignored_dir_where_a_file_comes(w):
+    w.write("model_output/run1/hnpi.csv", "mine\n")  # ignored (model_output/)
+    return {"model_output": "a file now\n"}
+
+
+def _ignored_file_where_a_dir_comes(w):
+    w.write("calib.log", "mine\n")  # ignored (*.log)
+    return {"calib.log/README": "a directory now\n"}
+
+
+def _untracked_symlink(w):
+    os.symlink("model.py", w.work / "alias.py")
+    return {"alias.py": "theirs\n"}
+
+
+IN_THE_WAY = [
+    # (id, local set-up returning the incoming files, diverged?, local name in the error, kind)
+    ("untracked-file", lambda w: (w.write("results.csv", "mine\n"), {"results.csv": "theirs\n"})[1],
+     False, "results.csv", "untracked"),
+    ("ignored-file", lambda w: (w.write("debug.log", "mine\n"), {"debug.log": "theirs\n"})[1],
+     False, "debug.log", "ignored"),
+    ("ignored-file-merge", lambda w: (w.write("debug.log", "mine\n"), {"debug.log": "theirs\n"})[1],
+     True, "debug.log", "ignored"),
+    ("ignored-file-deep", lambda w: (w.write("model_output/a b/ü.csv", "mine\n"),
+                                     {"model_output/a b/ü.csv": "theirs\n"})[1], False, "model_output/", "ignored"),
+    ("ignored-dir-vs-file", _ignored_dir_where_a_file_comes, False, "model_output/", "ignored"),
+    ("ignored-file-vs-dir", _ignored_file_where_a_dir_comes, True, "calib.log", "ignored"),
+    ("untracked-symlink", _untracked_symlink, False, "alias.py", "untracked"),
+]
+
+
+@pytest.mark.parametrize("state,setup,diverged,name,kind", IN_THE_WAY, ids=[c[0] for c in IN_THE_WAY])
+def test_local_files_in_the_pulls_way_halt_and_change_nothing(world, state, setup, diverged, name, kind):
+    incoming = setup(world)
+    world.publish(incoming, "start tracking it")
+    if diverged:
+        world.commit(world.work, {"model.py": "RATE = 77\n"}, "mine")
     world.settle()
     before = world.snapshot(remotes=False)
+    for dry_run in (True, False):
+        o = sync(world, dry_run=dry_run)
+        assert o.code == 1 and isinstance(o.error, SafetyHalt), o.text
+        msg = str(o.error)
+        assert f"local {kind} file(s)" in msg and name in msg, msg
+        assert "would be overwritten" in msg and "nothing was changed" in msg and "\n" not in msg
+        assert not any(a[4] == "merge" for a in o.argvs)
+        assert_identical(before, world.snapshot(remotes=False))
+
+
+def test_ignored_files_next_to_incoming_files_do_not_halt(world):
+    world.write("model_output/run1.csv", "mine\n")
+    world.write("debug.log", "mine\n")
+    tip = world.publish({"model_output.md": "x\n", "logs/debug.log": "theirs\n", "a/b/c.py": "x\n"})
     o = sync(world)
-    assert o.code == 1 and isinstance(o.error, StepFailed), o.text
-    assert "would be overwritten" in str(o.error) and "nothing was changed" in str(o.error)
-    assert_identical(before, world.snapshot(remotes=False))
+    assert o.code == 0, o.text
+    assert world.head() == tip and (world.work / "debug.log").read_text() == "mine\n"
 
 
 def test_upstream_remote_and_branch_are_the_defaults(world):
@@ -527,6 +579,35 @@ def test_push_rejected_because_the_remote_moved_meanwhile(world):
     assert "pull first" in str(o.error)
     assert world.remote_tip() == theirs["sha"]
     assert_identical(before, world.snapshot(remotes=False))
+
+
+HOOK_REFUSALS = [
+    # (server hook, its script body, fragments of the one-line error)
+    ("pre-receive", 'echo "Push refused: model.py must pass the calibration check" >&2\n'
+                    'echo "see docs/CONTRIBUTING.md"\nexit 1\n',
+     ["refused by the remote (pre-receive hook declined)", "Push refused: model.py must pass the calibration check",
+      "see docs/CONTRIBUTING.md"]),
+    ("update", 'printf "branch %s is frozen\\033[31m until Friday\\n" "$1" >&2\nexit 1\n',
+     ["refused by the remote (hook declined)", "branch refs/heads/main is frozen", "until Friday"]),
+    ("pre-receive", "exit 1\n", ["refused by the remote (pre-receive hook declined); nothing was pushed"]),
+]
+
+
+@pytest.mark.parametrize("hook,body,fragments", HOOK_REFUSALS, ids=["pre-receive", "update-escapes", "silent"])
+def test_push_refused_by_a_server_hook_shows_its_reason(world, hook, body, fragments):
+    script = world.remote / "hooks" / hook
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    world.commit(world.work, {"model.py": "RATE = 45\n"}, "uncalibrated")
+    tip = world.remote_tip()
+    o = sync(world, {"type": "git", "mode": "push"})
+    assert o.code == 1 and isinstance(o.error, StepFailed), o.text
+    msg = str(o.error)
+    assert msg.startswith("git push origin main failed (exit 1): refused by the remote"), msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+    assert "\n" not in msg and "\x1b" not in msg and "nothing was pushed" in msg
+    assert world.remote_tip() == tip
 
 
 def test_push_new_branch(world):

@@ -138,3 +138,54 @@ def test_parsers():
     done = Completed(("git",), 1, "", "hint: x\nerror: failed to push\nhint: y\n", 0.0)
     assert gitsync._stderr_line(done) == "error: failed to push"
     assert gitsync._stderr_line(Completed(("git",), 1, "", "", 0.0)) == "no error message"
+
+
+@pytest.mark.parametrize("stderr,said", [
+    ("remote: Push refused: no tests        \nremote: see CI        \nerror: failed to push some refs\n",
+     "Push refused: no tests; see CI"),
+    ("remote: \x1b[31mred\x1b[0m\r\nremote:\nremote: red\n", "?[31mred?[0m; red"),
+    ("error: failed to push some refs\n", ""),
+    ("".join(f"remote: line {i}\n" for i in range(12)),
+     "; ".join(f"line {i}" for i in range(8)) + "; ... (4 more line(s))"),
+])
+def test_remote_says_keeps_the_servers_own_lines(stderr, said):
+    assert gitsync._remote_says(Completed(("git",), 1, "", stderr, 0.0)) == said
+
+
+@pytest.mark.parametrize("stdout,reason", [
+    ("To /r.git\n!\trefs/heads/main:refs/heads/main\t[remote rejected] (pre-receive hook declined)\nDone\n",
+     "pre-receive hook declined"),
+    ("To /r.git\n!\trefs/heads/main:refs/heads/main\t[rejected] (fetch first)\nDone\n", None),
+    ("", None),
+])
+def test_porcelain_reason(stdout, reason):
+    assert gitsync._porcelain_reason(stdout, "[remote rejected]") == reason
+
+
+def test_chunks_keep_argv_small():
+    paths = [f"dir/{i:05}.txt" for i in range(20_000)]
+    chunks = list(gitsync._chunks(paths, max_bytes=10_000))
+    assert [p for c in chunks for p in c] == paths
+    assert all(sum(len(p) + 1 for p in c) <= 10_000 for c in chunks)
+
+
+def test_signals_are_deferred_during_a_roll_back():
+    import os
+    import signal
+
+    def boom(signum, frame):
+        raise AssertionError("handler ran inside the deferred block")
+
+    previous = signal.signal(signal.SIGTERM, boom)
+    try:
+        with gitsync._signals_deferred() as received:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # let the interpreter run the (recording) handlers
+                if len(received) == 2:
+                    break
+        assert received == [signal.SIGTERM, signal.SIGINT]
+        assert signal.getsignal(signal.SIGTERM) is boom
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)

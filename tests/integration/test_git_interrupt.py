@@ -1,0 +1,232 @@
+"""An interrupted git pull leaves the repository as it was (or the rerun finishes it).
+
+Real git, a bare remote, and ``python -m flepimop_sync`` in the background; the signal is timed
+with psutil (a slow hook of the merge is running) or with git's ``index.lock`` (a fast-forward
+writing thousands of files).  Reading guide -- point of interruption x signal -> outcome:
+
+=================================================  =====================  ======================
+where the pull is when the signal arrives           SIGINT/SIGTERM/SIGHUP  SIGKILL (no clean-up)
+=================================================  =====================  ======================
+fast-forward, ``post-merge`` hook running           exit 130/143/129,      the rerun rolls the
+merge, ``pre-merge-commit`` hook (tree written)     repository byte-       journal back, then
+merge, ``post-merge`` hook (commit made)            identical to before;   pulls: HEAD at the
+fast-forward of 3,000 files, mid-write              the rerun pulls        remote tip, nothing
+                                                    cleanly                stray
+=================================================  =====================  ======================
+
+"Byte-identical": HEAD, every local ref, the index file's bytes, ``git status --ignored``, the
+content of every work-tree file (untracked and ignored ones included); the remote-tracking ref
+moved by the fetch is the one legitimate change.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from reliability_helpers import start_cli, wait_until
+from test_git_protocol import assert_identical, make_world
+
+psutil = pytest.importorskip("psutil")
+
+pytestmark = pytest.mark.integration
+
+SLOW = 120  # seconds a slow hook sleeps: far longer than any test waits
+
+
+@pytest.fixture
+def world(tmp_path, base_env):
+    w = make_world(tmp_path, dict(base_env))
+    (tmp_path / "sync.yml").write_text("sync:\n  checkcode:\n    type: git\n")
+    # local work the pull must never touch: an untracked file and ignored output
+    w.write("notes.txt", "mine\n")
+    w.write("model_output/run1/hnpi.csv", "1,2\n")
+    w.write("debug.log", "log\n")
+    return w
+
+
+def slow_hook(world, name: str) -> Path:
+    """A hook that sleeps while the flag file exists; returns the flag."""
+    flag = world.root / f"{name}.slow"
+    flag.write_text("")
+    hook = world.work / ".git" / "hooks" / name
+    hook.write_text(f"#!/bin/sh\nif [ -e '{flag}' ]; then sleep {SLOW}; fi\nexit 0\n")
+    hook.chmod(0o755)
+    return flag
+
+
+def _diverge(world):
+    world.commit(world.work, {"model.py": "RATE = 2\n"}, "mine")
+
+
+def _publish_small(world):
+    return world.publish({"config.yml": "seed: 2\n", "new/dir/added.py": "x = 1\n"}, "theirs")
+
+
+def _publish_large(world, count=3000):
+    """3,000 new files (some deep), a changed file, a deleted one: a long fast-forward."""
+    world.git("pull", "-q", "--ff-only", cwd=world.other)
+    blob = "0123456789abcdef" * 256  # 4 KiB
+    for i in range(count):
+        world.write(f"big/d{i % 30:02}/f{i:04}.txt", f"{i}\n{blob}", world.other)
+    world.write("model.py", "RATE = 3\n", world.other)
+    world.git("rm", "-q", "config.yml", cwd=world.other)
+    world.git("add", "-A", cwd=world.other)
+    world.git("commit", "-q", "-m", "large", cwd=world.other)
+    world.git("push", "-q", "origin", "main", cwd=world.other)
+    return world.head(world.other)
+
+
+def _hook_running(proc, name):
+    def find():
+        try:
+            kids = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return None
+        for kid in kids:
+            try:
+                if any(name in part for part in kid.cmdline()):
+                    return kids
+            except psutil.Error:
+                continue
+        return None
+    return find
+
+
+def _merge_writing(proc, world):
+    """`git merge` runs and holds the index lock: it is writing the work tree (earlier commands
+    such as `update-index --refresh` take the same lock, so the merge process is looked for too)."""
+    lock = world.work / ".git" / "index.lock"
+    find = _hook_running(proc, "--ff-only")
+    return lambda: find() and lock.exists()
+
+
+POINTS = [
+    # (id, hook, set-up before the remote moves, publish)
+    ("ff-post-merge", "post-merge", None, _publish_small),
+    ("merge-pre-merge-commit", "pre-merge-commit", _diverge, _publish_small),
+    ("merge-post-merge", "post-merge", _diverge, _publish_small),
+    ("ff-3000-files", None, None, _publish_large),
+]
+SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+
+
+def _start(world, point):
+    _, hook, setup, publish = point
+    if setup:
+        setup(world)
+    flag = slow_hook(world, hook) if hook else None
+    tip = publish(world)
+    world.settle()
+    before = world.snapshot(remotes=False)
+    proc = start_cli(["sync", world.root / "sync.yml"], env=world.env, cwd=world.work)
+    ready = _hook_running(proc, hook) if hook else _merge_writing(proc, world)
+    try:
+        wait_until(lambda: ready() or proc.poll() is not None, 120, f"the pull to reach {point[0]}",
+                   interval=0.001)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, flag, tip, before
+
+
+def _pulled(world, tip, untracked=("debug.log", "model_output/", "notes.txt")):
+    parents = world.git("rev-list", "--parents", "-n1", "HEAD").stdout.split()
+    assert parents[0] == tip or parents[2:] == [tip], parents  # fast-forwarded, or a merge of the tip
+    status = world.git("status", "--porcelain", "--ignored").stdout.splitlines()
+    assert sorted(line[3:] for line in status) == sorted(untracked), status
+    assert not (world.work / ".git" / "flepimop-sync").exists()
+    assert (world.work / "notes.txt").read_text() == "mine\n"
+
+
+def _rerun_completes(world, run_cli, flag, tip):
+    if flag:
+        flag.unlink()
+    r = run_cli(["sync", world.root / "sync.yml"], env=world.env, cwd=world.work)
+    assert r.returncode == 0, r.stderr
+    _pulled(world, tip)
+    return r
+
+
+@pytest.mark.parametrize("signum,code", SIGNALS, ids=[s.name for s, _ in SIGNALS])
+@pytest.mark.parametrize("point", POINTS, ids=[p[0] for p in POINTS])
+def test_interrupted_pull_leaves_the_repository_as_it_was(world, run_cli, point, signum, code):
+    proc, flag, tip, before = _start(world, point)
+    hooks = [p for p in psutil.Process(proc.pid).children(recursive=True)]
+    os.kill(proc.pid, signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert f"interrupted by {signum.name}" in err and "rerun" in err, err
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in hooks), "a hook survived"
+    if point[1] or "rolled back" in err:
+        # the update was under way: rolled back, byte for byte
+        assert "rolled back" in err, err
+        assert_identical(before, world.snapshot(remotes=False))
+        assert not (world.work / ".git" / "flepimop-sync").exists()
+    else:  # the fast-forward had finished before the signal: complete, nothing half-done
+        _pulled(world, tip)
+    _rerun_completes(world, run_cli, flag, tip)
+
+
+@pytest.mark.parametrize("point", POINTS, ids=[p[0] for p in POINTS])
+def test_killed_pull_is_rolled_back_and_finished_by_the_rerun(world, run_cli, point):
+    """SIGKILL: no clean-up in the process; the journal lets the rerun roll back, then pull."""
+    proc, flag, tip, before = _start(world, point)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.communicate(timeout=60)
+    for child in children:  # what a crash of the whole session would also take down
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=30)
+    journal = world.work / ".git" / "flepimop-sync" / "pull-journal.json"
+    # a dry run changes nothing and says what a real run will do
+    r = run_cli(["sync", "-n", world.root / "sync.yml"], env=world.env, cwd=world.work)
+    if journal.exists():
+        assert r.returncode == 1 and "was interrupted" in r.stderr and "without -n" in r.stderr, r.stderr
+        assert journal.exists()
+    r = _rerun_completes(world, run_cli, flag, tip)
+    assert not journal.exists()
+
+
+def test_signal_during_the_rollback_is_deferred(world, run_cli):
+    """A second signal while rolling back does not cut the roll-back short."""
+    proc, flag, tip, before = _start(world, POINTS[1])
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    # the second signal may also land after everything, while the interpreter exits (-SIGINT)
+    assert proc.returncode in (130, 143, -signal.SIGINT), err
+    assert "rolled back" in err, err
+    assert_identical(before, world.snapshot(remotes=False))
+    _rerun_completes(world, run_cli, flag, tip)
+
+
+def test_journal_of_a_killed_pull_is_not_applied_after_the_branch_moved(world, run_cli):
+    """Work committed after a kill is never rolled back: the rerun halts and names the journal."""
+    proc, flag, tip, before = _start(world, POINTS[0])
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.communicate(timeout=60)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=30)
+    world.commit(world.work, {"model.py": "RATE = 99\n"}, "work done after the crash")
+    world.settle()
+    after_crash = world.snapshot(remotes=False)
+    flag.unlink()
+    r = run_cli(["sync", world.root / "sync.yml"], env=world.env, cwd=world.work)
+    assert r.returncode == 1, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "journal of an interrupted pull" in line and "pull-journal.json" in line and "moved" in line, line
+    assert_identical(after_crash, world.snapshot(remotes=False))
