@@ -163,6 +163,10 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         assert selection is not None
         return _dry_run(plan, selection, result, runner, reporter, start)
 
+    checked = listing is not None
+    if not checked and resolved.destination.kind == "local" and not os.path.isdir(resolved.destination.path or "."):
+        _require_s3_objects(plan, None, runner)  # aws would create the destination even for nothing
+        checked = True
     if resolved.delete:
         _refuse_delete_from_empty_source(plan, listing, runner, reporter)
     with DestinationLock(resolved.destination) as lock:
@@ -186,7 +190,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
                 shutil.rmtree(plan.stage_dir, ignore_errors=True)  # links only: never follows them
             if alias_dir:
                 shutil.rmtree(alias_dir, ignore_errors=True)  # links only: never follows them
-    if not transferred["files"] and listing is None:
+    if not transferred["files"] and not checked:
         # nothing moved: a mistyped S3 prefix looks exactly like this, so make sure the source exists
         _require_s3_objects(plan, None, runner)
     seconds = time.monotonic() - start
@@ -344,7 +348,16 @@ def _aws_preview(step: planning.Step, plan: planning.Plan, runner: Runner, repor
             _relative_to_end(source, r.source, step.argv[3])
         transfer.append((rel, size))
 
-    done = runner.stream(argv, env=step.env, on_stdout=on_line)
+    empty = None
+    if argv[1:3] == ["s3", "sync"] and not argv[4].startswith("s3://") and not os.path.exists(argv[4]):
+        # aws creates a missing local destination even with --dryrun: preview into an empty one
+        empty = tempfile.mkdtemp(prefix="flepimop-sync-dry-")
+        argv[4] = empty + "/"
+    try:
+        done = runner.stream(argv, env=step.env, on_stdout=on_line)
+    finally:
+        if empty:
+            shutil.rmtree(empty, ignore_errors=True)
     if done.returncode != 0:
         raise _step_failed(f"{step.name} (dry run)", done, plan.protocol, runner.base_env)
 
