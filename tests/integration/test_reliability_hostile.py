@@ -159,7 +159,7 @@ def test_remote_path_names_are_literal_over_ssh(bed, name):
     assert tree(remote_dir / name) == files
     code, out, err = invoke(["-p", "pull", "-n", "-v", cfg])  # remote listing
     assert code == 0, err
-    assert "would transfer up to 2 file(s)" in out, out
+    assert "selected 2 file(s)" in out and "would transfer 2 " in out, out
     code, out, err = invoke(["-p", "pull", cfg])
     assert code == 0, err
     assert tree(bed.work / "back") == files
