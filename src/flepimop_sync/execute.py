@@ -1,4 +1,6 @@
 """Run a sync: load, plan, list what must be listed, lock, run the steps, summarise.
+A dry run contacts both ends the same way and runs the tools' own dry runs (``rsync --dry-run``,
+``aws s3 sync --dryrun``) to report what they would transfer and delete.
 
 This module orchestrates; ``runner.Runner`` is the only thing that starts processes
 and ``plan`` builds every argv.  ``sync`` is the one entry point shared by the CLI

@@ -1,6 +1,8 @@
 """Protocol + options -> a plan: the resolved ends, the filter list and the argv of
-every step.  Pure: no I/O, no processes.  Facts that need I/O (is the source a
-file? what does the source hold?) are passed in by ``execute``.
+every step.  Pure: no processes, and no I/O beyond what the user's own words ask for (``$NAME``
+and ``~`` in ends, local ends resolved to refuse nesting: see ``endpoints``).  Facts that need
+I/O (is the source a file? what does the source hold? the working directory, for aws roots with
+glob characters) are passed in by ``execute``.
 
 The CLI and the Snakemake layer both consume this module; flags are built here and
 nowhere else.
