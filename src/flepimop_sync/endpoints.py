@@ -124,8 +124,7 @@ def check_protocol_ends(
             raise error(f"{where(key)}: contains a NUL byte")
         end = parse_end(text)
         if end.kind == "remote":
-            if _BAD_HOST.search(end.host.split("@")[-1]) or _BAD_HOST.search(end.host) \
-                    or end.host.count("@") > 1 or end.host.startswith("@") or end.host.endswith("@"):
+            if _bad_host(end.host):
                 raise error(f"{where(key)}: {_show(text)} has an invalid host name {_show(end.host)} "
                             f"(for a local path, write {_show('./' + text)})")
             if "\n" in end.path:  # rsync escapes remote paths with '\', and '\'+newline is a line continuation
@@ -151,6 +150,11 @@ def check_protocol_ends(
     if _same_place(src, tgt):
         raise error(f"{where('target')}: source and target are the same place ({src.text!r}); nothing to sync")
     return src, tgt
+
+
+def _bad_host(host: str) -> bool:
+    return bool(_BAD_HOST.search(host.split("@")[-1]) or _BAD_HOST.search(host)
+                or host.count("@") > 1 or host.startswith("@") or host.endswith("@"))
 
 
 def _show(text: str, limit: int = 120) -> str:
@@ -180,6 +184,10 @@ def expand_end(text: str, env: Mapping[str, str], where: str, *, error=UsageErro
             raise error(f"{where}: {text!r} uses ${name}, which is not set in the environment")
         return env[name]
 
+    written = parse_end(_VARIABLE.sub("x", text))
+    if written.kind == "remote" and _bad_host(written.host):  # as written, before any expansion
+        raise error(f"{where}: {_show(text)} has an invalid host name {_show(written.host)} "
+                    f"(for a local path, write {_show('./' + text)})")
     expanded = _VARIABLE.sub(value, text)
     if expanded.startswith("~") and parse_end(expanded).kind == "local":
         expanded = _expand_user(expanded, env, where, error)
