@@ -364,6 +364,11 @@ def alias_glob_roots(plan: Plan, cwd: str, alias_dir: str) -> Plan:
     if any(c in alias_dir for c in _AWS_GLOB):
         raise UsageError(f"{plan.protocol.where()}: the temporary directory {alias_dir!r} has glob characters; "
                          "set TMPDIR to a plain path")
+    if any("--no-follow-symlinks" in step.argv for step in plan.steps):
+        # aws then skips a root that is a link (nothing synced, or everything deleted): refuse
+        raise UsageError(f"{plan.protocol.where()}: the local path {roots[0]!r} (working directory included) has "
+                         "glob characters, which aws would read in every filter pattern; run from, or sync, a "
+                         "path without * ? [")
     links = {root: os.path.join(alias_dir, str(i)) for i, root in enumerate(roots)}
     steps = []
     for step in plan.steps:
