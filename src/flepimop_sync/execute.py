@@ -475,18 +475,21 @@ def _make_remote_target(plan: planning.Plan, failed: Completed, runner: Runner) 
 
 def _alias_glob_roots(plan: planning.Plan, *, create: bool = False) -> tuple[planning.Plan, str | None]:
     """Glob-free links for aws roots with glob characters (see plan.alias_glob_roots).  ``create``
-    (a real run): a destination root that does not exist yet is made first, so that the link
-    leads somewhere (its parent was checked by _prepare_target)."""
+    (a real run): a destination root that does not exist yet is made first, so that aws finds
+    a directory there (its parent was checked by _prepare_target)."""
     cwd = os.getcwd()
     if not planning.aws_glob_roots(plan, cwd):
         return plan, None
     alias_dir = tempfile.mkdtemp(prefix="flepimop-sync-root-")
     try:
         plan = planning.alias_glob_roots(plan, cwd, alias_dir)
-        for link, root in plan.aliases:
-            if create:
-                os.makedirs(root, exist_ok=True)
-            os.symlink(root, link)
+        for link, parent in plan.aliases:
+            os.symlink(parent, link)
+        if create:  # a download's root may not exist yet (its parent was checked by _prepare_target)
+            for step in plan.steps:
+                for operand in step.argv[3:5]:
+                    if operand.startswith(alias_dir):
+                        os.makedirs(operand, exist_ok=True)
     except BaseException:
         shutil.rmtree(alias_dir, ignore_errors=True)
         raise

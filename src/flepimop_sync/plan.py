@@ -355,21 +355,20 @@ def aws_glob_roots(plan: Plan, cwd: str) -> list[str]:
 
 
 def alias_glob_roots(plan: Plan, cwd: str, alias_dir: str) -> Plan:
-    """Run aws on glob-free links (``alias_dir/N`` -> each such root): the patterns are then joined
-    to a path that matches itself only, and aws reads and writes through the link (it follows
-    links, as the staged mechanism relies on too).  ``alias_dir`` must be glob-free itself."""
+    """Run aws through glob-free paths: ``alias_dir/N`` is a link to each such root's *parent*
+    and the operand is ``alias_dir/N/<root name>/``, so the patterns are joined to a path that
+    matches itself only; the root itself stays a real directory (aws --no-follow-symlinks skips
+    a root that is a link, and reads and writes below it as usual).  A root whose own name has
+    glob characters cannot be reached that way: refused.  ``alias_dir`` must be glob-free."""
     roots = aws_glob_roots(plan, cwd)
     if not roots:
         return plan
-    if any(c in alias_dir for c in _AWS_GLOB):
-        raise UsageError(f"{plan.protocol.where()}: the temporary directory {alias_dir!r} has glob characters; "
-                         "set TMPDIR to a plain path")
-    if any("--no-follow-symlinks" in step.argv for step in plan.steps):
-        # aws then skips a root that is a link (nothing synced, or everything deleted): refuse
-        raise UsageError(f"{plan.protocol.where()}: the local path {roots[0]!r} (working directory included) has "
-                         "glob characters, which aws would read in every filter pattern; run from, or sync, a "
-                         "path without * ? [")
-    links = {root: os.path.join(alias_dir, str(i)) for i, root in enumerate(roots)}
+    for path in (alias_dir, *(os.path.basename(root) for root in roots)):
+        if any(c in path for c in _AWS_GLOB):
+            raise UsageError(f"{plan.protocol.where()}: {path!r} has glob characters (* ? [), which aws would read "
+                             "in every filter pattern; rename it, or sync without filters")
+    parents = sorted({os.path.dirname(root) for root in roots})
+    links = {parent: os.path.join(alias_dir, str(i)) for i, parent in enumerate(parents)}
     steps = []
     for step in plan.steps:
         argv = list(step.argv)
@@ -377,10 +376,10 @@ def alias_glob_roots(plan: Plan, cwd: str, alias_dir: str) -> Plan:
             for i in (3, 4):
                 if not argv[i].startswith("s3://"):
                     root = os.path.normpath(os.path.join(cwd, argv[i]))
-                    if root in links:
-                        argv[i] = links[root] + "/"
+                    if root in roots:
+                        argv[i] = os.path.join(links[os.path.dirname(root)], os.path.basename(root)) + "/"
         steps.append(replace(step, argv=tuple(argv)))
-    return replace(plan, steps=tuple(steps), aliases=tuple((link, root) for root, link in links.items()))
+    return replace(plan, steps=tuple(steps), aliases=tuple((link, parent) for parent, link in links.items()))
 
 
 def _aws_step(resolved: Resolved, argv: Sequence[str]) -> Step:
@@ -406,9 +405,9 @@ def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str
     universe = sorted(set(listing) | set(target_listing)) if resolved.delete else list(listing)
     cost = {} if aws_process_cost is None else {"process_cost": aws_process_cost}
     choice = s3filters.choose_aws_filter_args(resolved.rules, universe, **cost)
-    if any(any(c in run.subdir for c in "*[") for run in choice.runs) and "s3" in (
-            resolved.source.kind, resolved.destination.kind):
-        # a split run's S3 root would carry a file name's glob characters (see _check_aws_root): one run
+    if any(any(c in run.subdir for c in _AWS_GLOB) for run in choice.runs):
+        # a split run's root would carry a file name's glob characters (see _check_aws_root and
+        # alias_glob_roots): one run instead
         choice = s3filters.choose_aws_filter_args(resolved.rules, universe, process_cost=10 ** 15)
     mechanism = {"verified": MECH_AWS_VERIFIED, "explicit": MECH_AWS_EXPLICIT,
                  "native": MECH_AWS_NATIVE, "none": MECH_NONE}[choice.mechanism]

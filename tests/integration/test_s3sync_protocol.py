@@ -414,15 +414,18 @@ def test_glob_characters_in_the_working_directory_and_local_end(s3, run_cli, tmp
     removed files the rules exclude.  Now exact, with --delete, up and down."""
     work = tmp_path / name
     src = _glob_tree(work / name / "out")
+    temp = tmp_path / "temp"  # the runs' glob-free links go here: checked empty at the end
+    temp.mkdir()
+    env = dict(s3.env, TMPDIR=str(temp))
     bucket = s3.make_bucket()
     s3.put(bucket, "x/stale.csv", "selected at the target, missing at the source: deleted")
     s3.put(bucket, "x/other.txt", "not selected: never deleted")
     cfg = write_config(work / "c.yml", {"p": {"type": "s3sync", "source": f"{name}/out/",
                                               "target": f"s3://{bucket}/x/", "filters": ["+ *.csv", "- *"]}})
-    done = run_cli(["sync", "--delete", "-v", "c.yml"], env=s3.env, cwd=work)
+    done = run_cli(["sync", "--delete", "-v", "c.yml"], env=env, cwd=work)
     assert done.returncode == 0, done.stderr
     assert set(s3.list(bucket)) == {f"x/{k}" for k in GLOB_SELECTED} | {"x/other.txt"}
-    again = run_cli(["sync", "-n", "--delete", "c.yml"], env=s3.env, cwd=work)
+    again = run_cli(["sync", "-n", "--delete", "c.yml"], env=env, cwd=work)
     assert "would transfer 0 (0 B), delete 0" in dry_summary(again), again.stdout + again.stderr
     # download with --delete into a local end that also holds unselected files
     s3.put(bucket, "x/drop[2].txt", "not selected: never downloaded")
@@ -432,10 +435,10 @@ def test_glob_characters_in_the_working_directory_and_local_end(s3, run_cli, tmp
     (back / "gone[1].csv").write_text("selected, missing at the source: deleted")
     down = write_config(work / "d.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/x/",
                                                "target": f"{name}/back/", "filters": ["+ *.csv", "- *"]}})
-    done = run_cli(["sync", "--delete", "d.yml"], env=s3.env, cwd=work)
+    done = run_cli(["sync", "--delete", "d.yml"], env=env, cwd=work)
     assert done.returncode == 0, done.stderr
     assert set(tree(back)) == GLOB_SELECTED | {"local[1].txt"}
-    assert not list(Path("/tmp").glob("flepimop-sync-root-*/*"))  # the links are cleaned up
+    assert not list(temp.iterdir())  # the links are cleaned up
 
 
 @pytest.mark.parametrize("prefix,ok", [("p?q", True), ("p]q", True), ("p q", True), ("p[1]", False),

@@ -79,7 +79,6 @@ def test_glob_characters_in_an_s3_prefix_are_refused(tmp_path, source, target):
 
 # working directory, source -> is the local root aliased?
 ALIASED = [
-    ("/w", "runs[1]/", True),
     ("/w[1]", "runs/", True),  # the working directory counts: aws uses the absolute path
     ("/w*x", "runs/", True),
     ("/w?x", "runs/", True),
@@ -98,9 +97,18 @@ def test_local_aws_roots_with_glob_characters_are_aliased(tmp_path, cwd, source,
     if not aliased:
         assert final == plan
         return
-    assert final.aliases == (("/tmp/alias/0", root),)
-    assert final.steps[0].argv[3:5] == ("/tmp/alias/0/", "s3://b/x/")
+    # the link leads to the root's parent: the root stays a real directory (--no-follow-symlinks)
+    assert final.aliases == (("/tmp/alias/0", planning.os.path.dirname(root)),)
+    assert final.steps[0].argv[3:5] == ("/tmp/alias/0/runs/", "s3://b/x/")
     assert planning.aws_glob_roots(final, cwd) == []
+
+
+def test_a_root_named_with_glob_characters_is_refused(tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("sync:\n  p: {type: s3sync, source: 'runs[1]/', target: 's3://b/x/', filters: ['+ *.csv', '- *']}\n")
+    plan = planning.build(load_config([str(cfg)]).default, SyncOptions())
+    with pytest.raises(UsageError, match="glob characters"):
+        planning.alias_glob_roots(plan, "/w", "/tmp/alias")
 
 
 def test_no_filters_need_no_alias(tmp_path):
