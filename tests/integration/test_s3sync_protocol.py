@@ -471,3 +471,19 @@ def test_missing_local_target_level_is_created_like_rsync(s3, run_cli, tmp_path,
     done = run_cli(["sync", cfg], env=s3.env)
     assert done.returncode == 0, done.stderr
     assert set(tree(tmp_path / "new/model_output")) == set(FILES)
+
+
+def test_a_local_end_named_with_glob_characters_is_refused_with_filters(s3, run_cli, tmp_path):
+    """Its own name would be in every aws pattern and no glob-free path reaches it: exit 2 with
+    filters, nothing moved; without filters there is no pattern, and it syncs."""
+    src = _glob_tree(tmp_path / "runs[1]")
+    bucket = s3.make_bucket()
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{src}/",
+                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *.csv", "- *"]}})
+    for args in (["-n"], []):
+        done = run_cli(["sync", *args, cfg], env=s3.env)
+        assert done.returncode == 2 and "glob characters" in done.stderr, done.stderr
+    assert s3.list(bucket) == {}
+    done = run_cli(["sync", "--no-filter", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert set(s3.list(bucket)) == {f"x/{k}" for k in GLOB_FILES}
