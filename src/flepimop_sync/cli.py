@@ -58,7 +58,7 @@ def _options(f):
         click.option("--mkpath", is_flag=True, help="Create the target's missing parent directories."),
         click.option("--delete", is_flag=True,
                      help="Delete target files missing from the source (only files the filters select)."),
-        click.option("-n", "--dry-run", is_flag=True, help="Show what would be selected and run; move nothing."),
+        click.option("-n", "--dry-run", is_flag=True, help="Contact both ends; show what would be transferred and deleted; change nothing."),
         click.option("-v", "--verbose", "verbosity", count=True,
                      help="-v shows the exact commands, -vv per-file detail, -vvv debug."),
         click.option("--json", "json_output", is_flag=True, help="Print the plan and result as JSON on stdout."),

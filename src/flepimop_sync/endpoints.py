@@ -3,20 +3,25 @@
 An end is a local path, an rsync remote ``[user@]host:path``, or ``s3://bucket/key``.
 The trailing separator of the source is meaningful everywhere (as in rsync): without
 it the directory itself lands at ``target/<name>/``, with it its contents land in
-``target/``.  Everything here is pure string work.
+``target/``.  Everything here is string work, except what the user's own words ask for:
+``expand_end`` reads the environment (``$NAME``) and the password database (``~user``), and
+``check_nesting`` resolves local ends (symlinks, ``..``) with ``os.path.realpath``.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from .errors import ConfigError, UsageError
 
 APPEND_PREFIX = "+ "
 _BAD_HOST = re.compile(r"^-|[\s\x00-\x1f\x7f'\"`$;&|<>()\\*?\[\]{}!#~]")
+# $NAME, ${NAME}, and $$ (a literal '$'), as in filter rules (FILTERS.md section 1)
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$))")
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,7 @@ def check_protocol_ends(
             raise error(f"{where(key)}: contains a NUL byte")
         end = parse_end(text)
         if end.kind == "remote":
-            if _BAD_HOST.search(end.host.split("@")[-1]) or _BAD_HOST.search(end.host) \
-                    or end.host.count("@") > 1 or end.host.startswith("@") or end.host.endswith("@"):
+            if _bad_host(end.host):
                 raise error(f"{where(key)}: {_show(text)} has an invalid host name {_show(end.host)} "
                             f"(for a local path, write {_show('./' + text)})")
             if "\n" in end.path:  # rsync escapes remote paths with '\', and '\'+newline is a line continuation
@@ -157,6 +161,11 @@ def check_protocol_ends(
     return src, tgt
 
 
+def _bad_host(host: str) -> bool:
+    return bool(_BAD_HOST.search(host.split("@")[-1]) or _BAD_HOST.search(host)
+                or host.count("@") > 1 or host.startswith("@") or host.endswith("@"))
+
+
 def _show(text: str, limit: int = 120) -> str:
     shown = repr(text)
     return shown if len(shown) <= limit else f"{shown[:limit - 20]}...' ({len(text)} characters)"
@@ -168,3 +177,94 @@ def _same_place(a: End, b: End) -> bool:
     if a.kind == "s3":
         return a.path.rstrip("/") == b.path.rstrip("/")
     return posixpath.normpath(a.path or ".") == posixpath.normpath(b.path or ".")
+
+
+# -- paths as users write them ------------------------------------------------------
+def expand_end(text: str, env: Mapping[str, str], where: str, *, error=UsageError) -> str:
+    """``$NAME``/``${NAME}`` in any end (``$$`` is a literal ``$``); ``~`` and ``~user`` at the
+    start of a local end.  A remote ``host:~/x`` is left for the remote shell, which knows that
+    host's home; nothing ever makes a directory literally named ``~``."""
+
+    def value(match: re.Match) -> str:
+        if match.group(3):
+            return "$"
+        name = match.group(1) or match.group(2)
+        if name not in env:
+            raise error(f"{where}: {text!r} uses ${name}, which is not set in the environment")
+        return env[name]
+
+    written = parse_end(_VARIABLE.sub("x", text))
+    if written.kind == "remote" and _bad_host(written.host):  # as written, before any expansion
+        raise error(f"{where}: {_show(text)} has an invalid host name {_show(written.host)} "
+                    f"(for a local path, write {_show('./' + text)})")
+    expanded = _VARIABLE.sub(value, text)
+    if expanded.startswith("~") and parse_end(expanded).kind == "local":
+        expanded = _expand_user(expanded, env, where, error)
+    return expanded
+
+
+def _expand_user(text: str, env: Mapping[str, str], where: str, error) -> str:
+    import pwd
+
+    user, slash, rest = text[1:].partition("/")
+    try:
+        if user:
+            home = pwd.getpwnam(user).pw_dir
+        else:
+            home = env.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        raise error(f"{where}: {text!r}: there is no user {user!r} for '~{user}' to name "
+                    f"(for a directory literally named '~{user}', write './~{user}')") from None
+    if not slash:
+        return home
+    return home.rstrip("/") + "/" + rest
+
+
+def canonical(end: End) -> str:
+    """One spelling per place, to compare ends: local ends fully resolved (``..``, symlinks),
+    remote paths normalised (relative = below the remote home), S3 as ``/bucket/key``."""
+    if end.kind == "local":
+        return os.path.realpath(end.path or ".")
+    if end.kind == "remote":
+        path = end.path
+        if path == "~" or path.startswith("~/"):
+            path = path[2:]  # the remote home: same as a relative path
+        return posixpath.normpath(path or ".")
+    return "/" + posixpath.normpath(end.path.strip("/") or ".")
+
+
+def _inside(inner: str, outer: str) -> bool:
+    if inner == outer:
+        return True
+    if outer == "/":
+        return inner.startswith("/")
+    if outer == ".":  # a remote home: relative paths are below it
+        return not inner.startswith("/")
+    return inner.startswith(outer + "/")
+
+
+def check_nesting(source: End, destination: End, where: Callable[[str | None], str], *, error=UsageError) -> None:
+    """Refuse a destination inside the source (each run would copy the source into itself, one
+    level deeper) and a source inside the destination (a --delete there would remove the source)."""
+    if source.kind != destination.kind or source.host != destination.host:
+        return
+    src, dst = canonical(source), canonical(destination)
+    if _inside(dst, src):
+        raise error(f"{where('target')}: files would land in {_show(destination.text)}, which is inside the "
+                    f"source {_show(source.text)} (each run would copy the source into itself); "
+                    "choose a target outside the source")
+    if _inside(src, dst):
+        raise error(f"{where('target')}: the source {_show(source.text)} is inside the destination "
+                    f"{_show(destination.text)}; choose a target that does not contain the source")
+
+
+def landing_warning(source: End, target: End, destination: End) -> str | None:
+    """The X/X surprise: ``model_output`` synced to ``.../model_output`` lands in
+    ``.../model_output/model_output``, as rsync would put it.  One line, with the fix."""
+    if destination.text == target.text or source.trailing_slash or not source.basename:
+        return None
+    if target.basename != source.basename:
+        return None
+    return (f"the source {source.text!r} has no trailing slash, so its files land in "
+            f"{destination.text!r} ({source.basename}/{source.basename}); to sync it onto "
+            f"{target.text!r} itself, write the source as {source.as_dir().text!r}")

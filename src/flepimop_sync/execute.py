@@ -1,4 +1,6 @@
 """Run a sync: load, plan, list what must be listed, lock, run the steps, summarise.
+A dry run contacts both ends the same way and runs the tools' own dry runs (``rsync --dry-run``,
+``aws s3 sync --dryrun``) to report what they would transfer and delete.
 
 This module orchestrates; ``runner.Runner`` is the only thing that starts processes
 and ``plan`` builds every argv.  ``sync`` is the one entry point shared by the CLI
@@ -23,7 +25,7 @@ from typing import Any, Mapping, Sequence
 from . import filters as filter_rules
 from . import plan as planning
 from .config import Protocol, SyncConfig, load_config
-from .endpoints import End
+from .endpoints import End, parse_end
 from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError
 from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
 from . import listing as listing_mod
@@ -110,8 +112,9 @@ def run_git(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: 
 def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter) -> dict[str, Any]:
     start = time.monotonic()
     started = now_iso()
-    source_is_file = _probe_source(protocol, options)
-    plan = planning.build(protocol, options, source_is_file=source_is_file, interactive=reporter.is_tty)
+    source_is_file = _probe_source(protocol, options, runner.base_env)
+    plan = planning.build(protocol, options, source_is_file=source_is_file, interactive=reporter.is_tty,
+                          env=runner.base_env)
     resolved = plan.resolved
     for warning in plan.warnings:
         reporter.warn(warning)
@@ -123,6 +126,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     skipped: list[str] = []  # selected links/special files a backend without links leaves out
     if plan.needs_listing:  # the whole listing is needed (finalize verifies against it)
         listing = list_source(plan, runner, reporter)
+        _require_s3_objects(plan, listing)
         selection = resolved.rules.select_paths(listing.files) if resolved.rules else list(listing.files)
         skipped = [p for p in listing.skipped if not resolved.rules or resolved.rules.selects(p)]
     elif options.dry_run or (resolved.source.kind == "local" and not listing_mod.copies_links(protocol)):
@@ -160,27 +164,22 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
 
     if options.dry_run:
         assert selection is not None
-        _print_selection(selection, plan, reporter)
-        result["selection"] = [path for path, _ in selection]  # for scripts reading --json
-        if plan.steps and not plan.needs_listing:
-            reporter.detail("commands a real run would execute:")
-            for step in plan.steps:
-                reporter.detail(f"  {format_argv(step.argv, reporter.env)}")
-        deletions = _planned_deletions(plan, selection, runner, reporter) if resolved.delete else []
-        if resolved.delete:
-            result["would_delete"] = deletions
-            for path in deletions:
-                reporter.info(f"would delete: {path}")
-        result.update(status="dry-run", seconds=round(time.monotonic() - start, 3), finished=now_iso())
-        return result
+        return _dry_run(plan, selection, result, runner, reporter, start)
 
+    checked = listing is not None
+    if not checked and resolved.destination.kind == "local" and not os.path.isdir(resolved.destination.path or "."):
+        _require_s3_objects(plan, None, runner)  # aws would create the destination even for nothing
+        checked = True
     if resolved.delete:
         _refuse_delete_from_empty_source(plan, listing, runner, reporter)
     with DestinationLock(resolved.destination) as lock:
         transferred = {"files": 0, "bytes": 0}
         commands = []
         runner.inherit_fds = lock.fds  # the writers hold the lock too (see Runner.inherit_fds)
+        alias_dir = None
         try:
+            _prepare_target(plan, runner)
+            plan, alias_dir = _alias_glob_roots(plan, create=True)
             if plan.staged:
                 _stage_links(plan, reporter)
             for step in plan.steps:
@@ -194,6 +193,11 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
             runner.inherit_fds = ()
             if plan.stage_dir:
                 shutil.rmtree(plan.stage_dir, ignore_errors=True)  # links only: never follows them
+            if alias_dir:
+                shutil.rmtree(alias_dir, ignore_errors=True)  # links only: never follows them
+    if not transferred["files"] and not checked:
+        # nothing moved: a mistyped S3 prefix looks exactly like this, so make sure the source exists
+        _require_s3_objects(plan, None, runner)
     seconds = time.monotonic() - start
     result.update(status="ok", transferred=transferred, seconds=round(seconds, 3), finished=now_iso(),
                   commands=commands)
@@ -292,17 +296,6 @@ def _headline(plan: planning.Plan) -> str:
     return f"{verb} '{r.protocol.name}' ({r.protocol.type}): {r.source.text} -> {r.destination.text} [{plan.mechanism}]"
 
 
-def _print_selection(selection: list[tuple[str, int]], plan: planning.Plan, reporter: Reporter) -> None:
-    total = sum(size for _, size in selection)
-    if reporter.verbosity >= 1:
-        for path, size in selection:
-            reporter.info(f"  {path}  ({size} bytes)")
-    reporter.result(
-        f"would transfer up to {len(selection)} file(s), {human_bytes(total)} "
-        f"(selected by the filters; nothing was moved)"
-    )
-
-
 def _planned_deletions(plan: planning.Plan, selection: list[tuple[str, int]], runner: Runner,
                        reporter: Reporter, *, strict: bool = False) -> list[str]:
     """Target entries a --delete run removes: missing at the source and selected by the rules.
@@ -314,11 +307,268 @@ def _planned_deletions(plan: planning.Plan, selection: list[tuple[str, int]], ru
     except StepFailed as error:  # e.g. the target does not exist yet: nothing there to delete
         if strict:
             raise
-        reporter.warn(f"could not list the target to preview deletions: {error}")
+        # not a warning: the dry run's own rsync preview already failed loudly if the host is unreachable
+        reporter.detail(f"could not list the target to preview deletions: {error}")
         return []
     present = {p for p, _ in selection}
     rules = r.rules
     return [p for p in target.paths if p not in present and (not rules or rules.selects(p))]
+
+
+# -- dry run ------------------------------------------------------------------------
+def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict[str, Any], runner: Runner,
+             reporter: Reporter, start: float) -> dict[str, Any]:
+    """Contact both ends as the real run would and let the tools themselves say what they would
+    transfer and delete (``rsync --dry-run --itemize-changes``, ``aws s3 sync --dryrun``); fail
+    where the real run would fail.  The report (selection, commands) goes to stdout."""
+    r = plan.resolved
+    _require_s3_objects(plan, Listing(files=tuple(selection)) if selection else None, runner)
+    _check_target_parent(plan, runner)
+    alias_dir = None
+    try:
+        plan, alias_dir = _alias_glob_roots(plan)
+        if reporter.verbosity >= 1:
+            reporter.info("commands a real run would execute:")
+            for step in plan.steps:
+                reporter.info(f"  {format_argv(step.argv, reporter.env)}")
+            if r.delete and r.protocol.type == "rsync":  # see _rsync_delete
+                argv = planning.rsync_delete_argv(r, "<directory skeleton>", "<the files listed as 'would delete'>")
+                reporter.info(f"  {format_argv(argv, reporter.env)}")
+            for path, size in selection:
+                reporter.info(f"  selected: {path}  ({size} bytes)")
+        sizes = {r.source.as_dir().text + path: size for path, size in selection}
+        transfer: list[tuple[str, int]] = []
+        deletions: list[str] = []
+        for step in plan.steps:
+            if step.argv[0] == "rsync":
+                _rsync_preview(step, plan, runner, reporter, transfer, deletions)
+            else:
+                _aws_preview(step, plan, runner, reporter, sizes, transfer, deletions)
+    finally:
+        if alias_dir:
+            shutil.rmtree(alias_dir, ignore_errors=True)
+    if r.delete and r.protocol.type == "rsync":
+        # rsync runs without --delete; the real run deletes exactly this list (_rsync_delete)
+        deletions = _planned_deletions(plan, selection, runner, reporter)
+    if reporter.verbosity >= 1:
+        for path, size in transfer:
+            reporter.info(f"  would transfer: {path}  ({size} bytes)")
+    for path in deletions:
+        reporter.info(f"would delete: {path}")
+    selected_bytes = sum(size for _, size in selection)
+    moved_bytes = sum(size for _, size in transfer)
+    result["selection"] = [path for path, _ in selection]  # for scripts reading --json
+    result["would_transfer"] = {"files": len(transfer), "bytes": moved_bytes}
+    result["would_delete"] = deletions
+    reporter.result(
+        f"selected {len(selection)} file(s) ({human_bytes(selected_bytes)}); would transfer {len(transfer)} "
+        f"({human_bytes(moved_bytes)}), delete {len(deletions)} (dry run: nothing was changed)"
+    )
+    result.update(status="dry-run", seconds=round(time.monotonic() - start, 3), finished=now_iso())
+    return result
+
+
+def _rsync_preview(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter,
+                   transfer: list[tuple[str, int]], deletions: list[str]) -> None:
+    """``rsync --dry-run``, itemized with each file's size: what rsync itself would send and delete."""
+    argv = [a for a in step.argv if a not in ("--itemize-changes", "--info=progress2")]
+    tail = argv.index("--")
+    argv[tail:tail] = ["--dry-run", "--out-format=%i %l %n"]
+
+    def on_line(line: str) -> None:
+        match = _RSYNC_ITEM.match(line)
+        if not match:
+            return
+        item, size, name = match.groups()
+        name = rsync_unescape(name)
+        if item == "*deleting":
+            if not name.endswith("/"):
+                deletions.append(name)
+        elif item[0] in "<>ch" and item[1] in "fL":  # a file (or link) rsync would send
+            transfer.append((name, int(re.sub(r"[,.]", "", size))))
+        if reporter.verbosity >= 2:
+            reporter.detail(line)
+
+    done = runner.stream(argv, env=step.env, on_stdout=on_line)
+    if done.returncode != 0:
+        raise _step_failed(f"{step.name} (dry run)", done, plan.protocol, runner.base_env)
+
+
+_RSYNC_ITEM = re.compile(r"^(\*deleting|[<>ch.*][fdLDS][^ ]*) +([\d,.]+) (.*)$")
+_AWS_DRY = re.compile(r"^\(dryrun\) (upload|download|copy|delete): (.*)$")
+
+
+def _aws_preview(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter,
+                 sizes: Mapping[str, int], transfer: list[tuple[str, int]], deletions: list[str]) -> None:
+    """``aws s3 sync --dryrun`` (or ``cp``): the lines aws itself prints for what it would do."""
+    argv = [*step.argv, "--dryrun"] if "--dryrun" not in step.argv else list(step.argv)
+    r = plan.resolved
+    src_root = r.source.as_dir().text
+
+    def on_line(line: str) -> None:
+        match = _AWS_DRY.match(line)
+        if not match:
+            return
+        action, rest = match.groups()
+        if action == "delete":
+            deletions.append(_relative_to_end(rest, r.destination, step.argv[4] if len(step.argv) > 4 else ""))
+            return
+        source, _, _dest = rest.partition(" to ")
+        if action == "upload":
+            try:
+                size = os.path.getsize(source)
+            except OSError:
+                size = 0
+        else:
+            size = sizes.get(source, 0)
+        rel = source[len(src_root):] if source.startswith(src_root) else \
+            _relative_to_end(source, r.source, step.argv[3])
+        transfer.append((rel, size))
+
+    empty = None
+    if argv[1:3] == ["s3", "sync"] and not argv[4].startswith("s3://") and not os.path.exists(argv[4]):
+        # aws creates a missing local destination even with --dryrun: preview into an empty one
+        empty = tempfile.mkdtemp(prefix="flepimop-sync-dry-")
+        argv[4] = empty + "/"
+    try:
+        done = runner.stream(argv, env=step.env, on_stdout=on_line)
+    finally:
+        if empty:
+            shutil.rmtree(empty, ignore_errors=True)
+    if done.returncode != 0:
+        raise _step_failed(f"{step.name} (dry run)", done, plan.protocol, runner.base_env)
+
+
+def _relative_to_end(path: str, end: End, operand: str) -> str:
+    """A path aws printed, relative to the end (it prints S3 URLs whole and local paths relative to
+    the working directory, or through the operand it was given)."""
+    for root in (end.as_dir().text, operand):
+        if root and path.startswith(root):
+            return path[len(root):]
+    if not path.startswith("s3://"):
+        for root in (end.as_dir().path or "./", operand):
+            full = os.path.abspath(root)
+            if root and os.path.abspath(path).startswith(full.rstrip("/") + "/"):
+                return os.path.relpath(os.path.abspath(path), full)
+    return path
+
+
+def _require_s3_objects(plan: planning.Plan, listing: "Listing | None", runner: Runner | None = None) -> None:
+    """An S3 source prefix holding no objects is a mistake (a typo in the prefix), not a success:
+    a missing local or remote directory fails too."""
+    r = plan.resolved
+    if r.source.kind != "s3" or plan.source_is_file:
+        return
+    if listing is not None and listing.files:
+        return
+    if listing is None:
+        if runner is None:
+            return
+        argv = ["aws", "s3", "ls", r.source.as_dir().text, *planning.aws_global_args(r.protocol)]
+        done = runner.run(argv)
+        if done.returncode == 0 and done.stdout.strip():
+            return
+        if done.returncode not in (0, 1) or done.stderr.strip():
+            raise _step_failed("checking the S3 source", done, r.protocol, runner.base_env)
+    raise StepFailed(f"protocol '{r.protocol.name}': the S3 source {r.source.as_dir().text!r} holds no objects "
+                     "(check the bucket and the prefix)", step="checking the S3 source")
+
+
+# -- the target --------------------------------------------------------------------
+def _target_parent(end: End) -> str:
+    path = end.path.rstrip("/")
+    return posixpath.dirname(path) if "/" in path else ""
+
+
+def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
+    """Plain rsync creates a missing target's last level, no more; --mkpath creates them all.
+    The dry run checks what the real run would need (rsync --dry-run itself never fails there)."""
+    r = plan.resolved
+    if r.mkpath or r.target.kind == "s3":
+        return
+    if r.target.kind == "local":
+        if os.path.isdir(r.target.path or ".") or os.path.isdir(_target_parent(r.target) or "."):
+            return
+        parent = _target_parent(r.target)
+    else:
+        parent = _target_parent(r.target)
+        if not parent or parent in ("~",):
+            return  # the remote home
+        probe = r.target.with_path(parent + "/")
+        argv = ["rsync", "--list-only", "-d", "--exclude=*"]
+        if r.protocol.get("rsh"):
+            argv.append(f"--rsh={r.protocol.get('rsh')}")
+        argv += ["--", planning.rsync_sender_operand(probe)]
+        done = runner.run(argv)
+        if done.returncode == 0:
+            return
+        if done.returncode != 23:  # 23: no such directory; anything else: the host itself failed
+            raise _step_failed("checking the target (dry run)", done, r.protocol, runner.base_env)
+    raise StepFailed(f"protocol '{r.protocol.name}': the target's parent {parent!r} does not exist, so the real "
+                     "run would fail; create it or use --mkpath", step="checking the target")
+
+
+def _prepare_target(plan: planning.Plan, runner: Runner) -> None:
+    """Create a missing local target's last level as plain ``rsync -a src dst`` does (our rsync runs
+    as ``src/ dst/src/``, which would need two levels).  aws creates every level itself: refuse
+    the deeper ones without --mkpath, as rsync does."""
+    r = plan.resolved
+    if r.target.kind != "local" or os.path.isdir(r.target.path or "."):
+        return
+    parent = _target_parent(r.target)
+    if not r.mkpath and not os.path.isdir(parent or "."):
+        if r.protocol.type == "rsync":
+            return  # rsync fails itself, naming the directory
+        raise StepFailed(f"protocol '{r.protocol.name}': the target's parent {parent!r} does not exist "
+                         "(create it or use --mkpath)", step="checking the target")
+    if r.destination.text != r.target.text:
+        try:
+            os.makedirs(r.target.path) if r.mkpath else os.mkdir(r.target.path)
+        except FileExistsError:
+            pass
+
+
+def _make_remote_target(plan: planning.Plan, failed: Completed, runner: Runner) -> bool:
+    """rsync could not create ``host:target/name/`` because ``target`` is missing too: create
+    ``target`` the way plain ``rsync -a src host:target`` would (its last level only: this fails,
+    naming it, when the parent is missing as well), so that the caller runs the step again."""
+    r = plan.resolved
+    if r.target.kind != "remote" or r.mkpath or r.destination.text == r.target.text:
+        return False
+    if 'mkdir "' not in failed.stderr or "No such file or directory" not in failed.stderr:
+        return False
+    source_dir = r.source.as_dir() if not plan.source_is_file else parse_end((os.path.dirname(r.source.path) or ".") + "/")
+    argv = ["rsync", "-d", "--exclude=*"]  # the directory only: no content, no times or permissions
+    if r.protocol.get("rsh"):
+        argv.append(f"--rsh={r.protocol.get('rsh')}")
+    argv += ["--", planning._rsync_operand(source_dir, directory=True), r.target.as_dir().text]
+    done = runner.run(argv)
+    if done.returncode != 0:
+        raise _step_failed("creating the target", done, r.protocol, runner.base_env)
+    return True
+
+
+def _alias_glob_roots(plan: planning.Plan, *, create: bool = False) -> tuple[planning.Plan, str | None]:
+    """Glob-free links for aws roots with glob characters (see plan.alias_glob_roots).  ``create``
+    (a real run): a destination root that does not exist yet is made first, so that aws finds
+    a directory there (its parent was checked by _prepare_target)."""
+    cwd = os.getcwd()
+    if not planning.aws_glob_roots(plan, cwd):
+        return plan, None
+    alias_dir = tempfile.mkdtemp(prefix="flepimop-sync-root-")
+    try:
+        plan = planning.alias_glob_roots(plan, cwd, alias_dir)
+        for link, parent in plan.aliases:
+            os.symlink(parent, link)
+        if create:  # a download's root may not exist yet (its parent was checked by _prepare_target)
+            for step in plan.steps:
+                for operand in step.argv[3:5]:
+                    if operand.startswith(alias_dir):
+                        os.makedirs(operand, exist_ok=True)
+    except BaseException:
+        shutil.rmtree(alias_dir, ignore_errors=True)
+        raise
+    return plan, alias_dir
 
 
 def _rsync_delete(plan: planning.Plan, runner: Runner, reporter: Reporter, commands: list) -> list[str]:
@@ -355,9 +605,9 @@ def _rsync_delete(plan: planning.Plan, runner: Runner, reporter: Reporter, comma
 
 
 # -- probing and listing -------------------------------------------------------
-def _probe_source(protocol: Protocol, options: SyncOptions) -> bool:
+def _probe_source(protocol: Protocol, options: SyncOptions, env: Mapping[str, str] | None = None) -> bool:
     """Is the source a single local file? Refuse a missing local source before running anything."""
-    src, _ = planning.resolve_ends(protocol, options)  # the rules are compiled once, by build
+    src, _ = planning.resolve_ends(protocol, options, env=env)  # the rules are compiled once, by build
     if src.kind != "local":
         return False  # remote single files are not probed: rsync/aws treat them as dirs
     path = Path(src.path)
@@ -450,6 +700,8 @@ def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter
                 reporter.detail(line)
 
         done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
+        if done.returncode in (3, 11) and _make_remote_target(plan, done, runner):
+            done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
         if done.returncode != 0:
             raise _step_failed(step.name, done, plan.protocol, runner.base_env)
         counts["files"] = stats.get("Number of regular files transferred", 0)

@@ -173,7 +173,9 @@ def rsync_listing_argv(end: "End", protocol: "Protocol", into: str) -> list[str]
     argv = ["rsync", "-n", "-r", "-l", "-D", "--out-format=%i %l %n"]
     if protocol.get("rsh"):
         argv.append(f"--rsh={protocol.get('rsh')}")
-    return argv + ["--", end.as_dir().text, into.rstrip("/") + "/"]
+    from .plan import rsync_sender_operand  # the remote sender globs its paths: escape them
+
+    return argv + ["--", rsync_sender_operand(end.as_dir()), into.rstrip("/") + "/"]
 
 
 def parse_rsync_listing(stdout: str) -> list[tuple[str, int]]:

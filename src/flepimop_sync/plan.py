@@ -1,6 +1,8 @@
 """Protocol + options -> a plan: the resolved ends, the filter list and the argv of
-every step.  Pure: no I/O, no processes.  Facts that need I/O (is the source a
-file? what does the source hold?) are passed in by ``execute``.
+every step.  Pure: no processes, and no I/O beyond what the user's own words ask for (``$NAME``
+and ``~`` in ends, local ends resolved to refuse nesting: see ``endpoints``).  Facts that need
+I/O (is the source a file? what does the source hold? the working directory, for aws roots with
+glob characters) are passed in by ``execute``.
 
 The CLI and the Snakemake layer both consume this module; flags are built here and
 nowhere else.
@@ -8,13 +10,15 @@ nowhere else.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from . import filters as filter_rules
 from .config import Protocol
-from .endpoints import End, apply_option, check_protocol_ends, parse_end, reverse_ends
+from .endpoints import (End, apply_option, check_nesting, check_protocol_ends, expand_end, landing_warning,
+                        parse_end, reverse_ends)
 from .errors import UsageError
 from .options import SyncOptions
 
@@ -70,6 +74,9 @@ class Plan:
     stage_dir: str | None = None
     source_is_file: bool = False
     warnings: tuple[str, ...] = ()
+    # aws roots whose absolute path has glob characters: (glob-free link, real directory) pairs that
+    # execute creates before the steps run (see alias_glob_roots)
+    aliases: tuple[tuple[str, str], ...] = ()
 
     @property
     def protocol(self) -> Protocol:
@@ -94,26 +101,44 @@ class Plan:
 
 
 # ---------------------------------------------------------------------------
-def resolve_ends(protocol: Protocol, options: SyncOptions) -> tuple[End, End]:
-    """Apply --source/--target (replace or append) and --reverse; check the resulting ends."""
-    if protocol.type == "git":
-        raise UsageError(f"protocol '{protocol.name}' is a git protocol; it has no ends to resolve")
-    source = apply_option(protocol.source, options.source, what="source")
-    target = apply_option(protocol.target, options.target, what="target")
-    assert source is not None and target is not None  # the schema requires both
-    if options.reverse:
-        source, target = reverse_ends(source, target)
+def _where(protocol: Protocol, options: SyncOptions) -> Callable[[str | None], str]:
     changed = " (after --source/--target/--reverse)" if (options.source or options.target or options.reverse) else ""
 
     def where(key: str | None = None) -> str:
         return protocol.where(key) + changed
 
-    return check_protocol_ends(protocol.type, source, target, where, error=UsageError)
+    return where
 
 
-def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False) -> Resolved:
+def resolve_ends(protocol: Protocol, options: SyncOptions, *,
+                 env: Mapping[str, str] | None = None) -> tuple[End, End]:
+    """Apply --source/--target (replace or append), expand ``$NAME`` and ``~`` (``env``: the
+    environment the tools run with, default ours), then --reverse; check the resulting ends."""
+    if protocol.type == "git":
+        raise UsageError(f"protocol '{protocol.name}' is a git protocol; it has no ends to resolve")
+    env = os.environ if env is None else env
+    where = _where(protocol, options)
+    source = apply_option(protocol.source, options.source, what="source")
+    target = apply_option(protocol.target, options.target, what="target")
+    assert source is not None and target is not None  # the schema requires both
+    source = expand_end(source, env, where("source"))
+    target = expand_end(target, env, where("target"))
+    if options.reverse:
+        source, target = reverse_ends(source, target)
+    src, tgt = check_protocol_ends(protocol.type, source, target, where, error=UsageError)
+    if protocol.type == "rsync":
+        for key, end in (("source", src), ("target", tgt)):
+            if end.kind == "remote" and "\\" in end.path and any(c in end.path for c in _GLOB):
+                # the remote sender glob-expands its paths; a backslash next to them has no exact escape
+                raise UsageError(f"{where(key)}: {end.text!r}: a remote path with both a backslash and glob characters "
+                                 "(* ? [ ]) cannot be passed to rsync literally; rename it")
+    return src, tgt
+
+
+def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False,
+            env: Mapping[str, str] | None = None) -> Resolved:
     """Apply --source/--target (replace or append), filters, --reverse."""
-    src, tgt = resolve_ends(protocol, options)
+    src, tgt = resolve_ends(protocol, options, env=env)
     rules = filter_rules.build_rules(
         protocol.filters,
         override=options.filters,
@@ -126,6 +151,7 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         destination = tgt.child(src.basename)
     else:
         destination = tgt
+    check_nesting(src, destination, _where(protocol, options))
     return Resolved(
         protocol=protocol,
         source=src,
@@ -153,13 +179,16 @@ def config_deletes(protocol: Protocol, *, reverse: bool) -> bool:
 
 
 def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False,
-          interactive: bool = False) -> Plan:
+          interactive: bool = False, env: Mapping[str, str] | None = None) -> Plan:
     """The plan for one rsync or s3sync protocol."""
-    resolved = resolve(protocol, options, source_is_file=source_is_file)
+    resolved = resolve(protocol, options, source_is_file=source_is_file, env=env)
     if protocol.type == "rsync":
-        return _rsync_plan(resolved, source_is_file=source_is_file, interactive=interactive,
+        plan = _rsync_plan(resolved, source_is_file=source_is_file, interactive=interactive,
                            verbosity=options.verbosity)
-    return _s3_plan(resolved, source_is_file=source_is_file, interactive=interactive)
+    else:
+        plan = _s3_plan(resolved, source_is_file=source_is_file, interactive=interactive)
+    landing = None if source_is_file else landing_warning(resolved.source, resolved.target, resolved.destination)
+    return replace(plan, warnings=(landing, *plan.warnings)) if landing else plan
 
 
 # -- rsync -------------------------------------------------------------------
@@ -183,7 +212,7 @@ def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive:
     if dry_run:
         argv.append("--dry-run")
     argv.extend(resolved.rules.rsync_args())
-    source = _rsync_operand(resolved.source, directory=not source_is_file)
+    source = _rsync_operand(resolved.source, directory=not source_is_file, sender=True)
     dest = _rsync_operand(resolved.destination, directory=not source_is_file)
     argv.append("--")
     argv.extend([source, dest])
@@ -203,8 +232,21 @@ def rsync_delete_argv(resolved: Resolved, skeleton: str, list_file: str) -> tupl
     return tuple(argv)
 
 
-def _rsync_operand(end: End, *, directory: bool) -> str:
+_GLOB = "*?[]"
+
+
+def rsync_sender_operand(end: End) -> str:
+    """A remote path rsync's *sender* reads: the remote rsync glob-expands it (``hpc:runs[1]/``
+    would read ``runs1/``), so its glob characters are escaped; a receiver path is literal."""
+    if end.kind != "remote" or not any(c in end.path for c in _GLOB):
+        return end.text  # without glob characters rsync takes a backslash literally: nothing to escape
+    return end.host + ":" + "".join("\\" + c if c in _GLOB else c for c in end.path)
+
+
+def _rsync_operand(end: End, *, directory: bool, sender: bool = False) -> str:
     text = end.as_dir().text if directory else end.text
+    if sender and end.kind == "remote":
+        return rsync_sender_operand(end.as_dir() if directory else end)
     if end.kind == "local" and (text.startswith("-") or ":" in text.split("/", 1)[0]):
         # '--' already ends the options; './' also keeps rsync from reading a local 'a b:c'
         # (which we classify as local: no valid host) as host 'a b', path 'c'
@@ -306,17 +348,73 @@ def _s3_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool) -> 
                     for text in translation.inexact_rules))
 
 
+#: fnmatch reads these in the root aws joins to every pattern ('?' matches itself there, but a
+#: root is checked whole: exactness must not hang on that argument)
+_AWS_GLOB = "*?["
+
+
 def _check_aws_root(resolved: Resolved) -> None:
-    """aws joins every filter pattern to the source root and fnmatches the result, so glob
-    characters in the root would silently change what every pattern matches."""
+    """aws joins every filter pattern to the root of each end (``bucket/prefix`` for S3, the
+    *absolute* path for local ends) and fnmatches the result, so glob characters there would
+    silently change what every pattern matches.  Local roots are made glob-free at run time
+    (``alias_glob_roots``); an S3 prefix cannot be, so filters below one are refused."""
     for end in (resolved.source, resolved.destination):
-        root = end.as_dir().text
-        bad = sorted({c for c in root if c in "*?["})
+        if end.kind != "s3":
+            continue
+        bad = sorted({c for c in end.as_dir().path if c in "*["})
         if bad:
             raise UsageError(
                 f"{resolved.protocol.where()}: {end.text!r} contains {' '.join(bad)}; aws s3 sync cannot apply "
-                "filters below a path with glob characters (rename it, or sync it without filters)"
+                "filters below an S3 prefix with glob characters (rename it, or sync it without filters)"
             )
+
+
+def _has_aws_filters(argv: Sequence[str]) -> bool:
+    return any(a.startswith(("--include=", "--exclude=")) for a in argv)
+
+
+def aws_glob_roots(plan: Plan, cwd: str) -> list[str]:
+    """The local roots (absolute, as aws computes them) of aws steps with filters whose path has
+    glob characters: each pattern would be joined to it and match the wrong files, or none."""
+    roots: list[str] = []
+    for step in plan.steps:
+        if step.argv[:3] != ("aws", "s3", "sync") or not _has_aws_filters(step.argv):
+            continue
+        for operand in step.argv[3:5]:
+            if operand.startswith("s3://"):
+                continue
+            root = os.path.normpath(os.path.join(cwd, operand))
+            if any(c in root for c in _AWS_GLOB) and root not in roots:
+                roots.append(root)
+    return roots
+
+
+def alias_glob_roots(plan: Plan, cwd: str, alias_dir: str) -> Plan:
+    """Run aws through glob-free paths: ``alias_dir/N`` is a link to each such root's *parent*
+    and the operand is ``alias_dir/N/<root name>/``, so the patterns are joined to a path that
+    matches itself only; the root itself stays a real directory (aws --no-follow-symlinks skips
+    a root that is a link, and reads and writes below it as usual).  A root whose own name has
+    glob characters cannot be reached that way: refused.  ``alias_dir`` must be glob-free."""
+    roots = aws_glob_roots(plan, cwd)
+    if not roots:
+        return plan
+    for path in (alias_dir, *(os.path.basename(root) for root in roots)):
+        if any(c in path for c in _AWS_GLOB):
+            raise UsageError(f"{plan.protocol.where()}: {path!r} has glob characters (* ? [), which aws would read "
+                             "in every filter pattern; rename it, or sync without filters")
+    parents = sorted({os.path.dirname(root) for root in roots})
+    links = {parent: os.path.join(alias_dir, str(i)) for i, parent in enumerate(parents)}
+    steps = []
+    for step in plan.steps:
+        argv = list(step.argv)
+        if argv[:3] == ["aws", "s3", "sync"] and _has_aws_filters(argv):
+            for i in (3, 4):
+                if not argv[i].startswith("s3://"):
+                    root = os.path.normpath(os.path.join(cwd, argv[i]))
+                    if root in roots:
+                        argv[i] = os.path.join(links[os.path.dirname(root)], os.path.basename(root)) + "/"
+        steps.append(replace(step, argv=tuple(argv)))
+    return replace(plan, steps=tuple(steps), aliases=tuple((link, parent) for parent, link in links.items()))
 
 
 def _aws_step(resolved: Resolved, argv: Sequence[str]) -> Step:
@@ -342,6 +440,10 @@ def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str
     universe = sorted(set(listing) | set(target_listing)) if resolved.delete else list(listing)
     cost = {} if aws_process_cost is None else {"process_cost": aws_process_cost}
     choice = s3filters.choose_aws_filter_args(resolved.rules, universe, **cost)
+    if any(any(c in run.subdir for c in _AWS_GLOB) for run in choice.runs):
+        # a split run's root would carry a file name's glob characters (see _check_aws_root and
+        # alias_glob_roots): one run instead
+        choice = s3filters.choose_aws_filter_args(resolved.rules, universe, process_cost=10 ** 15)
     mechanism = {"verified": MECH_AWS_VERIFIED, "explicit": MECH_AWS_EXPLICIT,
                  "native": MECH_AWS_NATIVE, "none": MECH_NONE}[choice.mechanism]
     if choice.mechanism == "explicit" and stage_dir and resolved.source.kind == "local" and not resolved.delete \

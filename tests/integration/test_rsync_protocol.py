@@ -106,7 +106,7 @@ def test_dry_run_moves_nothing_and_shows_selection(work, run_cli):
     done = run_cli(["sync", "-n", "-v", cfg])
     assert done.returncode == 0, done.stderr
     assert not (tmp / "dst").exists()
-    assert "would transfer up to 6 file(s)" in done.stdout
+    assert "selected 6 file(s)" in done.stdout and "would transfer 6 " in done.stdout
     assert "model_output/USA/r1/manifest.json" in done.stdout
     assert "llik" not in done.stdout.replace("- llik/", "")
 
@@ -196,7 +196,7 @@ def test_rsh_protocol_key_and_dry_run_over_ssh(work, run_cli, sshd, base_env):
                                                 "filters": ["+ *.csv", "- *"]}})
     done = run_cli(["sync", "-n", "-v", cfg], env=env)
     assert done.returncode == 0, done.stderr
-    assert "would transfer up to 2 file(s)" in done.stdout
+    assert "selected 2 file(s)" in done.stdout and "would transfer 2 " in done.stdout
     assert not (tmp / "local").exists()
     done = run_cli(["sync", "--mkpath", cfg], env=env)
     assert done.returncode == 0, done.stderr
@@ -302,5 +302,192 @@ def test_remote_dry_run_lists_unicode_names_in_a_c_locale(tmp_path, run_cli, ssh
     env["LC_ALL"] = "C"
     done = run_cli(["sync", "-n", "-v", cfg], env=env)
     assert done.returncode == 0, done.stderr
-    assert "would transfer up to 1 file(s)" in done.stdout, done.stdout
+    assert "selected 1 file(s)" in done.stdout and "would transfer 1 " in done.stdout, done.stdout
     assert "ünï/fé.csv" in done.stdout
+
+
+# -- issue 12: paths as users write them, honest dry runs ----------------------------------------
+def dry_summary(done) -> str:
+    lines = [line for line in done.stdout.splitlines() if line.startswith("selected ")]
+    assert len(lines) == 1, (done.stdout, done.stderr)
+    return lines[0]
+
+
+@pytest.mark.parametrize("where", ["local", "ssh-push", "ssh-pull"])
+def test_dry_run_after_a_complete_sync_says_zero(work, run_cli, sshd, where):
+    tmp, src = work
+    remote = tmp / "remote"
+    ends = {"local": (f"{src}/", f"{tmp}/dst/"),
+            "ssh-push": (f"{src}/", f"{sshd.alias}:{remote}/"),
+            "ssh-pull": (f"{sshd.alias}:{src}/", f"{tmp}/dst/")}[where]
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": ends[0], "target": ends[1],
+                                             "filters": ["- llik/"]}})
+    first = run_cli(["sync", "-n", "--json", cfg], env=sshd.env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["would_transfer"]["files"] == 6
+    assert not (tmp / "dst").exists() and not remote.exists()
+    assert run_cli(["sync", cfg], env=sshd.env).returncode == 0
+    again = run_cli(["sync", "-n", cfg], env=sshd.env)
+    assert again.returncode == 0, again.stderr
+    assert dry_summary(again).startswith("selected 6 file(s) (") and "would transfer 0 (0 B), delete 0" in \
+        dry_summary(again)
+    # one changed file: exactly that one, with its size from rsync itself
+    (src / "config.yml").write_bytes(b"name: changed\n")
+    changed = run_cli(["sync", "-n", "--json", cfg], env=sshd.env)
+    assert json.loads(changed.stdout)["would_transfer"] == {"files": 1, "bytes": len(b"name: changed\n")}
+
+
+def test_dry_run_report_and_commands_go_to_stdout(work, run_cli):
+    tmp, src = work
+    (tmp / "dst").mkdir()
+    (tmp / "dst/stale.parquet").write_text("deleted by --delete")
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp}/dst/",
+                                             "filters": ["- llik/"]}})
+    done = run_cli(["sync", "-n", "-v", "--delete", cfg])
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "commands a real run would execute:" in out
+    # the real run's argv: the transfer, then the deletion of exactly the listed files (issue 15: rsync's
+    # own --delete would remove directories no dry run lists)
+    assert "rsync -a --prune-empty-dirs --stats '--filter=- llik/'" in out
+    assert "--delete-missing-args" in out
+    assert "would delete: stale.parquet" in out
+    assert "would transfer 6 (" in dry_summary(done) and "delete 1" in dry_summary(done)
+    assert "warning" not in done.stderr and (tmp / "dst/stale.parquet").exists()
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "ssh"])
+def test_missing_target_last_level_is_created_like_plain_rsync(work, run_cli, sshd, remote):
+    """Plain `rsync -a src dst` creates dst (one level); deeper missing levels need --mkpath,
+    and the dry run fails exactly where the real run does."""
+    tmp, src = work
+    base = tmp / "out"
+    base.mkdir()
+    prefix = f"{sshd.alias}:" if remote else ""
+    ok = write_config(tmp / "ok.yml", {"p": {"type": "rsync", "source": f"{src}/model_output",
+                                             "target": f"{prefix}{base}/new"}})
+    deep = write_config(tmp / "deep.yml", {"p": {"type": "rsync", "source": f"{src}/model_output",
+                                                 "target": f"{prefix}{base}/a/b"}})
+    for args in (["-n"], []):
+        done = run_cli(["sync", *args, deep], env=sshd.env)
+        assert done.returncode == 1, (args, done.stderr)
+        assert "--mkpath" in done.stderr and "Traceback" not in done.stderr
+        assert not (base / "a").exists()
+    dry = run_cli(["sync", "-n", ok], env=sshd.env)
+    assert dry.returncode == 0, dry.stderr
+    assert not (base / "new").exists()
+    done = run_cli(["sync", ok], env=sshd.env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(tree(base)) == sorted(f"new/{k}" for k in tree(src) if k.startswith("model_output/"))
+
+
+def test_dry_run_fails_where_the_real_run_fails_over_ssh(work, run_cli, sshd):
+    tmp, src = work
+    cases = [
+        ("unreachable host", f"{src}/", "nosuchalias:/tmp/x/", ("rsync exit 255", "rsync exit 12")),
+        ("missing remote source", f"{sshd.alias}:{tmp}/missing/", f"{tmp}/dst/", ("rsync exit 23",)),
+        ("missing remote target parent", f"{src}/", f"{sshd.alias}:{tmp}/no/such/", ("--mkpath",)),
+    ]
+    for name, source, target, fragments in cases:
+        cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": source, "target": target}})
+        for args in (["-n"], []):
+            done = run_cli(["sync", *args, cfg], env=sshd.env)
+            assert done.returncode == 1, (name, args, done.stderr)
+            assert any(f in done.stderr for f in fragments), (name, args, done.stderr)
+    assert not (tmp / "dst").exists() and not (tmp / "no").exists()
+
+
+def test_tilde_and_environment_variables_in_ends(work, run_cli, base_env):
+    tmp, src = work
+    home = tmp / "home"
+    (home / "ghi").mkdir(parents=True)
+    (home / "ghi/a.csv").write_text("a")
+    cwd = tmp / "cwd"
+    cwd.mkdir()
+    env = dict(base_env, HOME=str(home), RUN="r1")
+    cfg = write_config(tmp / "c.yml", {
+        "p": {"type": "rsync", "source": "~/ghi", "target": "~/x", "mkpath": True},
+        "v": {"type": "rsync", "source": "${HOME}/ghi/", "target": "$HOME/runs/$RUN", "mkpath": True},
+        "unset": {"type": "rsync", "source": "~/ghi/", "target": "out/$NO_SUCH_VARIABLE"},
+        "user": {"type": "rsync", "source": "~/ghi/", "target": "~no_such_user_flepimop/x"},
+    })
+    done = run_cli(["sync", "-p", "p", cfg], env=env, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    assert tree(home / "x") == {"ghi/a.csv": b"a"}
+    done = run_cli(["sync", "-p", "v", cfg], env=env, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    assert tree(home / "runs/r1") == {"a.csv": b"a"}
+    done = run_cli(["sync", "-p", "p", "--target", "~/y", "--mkpath", cfg], env=env, cwd=cwd)
+    assert done.returncode == 0 and (home / "y/ghi/a.csv").is_file(), done.stderr
+    for name, fragment in (("unset", "$NO_SUCH_VARIABLE"), ("user", "no_such_user_flepimop")):
+        done = run_cli(["sync", "-p", name, cfg], env=env, cwd=cwd)
+        assert done.returncode == 2, done.stderr
+        assert fragment in done.stderr and f"protocol '{name}'" in done.stderr and "key 'target'" in done.stderr
+    assert not list(cwd.iterdir()), "nothing may be created in the working directory (no '~' directory)"
+
+
+NESTED = [
+    ("target inside the source", "src/", "src/model_output/copy"),
+    ("no slash: lands inside itself", "src", "."),
+    ("source inside the destination", "src/model_output/", "src/"),
+    ("through '..'", "src/", "src/model_output/../x"),
+    ("through a symlink", "src/", "link/inner"),
+]
+
+
+@pytest.mark.parametrize("name,source,target", NESTED, ids=[n[0] for n in NESTED])
+def test_target_and_source_nested_are_refused(work, run_cli, name, source, target):
+    tmp, src = work
+    (tmp / "link").symlink_to(src)
+    before = tree(src)
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": source, "target": target, "mkpath": True}})
+    for args in (["-n"], []):
+        done = run_cli(["sync", *args, cfg], cwd=tmp)
+        assert done.returncode == 2, (name, done.stdout, done.stderr)
+        assert "inside" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert tree(src) == before
+
+
+def test_x_x_landing_is_pointed_out_once(work, run_cli):
+    tmp, src = work
+    (tmp / "dst/model_output").mkdir(parents=True)
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": "src/model_output",
+                                             "target": "dst/model_output"}})
+    for args in (["-n"], []):
+        done = run_cli(["sync", *args, cfg], cwd=tmp)
+        assert done.returncode == 0, done.stderr
+        warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1, done.stderr
+        assert "model_output/model_output" in warnings[0] and "'src/model_output/'" in warnings[0]
+    assert (tmp / "dst/model_output/model_output/USA/r1/manifest.json").is_file()
+    fixed = write_config(tmp / "f.yml", {"p": {"type": "rsync", "source": "src/model_output/",
+                                               "target": "dst/model_output"}})
+    done = run_cli(["sync", fixed], cwd=tmp)
+    assert done.returncode == 0 and "warning" not in done.stderr, done.stderr
+
+
+REMOTE_GLOB_DIRS = ["a[1]", "a*", "a?", "a]b", "a b[c]"]
+
+
+@pytest.mark.parametrize("name", REMOTE_GLOB_DIRS)
+def test_remote_source_with_glob_characters_is_literal(tmp_path, run_cli, sshd, name):
+    """The remote rsync glob-expands the paths it sends: 'hpc:runs[1]/' read 'runs1/' before."""
+    remote = tmp_path / "remote"
+    for d, files in ((name, {"keep[1].csv": "lit", "drop.txt": "no"}), ("a1", {"decoy.csv": "decoy"}),
+                     ("ab", {"decoy2.csv": "decoy"}), ("a b1", {"decoy3.csv": "decoy"})):
+        (remote / d).mkdir(parents=True, exist_ok=True)
+        for f, text in files.items():
+            (remote / d / f).write_text(text)
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "gone.csv").write_text("selected, missing at the source: deleted")
+    (local / "mine.txt").write_text("not selected: kept")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{sshd.alias}:{remote}/{name}/",
+                                                  "target": f"{local}/", "filters": ["+ *.csv", "- *"]}})
+    dry = run_cli(["sync", "-n", "--delete", "--json", cfg], env=sshd.env)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["selection"] == ["keep[1].csv"]
+    assert json.loads(dry.stdout)["would_delete"] == ["gone.csv"]
+    done = run_cli(["sync", "--delete", cfg], env=sshd.env)
+    assert done.returncode == 0, done.stderr
+    assert tree(local) == {"keep[1].csv": b"lit", "mine.txt": b"not selected: kept"}

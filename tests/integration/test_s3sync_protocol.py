@@ -143,7 +143,7 @@ def test_dry_run_moves_nothing(s3, run_cli, tmp_path, local_tree):
                                                   "target": f"s3://{bucket}/x/", "filters": ["s hnpi"]}})
     done = run_cli(["sync", "-n", "-v", cfg], env=s3.env)
     assert done.returncode == 0, done.stderr
-    assert "would transfer up to 2 file(s)" in done.stdout
+    assert "selected 2 file(s)" in done.stdout and "would transfer 2 " in done.stdout
     assert s3.list(bucket) == {}
 
 
@@ -298,3 +298,192 @@ def test_large_explicit_upload_is_staged_as_links(s3, run_cli, tmp_path):
     assert "flepimop-sync-stage-" in stage and not Path(stage).exists()  # cleaned up
     again = run_cli(["sync", "--json", cfg], env=env)
     assert json.loads(again.stdout)["transferred"]["files"] == 0  # links carry the files' size and mtime
+
+
+# -- issue 12: honest dry runs, empty sources, glob characters anywhere ---------------------------
+def dry_summary(done) -> str:
+    lines = [line for line in done.stdout.splitlines() if line.startswith("selected ")]
+    assert len(lines) == 1, done.stdout
+    return lines[0]
+
+
+def test_dry_run_after_a_complete_sync_says_zero_up_and_down(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    up = write_config(tmp_path / "up.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
+                                                  "target": f"s3://{bucket}/x/", "filters": RESUME}})
+    before = run_cli(["sync", "-n", "--json", up], env=s3.env)
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["would_transfer"]["files"] == 4  # hnpi (2), snpi, seed
+    assert s3.list(bucket) == {}
+    assert run_cli(["sync", up], env=s3.env).returncode == 0
+    after = run_cli(["sync", "-n", up], env=s3.env)
+    assert after.returncode == 0, after.stderr
+    assert "would transfer 0 (0 B), delete 0" in dry_summary(after)
+    assert "selected 4 file(s)" in dry_summary(after)
+    # one changed file: exactly that one, with its size
+    changed = local_tree / "model_output/USA/20240501_120000/seed/global/final/000000001.20240501_120000.seed.csv"
+    changed.write_bytes(b"seed-changed")
+    again = run_cli(["sync", "-n", "--json", up], env=s3.env)
+    assert json.loads(again.stdout)["would_transfer"] == {"files": 1, "bytes": len(b"seed-changed")}
+    changed.write_bytes(b"seed1")
+    assert run_cli(["sync", up], env=s3.env).returncode == 0
+    # down: into an empty local directory, then again after the sync
+    down = write_config(tmp_path / "down.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/x/",
+                                                      "target": f"{tmp_path}/back/"}})
+    first = run_cli(["sync", "-n", "--json", down], env=s3.env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["would_transfer"]["files"] == 4
+    assert not (tmp_path / "back").exists()
+    assert run_cli(["sync", down], env=s3.env).returncode == 0
+    second = run_cli(["sync", "-n", down], env=s3.env)
+    assert "would transfer 0 (0 B), delete 0" in dry_summary(second), second.stdout
+
+
+def test_dry_run_reports_deletions_from_aws_itself(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    upload_all(s3, run_cli, tmp_path, local_tree, bucket, prefix="x/")
+    s3.put(bucket, "x/stale.csv", "old")
+    s3.put(bucket, "x/stale.txt", "kept: not selected")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
+                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *.csv", "- *"]}})
+    done = run_cli(["sync", "-n", "--delete", "--json", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["would_delete"] == ["stale.csv"] and result["would_transfer"]["files"] == 0
+    assert "x/stale.csv" in s3.list(bucket)  # nothing was changed
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+def test_empty_s3_source_prefix_is_an_error(s3, run_cli, tmp_path, local_tree, dry):
+    bucket = s3.make_bucket()
+    upload_all(s3, run_cli, tmp_path, local_tree, bucket, prefix="project/")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/projcet/",
+                                                  "target": f"{tmp_path}/back/"}})
+    done = run_cli(["sync", *(["-n"] if dry else []), cfg], env=s3.env)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"s3://{bucket}/projcet/" in done.stderr and "holds no objects" in done.stderr
+    assert not (tmp_path / "back").exists()
+
+
+def test_dry_run_fails_where_the_real_run_fails(s3, run_cli, tmp_path, local_tree):
+    cases = [
+        ({"source": f"{local_tree}/", "target": "s3://no-such-bucket-flepimop/x/"}, "bucket does not exist"),
+        ({"source": "s3://no-such-bucket-flepimop/x/", "target": f"{tmp_path}/d/"}, "bucket does not exist"),
+        ({"source": f"{tmp_path}/missing/", "target": "s3://b/x/"}, "does not exist"),
+    ]
+    for i, (ends, fragment) in enumerate(cases):
+        cfg = write_config(tmp_path / f"c{i}.yml", {"p": {"type": "s3sync", **ends}})
+        for args in (["-n"], []):
+            done = run_cli(["sync", *args, cfg], env=s3.env, timeout=180)
+            assert done.returncode in (1, 2), (ends, done.stderr)
+            assert fragment in done.stderr, (ends, args, done.stderr)
+    # a local target whose parent is missing: the real run refuses (aws would create every level)
+    bucket = s3.make_bucket()
+    upload_all(s3, run_cli, tmp_path, local_tree, bucket, prefix="x/")
+    cfg = write_config(tmp_path / "deep.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/x/",
+                                                     "target": f"{tmp_path}/a/b/c"}})
+    for args in (["-n"], []):
+        done = run_cli(["sync", *args, cfg], env=s3.env)
+        assert done.returncode == 1 and "--mkpath" in done.stderr, done.stderr
+        assert not (tmp_path / "a").exists()
+    done = run_cli(["sync", "--mkpath", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert set(tree(tmp_path / "a/b/c")) == set(FILES)
+
+
+GLOB_DIRS = ["w[1]", "w*x", "w?y", "w]z", "w o", "a[b]*?c ]"]
+# every file name below also carries glob characters
+GLOB_FILES = {
+    "keep[1].csv": b"1", "keep*.csv": b"22", "keep?.csv": b"333", "sub dir/keep].csv": b"4",
+    "drop[1].txt": b"x", "keep1.csv.txt": b"y", "sub dir/drop*.txt": b"z",
+}
+GLOB_SELECTED = {k for k in GLOB_FILES if k.endswith(".csv")}
+
+
+def _glob_tree(root: Path) -> Path:
+    for rel, data in GLOB_FILES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+@pytest.mark.parametrize("name", GLOB_DIRS)
+def test_glob_characters_in_the_working_directory_and_local_end(s3, run_cli, tmp_path, name):
+    """DATA LOSS before: aws joins every pattern to the absolute local root; with '[' or '*' in
+    it (the working directory included) an upload sent excluded files and a download with delete
+    removed files the rules exclude.  Now exact, with --delete, up and down."""
+    work = tmp_path / name
+    src = _glob_tree(work / name / "out")
+    temp = tmp_path / "temp"  # the runs' glob-free links go here: checked empty at the end
+    temp.mkdir()
+    env = dict(s3.env, TMPDIR=str(temp))
+    bucket = s3.make_bucket()
+    s3.put(bucket, "x/stale.csv", "selected at the target, missing at the source: deleted")
+    s3.put(bucket, "x/other.txt", "not selected: never deleted")
+    cfg = write_config(work / "c.yml", {"p": {"type": "s3sync", "source": f"{name}/out/",
+                                              "target": f"s3://{bucket}/x/", "filters": ["+ *.csv", "- *"]}})
+    done = run_cli(["sync", "--delete", "-v", "c.yml"], env=env, cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert set(s3.list(bucket)) == {f"x/{k}" for k in GLOB_SELECTED} | {"x/other.txt"}
+    again = run_cli(["sync", "-n", "--delete", "c.yml"], env=env, cwd=work)
+    assert "would transfer 0 (0 B), delete 0" in dry_summary(again), again.stdout + again.stderr
+    # download with --delete into a local end that also holds unselected files
+    s3.put(bucket, "x/drop[2].txt", "not selected: never downloaded")
+    back = work / name / "back"
+    back.mkdir()
+    (back / "local[1].txt").write_text("not selected: must survive --delete")
+    (back / "gone[1].csv").write_text("selected, missing at the source: deleted")
+    down = write_config(work / "d.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/x/",
+                                               "target": f"{name}/back/", "filters": ["+ *.csv", "- *"]}})
+    done = run_cli(["sync", "--delete", "d.yml"], env=env, cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert set(tree(back)) == GLOB_SELECTED | {"local[1].txt"}
+    assert not list(temp.iterdir())  # the links are cleaned up
+
+
+@pytest.mark.parametrize("prefix,ok", [("p?q", True), ("p]q", True), ("p q", True), ("p[1]", False),
+                                       ("p*q", False)])
+def test_glob_characters_in_the_bucket_prefix(s3, run_cli, tmp_path, prefix, ok):
+    src = _glob_tree(tmp_path / "src")
+    bucket = s3.make_bucket()
+    s3.put(bucket, f"{prefix}/other.txt", "not selected")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{src}/",
+                                                  "target": f"s3://{bucket}/{prefix}/", "filters": ["+ *.csv", "- *"]}})
+    done = run_cli(["sync", "--delete", cfg], env=s3.env)
+    if not ok:
+        assert done.returncode == 2 and "glob characters" in done.stderr, done.stderr
+        assert set(s3.list(bucket)) == {f"{prefix}/other.txt"}
+        return
+    assert done.returncode == 0, done.stderr
+    assert set(s3.list(bucket)) == {f"{prefix}/{k}" for k in GLOB_SELECTED} | {f"{prefix}/other.txt"}
+    down = write_config(tmp_path / "d.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/{prefix}/",
+                                                   "target": f"{tmp_path}/back/", "filters": ["+ *.csv", "- *"]}})
+    done = run_cli(["sync", down], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert set(tree(tmp_path / "back")) == GLOB_SELECTED
+
+
+def test_missing_local_target_level_is_created_like_rsync(s3, run_cli, tmp_path, local_tree):
+    bucket = s3.make_bucket()
+    upload_all(s3, run_cli, tmp_path, local_tree, bucket, prefix="x/model_output/")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/x/model_output",
+                                                  "target": f"{tmp_path}/new"}})
+    done = run_cli(["sync", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert set(tree(tmp_path / "new/model_output")) == set(FILES)
+
+
+def test_a_local_end_named_with_glob_characters_is_refused_with_filters(s3, run_cli, tmp_path):
+    """Its own name would be in every aws pattern and no glob-free path reaches it: exit 2 with
+    filters, nothing moved; without filters there is no pattern, and it syncs."""
+    src = _glob_tree(tmp_path / "runs[1]")
+    bucket = s3.make_bucket()
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{src}/",
+                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *.csv", "- *"]}})
+    for args in (["-n"], []):
+        done = run_cli(["sync", *args, cfg], env=s3.env)
+        assert done.returncode == 2 and "glob characters" in done.stderr, done.stderr
+    assert s3.list(bucket) == {}
+    done = run_cli(["sync", "--no-filter", cfg], env=s3.env)
+    assert done.returncode == 0, done.stderr
+    assert set(s3.list(bucket)) == {f"x/{k}" for k in GLOB_FILES}

@@ -87,3 +87,109 @@ def test_rsync_list_only_unescape(listed, name):
     from flepimop_sync.execute import rsync_unescape
 
     assert rsync_unescape(listed) == name
+
+
+# -- issue 12: paths as users write them ----------------------------------------------------
+ENV = {"HOME": "/home/me", "RUN": "20240501_120000", "B": "bucket", "EMPTY": ""}
+
+# written, expanded (HOME=/home/me)
+EXPAND = [
+    ("~", "/home/me"),
+    ("~/", "/home/me/"),
+    ("~/ghi", "/home/me/ghi"),
+    ("~root/x", "/root/x"),
+    ("a/~/b", "a/~/b"),  # only a leading ~ is a home
+    ("hpc:~/flepiproject/model_input", "hpc:~/flepiproject/model_input"),  # the remote shell's home
+    ("s3://$B/p/$RUN/", "s3://bucket/p/20240501_120000/"),
+    ("model_output/${RUN}x", "model_output/20240501_120000x"),
+    ("$HOME/a", "/home/me/a"),
+    ("hpc:/scratch/$RUN", "hpc:/scratch/20240501_120000"),
+    ("cost$$5", "cost$5"),
+    ("dollar$(touch x)", "dollar$(touch x)"),  # not a variable: literal
+    ("a$EMPTY/b", "a/b"),
+]
+
+
+@pytest.mark.parametrize("written,expanded", EXPAND)
+def test_expand_end(written, expanded):
+    from flepimop_sync.endpoints import expand_end
+
+    assert expand_end(written, ENV, "c.yml: protocol 'p' key 'target'") == expanded
+
+
+@pytest.mark.parametrize("written,fragment", [("out/$NOPE", "$NOPE"), ("${NOPE}/x", "$NOPE"),
+                                              ("~no_such_user_flepimop/x", "no_such_user_flepimop")])
+def test_expand_end_errors_name_the_variable_and_the_key(written, fragment):
+    from flepimop_sync.endpoints import expand_end
+
+    with pytest.raises(UsageError) as info:
+        expand_end(written, ENV, "c.yml: protocol 'p' key 'target'")
+    assert fragment in str(info.value) and "key 'target'" in str(info.value)
+
+
+# source, destination, refused?
+NESTING = [
+    ("/a/b", "/a/b/c", True),
+    ("/a/b", "/a/bc", False),
+    ("/a/b/c", "/a/b", True),
+    ("/a/b", "/a/x", False),
+    ("/", "/x", True),
+    ("hpc:runs/", "hpc:runs/x", True),
+    ("hpc:~/runs/", "hpc:runs/x", True),
+    ("hpc:runs/", "other:runs/x", False),
+    ("hpc:/a/", "/a/b", False),  # another host
+    ("s3://b/p/", "s3://b/p/q/", True),
+    ("s3://b/p/", "s3://b/pq/", False),
+    ("s3://b/p/", "s3://c/p/q/", False),
+]
+
+
+@pytest.mark.parametrize("source,destination,refused", NESTING)
+def test_nesting_is_refused(source, destination, refused):
+    from flepimop_sync.endpoints import check_nesting
+
+    call = lambda: check_nesting(parse_end(source), parse_end(destination), lambda key=None: "p")  # noqa: E731
+    if refused:
+        with pytest.raises(UsageError, match="inside"):
+            call()
+    else:
+        call()
+
+
+# source, target -> the X/X warning?
+LANDING = [
+    ("model_output", "/x/model_output", True),
+    ("model_output", "s3://b/p/model_output/", True),
+    ("model_output/", "/x/model_output", False),
+    ("model_output", "/x/other", False),
+]
+
+
+@pytest.mark.parametrize("source,target,warned", LANDING)
+def test_x_x_landing_warning(source, target, warned):
+    from flepimop_sync.endpoints import landing_warning
+
+    src, tgt = parse_end(source), parse_end(target)
+    dest = tgt if src.trailing_slash else tgt.child(src.basename)
+    warning = landing_warning(src, tgt, dest)
+    assert bool(warning) == warned
+    if warned:
+        assert "\n" not in warning and repr(source + "/") in warning
+
+
+# remote sender operands: the remote rsync glob-expands them
+SENDER = [
+    ("hpc:/d/a[1]/", "hpc:/d/a\\[1\\]/"),
+    ("hpc:/d/a*?/", "hpc:/d/a\\*\\?/"),
+    ("hpc:/d/a]b/", "hpc:/d/a\\]b/"),
+    ("hpc:/d/plain b\\s/", "hpc:/d/plain b\\s/"),  # no glob character: taken literally
+    ("hpc:~/a[1]", "hpc:~/a\\[1\\]"),
+    ("/local/a[1]/", "/local/a[1]/"),
+]
+
+
+@pytest.mark.parametrize("end,operand", SENDER)
+def test_rsync_sender_operand(end, operand):
+    from flepimop_sync.plan import rsync_sender_operand
+
+    assert rsync_sender_operand(parse_end(end)) == operand

@@ -68,11 +68,76 @@ def test_git_protocol_has_no_ends(config):
         planning.resolve(config.get("code"), SyncOptions())
 
 
-def test_glob_characters_in_an_aws_root_are_refused(tmp_path):
+# An S3 prefix with '[' or '*' cannot be made glob-free: filters below it are refused (exit 2).
+# A local root can: it is linked from a glob-free place at run time (alias_glob_roots).
+@pytest.mark.parametrize("source,target", [("runs/", "s3://b/x[1]/"), ("s3://b/a*b/", "local/")])
+def test_glob_characters_in_an_s3_prefix_are_refused(tmp_path, source, target):
     cfg = tmp_path / "c.yml"
-    cfg.write_text("sync:\n  p: {type: s3sync, source: 'runs[1]/', target: 's3://b/x/', filters: ['+ *.csv']}\n")
+    cfg.write_text(f"sync:\n  p: {{type: s3sync, source: '{source}', target: '{target}', filters: ['+ *.csv']}}\n")
     with pytest.raises(UsageError, match="glob characters"):
         planning.build(load_config([str(cfg)]).default, SyncOptions())
+
+
+# working directory, source -> is the local root aliased?
+ALIASED = [
+    ("/w[1]", "runs/", True),  # the working directory counts: aws uses the absolute path
+    ("/w*x", "runs/", True),
+    ("/w?x", "runs/", True),
+    ("/w]x y", "runs/", False),
+    ("/w", "/abs/ok/", False),
+]
+
+
+@pytest.mark.parametrize("cwd,source,aliased", ALIASED)
+def test_local_aws_roots_with_glob_characters_are_aliased(tmp_path, cwd, source, aliased):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"sync:\n  p: {{type: s3sync, source: '{source}', target: 's3://b/x/', filters: ['+ *.csv', '- *']}}\n")
+    plan = planning.build(load_config([str(cfg)]).default, SyncOptions())
+    final = planning.alias_glob_roots(plan, cwd, "/tmp/alias")
+    root = planning.os.path.normpath(planning.os.path.join(cwd, source))
+    if not aliased:
+        assert final == plan
+        return
+    # the link leads to the root's parent: the root stays a real directory (--no-follow-symlinks)
+    assert final.aliases == (("/tmp/alias/0", planning.os.path.dirname(root)),)
+    assert final.steps[0].argv[3:5] == ("/tmp/alias/0/runs/", "s3://b/x/")
+    assert planning.aws_glob_roots(final, cwd) == []
+
+
+def test_a_root_named_with_glob_characters_is_refused(tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("sync:\n  p: {type: s3sync, source: 'runs[1]/', target: 's3://b/x/', filters: ['+ *.csv', '- *']}\n")
+    plan = planning.build(load_config([str(cfg)]).default, SyncOptions())
+    with pytest.raises(UsageError, match="glob characters"):
+        planning.alias_glob_roots(plan, "/w", "/tmp/alias")
+
+
+def test_no_filters_need_no_alias(tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("sync:\n  p: {type: s3sync, source: 'runs[1]/', target: 's3://b/x[1]/'}\n")
+    plan = planning.build(load_config([str(cfg)]).default, SyncOptions())
+    assert planning.alias_glob_roots(plan, "/w", "/tmp/alias") == plan
+
+
+def test_remote_rsync_source_is_escaped_in_argv(tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("sync:\n  p: {type: rsync, source: 'hpc:/r/a[1]/', target: 'local/'}\n")
+    plan = planning.build(load_config([str(cfg)]).default, SyncOptions())
+    assert plan.steps[0].argv[-2:] == ("hpc:/r/a\\[1\\]/", "local/")
+
+
+def test_target_inside_the_source_is_refused(tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"sync:\n  p: {{type: rsync, source: '{tmp_path}/a', target: '{tmp_path}/a/b'}}\n")
+    with pytest.raises(UsageError, match="inside the source"):
+        planning.build(load_config([str(cfg)]).default, SyncOptions())
+
+
+def test_x_x_landing_is_a_plan_warning(tmp_path):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("sync:\n  p: {type: s3sync, source: model_output, target: 's3://b/p/model_output'}\n")
+    plan = planning.build(load_config([str(cfg)]).default, SyncOptions())
+    assert len(plan.warnings) == 1 and "model_output/model_output" in plan.warnings[0]
 
 
 def test_cli_plan_prints_the_same_argv(config, capsys):
