@@ -656,3 +656,186 @@ def test_explicit_aws_args_large_is_fast():
     assert time.perf_counter() - t < 2
     assert len(args) // 2 < 500
     assert aws_select_paths(args, paths[:3000]) == sorted(p for p in sel if p in set(paths[:3000]))
+
+
+# ------------------------------------------------------------------------------------------
+# environment variables in rules (FILTERS.md section 1)
+
+ENV = {"FLEPI_RUN_INDEX": "20240501_120000", "SLOT": "000000001", "EMPTY": "", "SPACE": "a b", "DOLLAR": "$X"}
+
+
+@pytest.mark.parametrize(
+    "text, expanded",
+    [
+        ("+ $FLEPI_RUN_INDEX", "+ 20240501_120000"),
+        ("+ ${FLEPI_RUN_INDEX}", "+ 20240501_120000"),
+        ("- *.${FLEPI_RUN_INDEX}.*", "- *.20240501_120000.*"),
+        ("$FLEPI_RUN_INDEX/$SLOT*", "20240501_120000/000000001*"),
+        ("s /$SLOT.", "s /000000001."),
+        ("+ ${SLOT}x", "+ 000000001x"),
+        ("+ $SLOTx", None),  # the name is SLOTx: unset
+        ("+ a$$b", "+ a$b"),
+        ("+ $$SLOT", "+ $SLOT"),
+        ("+ $$$SLOT", "+ $000000001"),
+        ("+ x$SPACE", "+ xa b"),
+        ("+ $DOLLAR", "+ $X"),  # values are not expanded again
+        ("+ no_variables", "+ no_variables"),
+    ],
+)
+def test_env_expansion(text, expanded):
+    if expanded is None:
+        with pytest.raises(FilterError, match=r"\$SLOTx is not set"):
+            parse_rule(text, ORIGIN, ENV)
+        return
+    r = parse_rule(text, ORIGIN, ENV)
+    assert r.text == expanded and r.origin == ORIGIN
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("+ $NOT_SET_ANYWHERE", r"environment variable \$NOT_SET_ANYWHERE is not set"),
+        ("+ ${NOT_SET_ANYWHERE}", r"environment variable \$NOT_SET_ANYWHERE is not set"),
+        ("+ a$", r"'\$' must start"),
+        ("+ $1", r"'\$' must start"),
+        ("+ ${SLOT", r"'\$\{' must be followed"),
+        ("+ ${}", r"'\$\{' must be followed"),
+        ("+ $EMPTY", r"written '\+ \$EMPTY'"),  # expands to '+ ': the parse error shows both
+    ],
+)
+def test_env_expansion_errors_name_variable_rule_and_origin(text, why):
+    with pytest.raises(FilterError, match=why) as exc:
+        parse_rule(text, ORIGIN, ENV)
+    assert ORIGIN in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("where", ["override", "prefix", "suffix", "config"])
+def test_env_expansion_everywhere(where):
+    env = {"RUN": "r1"}
+    if where == "config":
+        f = build_rules([("+ $RUN", "c.yml: protocol 'p' key 'filters[0]'")], env=env)
+    else:
+        f = build_rules(None, env=env, **{where: ["+ ${RUN}"]})
+    assert f.as_texts() == ["+ r1", "- **"]
+    assert f.selects("model_output/r1/x/y.parquet") and not f.selects("model_output/r2/x/y.parquet")
+    with pytest.raises(FilterError, match=r"\$RUN is not set"):
+        if where == "config":
+            build_rules([("+ $RUN", "c.yml: protocol 'p' key 'filters[0]'")], env={})
+        else:
+            build_rules(None, env={}, **{where: ["+ ${RUN}"]})
+
+
+def test_env_expansion_defaults_to_os_environ(monkeypatch):
+    monkeypatch.setenv("FLEPI_RUN_INDEX", "r9")
+    assert parse_rule("+ $FLEPI_RUN_INDEX", ORIGIN).text == "+ r9"
+    monkeypatch.delenv("FLEPI_RUN_INDEX")
+    with pytest.raises(FilterError, match="FLEPI_RUN_INDEX is not set"):
+        build_rules(None, override=["+ $FLEPI_RUN_INDEX"])
+
+
+# ------------------------------------------------------------------------------------------
+# warnings only when the user must act (issue 12 point 5)
+
+TAIL_WARN = [
+    # config, kw, warns
+    ([("+ *.csv", "c.yml")], {"suffix": ["- foo"]}, True),
+    ([("+ *.csv", "c.yml")], {"prefix": ["- foo"]}, True),
+    (None, {"override": ["+ *.csv"], "suffix": ["- foo"]}, True),
+    ([("+ *.csv", "c.yml")], {"suffix": ["+ *.txt"]}, False),  # still include-only: tail kept
+    ([("+ *.csv", "c.yml"), ("- *", "c.yml")], {"suffix": ["- foo"]}, False),  # had no tail
+    ([("s hnpi", "c.yml")], {"suffix": ["- foo"]}, False),  # an 's' rule keeps the tail
+    (None, {"suffix": ["- foo"]}, False),  # nothing to flip
+    ([("+ *.csv", "c.yml")], {}, False),
+]
+
+
+@pytest.mark.parametrize("config, kw, warns", TAIL_WARN, ids=[f"{c}|{k}" for c, k, _ in TAIL_WARN])
+def test_warning_when_an_added_exclude_removes_the_implicit_tail(config, kw, warns):
+    f = build_rules(config, **kw)
+    if not warns:
+        assert f.warnings == ()
+        return
+    assert len(f.warnings) == 1
+    w = f.warnings[0]
+    assert "'+ *.csv'" in w and "'- foo'" in w and "implicit '- **'" in w and "\n" not in w
+    assert f.selects("x.txt")  # what the warning says: everything except what is excluded
+
+
+# ------------------------------------------------------------------------------------------
+# bounded cost for hostile input (issue 15 point 7)
+
+HOSTILE = [
+    "+ *a*a*a*a*a*a*ab",
+    "- *a*a*a*a*a*a*a*ab",
+    "+ **a**a**a**a**ab",
+    "+ x/**a*a*a*a*a*ab",
+    "+ /*a*a*a*a*a*a*ab",
+    "+ **/*a*?a*[ab]*a*a*ab",
+]
+
+
+@pytest.mark.parametrize("rule", HOSTILE)
+def test_hostile_patterns_match_in_bounded_time(rule):
+    import time
+
+    f = fl(rule, "- *")
+    names = ["a" * 5000, "x/" + "a" * 5000, "/".join(["a" * 10] * 500), "/".join("a" * 2500)]
+    start = time.perf_counter()
+    for name in names:
+        f.selects(name)
+    f.select_paths((n, 0) for n in names)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, (rule, elapsed)  # exponential backtracking takes minutes here
+    assert f.selects("a" * 5000 + "b") is (rule.startswith("+") and not rule.startswith("+ x/"))
+
+
+def test_hostile_pattern_in_select_local(tmp_path):
+    import time
+
+    (tmp_path / ("a" * 200)).mkdir()
+    (tmp_path / ("a" * 200) / ("a" * 200)).write_text("x")
+    (tmp_path / ("a" * 200 + "b")).write_text("y")
+    start = time.perf_counter()
+    got = fl("+ *a*a*a*a*a*a*a*a*ab", "- *").select_local(tmp_path)
+    assert time.perf_counter() - start < 1.0
+    assert got == [("a" * 200 + "b", 1)]
+
+
+@pytest.mark.parametrize("size", [100_000])
+def test_long_rule_parses_in_linear_time(size):
+    import time
+
+    def cost(n):
+        start = time.perf_counter()
+        f = build_rules(None, override=["+ " + "ab*" * (n // 3), "- " + "x" * n, "s " + "y" * n])
+        f.selects("ab" * 50)
+        return time.perf_counter() - start
+
+    small, big = cost(size // 4), cost(size)
+    assert big < 5.0, big
+    assert big < 4 * 3 * small + 0.5, (small, big)  # 4x the size: about 4x the time, never 16x
+
+
+def test_nfa_agrees_with_the_regex_on_random_patterns():
+    """The linear matcher used for risky patterns is the same language as the regex."""
+    import re as _re
+
+    from flepimop_sync.filters import _Nfa, _analyse, _subject_regex, _subject_tokens
+
+    rng = random.Random(7)
+    alphabet = ["a", "b", "/", "*", "**", "?", "[ab]", "[!a]", "\\*"]
+    checked = 0
+    for _ in range(400):
+        pat = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 7)))
+        try:
+            info = _analyse(pat)
+        except ValueError:
+            continue
+        rx = _re.compile(_subject_regex(info), _re.S)
+        nfa = _Nfa(_subject_tokens(info))
+        for _ in range(30):
+            subj = "/" + "".join(rng.choice("ab/*") for _ in range(rng.randint(0, 9)))
+            b = subj.encode()
+            assert (rx.fullmatch(b) is not None) == nfa(b), (pat, subj)
+            checked += 1
+    assert checked > 5000
