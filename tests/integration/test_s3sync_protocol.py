@@ -148,15 +148,17 @@ def test_dry_run_moves_nothing(s3, run_cli, tmp_path, local_tree):
 
 
 def test_inexact_rule_uses_exact_mechanism(s3, run_cli, tmp_path, local_tree):
-    """'+ *hnpi*' has no exact fnmatch form: a directory named *hnpi* would drag in files."""
+    """'+ *hnpi*.parquet' has no exact fnmatch form (a '*' inside a component): fnmatch's '*'
+    crosses '/', so a directory named *hnpi* would drag in its other parquet files."""
     bucket = s3.make_bucket()
-    extra = local_tree / "model_output/USA/20240501_120000/hnpi/global/final/notes.txt"
+    extra = local_tree / "model_output/USA/20240501_120000/hnpi/global/final/notes.parquet"
     extra.write_text("not an hnpi file name")
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
-                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *hnpi*"]}})
+                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *hnpi*.parquet"]}})
     done = run_cli(["sync", "--json", "-v", cfg], env=s3.env)
     assert done.returncode == 0, done.stderr
-    assert set(s3.list(bucket)) == {f"x/{k}" for k in FILES if "hnpi" in k.rsplit("/", 1)[1]}
+    assert set(s3.list(bucket)) == {f"x/{k}" for k in FILES
+                                    if "hnpi" in k.rsplit("/", 1)[1] and k.endswith(".parquet")}
     assert "listing" in json.loads(done.stdout)["mechanism"]
 
 
