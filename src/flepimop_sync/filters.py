@@ -110,9 +110,10 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def expand_env(text: str, origin: str, env: Mapping[str, str] | None = None) -> str:
     """Replace ``$NAME`` and ``${NAME}`` by their values in ``env`` (default ``os.environ``).
 
-    FILTERS.md section 1: ``$$`` is a literal ``$``; an unset variable, or a ``$`` that starts
-    neither, is a :class:`FilterError` naming the variable, the rule and where it came from.
-    One pass, left to right: values are not expanded again.
+    FILTERS.md section 1: ``$$`` is a literal ``$``; an unset variable (or a malformed ``${``) is
+    a :class:`FilterError` naming the variable, the rule and where it came from.  A ``$`` that
+    starts no name (``a$``, ``$(x)``, ``$1``) stays itself, as in the shell.  One pass, left to
+    right: values are not expanded again.
     """
     if "$" not in text:
         return text
@@ -138,8 +139,10 @@ def expand_env(text: str, origin: str, env: Mapping[str, str] | None = None) -> 
             i = end + 1
         else:
             m = _VAR_NAME.match(text, j + 1)
-            if not m:
-                raise _fail(text, origin, "'$' must start $NAME or ${NAME} (write '$$' for a literal '$')")
+            if not m:  # like the shell: a '$' that starts no name is itself ('a$', '$(x)', '$1')
+                out.append("$")
+                i = j + 1
+                continue
             name = m.group(0)
             i = m.end()
         value = env.get(name)

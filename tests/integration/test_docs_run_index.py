@@ -108,7 +108,9 @@ def test_docs_run_index_command_over_s3sync(s3, base_env, flepimop_on_path, tmp_
 
 def test_docs_run_index_command_without_the_variable_is_refused(base_env, flepimop_on_path, tmp_path):
     """Unset, the rule cannot mean anything: exit 2 naming the variable, the rule and the option."""
-    project = _project(tmp_path, {"type": "rsync", "source": f"{tmp_path}/nowhere/", "target": "model_output/"})
+    remote = tmp_path / "remote" / "model_output"
+    _write(remote, REMOTE)
+    project = _project(tmp_path, {"type": "rsync", "source": f"{remote}/", "target": "model_output/"})
     env = dict(base_env)
     env["PATH"] = flepimop_on_path + os.pathsep + env.get("PATH", "")
     env.pop("FLEPI_RUN_INDEX", None)
@@ -116,4 +118,4 @@ def test_docs_run_index_command_without_the_variable_is_refused(base_env, flepim
                           timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "FLEPI_RUN_INDEX" in done.stderr and "'+ $FLEPI_RUN_INDEX'" in done.stderr and "-f" in done.stderr
-    assert _files(project) == {"myconfig.yml"}
+    assert _files(project) == {"myconfig.yml"}  # nothing landed, not even an empty target
