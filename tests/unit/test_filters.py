@@ -783,12 +783,13 @@ def test_hostile_patterns_match_in_bounded_time(rule):
 
     f = fl(rule, "- *")
     names = ["a" * 5000, "x/" + "a" * 5000, "/".join(["a" * 10] * 500), "/".join("a" * 2500)]
-    start = time.perf_counter()
+    start = time.process_time()
     for name in names:
         f.selects(name)
     f.select_paths((n, 0) for n in names)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.0, (rule, elapsed)  # exponential backtracking takes minutes here
+    elapsed = time.process_time() - start
+    # CPU time (a loaded machine does not count); exponential backtracking takes minutes here
+    assert elapsed < 1.0, (rule, elapsed)
     assert f.selects("a" * 5000 + "b") is (rule.startswith("+") and not rule.startswith("+ x/"))
 
 
@@ -798,9 +799,9 @@ def test_hostile_pattern_in_select_local(tmp_path):
     (tmp_path / ("a" * 200)).mkdir()
     (tmp_path / ("a" * 200) / ("a" * 200)).write_text("x")
     (tmp_path / ("a" * 200 + "b")).write_text("y")
-    start = time.perf_counter()
+    start = time.process_time()
     got = fl("+ *a*a*a*a*a*a*a*a*ab", "- *").select_local(tmp_path)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert got == [("a" * 200 + "b", 1)]
 
 
@@ -809,10 +810,10 @@ def test_long_rule_parses_in_linear_time(size):
     import time
 
     def cost(n):
-        start = time.perf_counter()
+        start = time.process_time()
         f = build_rules(None, override=["+ " + "ab*" * (n // 3), "- " + "x" * n, "s " + "y" * n])
         f.selects("ab" * 50)
-        return time.perf_counter() - start
+        return time.process_time() - start
 
     small, big = cost(size // 4), cost(size)
     assert big < 5.0, big
