@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The exact aws path at scale: 100k files in 1,000 directories, a rule with no exact fnmatch form
-whose native candidate is wrong in every directory (a non-matching file inside each `*hnpi*`
-directory), so the explicit mechanism must run.
+whose native candidate is wrong in every directory (`+ *hnpi*.*`: fnmatch's `*` crosses `/`, so it
+takes the non-matching file inside each `hnpi*` directory), so the explicit mechanism must run.
 
     python benchmarks/explicit_scale.py [--files-per-dir 100] [--dirs 1000]
 
@@ -78,7 +78,7 @@ def main() -> int:
             bucket = s3.make_bucket("explicit")
             cfg = work / "c.yml"
             cfg.write_text(f"sync:\n  ours: {{type: s3sync, source: '{work}/src/', target: 's3://{bucket}/x/', "
-                           f"filters: ['+ *hnpi*']}}\n  base: {{type: s3sync, source: '{work}/src/', "
+                           f"filters: ['+ *hnpi*.*']}}\n  base: {{type: s3sync, source: '{work}/src/', "
                            f"target: 's3://{bucket}/x/', filters: ['+ *.hnpi.parquet']}}\n")
             config = load_config([str(cfg)])
 

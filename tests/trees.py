@@ -51,10 +51,13 @@ WORKED_TOP = (
     "data/intermediate_inputs/mobility.txt",
 )
 
-# FILTERS.md section 6, verbatim.
+# FILTERS.md section 6 (contract version 2), verbatim and in its order.
 WORKED_CASES = (
     ["*hnpi*", "*snpi*", "*seed*", "- *"],
     ["+ *.20240501_120000.*"],
+    ["+ 20240501_120000"],
+    ["+ hnpi/", "+ snpi/", "- *"],
+    ["+ /model_output/USA_inference"],
     ["- llik/"],
     ["+ *.csv", "- *"],
     ["s hosp"],

@@ -262,6 +262,16 @@ def _refuse_nul(body: Mapping[str, Any], where: str) -> None:
                 raise ConfigError(f"{where} key '{shown}': contains a NUL byte")
 
 
+class _AnyVariable(dict):
+    """An environment in which every variable is set (to a plain name): for syntax checks."""
+
+    def get(self, key, default=None):  # noqa: ARG002
+        return "x"
+
+
+_ANY_VARIABLE = _AnyVariable()
+
+
 def _semantic_checks(protocol: Protocol) -> None:
     """Checks the schema cannot express. Imported lazily to keep config free of cycles."""
     from . import filters as filter_rules
@@ -271,7 +281,9 @@ def _semantic_checks(protocol: Protocol) -> None:
         if protocol.type == "git":  # schema forbids it already; kept for clarity
             raise ConfigError(f"{protocol.where('filters')}: git protocols take no filters (git uses .gitignore)")
         for text, origin in protocol.filters:
-            filter_rules.parse_rule(text, origin)
+            # Syntax only: $NAME is expanded (and an unset one refused) when the protocol runs,
+            # so a variable needed by one protocol does not break loading the others.
+            filter_rules.parse_rule(text, origin, env=_ANY_VARIABLE)
     if protocol.type != "git":
         check_protocol_ends(protocol.type, protocol.source or "", protocol.target or "", protocol.where)
 

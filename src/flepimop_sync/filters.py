@@ -1,12 +1,16 @@
-"""The one filter language of flepimop-sync (FILTERS.md is the contract).
+"""The one filter language of flepimop-sync (FILTERS.md, version 2, is the contract).
 
-A filter list is parsed once into :class:`Rule` objects, normalised into a
-:class:`FilterList` (regexes compiled once) and then
+A filter list is parsed once into :class:`Rule` objects (environment variables ``$NAME`` /
+``${NAME}`` expanded first, :func:`expand_env`), normalised into a :class:`FilterList`
+(matchers compiled once) and then
 
 * evaluated in-process (``selects``, ``select_local``, ``select_paths``): the
   reference semantics of FILTERS.md section 4, used by ``--dry-run`` and to
-  build explicit selections;
-* translated for rsync (``rsync_args``, FILTERS.md section 5);
+  build explicit selections.  Version 2: a ``+``/``-`` rule matches a file when
+  its pattern matches the file's path **or any ancestor directory** of it (a
+  rule that matches a directory applies to everything under it);
+* translated for rsync (``rsync_args``, FILTERS.md section 5: the leading ``-`` run
+  as is, ``+ */``, then every other rule plus its ``P/**`` subtree form);
 * translated for ``aws s3 sync`` (:mod:`flepimop_sync.s3filters`).
 
 Matching is done on the UTF-8 bytes of the path, exactly like rsync's
@@ -15,7 +19,7 @@ keeps the evaluator and the native rsync transfer identical on every name; the
 aws translation treats ``?``/negated sets as inexact for that reason.
 
 How a pattern is matched (mirrors rsync's ``rule_matches``), on the subject
-``"/" + path``:
+``"/" + path`` of the file and of each of its ancestor directories:
 
 =============================  =========================================
 pattern (after removing a      regex (fullmatch on ``"/" + path``)
@@ -28,6 +32,11 @@ inner ``/``, no ``**``         ``.*/P`` (exactly the last k+1 components)
 contains ``**`` (not first)    ``.*/P`` (tail starting at any component boundary)
 starts with ``**``             ``P`` (rsync matches ``"/" + path``)
 =============================  =========================================
+
+Bounded cost: a pattern whose regex could backtrack polynomially in a high degree (three or
+more unbounded ``*``/``**`` runs, counting the implicit ``.*/`` where the body can cross ``/``)
+is matched by a bit-parallel NFA instead (:class:`_Nfa`, linear in the subject), never by
+Python's backtracking ``re``; all others keep the fast combined regex.
 """
 
 from __future__ import annotations
@@ -36,12 +45,13 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from flepimop_sync.errors import FilterError, UsageError
 
 __all__ = [
     "Rule",
+    "expand_env",
     "FilterList",
     "parse_rule",
     "build_rules",
@@ -94,10 +104,66 @@ def _fail(text: str, origin: str, reason: str) -> FilterError:
     return FilterError(f"invalid filter {text!r} ({origin}): {reason}")
 
 
-def parse_rule(text: str, origin: str) -> Rule:
-    """Parse one rule; raise :class:`FilterError` naming the rule and its origin."""
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def expand_env(text: str, origin: str, env: Mapping[str, str] | None = None) -> str:
+    """Replace ``$NAME`` and ``${NAME}`` by their values in ``env`` (default ``os.environ``).
+
+    FILTERS.md section 1: ``$$`` is a literal ``$``; an unset variable (or a malformed ``${``) is
+    a :class:`FilterError` naming the variable, the rule and where it came from.  A ``$`` that
+    starts no name (``a$``, ``$(x)``, ``$1``) stays itself, as in the shell.  One pass, left to
+    right: values are not expanded again.
+    """
+    if "$" not in text:
+        return text
+    if env is None:
+        env = os.environ
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        j = text.find("$", i)
+        if j < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:j])
+        if text.startswith("$$", j):
+            out.append("$")
+            i = j + 2
+            continue
+        if text.startswith("${", j):
+            end = text.find("}", j + 2)
+            name = text[j + 2 : end] if end >= 0 else ""
+            if end < 0 or not _VAR_NAME.fullmatch(name):
+                raise _fail(text, origin, "'${' must be followed by a variable name and '}' (write '$$' for a literal '$')")
+            i = end + 1
+        else:
+            m = _VAR_NAME.match(text, j + 1)
+            if not m:  # like the shell: a '$' that starts no name is itself ('a$', '$(x)', '$1')
+                out.append("$")
+                i = j + 1
+                continue
+            name = m.group(0)
+            i = m.end()
+        value = env.get(name)
+        if value is None:
+            raise _fail(text, origin, f"environment variable ${name} is not set")
+        out.append(value)
+    return "".join(out)
+
+
+def parse_rule(text: str, origin: str, env: Mapping[str, str] | None = None) -> Rule:
+    """Parse one rule, environment variables expanded first (:func:`expand_env`, ``env``
+    defaults to ``os.environ``); raise :class:`FilterError` naming the rule and its origin."""
     if not isinstance(text, str):
         raise _fail(str(text), origin, f"a filter must be a string, not {type(text).__name__}")
+    expanded = expand_env(text, origin, env)
+    # errors in the expanded text also show the rule as written
+    shown = origin if expanded == text else f"{origin}; written {text!r}"
+    return _parse_expanded(expanded, shown, origin)
+
+
+def _parse_expanded(text: str, origin: str, rule_origin: str) -> Rule:
     if text == "":
         raise _fail(text, origin, "empty filter")
     if any(c in text for c in "\n\r\0"):
@@ -126,7 +192,7 @@ def parse_rule(text: str, origin: str) -> Rule:
             _analyse(pattern)
         except ValueError as exc:
             raise _fail(text, origin, str(exc)) from None
-    return Rule(action, pattern, origin, text)
+    return Rule(action, pattern, rule_origin, text)
 
 
 # --------------------------------------------------------------------------------------
@@ -316,25 +382,131 @@ def _subject_regex(info: PatternInfo) -> bytes:
 # the list
 
 
+def _subject_tokens(info: PatternInfo) -> tuple:
+    """The tokens of :func:`_subject_regex` (the implicit ``.*/`` as ``dstar``, ``slash``)."""
+    if info.mode == ANCHORED:
+        return (("slash",),) + info.tokens
+    if info.mode == PREFIX2:
+        return info.tokens
+    return (("dstar",), ("slash",)) + info.tokens
+
+
+def _risky(info: PatternInfo) -> bool:
+    """Whether Python's backtracking ``re`` could take super-quadratic time on this pattern.
+
+    Each unbounded run (``*``, ``**``) is a backtracking point; the implicit ``.*/`` only counts
+    when the body can cross ``/`` (with ``**`` inside), since otherwise it can only stop at the
+    few positions where the last k+1 components start.
+    """
+    unbounded = sum(1 for t in info.tokens if t[0] in ("star", "dstar"))
+    if info.mode == ANY_BOUNDARY:
+        unbounded += 1
+    return unbounded >= 3
+
+
+class _Nfa:
+    """A wildmatch token list as a bit-parallel NFA: linear in the subject, no backtracking.
+
+    State j means "the first j tokens are matched".  Star tokens loop on themselves and can be
+    skipped (the tokenizer merges runs of ``*``, so no two star tokens are adjacent: one skip
+    step is the whole epsilon closure).  Per-byte masks are built lazily, so a long pattern
+    costs nothing until it is matched.
+    """
+
+    __slots__ = ("toks", "accept", "stars", "star1", "lits", "anyq", "sets", "_adv", "_stay")
+
+    def __init__(self, toks: Sequence[tuple]):
+        self.toks = tuple(toks)
+        self.accept = 1 << len(self.toks)
+        stars = star1 = anyq = 0
+        lits: dict[int, int] = {}
+        sets: list[tuple[int, frozenset[int]]] = []
+        for j, t in enumerate(self.toks):
+            bit = 1 << j
+            k = t[0]
+            if k in ("star", "dstar"):
+                stars |= bit
+                if k == "star":
+                    star1 |= bit
+            elif k == "lit":
+                lits[t[1]] = lits.get(t[1], 0) | bit
+            elif k == "slash":
+                lits[_SLASH] = lits.get(_SLASH, 0) | bit
+            elif k == "q":
+                anyq |= bit
+            else:
+                sets.append((bit, set_allowed(t)))
+        self.stars, self.star1, self.lits, self.anyq, self.sets = stars, star1, lits, anyq, tuple(sets)
+        self._adv: dict[int, int] = {}
+        self._stay: dict[int, int] = {}
+
+    def _masks(self, c: int) -> tuple[int, int]:
+        adv = self.lits.get(c, 0)
+        if c != _SLASH:
+            adv |= self.anyq
+            for bit, allowed in self.sets:
+                if c in allowed:
+                    adv |= bit
+        stay = self.stars if c != _SLASH else self.stars & ~self.star1  # '*' never crosses '/'
+        self._adv[c], self._stay[c] = adv, stay
+        return adv, stay
+
+    @property
+    def start(self) -> int:
+        """The state set before any byte (the epsilon closure of state 0)."""
+        return 1 | ((1 & self.stars) << 1)
+
+    def accepts(self, d: int) -> bool:
+        return bool(d & self.accept)
+
+    def __call__(self, subject: bytes) -> bool:
+        return self.accepts(self.feed(self.start, subject))
+
+    def feed(self, d: int, subject: bytes) -> int:
+        """The state set after reading ``subject`` from state set ``d`` (0: dead)."""
+        stars = self.stars
+        adv_cache, stay_cache = self._adv, self._stay
+        for c in subject:
+            adv = adv_cache.get(c)
+            if adv is None:
+                adv, stay = self._masks(c)
+            else:
+                stay = stay_cache[c]
+            d = ((d & adv) << 1) | (d & stay)
+            if not d:
+                return 0
+            d |= (d & stars) << 1
+        return d
+
+
 @dataclass(frozen=True)
 class _Compiled:
     action: str
-    file_re: bytes | None  # matches the file itself (None: never matches a file)
-    dir_re: bytes | None  # '-' rules: matches a directory (for the ancestor test)
+    file_re: bytes | None  # regex matching the file itself (None: never, or matched by nfa)
+    dir_re: bytes | None  # regex matching an ancestor directory (None: never, or matched by nfa)
+    nfa: Callable[[bytes], bool] | None = None  # risky patterns: the linear matcher instead
+    on_files: bool = True  # whether the rule can match a file itself (not dir-only)
+    on_dirs: bool = True  # whether the rule can match an ancestor directory (not 's')
 
 
 def _compile_rule(rule: Rule) -> _Compiled:
     if rule.action == "s":
-        return _Compiled("s", b".*" + re.escape(os.fsencode(rule.pattern)) + b".*", None)
+        return _Compiled("s", b".*" + re.escape(os.fsencode(rule.pattern)) + b".*", None, on_dirs=False)
     info = _analyse(rule.pattern)
+    if _risky(info):
+        return _Compiled(rule.action, None, None, _Nfa(_subject_tokens(info)), on_files=not info.dir_only)
     rx = _subject_regex(info)
-    file_re = None if info.dir_only else rx
-    dir_re = rx if rule.action == "-" else None
-    return _Compiled(rule.action, file_re, dir_re)
+    # version 2: '+' and '-' alike match a file through any ancestor directory
+    return _Compiled(rule.action, None if info.dir_only else rx, rx, on_files=not info.dir_only)
 
 
 class _Decider:
-    """Per-directory state, memoised: the first '-' rule that matches an ancestor directory."""
+    """Per-directory state, memoised: the first rule that matches an ancestor directory.
+
+    A directory's state is ``(a, nfa)``: ``a`` the index of the first rule matching it or an
+    ancestor (``n``: none), ``nfa`` the state sets of the risky rules' NFAs after reading the
+    directory's subject, so a child is matched by feeding only ``/name`` (linear overall).
+    """
 
     def __init__(self, compiled: Sequence[_Compiled]):
         self.compiled = tuple(compiled)
@@ -343,58 +515,84 @@ class _Decider:
         while lead < self.n and self.compiled[lead].action == "-":
             lead += 1
         self.lead = lead
+        self.include = [c.action != "-" for c in self.compiled] + [True]
+        self.risky = tuple((i, c) for i, c in enumerate(self.compiled) if c.nfa is not None)
+        self.root = (self.n, tuple(c.nfa.start for _, c in self.risky))
         self._file_alt: dict[int, tuple] = {}
         self._dir_alt: dict[int, tuple] = {}
-        self._dir_state: dict[bytes, int] = {b"": self.n}
+        self._dir_state: dict[bytes, tuple[int, tuple]] = {b"": self.root}
 
-    def file_decider(self, a: int):
-        """(fullmatch or None, include-by-group list, default) for files in a directory with state a."""
+    def _combined(self, a: int, dirs: bool) -> tuple:
+        """(combined fullmatch or None, group -> rule index) of the regex rules among rules[:a]."""
+        alts, idx = [], [None]
+        for i, c in enumerate(self.compiled[:a]):
+            rx = c.dir_re if dirs else c.file_re
+            if rx is not None:
+                alts.append(b"(" + rx + b")")
+                idx.append(i)
+        return (re.compile(b"|".join(alts), re.S).fullmatch if alts else None), idx
+
+    def _first(self, a: int, got: tuple, subject: bytes, nfa: tuple, tail: bytes, dirs: bool) -> tuple[int, tuple]:
+        """(index of the first rule below ``a`` matching ``subject``, the NFA states after it)."""
+        fm, idx = got
+        first = a
+        if fm is not None:
+            m = fm(subject)
+            if m is not None:
+                first = idx[m.lastindex]
+        if not self.risky:
+            return first, nfa
+        fed = tuple(c.nfa.feed(d, tail) if d else 0 for (_, c), d in zip(self.risky, nfa))
+        for (i, c), d in zip(self.risky, fed):
+            if i >= first:
+                break
+            if (c.on_dirs if dirs else c.on_files) and c.nfa.accepts(d):
+                return i, fed
+        return first, fed
+
+    def file_selected(self, state: tuple[int, tuple], subject: bytes, tail: bytes) -> bool:
+        """Whether a file (``subject`` b'/' + path, ``tail`` b'/' + name) in a directory with
+        ``state`` is selected."""
+        a = state[0]
         got = self._file_alt.get(a)
         if got is None:
-            alts, incl = [], [None]
-            for i, c in enumerate(self.compiled[:a]):
-                if c.file_re is not None:
-                    alts.append(b"(" + c.file_re + b")")
-                    incl.append(c.action != "-")
-            fm = re.compile(b"|".join(alts), re.S).fullmatch if alts else None
-            got = (fm, incl, a >= self.n)
-            self._file_alt[a] = got
-        return got
+            got = self._file_alt[a] = self._combined(a, dirs=False)
+        if got[0] is None and not self.risky:
+            return self.include[a]
+        return self.include[self._first(a, got, subject, state[1], tail, False)[0]]
 
-    def child_state(self, a: int, sub: bytes) -> int:
-        """State of directory ``sub`` (b'/dir/path') whose parent has state ``a``."""
+    def child_state(self, state: tuple[int, tuple], sub: bytes, tail: bytes) -> tuple[int, tuple]:
+        """State of directory ``sub`` (b'/dir/path', ``tail`` b'/name') below one with ``state``."""
+        a = state[0]
         got = self._dir_alt.get(a)
         if got is None:
-            alts, idx = [], [None]
-            for i, c in enumerate(self.compiled[:a]):
-                if c.dir_re is not None:
-                    alts.append(b"(" + c.dir_re + b")")
-                    idx.append(i)
-            got = (re.compile(b"|".join(alts), re.S).fullmatch if alts else None, idx)
-            self._dir_alt[a] = got
-        fm, idx = got
-        if fm is None:
-            return a
-        m = fm(sub)
-        return a if m is None else idx[m.lastindex]
+            got = self._dir_alt[a] = self._combined(a, dirs=True)
+        if got[0] is None and not self.risky:
+            return state
+        return self._first(a, got, sub, state[1], tail, True)
 
-    def dir_state(self, d: bytes) -> int:
+    def dir_state(self, d: bytes) -> tuple[int, tuple]:
         """State of directory d (b'' for the root, else b'/a/b'), memoised."""
-        st = self._dir_state.get(d)
-        if st is None:
-            parent = d[: d.rfind(b"/")]
-            st = self.child_state(self.dir_state(parent), d)
-            self._dir_state[d] = st
+        memo = self._dir_state
+        st = memo.get(d)
+        if st is not None:
+            return st
+        missing = [d]  # iterative, not recursive: paths may be thousands of components deep
+        while True:
+            parent = missing[-1][: missing[-1].rfind(b"/")]
+            st = memo.get(parent)
+            if st is not None:
+                break
+            missing.append(parent)
+        for sub in reversed(missing):
+            cut = sub.rfind(b"/")
+            st = memo[sub] = self.child_state(st, sub, sub[cut:])
         return st
 
     def decide(self, subject: bytes) -> bool:
         """subject = b'/' + path of a file."""
-        a = self.dir_state(subject[: subject.rfind(b"/")])
-        fm, incl, default = self.file_decider(a)
-        if fm is None:
-            return default
-        m = fm(subject)
-        return default if m is None else incl[m.lastindex]
+        cut = subject.rfind(b"/")
+        return self.file_selected(self.dir_state(subject[:cut]), subject, subject[cut:])
 
 
 def _rsync_escape_literal(pattern: str) -> str:
@@ -429,16 +627,7 @@ class FilterList:
     def __post_init__(self) -> None:
         rules = tuple(self.rules)
         object.__setattr__(self, "rules", rules)
-        warns = list(self.warnings)
-        for r in rules:
-            if r.action == "+" and r.dir_only:
-                w = (
-                    f"filter {r.text!r} ({r.origin}) selects nothing: a trailing '/' matches directories only "
-                    f"and include rules select files (directories are always descended); "
-                    f"use '+ {r.pattern}**' for the files below it"
-                )
-                if w not in warns:
-                    warns.append(w)
+        warns = list(dict.fromkeys(self.warnings))
         object.__setattr__(self, "warnings", tuple(warns))
         object.__setattr__(self, "_decider", _Decider([_compile_rule(r) for r in rules]))
 
@@ -478,16 +667,15 @@ class FilterList:
         of '-' rules are not descended.
         """
         d = _Decider(self._decider.compiled)
-        n, lead = d.n, d.lead
+        lead = d.lead
         enc = sys.getfilesystemencoding()
         out: list[tuple[str, int]] = []
         append = out.append
         stat = os.stat
-        child_state = d.child_state
-        stack = [(os.fsencode(os.fspath(root)), b"/", n)]
+        child_state, file_selected = d.child_state, d.file_selected
+        stack = [(os.fsencode(os.fspath(root)), b"/", d.root)]
         while stack:
-            dpath, rel, a = stack.pop()
-            fm, incl, default = d.file_decider(a)
+            dpath, rel, state = stack.pop()
             fd = os.open(dpath, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 with os.scandir(dpath) as it:
@@ -495,18 +683,13 @@ class FilterList:
                         name = e.name
                         if e.is_dir(follow_symlinks=False):
                             sub = rel + name
-                            ca = child_state(a, sub)
-                            if ca < lead:
+                            cs = child_state(state, sub, b"/" + name)
+                            if cs[0] < lead:
                                 continue  # excluded by the leading '-' run: prune the subtree
-                            stack.append((dpath + b"/" + name, sub + b"/", ca))
+                            stack.append((dpath + b"/" + name, sub + b"/", cs))
                             continue
                         subj = rel + name
-                        if fm is None:
-                            sel = default
-                        else:
-                            m = fm(subj)
-                            sel = default if m is None else incl[m.lastindex]
-                        if sel:
+                        if file_selected(state, subj, b"/" + name):
                             if e.is_file(follow_symlinks=False):
                                 size = stat(name, dir_fd=fd, follow_symlinks=False).st_size
                             else:
@@ -530,12 +713,11 @@ class FilterList:
         for r in self.rules[i:]:
             if r.action == "s":
                 args.append("--filter=+ **" + _rsync_escape_substring(r.pattern) + "**")
-            elif r.action == "+":
-                args.append("--filter=+ " + _rsync_escape_literal(r.pattern))
-            else:
-                args.append("--filter=- " + _rsync_escape_literal(r.pattern))
-                p = r.pattern[:-1] if r.dir_only else r.pattern
-                args.append("--filter=- " + p + "/**")
+                continue
+            # version 2: the rule also applies to everything below a directory it matches
+            args.append(f"--filter={r.action} " + _rsync_escape_literal(r.pattern))
+            p = r.pattern[:-1] if r.dir_only else r.pattern
+            args.append(f"--filter={r.action} " + p + "/**")
         return args
 
 
@@ -555,19 +737,34 @@ def build_rules(
     prefix: Sequence[str] = (),
     suffix: Sequence[str] = (),
     no_filter: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> FilterList:
     """prefix (-a) + (override -f, else the config's filters) + suffix (-e), then the implicit tail.
 
     ``override``/``prefix``/``suffix`` items are rule texts (or ``(text, origin)`` pairs).
+    Environment variables in every rule are expanded from ``env`` (default ``os.environ``).
     """
     if no_filter and (override or prefix or suffix):
         raise UsageError("--no-filter cannot be combined with -f/-a/-e")
-    rules: list[Rule] = [parse_rule(t, o) for t, o in _as_pairs(prefix, ORIGIN_PREFIX)]
+    head: list[Rule] = [parse_rule(t, o, env) for t, o in _as_pairs(prefix, ORIGIN_PREFIX)]
     if override:
-        rules += [parse_rule(t, o) for t, o in _as_pairs(override, ORIGIN_OVERRIDE)]
+        base = [parse_rule(t, o, env) for t, o in _as_pairs(override, ORIGIN_OVERRIDE)]
     elif config_rules and not no_filter:
-        rules += [parse_rule(t, o) for t, o in config_rules]
-    rules += [parse_rule(t, o) for t, o in _as_pairs(suffix, ORIGIN_SUFFIX)]
+        base = [parse_rule(t, o, env) for t, o in config_rules]
+    else:
+        base = []
+    tail = [parse_rule(t, o, env) for t, o in _as_pairs(suffix, ORIGIN_SUFFIX)]
+    rules = head + base + tail
+    warnings: list[str] = []
     if rules and (all(r.action != "-" for r in rules) or any(r.action == "s" for r in rules)):
         rules.append(Rule("-", "**", ORIGIN_IMPLICIT, "- **", implicit=True))
-    return FilterList(tuple(rules))
+    elif base and all(r.action == "+" for r in base):
+        # the base alone meant "only what it includes"; an added exclude silently flips that
+        added = next(r for r in head + tail if r.action == "-")
+        warnings.append(
+            f"filters {[r.text for r in base]} ({base[0].origin}) select only what they include, but "
+            f"{added.text!r} ({added.origin}) removes the implicit '- **' tail: the list now selects "
+            f"everything except what it excludes; add '- **' at the end (e.g. -e '- **') to keep "
+            f"'only what is included'"
+        )
+    return FilterList(tuple(rules), tuple(warnings))

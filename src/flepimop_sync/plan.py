@@ -145,6 +145,7 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         prefix=options.fprefix,
         suffix=options.fsuffix,
         no_filter=options.no_filter,
+        env=env,
     )
     # A single file always lands inside the target, like a directory's contents do.
     if source_is_file or not (src.trailing_slash or not src.basename):
@@ -342,10 +343,10 @@ def _s3_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool) -> 
         return Plan(resolved=resolved, mechanism=MECH_AWS_NATIVE, steps=(_aws_step(resolved, argv),),
                     warnings=tuple(resolved.rules.warnings))
     # No exact fnmatch form for some rule: the steps depend on what the source holds.
+    # How exactness is reached is not the user's business (issue 12 point 5): no warning here;
+    # the mechanism shows in the summary line and -v output.
     return Plan(resolved=resolved, mechanism=MECH_AWS_EXPLICIT, steps=(), needs_listing=True,
-                warnings=tuple(resolved.rules.warnings) + tuple(
-                    f"rule {text!r} has no exact aws form; the selection is computed from the source listing"
-                    for text in translation.inexact_rules))
+                warnings=tuple(resolved.rules.warnings))
 
 
 #: fnmatch reads these in the root aws joins to every pattern ('?' matches itself there, but a

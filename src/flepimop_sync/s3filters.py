@@ -6,25 +6,28 @@ character, there is no ``**``, and the **last** matching pattern wins (default: 
 
 :func:`translate_for_aws` reverses the rule order and rewrites each rule into a set of fnmatch
 patterns.  For each rule it either proves the set matches exactly the paths the rule matches
-(``exact``) or marks the rule inexact.  Exact forms (``T`` is the pattern with ``**`` -> ``*``,
-``?`` -> ``[!/]``, sets without ``/``, fnmatch specials escaped):
+(``exact``) or marks the rule inexact.  Under contract version 2 a ``+``/``-`` rule matches a
+file or any ancestor directory of it, so both actions translate alike.  Exact forms (``T`` is
+the pattern with ``**`` -> ``*``, ``?`` -> ``[!/]``, sets without ``/``, fnmatch specials
+escaped):
 
 * left side: anchored -> ``T``; pattern starting with ``*`` -> ``T`` (the star absorbs the rest
   of the path); starting with ``**/`` -> ``*/X`` and ``X``; otherwise ``T`` and ``*/T``
   (a component boundary);
-* right side: ``+`` rules end the path: ``T``; ``-`` rules also match any ancestor directory:
-  ``T`` and ``T/*`` (just ``T`` when T ends with ``*``); dir-only ``- P/``: ``T/*`` only;
-  ``+ P/`` selects nothing: no pattern;
-* a single ``*`` (cannot cross ``/``) is exact only as the first token of an unanchored pattern,
-  or as the last token of a ``-`` rule; anywhere else it is inexact (``+ *hnpi*``, ``+ config*``,
-  ``+ **/final/*.parquet``);
+* right side (the file itself, or anything below a matching directory): ``T`` and ``T/*``
+  (just ``T`` when T ends with ``*``); dir-only ``P/``: ``T/*`` only.  So ``RUN`` is ``RUN``,
+  ``RUN/*``, ``*/RUN``, ``*/RUN/*``, and ``*hnpi*`` is ``*hnpi*``;
+* a single ``*`` (cannot cross ``/``) is exact as the first token of an unanchored pattern or
+  as the last token (what it would cross is below a match anyway); anywhere else it is inexact
+  (``+ a*b``, ``+ **/final/*.parquet``);
 * ``s X`` -> ``*X*``, plus ``X[1:]*`` when X starts with ``/`` (matches at the root);
 * ``?`` and negated/non-ASCII sets are inexact: the evaluator (like rsync) matches bytes, fnmatch
-  matches characters, so they differ on non-ASCII names.
+  matches characters, so they differ on non-ASCII names (a listing decides, see below).
 
 Inexact lists are still translated (best effort, same rules) so the caller can verify the
-candidate against a listing (:func:`aws_select_paths`) and otherwise fall back to
-:func:`explicit_aws_args`.
+candidate against a listing (:func:`aws_select_paths`, mechanism ``verified``) and otherwise fall
+back to an explicit selection (:func:`explicit_aws_args`, :func:`explicit_aws_runs`): never an
+approximation.
 """
 
 from __future__ import annotations
@@ -151,8 +154,8 @@ def _fn(tokens: Sequence[tuple]) -> tuple[str, bool]:
 
 
 def _rule_patterns(rule: Rule) -> tuple[list[str], bool]:
-    """fnmatch patterns matching exactly the relative paths the rule matches (files; for '-'
-    rules also everything below a matching directory), and whether that set is exact."""
+    """fnmatch patterns matching exactly the relative paths the rule matches (files and
+    everything below a matching directory), and whether that set is exact."""
     if rule.action == "s":
         x = rule.pattern
         pats = ["*" + escape_fnmatch(x) + "*"]
@@ -161,9 +164,6 @@ def _rule_patterns(rule: Rule) -> tuple[list[str], bool]:
         return _dedupe(pats), True
     info = _analyse(rule.pattern)
     toks = list(info.tokens)
-    exclude = rule.action == "-"
-    if info.dir_only and not exclude:
-        return [], True  # '+ P/' selects nothing
     exact = True
     # single '*' positions
     for i, t in enumerate(toks):
@@ -171,8 +171,8 @@ def _rule_patterns(rule: Rule) -> tuple[list[str], bool]:
             continue
         if i == 0 and info.mode != ANCHORED:
             continue
-        if i == len(toks) - 1 and exclude:
-            continue
+        if i == len(toks) - 1:
+            continue  # a last '*': fnmatch's '*' crossing '/' only reaches paths below a match
         if i >= 2 and toks[i - 1][0] == "slash" and toks[i - 2][0] == "dstar":
             continue  # '**/*...': the fnmatch '*' of '**' absorbs whatever this star would cross
         if i + 2 < len(toks) and toks[i + 1][0] == "slash" and toks[i + 2][0] == "dstar":
@@ -193,9 +193,8 @@ def _rule_patterns(rule: Rule) -> tuple[list[str], bool]:
         lefts = [""]
     else:
         lefts = ["", "*/"]
-    if not exclude:
-        rights = [""]
-    elif info.dir_only:
+    # version 2: '+' and '-' alike also match everything below a matching directory
+    if info.dir_only:
         rights = ["/*"]
     elif toks[-1][0] in ("star", "dstar"):
         rights = [""]

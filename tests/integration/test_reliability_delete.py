@@ -28,8 +28,9 @@ SOURCE = {
 }
 TARGET_ONLY = {
     "r1/hnpi/old.hnpi.parquet": b"old hnpi",
-    # in a directory named hnpi but without hnpi in its name: '*hnpi*' does not select it, while
-    # aws' fnmatch '*hnpi*' (where '*' crosses '/') would -- this forces the explicit mechanism
+    # in a directory named hnpi but without hnpi in its name: '*hnpi*.*' does not select it (the
+    # directory name has no '.'), while aws' fnmatch '*hnpi*.*' (where '*' crosses '/') would --
+    # this forces the explicit mechanism
     "r1/hnpi/readme.txt": b"readme",
     "r1/llik/old.llik.parquet": b"old llik",
     "r1/hosp/old.hosp.parquet": b"old hosp",
@@ -43,7 +44,7 @@ TARGET_ONLY = {
 TARGET_VERSION = {"r1/llik/a.llik.parquet": b"TARGET VERSION of llik"}
 
 CASES = {
-    "explicit": (["*hnpi*", "*snpi*", "- *"],
+    "explicit": (["*hnpi*.*", "*snpi*.*", "- *"],
                  {"r1/hnpi/old.hnpi.parquet", "r2/hnpi/gone.hnpi.parquet"}),
     "native": (["- llik/"],
                {"r1/hnpi/old.hnpi.parquet", "r1/hnpi/readme.txt", "r1/hosp/old.hosp.parquet",

@@ -148,15 +148,17 @@ def test_dry_run_moves_nothing(s3, run_cli, tmp_path, local_tree):
 
 
 def test_inexact_rule_uses_exact_mechanism(s3, run_cli, tmp_path, local_tree):
-    """'+ *hnpi*' has no exact fnmatch form: a directory named *hnpi* would drag in files."""
+    """'+ *hnpi*.parquet' has no exact fnmatch form (a '*' inside a component): fnmatch's '*'
+    crosses '/', so a directory named *hnpi* would drag in its other parquet files."""
     bucket = s3.make_bucket()
-    extra = local_tree / "model_output/USA/20240501_120000/hnpi/global/final/notes.txt"
+    extra = local_tree / "model_output/USA/20240501_120000/hnpi/global/final/notes.parquet"
     extra.write_text("not an hnpi file name")
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
-                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *hnpi*"]}})
+                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *hnpi*.parquet"]}})
     done = run_cli(["sync", "--json", "-v", cfg], env=s3.env)
     assert done.returncode == 0, done.stderr
-    assert set(s3.list(bucket)) == {f"x/{k}" for k in FILES if "hnpi" in k.rsplit("/", 1)[1]}
+    assert set(s3.list(bucket)) == {f"x/{k}" for k in FILES
+                                    if "hnpi" in k.rsplit("/", 1)[1] and k.endswith(".parquet")}
     assert "listing" in json.loads(done.stdout)["mechanism"]
 
 
@@ -193,7 +195,7 @@ def test_aws_cli_missing_is_explained(s3, run_cli, tmp_path, local_tree):
 def test_secrets_never_printed(s3, run_cli, tmp_path, local_tree):
     bucket = s3.make_bucket()
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",
-                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *hnpi*"]}})
+                                                  "target": f"s3://{bucket}/x/", "filters": ["+ *hnpi*.*"]}})
     env = dict(s3.env, AWS_SESSION_TOKEN="TOKEN-SECRET-1234567890")
     for args in (["-vvv"], ["-vvv", "--json"], ["-n", "-vvv", "--json"], ["--plan"]):
         done = run_cli(["sync", *args, cfg], env=env)
@@ -255,7 +257,7 @@ def test_split_explicit_selection_moves_exactly_the_selection(s3, run_cli, tmp_p
     bucket = s3.make_bucket()
     env = dict(s3.env, FLEPIMOP_SYNC_AWS_PROCESS_COST="1")
     up = write_config(tmp_path / "up.yml", {"p": {"type": "s3sync", "source": f"{root}/", "target": f"s3://{bucket}/x/",
-                                                  "filters": ["+ *hnpi*"]}})
+                                                  "filters": ["+ *hnpi*.*"]}})
     done = run_cli(["sync", "--json", "-v", up], env=env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -264,7 +266,7 @@ def test_split_explicit_selection_moves_exactly_the_selection(s3, run_cli, tmp_p
     # download the whole tree back through the same rule, split again
     upload_all(s3, run_cli, tmp_path, root, bucket, prefix="all/")
     down = write_config(tmp_path / "down.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/all/",
-                                                      "target": f"{tmp_path}/back/", "filters": ["+ *hnpi*"]}})
+                                                      "target": f"{tmp_path}/back/", "filters": ["+ *hnpi*.*"]}})
     done = run_cli(["sync", "--json", "--mkpath", down], env=env)
     assert done.returncode == 0, done.stderr
     assert "split into" in json.loads(done.stdout)["mechanism"]
@@ -286,7 +288,7 @@ def test_large_explicit_upload_is_staged_as_links(s3, run_cli, tmp_path):
     bucket = s3.make_bucket()
     env = dict(s3.env, FLEPIMOP_SYNC_AWS_STAGE_ABOVE="0")
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{root}/", "target": f"s3://{bucket}/x/",
-                                                  "filters": ["+ *hnpi*"]}})
+                                                  "filters": ["+ *hnpi*.*"]}})
     done = run_cli(["sync", "--json", "-vv", cfg], env=env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

@@ -168,3 +168,33 @@ def test_filters_as_string_is_one_rule(tmp_path):
     cfg = tmp_path / "c.yml"
     cfg.write_text("sync:\n  p: {type: rsync, source: a, target: b, filters: '- llik/'}\n")
     assert load_config([str(cfg)]).default.filters == (("- llik/", f"{cfg}: protocol 'p' key 'filters'"),)
+
+
+# A variable in one protocol's filters is expanded when that protocol runs, not when the config
+# loads: running another protocol never needs it; a malformed '${' is still refused at load.
+ENV_IN_FILTERS = [
+    # (filters of protocol 'needs_var', variables set, expected exit of running 'other', of 'needs_var')
+    (["+ $RUN_ID_UNSET_X"], {}, 0, 2),
+    (["+ $RUN_ID_SET_X"], {"RUN_ID_SET_X": "r1"}, 0, 0),
+    (["+ ${RUN_ID_UNSET_X"], {}, 2, 2),
+]
+
+
+@pytest.mark.parametrize("filters,env,other_rc,needs_rc", ENV_IN_FILTERS)
+def test_filter_variables_are_expanded_when_their_protocol_runs(tmp_path, monkeypatch, filters, env, other_rc,
+                                                                needs_rc):
+    import yaml
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/r1").write_text("x")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(yaml.safe_dump({"sync": {
+        "other": {"type": "rsync", "source": str(tmp_path / "src") + "/", "target": str(tmp_path / "dst") + "/"},
+        "needs_var": {"type": "rsync", "source": str(tmp_path / "src") + "/", "target": str(tmp_path / "dst") + "/",
+                      "filters": filters},
+    }}))
+    monkeypatch.delenv("RUN_ID_UNSET_X", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert run_command(flepimop, ["sync", "-n", "-p", "other", str(cfg)]) == other_rc
+    assert run_command(flepimop, ["sync", "-n", "-p", "needs_var", str(cfg)]) == needs_rc

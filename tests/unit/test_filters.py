@@ -181,9 +181,11 @@ def test_build_rules_error_names_origin():
         build_rules(None, override=["[^a]"])
 
 
-def test_warning_for_include_dir():
+def test_no_warning_for_include_dir():
+    """Contract v2: '+ dir/' selects the directory's subtree, so the v1 warning is gone."""
     f = fl("+ model_output/", "- *.csv")
-    assert len(f.warnings) == 1 and "'+ model_output/'" in f.warnings[0] and "selects nothing" in f.warnings[0]
+    assert f.warnings == ()
+    assert f.selects("model_output/a/b.csv") and not f.selects("x.csv")
     assert fl("- llik/").warnings == ()
 
 
@@ -206,26 +208,31 @@ def _comps(p: str) -> list[str]:
     return p.split("/")
 
 
+# FILTERS.md section 6 "selects" column, as plain predicates on the path (contract version 2)
 WORKED_EXPECT = {
-    0: lambda p: any(s in _name(p) for s in ("hnpi", "snpi", "seed")),
-    1: lambda p: ".20240501_120000." in _name(p),
-    2: lambda p: "llik" not in _comps(p)[:-1],
-    3: lambda p: p.endswith(".csv"),
-    4: lambda p: "hosp" in p,
-    5: lambda p: "global/final" in p,
-    6: lambda p: "RUN" in p,
-    7: lambda p: "RUN" in p and not any("llik" in c for c in _comps(p)),
-    8: lambda p: p.startswith("model_output/USA_inference/"),
-    9: lambda p: not p.startswith("model_output/USA_baseline/"),
-    10: lambda p: True,  # every file of the tree is a parquet or is not intermediate... see below
-    11: lambda p: "hnpi" in p or "snpi" in p,
+    ("*hnpi*", "*snpi*", "*seed*", "- *"): lambda p: any(s in p for s in ("hnpi", "snpi", "seed")),
+    ("+ *.20240501_120000.*",): lambda p: ".20240501_120000." in _name(p),
+    ("+ 20240501_120000",): lambda p: "20240501_120000" in _comps(p),
+    ("+ hnpi/", "+ snpi/", "- *"): lambda p: "hnpi" in _comps(p)[:-1] or "snpi" in _comps(p)[:-1],
+    ("+ /model_output/USA_inference",): lambda p: p.startswith("model_output/USA_inference/"),
+    ("- llik/",): lambda p: "llik" not in _comps(p)[:-1],
+    ("+ *.csv", "- *"): lambda p: p.endswith(".csv"),
+    ("s hosp",): lambda p: "hosp" in p,
+    ("s global/final",): lambda p: "global/final" in p,
+    ("s RUN", "- *llik*"): lambda p: "RUN" in p,
+    ("- *llik*", "s RUN"): lambda p: "RUN" in p and not any("llik" in c for c in _comps(p)),
+    ("+ /model_output/USA_inference/**",): lambda p: p.startswith("model_output/USA_inference/"),
+    ("- /model_output/USA_baseline",): lambda p: not p.startswith("model_output/USA_baseline/"),
+    # all parquet files, plus non-parquet files outside anything named *intermediate*
+    ("+ *.parquet", "- *intermediate*"):
+        lambda p: p.endswith(".parquet") or not any("intermediate" in c for c in _comps(p)),
+    ("s hnpi", "s snpi"): lambda p: "hnpi" in p or "snpi" in p,
 }
+SELECTS_ALMOST_ALL = {("- llik/",), ("- /model_output/USA_baseline",), ("+ *.parquet", "- *intermediate*")}
 
 
-def _expected_worked(i: int, p: str) -> bool:
-    if i == 10:  # all parquet files, plus non-parquet files outside anything named *intermediate*
-        return p.endswith(".parquet") or not any("intermediate" in c for c in _comps(p))
-    return WORKED_EXPECT[i](p)
+def test_worked_expectations_cover_the_contract():
+    assert [tuple(c) for c in WORKED_CASES] == list(WORKED_EXPECT)
 
 
 @pytest.fixture(scope="module")
@@ -245,10 +252,11 @@ def test_worked_tree_shape(worked_tree):
 @pytest.mark.parametrize("i", range(len(WORKED_CASES)), ids=[str(c) for c in WORKED_CASES])
 def test_worked_cases(worked_tree, i):
     root, paths = worked_tree
-    f = fl(*WORKED_CASES[i])
-    expected = sorted(p for p in paths if _expected_worked(i, p))
+    case = tuple(WORKED_CASES[i])
+    f = fl(*case)
+    expected = sorted(p for p in paths if WORKED_EXPECT[case](p))
     assert expected, "every worked case selects something on the worked tree"
-    if i not in (9, 10, 2):
+    if case not in SELECTS_ALMOST_ALL:
         assert len(expected) < len(paths)
     assert [p for p in paths if f.selects(p)] == expected
     assert [p for p, _ in f.select_local(root)] == expected
@@ -270,8 +278,9 @@ SEM = [
     # '*' does not cross '/', matched against the name when there is no '/'
     (["+ *.csv", "- *"], "a.csv", True),
     (["+ *.csv", "- *"], "d/e/a.csv", True),
-    (["+ *.csv", "- *"], "d.csv/x", False),
-    (["+ a*", "- *"], "ab/x", False),
+    (["+ *.csv", "- *"], "d.csv/x", True),  # v2: the directory d.csv matches, so its subtree does
+    (["+ a*", "- *"], "ab/x", True),  # v2: likewise the directory ab
+    (["+ a*", "- *"], "b/x", False),
     (["+ a*", "- *"], "x/ab", True),
     # '**' crosses '/'
     (["+ a**", "- **"], "ab/x", True),
@@ -309,7 +318,8 @@ SEM = [
     (["+ /a", "- **"], "a", True),
     (["+ /a", "- **"], "x/a", False),
     (["+ /a/*", "- **"], "a/b", True),
-    (["+ /a/*", "- **"], "a/b/c", False),
+    (["+ /a/*", "- **"], "a/b/c", True),  # v2: a/b matches, c is below it
+    (["+ /a/*", "- **"], "b/a/c", False),
     (["- /a"], "a/b/c", False),
     (["- /a"], "x/a", True),  # unanchored? no: '- /a' only the top 'a'
     # multi-component, unanchored: exactly the last k+1 components
@@ -317,7 +327,8 @@ SEM = [
     (["+ b/c", "- **"], "b/c", True),
     (["+ b/c", "- **"], "a/xb/c", False),
     (["+ b/*", "- **"], "a/b/c", True),
-    (["+ b/*", "- **"], "b/c/d", False),
+    (["+ b/*", "- **"], "b/c/d", True),  # v2: b/c matches, d is below it
+    (["+ b/*", "- **"], "c/d", False),
     (["+ *b/c", "- **"], "a/xb/c", True),
     # trailing '/': directories only
     (["- llik/"], "llik", True),  # a file named llik is not excluded
@@ -325,10 +336,26 @@ SEM = [
     (["- llik/"], "llik/x", False),
     (["- llik"], "a/llik", False),
     (["- llik"], "a/llik/x", False),
-    (["+ llik/", "- **"], "llik/x", False),  # '+ P/' selects nothing
+    (["+ llik/", "- **"], "llik/x", True),  # v2: '+ P/' selects the directory's subtree
+    (["+ llik/", "- **"], "a/llik/b/x", True),
+    (["+ llik/", "- **"], "llik", False),  # a file named llik is not a directory
+    (["+ llik/", "- **"], "a/llikx/y", False),
     (["- a/b/"], "x/a/b/c", False),
     (["- a/b/"], "x/a/b", True),
-    # '-' rules match ancestors
+    # v2: '+' and '-' rules alike match through any ancestor directory
+    (["+ 20240501_120000"], "model_output/USA/20240501_120000/hnpi/global/final/x.parquet", True),
+    (["+ 20240501_120000"], "20240501_120000", True),
+    (["+ 20240501_120000"], "model_output/USA/20240601_000000/x.parquet", False),
+    (["+ 20240501_120000"], "model_output/x.20240501_120000.parquet", False),
+    (["+ /model_output/USA_inference"], "model_output/USA_inference/a/b", True),
+    (["+ /model_output/USA_inference"], "x/model_output/USA_inference/a", False),
+    (["+ hnpi/", "- *"], "a/hnpi/global/x", True),
+    (["+ a/b", "- **"], "x/a/b/c/d", True),
+    (["+ a/b", "- **"], "a/x/b/c", False),
+    (["+ *hnpi*", "- *"], "x/USA_hnpi_run/y/z", True),
+    (["- x", "+ *"], "x/y", False),
+    (["+ a", "- b"], "a/b", True),  # the include on the ancestor comes first
+    (["- b", "+ a"], "a/b", False),
     (["- *llik*"], "x/llik_dir/y/z", False),
     (["- /model_output/USA_baseline"], "model_output/USA_baseline/x/y", False),
     (["- /model_output/USA_baseline"], "model_output/USA_baseline2/x", True),
@@ -409,22 +436,25 @@ RSYNC = [
     ([], []),
     (["- llik/"], ["- llik/", "+ */"]),
     (["- /model_output/USA_baseline"], ["- /model_output/USA_baseline", "+ */"]),
-    (["*hnpi*", "- *"], ["+ */", "+ *hnpi*", "- *", "- */**"]),
-    (["+ *.csv"], ["+ */", "+ *.csv", "- **", "- **/**"]),
+    # v2: after '+ */', every '+ P'/'- P' is followed by its subtree form 'P/**'
+    (["*hnpi*", "- *"], ["+ */", "+ *hnpi*", "+ *hnpi*/**", "- *", "- */**"]),
+    (["+ *.csv"], ["+ */", "+ *.csv", "+ *.csv/**", "- **", "- **/**"]),
+    (["+ 20240501_120000"], ["+ */", "+ 20240501_120000", "+ 20240501_120000/**", "- **", "- **/**"]),
+    (["+ hnpi/", "- *"], ["+ */", "+ hnpi/", "+ hnpi/**", "- *", "- */**"]),
     (["s hosp"], ["+ */", "+ **hosp**", "- **", "- **/**"]),
     (["s /final/"], ["+ */", "+ **/final/**", "- **", "- **/**"]),
     (["s a*b?c[d\\e"], ["+ */", "+ **a\\*b\\?c\\[d\\\\e**", "- **", "- **/**"]),
     (["- *llik*", "s RUN"], ["- *llik*", "+ */", "+ **RUN**", "- **", "- **/**"]),
     (["s RUN", "- *llik*"], ["+ */", "+ **RUN**", "- *llik*", "- *llik*/**", "- **", "- **/**"]),
-    (["+ *.parquet", "- int/"], ["+ */", "+ *.parquet", "- int/", "- int/**"]),
-    (["+ x", "- /a/b/"], ["+ */", "+ x", "- /a/b/", "- /a/b/**"]),
+    (["+ *.parquet", "- int/"], ["+ */", "+ *.parquet", "+ *.parquet/**", "- int/", "- int/**"]),
+    (["+ x", "- /a/b/"], ["+ */", "+ x", "+ x/**", "- /a/b/", "- /a/b/**"]),
     # rsync matches a pattern without *?[ literally: escapes are resolved for it
     (["- a\\b"], ["- ab", "+ */"]),
     (["- a\\*b"], ["- a\\*b", "+ */"]),
-    (["+ x", "- a\\b"], ["+ */", "+ x", "- ab", "- a\\b/**"]),
+    (["+ x", "- a\\b"], ["+ */", "+ x", "+ x/**", "- ab", "- a\\b/**"]),
     # a lone '!' would clear rsync's list
     (["- !"], ["- [\\!]", "+ */"]),
-    (["+ !", "- *"], ["+ */", "+ [\\!]", "- *", "- */**"]),
+    (["+ !", "- *"], ["+ */", "+ [\\!]", "+ !/**", "- *", "- */**"]),
 ]
 
 
@@ -444,8 +474,15 @@ AWS = [
     (["- *llik*"], [("x", "*llik*")], True),
     (["- *.csv"], [("x", "*.csv"), ("x", "*.csv/*")], True),
     (["- llik*"], [("x", "llik*"), ("x", "*/llik*")], True),
-    (["+ *.csv", "- *"], [("x", "*"), ("i", "*.csv")], True),
-    (["+ data.csv", "- *"], [("x", "*"), ("i", "data.csv"), ("i", "*/data.csv")], True),
+    # v2: an include also matches everything below a matching directory
+    (["+ *.csv", "- *"], [("x", "*"), ("i", "*.csv"), ("i", "*.csv/*")], True),
+    (["+ data.csv", "- *"],
+     [("x", "*"), ("i", "data.csv"), ("i", "data.csv/*"), ("i", "*/data.csv"), ("i", "*/data.csv/*")], True),
+    (["+ 20240501_120000"],
+     [("x", "*"), ("i", "20240501_120000"), ("i", "20240501_120000/*"), ("i", "*/20240501_120000"),
+      ("i", "*/20240501_120000/*")], True),
+    (["+ /model_output/USA_inference"],
+     [("x", "*"), ("i", "model_output/USA_inference"), ("i", "model_output/USA_inference/*")], True),
     (["+ /model_output/USA_inference/**"], [("x", "*"), ("i", "model_output/USA_inference/*")], True),
     (["- /model_output/USA_baseline"],
      [("x", "model_output/USA_baseline"), ("x", "model_output/USA_baseline/*")], True),
@@ -453,18 +490,24 @@ AWS = [
     (["s hosp"], [("x", "*"), ("i", "*hosp*")], True),
     (["s /final/"], [("x", "*"), ("i", "*/final/*"), ("i", "final/*")], True),
     (["s a*[b"], [("x", "*"), ("i", "*a[*][[]b*")], True),
-    (["+ **/x"], [("x", "*"), ("i", "*/x"), ("i", "x")], True),
-    (["+ **/*.csv"], [("x", "*"), ("i", "*.csv")], True),
+    (["+ **/x"], [("x", "*"), ("i", "*/x"), ("i", "*/x/*"), ("i", "x"), ("i", "x/*")], True),
+    (["+ **/*.csv"], [("x", "*"), ("i", "*.csv"), ("i", "*.csv/*")], True),
     (["- a/**/b"], [("x", "a/*/b"), ("x", "a/*/b/*"), ("x", "*/a/*/b"), ("x", "*/a/*/b/*")], True),
-    (["+ b/c", "- **"], [("x", "*"), ("i", "b/c"), ("i", "*/b/c")], True),
-    (["+ [abc]x", "- *"], [("x", "*"), ("i", "[a-c]x"), ("i", "*/[a-c]x")], True),
-    (["+ a\\*b", "- *"], [("x", "*"), ("i", "a[*]b"), ("i", "*/a[*]b")], True),
-    (["+ d/", "- *"], [("x", "*")], True),
-    # inexact: '*' inside or at the end of an include component, '?' and negated sets
-    (["*hnpi*", "- *"], [("x", "*"), ("i", "*hnpi*")], False),
-    (["+ config*"], [("x", "*"), ("i", "config*"), ("i", "*/config*")], False),
-    (["+ *.RUN.*"], [("x", "*"), ("i", "*.RUN.*")], False),
-    (["+ **/final/*.parquet"], [("x", "*"), ("i", "*/final/*.parquet"), ("i", "final/*.parquet")], False),
+    (["+ b/c", "- **"], [("x", "*"), ("i", "b/c"), ("i", "b/c/*"), ("i", "*/b/c"), ("i", "*/b/c/*")], True),
+    (["+ [abc]x", "- *"],
+     [("x", "*"), ("i", "[a-c]x"), ("i", "[a-c]x/*"), ("i", "*/[a-c]x"), ("i", "*/[a-c]x/*")], True),
+    (["+ a\\*b", "- *"],
+     [("x", "*"), ("i", "a[*]b"), ("i", "a[*]b/*"), ("i", "*/a[*]b"), ("i", "*/a[*]b/*")], True),
+    (["+ d/", "- *"], [("x", "*"), ("i", "d/*"), ("i", "*/d/*")], True),
+    # v2: the common component patterns are exact (a first or last '*')
+    (["*hnpi*", "- *"], [("x", "*"), ("i", "*hnpi*")], True),
+    (["+ config*"], [("x", "*"), ("i", "config*"), ("i", "*/config*")], True),
+    (["+ *.RUN.*"], [("x", "*"), ("i", "*.RUN.*")], True),
+    # inexact: a '*' inside a component, '?' and negated sets
+    (["+ **/final/*.parquet"],
+     [("x", "*"), ("i", "*/final/*.parquet"), ("i", "*/final/*.parquet/*"), ("i", "final/*.parquet"),
+      ("i", "final/*.parquet/*")], False),
+    (["+ a*b"], [("x", "*"), ("i", "a*b"), ("i", "a*b/*"), ("i", "*/a*b"), ("i", "*/a*b/*")], False),
     (["- a*b"], [("x", "a*b"), ("x", "a*b/*"), ("x", "*/a*b"), ("x", "*/a*b/*")], False),
     (["- /a/*.csv"], [("x", "a/*.csv"), ("x", "a/*.csv/*")], False),
     (["- a?c"], [("x", "a[!/]c"), ("x", "a[!/]c/*"), ("x", "*/a[!/]c"), ("x", "*/a[!/]c/*")], False),
@@ -494,10 +537,8 @@ def test_translate_for_aws_no_rules():
 
 def test_translate_worked_cases_exactness():
     exact = {tuple(c): translate_for_aws(fl(*c)).exact for c in WORKED_CASES}
-    assert [tuple(c) for c in WORKED_CASES if not exact[tuple(c)]] == [
-        ("*hnpi*", "*snpi*", "*seed*", "- *"),
-        ("+ *.20240501_120000.*",),
-    ]
+    # v2: every worked case, the flepiMoP resume list included, runs natively
+    assert [tuple(c) for c in WORKED_CASES if not exact[tuple(c)]] == []
 
 
 def test_exact_translations_agree_with_evaluator():
@@ -615,3 +656,190 @@ def test_explicit_aws_args_large_is_fast():
     assert time.perf_counter() - t < 2
     assert len(args) // 2 < 500
     assert aws_select_paths(args, paths[:3000]) == sorted(p for p in sel if p in set(paths[:3000]))
+
+
+# ------------------------------------------------------------------------------------------
+# environment variables in rules (FILTERS.md section 1)
+
+ENV = {"FLEPI_RUN_INDEX": "20240501_120000", "SLOT": "000000001", "EMPTY": "", "SPACE": "a b", "DOLLAR": "$X"}
+
+
+@pytest.mark.parametrize(
+    "text, expanded",
+    [
+        ("+ $FLEPI_RUN_INDEX", "+ 20240501_120000"),
+        ("+ ${FLEPI_RUN_INDEX}", "+ 20240501_120000"),
+        ("- *.${FLEPI_RUN_INDEX}.*", "- *.20240501_120000.*"),
+        ("$FLEPI_RUN_INDEX/$SLOT*", "20240501_120000/000000001*"),
+        ("s /$SLOT.", "s /000000001."),
+        ("+ ${SLOT}x", "+ 000000001x"),
+        ("+ $SLOTx", None),  # the name is SLOTx: unset
+        ("+ a$$b", "+ a$b"),
+        ("+ $$SLOT", "+ $SLOT"),
+        ("+ $$$SLOT", "+ $000000001"),
+        ("+ x$SPACE", "+ xa b"),
+        ("+ $DOLLAR", "+ $X"),  # values are not expanded again
+        ("+ no_variables", "+ no_variables"),
+        # a '$' that starts no name stays itself, as in the shell
+        ("+ a$", "+ a$"),
+        ("+ $1", "+ $1"),
+        ("+ dollar$(touch CANARY)", "+ dollar$(touch CANARY)"),
+        ("+ a$.csv", "+ a$.csv"),
+    ],
+)
+def test_env_expansion(text, expanded):
+    if expanded is None:
+        with pytest.raises(FilterError, match=r"\$SLOTx is not set"):
+            parse_rule(text, ORIGIN, ENV)
+        return
+    r = parse_rule(text, ORIGIN, ENV)
+    assert r.text == expanded and r.origin == ORIGIN
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("+ $NOT_SET_ANYWHERE", r"environment variable \$NOT_SET_ANYWHERE is not set"),
+        ("+ ${NOT_SET_ANYWHERE}", r"environment variable \$NOT_SET_ANYWHERE is not set"),
+        ("+ ${SLOT", r"'\$\{' must be followed"),
+        ("+ ${}", r"'\$\{' must be followed"),
+        ("+ $EMPTY", r"written '\+ \$EMPTY'"),  # expands to '+ ': the parse error shows both
+    ],
+)
+def test_env_expansion_errors_name_variable_rule_and_origin(text, why):
+    with pytest.raises(FilterError, match=why) as exc:
+        parse_rule(text, ORIGIN, ENV)
+    assert ORIGIN in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("where", ["override", "prefix", "suffix", "config"])
+def test_env_expansion_everywhere(where):
+    env = {"RUN": "r1"}
+    if where == "config":
+        f = build_rules([("+ $RUN", "c.yml: protocol 'p' key 'filters[0]'")], env=env)
+    else:
+        f = build_rules(None, env=env, **{where: ["+ ${RUN}"]})
+    assert f.as_texts() == ["+ r1", "- **"]
+    assert f.selects("model_output/r1/x/y.parquet") and not f.selects("model_output/r2/x/y.parquet")
+    with pytest.raises(FilterError, match=r"\$RUN is not set"):
+        if where == "config":
+            build_rules([("+ $RUN", "c.yml: protocol 'p' key 'filters[0]'")], env={})
+        else:
+            build_rules(None, env={}, **{where: ["+ ${RUN}"]})
+
+
+def test_env_expansion_defaults_to_os_environ(monkeypatch):
+    monkeypatch.setenv("FLEPI_RUN_INDEX", "r9")
+    assert parse_rule("+ $FLEPI_RUN_INDEX", ORIGIN).text == "+ r9"
+    monkeypatch.delenv("FLEPI_RUN_INDEX")
+    with pytest.raises(FilterError, match="FLEPI_RUN_INDEX is not set"):
+        build_rules(None, override=["+ $FLEPI_RUN_INDEX"])
+
+
+# ------------------------------------------------------------------------------------------
+# warnings only when the user must act (issue 12 point 5)
+
+TAIL_WARN = [
+    # config, kw, warns
+    ([("+ *.csv", "c.yml")], {"suffix": ["- foo"]}, True),
+    ([("+ *.csv", "c.yml")], {"prefix": ["- foo"]}, True),
+    (None, {"override": ["+ *.csv"], "suffix": ["- foo"]}, True),
+    ([("+ *.csv", "c.yml")], {"suffix": ["+ *.txt"]}, False),  # still include-only: tail kept
+    ([("+ *.csv", "c.yml"), ("- *", "c.yml")], {"suffix": ["- foo"]}, False),  # had no tail
+    ([("s hnpi", "c.yml")], {"suffix": ["- foo"]}, False),  # an 's' rule keeps the tail
+    (None, {"suffix": ["- foo"]}, False),  # nothing to flip
+    ([("+ *.csv", "c.yml")], {}, False),
+]
+
+
+@pytest.mark.parametrize("config, kw, warns", TAIL_WARN, ids=[f"{c}|{k}" for c, k, _ in TAIL_WARN])
+def test_warning_when_an_added_exclude_removes_the_implicit_tail(config, kw, warns):
+    f = build_rules(config, **kw)
+    if not warns:
+        assert f.warnings == ()
+        return
+    assert len(f.warnings) == 1
+    w = f.warnings[0]
+    assert "'+ *.csv'" in w and "'- foo'" in w and "implicit '- **'" in w and "\n" not in w
+    assert f.selects("x.txt")  # what the warning says: everything except what is excluded
+
+
+# ------------------------------------------------------------------------------------------
+# bounded cost for hostile input (issue 15 point 7)
+
+HOSTILE = [
+    "+ *a*a*a*a*a*a*ab",
+    "- *a*a*a*a*a*a*a*ab",
+    "+ **a**a**a**a**ab",
+    "+ x/**a*a*a*a*a*ab",
+    "+ /*a*a*a*a*a*a*ab",
+    "+ **/*a*?a*[ab]*a*a*ab",
+]
+
+
+@pytest.mark.parametrize("rule", HOSTILE)
+def test_hostile_patterns_match_in_bounded_time(rule):
+    import time
+
+    f = fl(rule, "- *")
+    names = ["a" * 5000, "x/" + "a" * 5000, "/".join(["a" * 10] * 500), "/".join("a" * 2500)]
+    start = time.process_time()
+    for name in names:
+        f.selects(name)
+    f.select_paths((n, 0) for n in names)
+    elapsed = time.process_time() - start
+    # CPU time (a loaded machine does not count); exponential backtracking takes minutes here
+    assert elapsed < 1.0, (rule, elapsed)
+    assert f.selects("a" * 5000 + "b") is (rule.startswith("+") and not rule.startswith("+ x/"))
+
+
+def test_hostile_pattern_in_select_local(tmp_path):
+    import time
+
+    (tmp_path / ("a" * 200)).mkdir()
+    (tmp_path / ("a" * 200) / ("a" * 200)).write_text("x")
+    (tmp_path / ("a" * 200 + "b")).write_text("y")
+    start = time.process_time()
+    got = fl("+ *a*a*a*a*a*a*a*a*ab", "- *").select_local(tmp_path)
+    assert time.process_time() - start < 1.0
+    assert got == [("a" * 200 + "b", 1)]
+
+
+@pytest.mark.parametrize("size", [100_000])
+def test_long_rule_parses_in_linear_time(size):
+    import time
+
+    def cost(n):
+        start = time.process_time()
+        f = build_rules(None, override=["+ " + "ab*" * (n // 3), "- " + "x" * n, "s " + "y" * n])
+        f.selects("ab" * 50)
+        return time.process_time() - start
+
+    small, big = cost(size // 4), cost(size)
+    assert big < 5.0, big
+    assert big < 4 * 3 * small + 0.5, (small, big)  # 4x the size: about 4x the time, never 16x
+
+
+def test_nfa_agrees_with_the_regex_on_random_patterns():
+    """The linear matcher used for risky patterns is the same language as the regex."""
+    import re as _re
+
+    from flepimop_sync.filters import _Nfa, _analyse, _subject_regex, _subject_tokens
+
+    rng = random.Random(7)
+    alphabet = ["a", "b", "/", "*", "**", "?", "[ab]", "[!a]", "\\*"]
+    checked = 0
+    for _ in range(400):
+        pat = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 7)))
+        try:
+            info = _analyse(pat)
+        except ValueError:
+            continue
+        rx = _re.compile(_subject_regex(info), _re.S)
+        nfa = _Nfa(_subject_tokens(info))
+        for _ in range(30):
+            subj = "/" + "".join(rng.choice("ab/*") for _ in range(rng.randint(0, 9)))
+            b = subj.encode()
+            assert (rx.fullmatch(b) is not None) == nfa(b), (pat, subj)
+            checked += 1
+    assert checked > 5000

@@ -20,7 +20,7 @@ def config(tmp_path):
         "sync:\n"
         "  push: {type: rsync, source: model_output, target: 'hpc:/scratch/runs/', filters: ['- llik/']}\n"
         "  snap: {type: s3sync, source: model_output/, target: 's3://bucket/project', filters: ['+ *.csv', '- *']}\n"
-        "  exact: {type: s3sync, source: model_output/, target: 's3://bucket/p/', filters: ['+ *hnpi*']}\n"
+        "  exact: {type: s3sync, source: model_output/, target: 's3://bucket/p/', filters: ['+ *hnpi*.csv']}\n"
         "  code: {type: git}\n"
     )
     return load_config([str(cfg)])
@@ -40,10 +40,10 @@ ARGV = [
     ("push", {"no_filter": True, "target": "+ r1"},
      ["rsync", "-a", "--prune-empty-dirs", "--stats", "--", "model_output/", "hpc:/scratch/runs/r1/model_output/"]),
     ("snap", {}, ["aws", "s3", "sync", "model_output/", "s3://bucket/project/", "--exclude=*", "--include=*.csv",
-                  "--no-follow-symlinks", "--no-progress"]),  # links are skipped, never followed (15.2)
+                  "--include=*.csv/*", "--no-follow-symlinks", "--no-progress"]),  # links skipped, never followed (15.2)
     ("snap", {"target": "+ 20240501_120000"},
      ["aws", "s3", "sync", "model_output/", "s3://bucket/project/20240501_120000/", "--exclude=*", "--include=*.csv",
-      "--no-follow-symlinks", "--no-progress"]),
+      "--include=*.csv/*", "--no-follow-symlinks", "--no-progress"]),
 ]
 
 

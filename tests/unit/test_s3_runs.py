@@ -50,13 +50,13 @@ def test_large_explicit_selection_is_split_and_exact():
     and is split into per-subtree runs that make far fewer pattern tests than one run would."""
     paths = []
     for d in range(1000):
-        base = f"model_output/USA/run{d // 100}/hnpi{d:04d}"
+        base = f"model_output/USA/run{d // 100}/0hnpi{d:04d}"
         paths += [f"{base}/{i:09d}.x.hnpi.parquet" for i in range(95)]
-        paths += [f"{base}/notes{d}-{i}.txt" for i in range(5)]  # inside an *hnpi* dir: fnmatch would take them
-    rules = build_rules(None, override=["+ *hnpi*"])
+        paths += [f"{base}/notes{d}-{i}.parquet" for i in range(5)]  # below a 0* dir: fnmatch would take them
+    rules = build_rules(None, override=["+ 0*.parquet"])
     choice = choose_aws_filter_args(rules, paths)
     assert choice.mechanism == "explicit"
-    expected = {p for p in paths if "hnpi" in p.rsplit("/", 1)[1]}
+    expected = {p for p in paths if p.rsplit("/", 1)[1].startswith("0")}
     assert runs_select(choice.runs, paths) == expected
     assert len(choice.runs) > 1
     tests = sum(sum(1 for p in paths if p.startswith(r.subdir)) * (len(r.args) // 2) for r in choice.runs)
@@ -64,19 +64,19 @@ def test_large_explicit_selection_is_split_and_exact():
 
 
 def test_wrong_files_of_one_name_are_corrected_by_one_pattern():
-    """A non-hnpi file inside every *hnpi* directory: one generalised exclude fixes the candidate."""
-    paths = [f"d{i}/hnpi/{j}.hnpi.csv" for i in range(50) for j in range(20)] + [f"d{i}/hnpi/readme.txt"
+    """A file the candidate wrongly takes in every directory: one generalised exclude fixes it."""
+    paths = [f"{i}d/hnpi/{j}.hnpi.csv" for i in range(50) for j in range(20)] + [f"{i}d/hnpi/readme.csv"
                                                                                 for i in range(50)]
-    rules = build_rules(None, override=["+ *hnpi*"])
+    rules = build_rules(None, override=["+ [0-9]*.csv"])  # fnmatch's '*' crosses '/' from '{i}d'
     choice = choose_aws_filter_args(rules, paths)
     assert choice.mechanism == "explicit" and len(choice.runs) == 1
-    assert choice.args[-2:] == ("--exclude", "*/readme.txt")
+    assert choice.args[-2:] == ("--exclude", "*/readme.csv")
     assert set(aws_select_paths(choice.args, paths)) == {p for p in paths if p.endswith(".hnpi.csv")}
 
 
 def test_a_name_that_is_also_selected_elsewhere_is_corrected_per_file():
-    paths = ["a/hnpi/x.txt", "b/hnpi/y.hnpi.csv", "x.txt"]
-    rules = build_rules(None, override=["+ *hnpi*", "+ /x.txt"])
+    paths = ["1a/x.csv", "b/2.csv", "x.csv"]
+    rules = build_rules(None, override=["+ [0-9]*.csv", "+ /x.csv"])
     choice = choose_aws_filter_args(rules, paths)
-    assert set(aws_select_paths(choice.args, paths)) == {"b/hnpi/y.hnpi.csv", "x.txt"}
-    assert ("--exclude", "a/hnpi/x.txt") == choice.args[-2:]
+    assert set(aws_select_paths(choice.args, paths)) == {"b/2.csv", "x.csv"}
+    assert ("--exclude", "1a/x.csv") == choice.args[-2:]
