@@ -57,7 +57,7 @@ class SafetyHalt(SyncError):
 
 
 class Interrupted(SyncError):
-    """SIGINT/SIGTERM: children were stopped; exit 128 + signal number."""
+    """SIGINT/SIGTERM/SIGHUP: children were stopped; exit 128 + signal number (130/143/129)."""
 
     def __init__(self, signum: int):
         import signal
@@ -65,3 +65,12 @@ class Interrupted(SyncError):
         name = signal.Signals(signum).name
         super().__init__(f"interrupted by {name}; child processes were stopped, rerun the same command to resume")
         self.exit_code = 128 + signum
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError from the environment (unreadable directory, full disk...) as one line."""
+    name = exc.filename
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "surrogateescape")
+    reason = exc.strerror or type(exc).__name__
+    return f"{name!r}: {reason}" if name is not None else reason
