@@ -103,11 +103,12 @@ class Runner:
 
         SIGINT comes first whatever we received: rsync and the aws CLI both remove their
         temporary files on SIGINT (aws leaves ``name.XXXXXXXX`` download temps behind on
-        SIGTERM), so an interrupted run leaves no debris at the target.
+        SIGTERM), so an interrupted run leaves no debris at the target.  aws needs a few
+        seconds for that on a loaded machine, hence the long first grace.
         """
         with self._lock:
             children = [c for c in self._children if c.poll() is None]
-        for sig, grace in ((signal.SIGINT, 4.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        for sig, grace in ((signal.SIGINT, 8.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
             if not children:
                 return
             for child in children:
