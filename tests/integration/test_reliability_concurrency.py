@@ -44,7 +44,8 @@ def _refused(done, lock_dir):
 
 @pytest.fixture
 def slow_pull(sshd, tmp_path):
-    """A slow rsync pull from hpc into tmp/local (20 x 256 KiB through a 2 MB/s relay)."""
+    """A slow rsync pull from hpc into tmp/local (20 x 256 KiB through a 1 MB/s relay: long enough
+    for a second CLI to start on a loaded machine)."""
     remote = tmp_path / "remote"
     digests = make_big_tree(remote, count=20, size=256 * 1024)
     local = tmp_path / "local"
@@ -53,7 +54,7 @@ def slow_pull(sshd, tmp_path):
     env = dict(sshd.env)
     env["FLEPIMOP_SYNC_LOCK_DIR"] = str(lock_dir)
     slow_env = dict(env)
-    slow_env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=2_000_000)
+    slow_env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
     return remote, local, digests, lock_dir, env, slow_env
 
 
@@ -295,7 +296,7 @@ def test_remote_spellings_and_nested_destinations_share_one_lock(sshd, run_cli, 
     env = dict(sshd.env)
     env["FLEPIMOP_SYNC_LOCK_DIR"] = str(lock_dir)
     slow_env = dict(env)
-    slow_env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=2_000_000)
+    slow_env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
     target = {
         "alias": f"hpc:{remote}/", "user@alias": f"root@hpc:{remote}", "other alias": f"other:{remote}/",
         "user@other alias": f"root@other:{remote}//", "trailing dot": f"hpc:{remote}/./",
@@ -349,6 +350,17 @@ def test_canonical_place_resolves_ssh_aliases_without_connecting(sshd, tmp_path)
         assert place("alpha:run") == place("gamma:~alice/run")
         nested = place("beta:/data/run/sub")
         assert nested[:len(place("alpha:/data/run"))] == place("alpha:/data/run")
-        # loopback: the remote absolute path is this machine's
-        assert place(f"{sshd.alias}:{tmp_path}/x") == place(f"{tmp_path}/x")
         assert place("s3://b/run") == place("s3://b/run/") == place("s3://b//run/")
+
+
+def test_canonical_place_of_a_loopback_host_is_the_local_path(sshd, tmp_path):
+    from flepimop_sync.endpoints import parse_end
+    from flepimop_sync.lock import canonical_place
+    from flepimop_sync.report import Reporter
+    from flepimop_sync.runner import Runner
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with Runner(Reporter(), env=sshd.env) as runner:
+        assert canonical_place(parse_end(f"{sshd.alias}:{tmp_path}/link/x"), None, runner) == \
+            canonical_place(parse_end(f"{tmp_path}/real/x/"), None, runner)
