@@ -2,7 +2,9 @@
 
 Every user-facing failure is a ``SyncError``; the CLI maps ``exit_code`` to the
 process exit status in one place (``cli.main``) and prints ``str(error)`` as a
-single line.  Nothing else in the package decides exit codes.
+single line, with secrets masked (``report.redact``) wherever it is printed or
+written (the Snakemake wrapper, receipts, logs).  Nothing else in the package
+decides exit codes.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ class SyncError(Exception):
         self.message = message
         self.hint = hint
 
-    def __str__(self) -> str:  # one line, always
+    def __str__(self) -> str:  # one line, always, secrets masked (it reaches logs and receipts too)
+        from .report import redact
+
         text = self.message if not self.hint else f"{self.message} ({self.hint})"
-        return " ".join(text.split("\n"))
+        return redact(" ".join(text.split("\n")))
 
 
 class UsageError(SyncError):

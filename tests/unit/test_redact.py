@@ -103,3 +103,23 @@ def test_environment_secrets_are_masked():
     assert S not in masked, masked
     assert "C.UTF-8" in masked and "/root" in masked
     assert S not in " ".join(redact_argv(["tool", text], env))
+
+
+BAD_CONFIGS = [  # config errors that quote the offending value: the secret in it is masked
+    ("endpoint not http", "s3: {{type: s3sync, source: a, target: 's3://b', endpoint_url: 'ftp://u:{s}@h/'}}"),
+    ("endpoint with line break", "s3: {{type: s3sync, source: a, target: 's3://b', endpoint_url: \"http://u:{s}@h\\n\"}}"),
+    ("rsh with line break", "p: {{type: rsync, source: a, target: 'h:x', rsh: \"sshpass -p {s} ssh\\n\"}}"),
+    ("rsh not a string", "p: {{type: rsync, source: a, target: 'h:x', rsh: ['sshpass', '-p', '{s}']}}"),
+]
+
+
+@pytest.mark.parametrize("name,body", BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
+def test_config_errors_never_quote_secrets(tmp_path, capsys, name, body):
+    from flepimop_sync.cli import flepimop, run_command
+
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("sync:\n  " + body.format(s=S + name.replace(" ", "")) + "\n")
+    code = run_command(flepimop, ["sync", "--plan", str(cfg)], prog_name="flepimop")
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    assert S not in captured.err + captured.out, captured.err
