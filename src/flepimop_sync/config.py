@@ -414,16 +414,16 @@ _MULTILINE_OK = ("description", "filters", "path")
 
 
 def _refuse_line_breaks(body: Mapping[str, Any], where: str) -> None:
-    """Names, URLs, hosts, options and commands never hold a line break: one there is a YAML
-    slip (a '|' block, a stray quote) that would otherwise reach a tool's argv. Local paths may
-    (it is a legal file name); remote and S3 ends may not."""
+    """Names, URLs, options and commands never hold a line break: one there is a YAML slip (a '|'
+    block, a stray quote) that would otherwise reach a tool's argv. Local paths may (it is a legal
+    file name); S3 URLs may not; remote ends are checked with their host by check_protocol_ends."""
     from .endpoints import parse_end
 
     for key, value in body.items():
         if key in _MULTILINE_OK or not isinstance(value, str) or not _LINE_BREAK.search(value):
             continue
-        if key in ("source", "target") and parse_end(value).kind == "local":
-            continue
+        if key in ("source", "target") and parse_end(value).kind != "s3":
+            continue  # local: a legal name; remote: endpoints.check_protocol_ends words it (host, '\n')
         raise ConfigError(f"{where} key '{key}': {_show(value)} contains a line break")
 
 
