@@ -68,7 +68,6 @@ def ssh_identity(host: str, rsh: str | None, runner: "Runner | None") -> tuple[s
     start = next((i for i, w in enumerate(words) if os.path.basename(w) == "ssh"), None)
     if start is None or runner.which(words[start]) is None:
         return written
-    # the ssh options only: drop anything after a '--' or a command the rsh itself names
     argv = [*words[start:], "-G", "--", host]
     try:
         done = runner.run(argv)
