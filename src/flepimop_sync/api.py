@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from . import plan as planning
 from .config import SyncConfig, load_config
 from .options import SyncOptions
-from .report import Reporter, redact
+from .report import Reporter, redact, redact_json
 
 
 def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: SyncConfig | None = None) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config
 def _write_json(path: Path, body: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(redact(json.dumps(body, indent=2, default=str), env) + "\n", encoding="utf-8")
+    tmp.write_text(redact(json.dumps(redact_json(body, env), indent=2, default=str), env) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 

@@ -5,7 +5,10 @@ Exit codes live here and nowhere else:
     0    success (or a dry run)
     1    a step failed at run time, or a safety check halted (nothing was changed)
     2    usage or configuration error (nothing was run)
-    130  interrupted (SIGINT), 143 terminated (SIGTERM)
+    130  interrupted (SIGINT), 143 terminated (SIGTERM), 129 hung up (SIGHUP: the terminal
+         or ssh session closed); children were stopped, a rerun resumes
+
+Every failure is one line on stderr (``error: ...``); only a bug says "internal error".
 
 This module must stay light: it never imports snakemake or boto3, and defers the
 config/plan machinery until a command actually runs.
@@ -39,7 +42,7 @@ Filters (first match wins; see the README):
 
 \b
 Exit codes: 0 ok, 1 a step failed or a safety check halted, 2 usage/config error,
-130/143 interrupted.
+130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP).
 """
 
 
@@ -87,7 +90,7 @@ def sync_command(config_files: tuple[str, ...], protocol: str | None, source: st
     """
     from .errors import UsageError
     from .options import SyncOptions
-    from .report import Reporter, redact
+    from .report import Reporter, redact, redact_json
 
     if no_filter and (filters or fprefix or fsuffix):
         raise UsageError("--no-filter cannot be combined with -f/--filter, -a/--fprefix or -e/--fsuffix")
@@ -104,45 +107,65 @@ def sync_command(config_files: tuple[str, ...], protocol: str | None, source: st
     if print_plan:
         from .api import plan_as_json
 
-        click.echo(redact(json.dumps(plan_as_json(config_files, options), indent=2)))
+        click.echo(redact(json.dumps(redact_json(plan_as_json(config_files, options)), indent=2)))
         return
     from .execute import sync
 
     result = sync(config_files, options, reporter)
     if json_output:
-        click.echo(redact(json.dumps(result, indent=2, default=str)))
+        click.echo(redact(json.dumps(redact_json(result), indent=2, default=str)))
+
+
+def _say(line: str) -> None:
+    """Print one line to stderr; a closed terminal (SIGHUP, EIO) or pipe must not turn an
+    orderly exit into a traceback."""
+    try:
+        click.echo(line, err=True)
+    except (OSError, ValueError):
+        pass
 
 
 def run_command(command: click.Command, args: Sequence[str] | None = None, prog_name: str | None = None) -> int:
     """Invoke a click command and map every outcome to an exit code (the one place)."""
-    from .errors import SyncError  # light module
+    from .errors import SyncError, describe_os_error  # light module
+    from .report import redact
 
     try:
         command.main(args=args, prog_name=prog_name, standalone_mode=False)
         return EXIT_OK
     except SyncError as error:
-        from .report import redact
-
-        click.echo(f"error: {redact(str(error))}", err=True)
+        _say(f"error: {redact(str(error))}")
         return error.exit_code
     except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
+        _say("error: aborted")
         return 130
     except click.exceptions.Exit as exit_:
         return exit_.exit_code
+    except click.UsageError as error:  # one line, like every other error (click prints four)
+        ctx = error.ctx
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = " ".join(error.format_message().split())
+        _say(f"error: {redact(message)}{where}")
+        return EXIT_USAGE
     except click.ClickException as error:
-        error.show()
-        return EXIT_USAGE if isinstance(error, click.UsageError) else error.exit_code
+        _say(f"error: {redact(' '.join(error.format_message().split()))}")
+        return error.exit_code
     except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
+        _say("error: interrupted")
         return 130
     except BrokenPipeError:
         return EXIT_FAILED
+    except OSError as error:  # the environment (unreadable file, full disk...), not a bug
+        _say(f"error: {redact(describe_os_error(error))}")
+        return EXIT_FAILED
+    except RecursionError:
+        _say("error: input nested too deeply")
+        return EXIT_USAGE
     except Exception as error:  # a bug, not a user error: still one line unless -vvv
         if any(a in ("-vvv", "-vvvv") for a in (args if args is not None else sys.argv[1:])):
             raise
-        click.echo(f"error: internal error: {type(error).__name__}: {error} (rerun with -vvv for a traceback, "
-                   "and please report it)", err=True)
+        _say(f"error: internal error: {type(error).__name__}: {redact(' '.join(str(error).split()))} "
+             "(rerun with -vvv for a traceback, and please report it)")
         return EXIT_FAILED
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -94,13 +95,26 @@ class SyncConfig:
             ) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (YAML would silently keep the last)."""
+#: Hostile-input bounds. A flepiMoP config is a few hundred KiB at most and a few levels deep.
+MAX_CONFIG_BYTES = 2 * 1024 * 1024
+MAX_DEPTH = 100
+#: YAML values (scalars and collections) in one file: PyYAML builds ~20,000 per second here.
+MAX_VALUES = 250_000
+#: Below this size (and nesting bound, and without aliases) a file cannot break the limits.
+_SMALL_TEXT = 64 * 1024
+#: Values that aliases may add to a document (an "alias bomb" adds billions).
+MAX_ALIAS_EXPANSION = 1_000_000
+
+_CLoader = getattr(yaml, "CSafeLoader", None)  # libyaml's C parser, when PyYAML was built with it
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+def _construct_mapping(loader, node: yaml.MappingNode, deep: bool = False):
+    """Refuse duplicate keys (YAML would silently keep the last), with line and column; merge
+    keys (``<<: *base``) work as YAML defines them: the mapping's own keys override merged ones."""
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
             hash(key)
@@ -113,10 +127,112 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
                 None, None, f"duplicate key {key!r}", key_node.start_mark
             )
         seen[key] = 1
-    return loader.construct_mapping(node, deep=deep)
+    return loader.construct_mapping(node, deep=deep)  # SafeConstructor's: flattens '<<' merges
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+class _PyLoader(yaml.SafeLoader):
+    """The pure-Python loader, composing with a depth limit (when PyYAML has no libyaml)."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):  # noqa: D401 - PyYAML hook
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark):
+        super().__init__(mark)
+        self.mark = mark
+
+
+_PyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+if _CLoader is not None:
+    class _FastLoader(_CLoader):  # type: ignore[misc, valid-type]
+        pass
+
+    _FastLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+else:  # pragma: no cover - PyYAML without libyaml
+    _FastLoader = _PyLoader  # type: ignore[misc]
+
+_ALIAS_LIKE = re.compile(r"(?:^|[\s\[{,:])\*[^\s,\[\]{}]")
+_BLOCK_PREFIX = re.compile(r"(?m)^[ \t?:-]*")
+
+
+def _depth_bound(text: str) -> int:
+    """A cheap upper bound on the document's nesting depth: every flow bracket, plus the longest
+    run of indentation and block indicators ('- ', '? ', ': ') at the start of a line.  Only when
+    it is small is the event-stream check skipped."""
+    flow = text.count("[") + text.count("{")
+    block = max(map(len, _BLOCK_PREFIX.findall(text)), default=0)
+    return flow + block + 1
+
+
+def _check_events(path: str, text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH or more than MAX_VALUES values, from the parser's event
+    stream (iterative), stopping at the first excess: libyaml's scanner is quadratic in depth and
+    its composer recurses in C (100,000 levels crash the interpreter), so neither runs far."""
+    parser = (_CLoader or yaml.SafeLoader)(text)
+    depth = values = 0
+    start, end = (yaml.SequenceStartEvent, yaml.MappingStartEvent), (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+    try:
+        while True:
+            event = parser.get_event()
+            if event is None or isinstance(event, yaml.StreamEndEvent):
+                return
+            if isinstance(event, end):
+                depth -= 1
+                continue
+            values += 1
+            if values > MAX_VALUES:
+                raise ConfigError(f"{path}: more than {MAX_VALUES:,} YAML values; a flepiMoP config is much "
+                                  "smaller (is this the right file?)")
+            if isinstance(event, start):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _TooDeep(event.start_mark)
+    finally:
+        parser.dispose()
+
+
+def _check_node_graph(path: str, root: yaml.Node) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH or whose aliases expand it by more than
+    MAX_ALIAS_EXPANSION values, without expanding it (each node is visited once)."""
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in sizes and not done:
+            continue
+        children: list[yaml.Node]
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        if not done:
+            sizes[key] = -1  # in progress (YAML cannot build a cycle, but be safe)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        size = 1 + sum(max(sizes.get(id(c), 0), 0) for c in children)
+        depth = 1 + max((depths.get(id(c), 0) for c in children), default=0)
+        sizes[key], depths[key] = size, depth
+        if depth > MAX_DEPTH:
+            mark = node.start_mark
+            raise ConfigError(f"{path}: YAML nested deeper than {MAX_DEPTH} levels (at line {mark.line + 1}, "
+                              f"column {mark.column + 1})")
+        if size - len(sizes) > MAX_ALIAS_EXPANSION:
+            raise ConfigError(f"{path}: YAML aliases expand the document to more than {MAX_ALIAS_EXPANSION:,} "
+                              "values (an alias bomb?); refusing to load it")
 
 
 def read_yaml(path: str) -> Any:
@@ -126,24 +242,48 @@ def read_yaml(path: str) -> Any:
 
 def _read_text(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a config file") from None
     except PermissionError:
         raise ConfigError(f"{path}: permission denied reading config file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MiB; "
+                          "a flepiMoP config is much smaller (is this the right file?)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def _parse_yaml(path: str, text: str) -> Any:
     if not text.strip():
         raise ConfigError(f"{path}: config file is empty (expected a top-level 'sync:' mapping)")
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        bound = _depth_bound(text)
+        may_alias = "&" in text and _ALIAS_LIKE.search(text) is not None
+        if bound <= MAX_DEPTH and not may_alias and len(text) <= _SMALL_TEXT:
+            return yaml.load(text, Loader=_FastLoader)  # noqa: S506 - SafeLoader-based
+        _check_events(path, text)
+        loader = _FastLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            if may_alias:
+                _check_node_graph(path, node)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except _TooDeep as exc:
+        mark = exc.mark
+        raise ConfigError(f"{path}: YAML nested deeper than {MAX_DEPTH} levels (at line {mark.line + 1}, "
+                          f"column {mark.column + 1})") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -151,6 +291,8 @@ def _parse_yaml(path: str, text: str) -> Any:
         raise ConfigError(f"{path}: YAML syntax error at {where}: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML error: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
 
 
 def load_config(paths: Sequence[str | os.PathLike[str]]) -> SyncConfig:
@@ -197,11 +339,14 @@ def _load_texts(key: tuple[tuple[str, str], ...]) -> SyncConfig:
 def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
     """Validate one protocol mapping against the shared schema and freeze it."""
     from ._schema_check import Unknown, is_valid
+    from .report import remember_secrets_in
 
     schema = load_schema()
+    if isinstance(body, dict):
+        remember_secrets_in(body)  # before any message could quote a value
     if not isinstance(name, str):
         raise ConfigError(f"{path}: protocol name {name!r} must be a string")
-    if not is_valid(name, {"pattern": schema["propertyNames"]["pattern"]}):
+    if _LINE_BREAK.search(name) or not is_valid(name, {"pattern": schema["propertyNames"]["pattern"]}):
         raise ConfigError(
             f"{path}: protocol {_show(name)}: invalid name (use letters, digits, '_', '-', '.', at most 64 characters)"
         )
@@ -230,6 +375,7 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
             raise ConfigError(f"{where}{_describe_schema_error(errors[0], ptype)}")
 
     _refuse_nul(body, where)
+    _refuse_line_breaks(body, where)
     filters = body.get("filters")
     filter_items: tuple[tuple[str, str], ...] | None
     if filters is None:
@@ -270,6 +416,25 @@ class _AnyVariable(dict):
 
 
 _ANY_VARIABLE = _AnyVariable()
+
+
+_LINE_BREAK = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]")
+#: Keys whose value is free text, or a local path (a file name may hold a line break).
+_MULTILINE_OK = ("description", "filters", "path")
+
+
+def _refuse_line_breaks(body: Mapping[str, Any], where: str) -> None:
+    """Names, URLs, options and commands never hold a line break: one there is a YAML slip (a '|'
+    block, a stray quote) that would otherwise reach a tool's argv. Local paths may (it is a legal
+    file name); S3 URLs may not; remote ends are checked with their host by check_protocol_ends."""
+    from .endpoints import parse_end
+
+    for key, value in body.items():
+        if key in _MULTILINE_OK or not isinstance(value, str) or not _LINE_BREAK.search(value):
+            continue
+        if key in ("source", "target") and parse_end(value).kind != "s3":
+            continue  # local: a legal name; remote: endpoints.check_protocol_ends words it (host, '\n')
+        raise ConfigError(f"{where} key '{key}': {_show(value)} contains a line break")
 
 
 def _semantic_checks(protocol: Protocol) -> None:

@@ -2,7 +2,9 @@
 
 Every user-facing failure is a ``SyncError``; the CLI maps ``exit_code`` to the
 process exit status in one place (``cli.main``) and prints ``str(error)`` as a
-single line.  Nothing else in the package decides exit codes.
+single line, with secrets masked (``report.redact``) wherever it is printed or
+written (the Snakemake wrapper, receipts, logs).  Nothing else in the package
+decides exit codes.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ class SyncError(Exception):
         self.message = message
         self.hint = hint
 
-    def __str__(self) -> str:  # one line, always
+    def __str__(self) -> str:  # one line, always, secrets masked (it reaches logs and receipts too)
+        from .report import redact
+
         text = self.message if not self.hint else f"{self.message} ({self.hint})"
-        return " ".join(text.split("\n"))
+        return redact(" ".join(text.split("\n")))
 
 
 class UsageError(SyncError):
@@ -57,7 +61,7 @@ class SafetyHalt(SyncError):
 
 
 class Interrupted(SyncError):
-    """SIGINT/SIGTERM: children were stopped; exit 128 + signal number."""
+    """SIGINT/SIGTERM/SIGHUP: children were stopped; exit 128 + signal number (130/143/129)."""
 
     def __init__(self, signum: int):
         import signal
@@ -65,3 +69,12 @@ class Interrupted(SyncError):
         name = signal.Signals(signum).name
         super().__init__(f"interrupted by {name}; child processes were stopped, rerun the same command to resume")
         self.exit_code = 128 + signum
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError from the environment (unreadable directory, full disk...) as one line."""
+    name = exc.filename
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "surrogateescape")
+    reason = exc.strerror or type(exc).__name__
+    return f"{name!r}: {reason}" if name is not None else reason

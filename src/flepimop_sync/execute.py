@@ -10,8 +10,6 @@ and the Snakemake wrapper; it returns a JSON-ready result (also the receipt body
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
-import hashlib
 import os
 import posixpath
 import re
@@ -22,13 +20,13 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import filters as filter_rules
 from . import plan as planning
 from .config import Protocol, SyncConfig, load_config
 from .endpoints import End, parse_end
-from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError
+from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError, describe_os_error
 from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
 from . import listing as listing_mod
+from .lock import DestinationLock
 from .options import SyncOptions
 from .report import Reporter, format_argv, redact
 from .runner import Completed, Runner
@@ -84,10 +82,13 @@ def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, 
     protocol = config.get(options.protocol)
     if env is not None:
         reporter.env = env  # mask the secrets of the environment the children get
-    with Runner(reporter, env=env) as runner:
-        if protocol.type == "git":
-            return run_git(protocol, options, runner, reporter, cwd=cwd)
-        return run_transfer(protocol, options, runner, reporter)
+    try:
+        with Runner(reporter, env=env) as runner:
+            if protocol.type == "git":
+                return run_git(protocol, options, runner, reporter, cwd=cwd)
+            return run_transfer(protocol, options, runner, reporter)
+    except OSError as exc:  # the environment (an unreadable directory, a full disk): one line, exit 1
+        raise StepFailed(f"protocol '{protocol.name}': {describe_os_error(exc)}") from None
 
 
 def run_git(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter,
@@ -172,7 +173,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         checked = True
     if resolved.delete:
         _refuse_delete_from_empty_source(plan, listing, runner, reporter)
-    with DestinationLock(resolved.destination) as lock:
+    with DestinationLock(resolved.destination, resolved.protocol, runner) as lock:
         transferred = {"files": 0, "bytes": 0}
         commands = []
         runner.inherit_fds = lock.fds  # the writers hold the lock too (see Runner.inherit_fds)
@@ -814,58 +815,6 @@ def _last_error_line(text: str) -> str:
         if any(w in line.lower() for w in ("error", "failed", "denied", "no such", "unable", "could not", "fatal")):
             return line[:300]
     return lines[-1][:300] if lines else ""
-
-
-# -- concurrency -------------------------------------------------------------------
-def lock_dir() -> Path:
-    base = os.environ.get("FLEPIMOP_SYNC_LOCK_DIR") or os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
-    return Path(base) / f"flepimop-sync-locks-{os.getuid()}"
-
-
-def _lock_key(end: End) -> str:
-    """One key per place, however it is spelled (relative/absolute, trailing slash, '..')."""
-    if end.kind == "local":
-        return os.path.realpath(end.path or ".")
-    if end.kind == "remote":
-        return f"{end.host}:{posixpath.normpath(end.path or '.')}"
-    return end.text.rstrip("/")
-
-
-class DestinationLock:
-    """One writer per destination on this machine: a second run refuses, naming the lock."""
-
-    def __init__(self, destination: End):
-        self.key = _lock_key(destination)
-        digest = hashlib.sha256(self.key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-        self.path = lock_dir() / f"{digest}.lock"
-        self._fd: int | None = None
-
-    def __enter__(self) -> "DestinationLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-            os.close(fd)
-            raise SafetyHalt(
-                f"another flepimop sync is writing to {self.key!r} ({holder or 'unknown process'}); "
-                f"lock {self.path} is held, try again when it finishes"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {now_iso()}".encode(), 0)
-        self._fd = fd
-        return self
-
-    @property
-    def fds(self) -> tuple[int, ...]:
-        return () if self._fd is None else (self._fd,)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
 
 
 def human_bytes(n: int) -> str:

@@ -1,9 +1,13 @@
 """The only place that starts processes.
 
 Every child runs from an argv list (never a shell) in its own process group, so a
-SIGINT/SIGTERM to flepimop-sync stops the whole child tree (rsync's ssh, aws'
-workers) and leaves nothing behind.  ``Runner.run`` captures output;
-``Runner.stream`` forwards it live (progress on a terminal) while keeping a copy.
+SIGINT, SIGTERM or SIGHUP (terminal or ssh session closed) to flepimop-sync stops the
+whole child tree (rsync's ssh, aws' workers) and leaves nothing behind: stopping the
+local ssh closes the connection, and the remote rsync exits with it.  On Linux each
+child also gets ``PR_SET_PDEATHSIG`` (SIGINT), so even a SIGKILLed flepimop-sync does
+not leave writers running (and holding the destination lock) for ever.
+``Runner.run`` captures output; ``Runner.stream`` forwards it live (progress on a
+terminal, secrets masked) while keeping a copy.
 """
 
 from __future__ import annotations
@@ -12,13 +16,45 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from .errors import Interrupted, StepFailed
-from .report import Reporter
+from .report import Reporter, redact
+
+#: The signals that stop a run (exit 128 + signal: 130, 143, 129).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A preexec function giving the child PR_SET_PDEATHSIG (Linux; None elsewhere).
+
+    Resolved once, before any fork: the child only calls an already-bound libc function.
+    The signal is SIGINT, on which rsync and aws remove their temporary files.  (The kernel
+    sends it when the *thread* that started the child ends: children are started from the
+    thread that waits for them.)
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    sigint = int(signal.SIGINT)
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, sigint, 0, 0, 0)
+
+    return preexec
+
+
+_PREEXEC = _parent_death_signal()
 
 
 @dataclass(frozen=True)
@@ -31,7 +67,7 @@ class Completed:
 
 
 class Runner:
-    """Starts children; turns SIGINT/SIGTERM into a clean stop of every child."""
+    """Starts children; turns SIGINT/SIGTERM/SIGHUP into a clean stop of every child."""
 
     def __init__(self, reporter: Reporter, env: Mapping[str, str] | None = None):
         self.reporter = reporter
@@ -47,7 +83,7 @@ class Runner:
     # -- signal handling -------------------------------------------------
     def __enter__(self) -> "Runner":
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._on_signal)
         return self
 
@@ -67,11 +103,12 @@ class Runner:
 
         SIGINT comes first whatever we received: rsync and the aws CLI both remove their
         temporary files on SIGINT (aws leaves ``name.XXXXXXXX`` download temps behind on
-        SIGTERM), so an interrupted run leaves no debris at the target.
+        SIGTERM), so an interrupted run leaves no debris at the target.  aws needs a few
+        seconds for that on a loaded machine, hence the long first grace.
         """
         with self._lock:
             children = [c for c in self._children if c.poll() is None]
-        for sig, grace in ((signal.SIGINT, 4.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        for sig, grace in ((signal.SIGINT, 8.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
             if not children:
                 return
             for child in children:
@@ -93,6 +130,14 @@ class Runner:
         if env:
             full_env.update(env)
         self.reporter.command(argv, cwd=cwd)
+        parent = os.getpid()
+
+        def preexec() -> None:
+            if _PREEXEC is not None:
+                _PREEXEC()
+            if os.getppid() != parent:  # the parent died before the death signal was armed
+                os.kill(os.getpid(), signal.SIGKILL)
+
         try:
             proc = subprocess.Popen(
                 list(argv),
@@ -103,6 +148,7 @@ class Runner:
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # own process group: we stop the whole tree
                 pass_fds=self.inherit_fds,
+                preexec_fn=preexec,
             )
         except FileNotFoundError:
             raise StepFailed(f"{argv[0]}: command not found", step=argv[0], returncode=127) from None
@@ -147,7 +193,7 @@ class Runner:
             for chunk in iter(lambda: proc.stderr.read1(65536), b""):  # type: ignore[union-attr]
                 err_chunks.append(chunk)
                 if live:
-                    self.reporter.stream.write(chunk.decode("utf-8", "replace"))
+                    self.reporter.stream.write(redact(chunk.decode("utf-8", "replace"), self.reporter.env))
                     self.reporter.stream.flush()
 
         err_thread = threading.Thread(target=pump_err, daemon=True)
@@ -159,7 +205,7 @@ class Runner:
                 text = chunk.decode("utf-8", "replace")
                 out_chunks.append(text)
                 if live:
-                    self.reporter.stream.write(text)
+                    self.reporter.stream.write(redact(text, self.reporter.env))
                     self.reporter.stream.flush()
                 if on_stdout is not None:
                     pending += text

@@ -44,7 +44,8 @@ def _refused(done, lock_dir):
 
 @pytest.fixture
 def slow_pull(sshd, tmp_path):
-    """A slow rsync pull from hpc into tmp/local (20 x 256 KiB through a 2 MB/s relay)."""
+    """A slow rsync pull from hpc into tmp/local (20 x 256 KiB through a 1 MB/s relay: long enough
+    for a second CLI to start on a loaded machine)."""
     remote = tmp_path / "remote"
     digests = make_big_tree(remote, count=20, size=256 * 1024)
     local = tmp_path / "local"
@@ -53,7 +54,7 @@ def slow_pull(sshd, tmp_path):
     env = dict(sshd.env)
     env["FLEPIMOP_SYNC_LOCK_DIR"] = str(lock_dir)
     slow_env = dict(env)
-    slow_env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=2_000_000)
+    slow_env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
     return remote, local, digests, lock_dir, env, slow_env
 
 
@@ -109,11 +110,12 @@ def test_other_spelling_or_protocol_for_the_same_target_refuses(slow_pull, sshd,
     assert tree_digest(local) == digests
 
 
-def test_s3_target_lock_outlives_a_killed_run_while_its_writer_lives(s3, run_cli, tmp_path):
-    """SIGKILL of flepimop-sync (no handler runs) orphans its aws child, which keeps uploading.
+def test_s3_killed_run_leaves_no_writer_holding_the_lock(s3, run_cli, tmp_path):
+    """SIGKILL of flepimop-sync (no handler runs): its aws child is not orphaned for ever -- it
+    gets PR_SET_PDEATHSIG (SIGINT) and stops -- so the lock, which the child inherits (a second
+    run refuses while the writer lives), is released and the same command then completes.
 
-    The lock is inherited by the child, so a second run still refuses while that writer lives;
-    once it is gone the lock is free and the same command completes.
+    (This replaced a test pinning the opposite: that the orphaned writer kept running.)
     """
     src = tmp_path / "src"
     digests = make_big_tree(src, count=6, size=1024 * 1024)
@@ -122,6 +124,7 @@ def test_s3_target_lock_outlives_a_killed_run_while_its_writer_lives(s3, run_cli
     cfg = write_config(tmp_path / "c.yml", {
         "up": {"type": "s3sync", "source": f"{src}/", "target": f"s3://{bucket}/run"},
         "up2": {"type": "s3sync", "source": str(src) + "/", "target": f"s3://{bucket}/run/"},
+        "nested": {"type": "s3sync", "source": str(src) + "/", "target": f"s3://{bucket}//run/data/"},
     })
     env = dict(s3.env)
     env["FLEPIMOP_SYNC_LOCK_DIR"] = str(lock_dir)
@@ -133,24 +136,49 @@ def test_s3_target_lock_outlives_a_killed_run_while_its_writer_lives(s3, run_cli
     try:
         wait_until(lambda: first.poll() is not None or any(
             "aws" in c for c in marked_pids(marker, exclude=[first.pid]).values()), 30, "aws to start")
-        second = run_cli(["sync", "-p", "up2", cfg], env=env)  # another protocol, same prefix
-        _refused(second, lock_dir)
-        first.kill()  # SIGKILL: no handler runs, the aws child is orphaned and keeps writing
+        for protocol in ("up2", "nested"):  # another protocol, same prefix; a prefix below it
+            _refused(run_cli(["sync", "-p", protocol, cfg], env=env), lock_dir)
+        first.kill()  # SIGKILL: no handler runs
         first.wait()
-        orphans = marked_pids(marker)
-        assert orphans, "expected the aws child to outlive a SIGKILLed parent"
-        third = run_cli(["sync", cfg], env=env)
-        _refused(third, lock_dir)  # the orphaned writer still holds the lock
+        left = _wait_gone_psutil(marker, timeout=20)
+        assert not left, f"children outlived a SIGKILLed flepimop-sync: {left}"
+        wait_until(lambda: not _held(lock_dir), 10, "the lock to be released")
     finally:
         if first.poll() is None:
             first.kill()
             first.wait()
         kill_marked(marker)
-    assert not wait_gone(marker, timeout=10)
     again = run_cli(["sync", cfg], env=env)
     assert again.returncode == 0, again.stderr
     got = {k[len("run/"):]: hashlib.sha256(s3.get(bucket, k)).hexdigest() for k in s3.list(bucket, "run/")}
     assert got == digests
+
+
+def _wait_gone_psutil(marker: str, timeout: float) -> dict[int, str]:
+    """Processes (psutil) whose command line or environment carries the marker, after waiting."""
+    import time
+
+    import psutil
+
+    def alive() -> dict[int, str]:
+        out = {}
+        for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+            try:
+                if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+                    continue
+                cmd = " ".join(proc.info["cmdline"] or ())
+                if marker in cmd or marker in "".join(f"{k}={v}" for k, v in proc.environ().items()):
+                    out[proc.pid] = cmd
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return out
+
+    deadline = time.monotonic() + timeout
+    left = alive()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = alive()
+    return left
 
 
 def _held(lock_dir) -> bool:
@@ -167,3 +195,172 @@ def _held(lock_dir) -> bool:
         finally:
             os.close(fd)
     return False
+
+
+# ----------------------------------------------------------------------------------------------
+# One lock per real destination: every spelling of a place, and places nested in one another,
+# share one lock; siblings do not.  (lock.py: canonical place, exclusive on it, shared above it.)
+
+def _second_config(tmp_path, sshd):
+    """An ssh config with a second alias ("other") for the same test server."""
+    text = sshd.ssh_config.read_text()
+    other = tmp_path / "ssh_config_two_aliases"
+    other.write_text(text + "\n" + text.replace(f"Host {sshd.alias}", "Host other", 1))
+    return other
+
+
+def _local_spellings(tmp_path, local):
+    (tmp_path / "link").symlink_to(local, target_is_directory=True)
+    (tmp_path / "x").mkdir(exist_ok=True)
+    return [
+        pytest.param(f"{local}/", id="absolute"),
+        pytest.param("./local", id="dot-slash"),
+        pytest.param("x/../local/", id="dot-dot"),
+        pytest.param(f"{tmp_path}/link/", id="symlinked directory"),
+        pytest.param(f"{local}/data/", id="nested below"),
+        pytest.param(f"{tmp_path}/", id="parent above"),
+        pytest.param(f"{tmp_path}/link/data/sub", id="nested through a symlink"),
+    ]
+
+
+LOCAL_SPELLINGS = ["absolute", "dot-slash", "dot-dot", "symlinked directory", "nested below", "parent above",
+                   "nested through a symlink"]
+
+
+@pytest.mark.parametrize("spelling", LOCAL_SPELLINGS)
+def test_local_spellings_and_nested_destinations_share_one_lock(slow_pull, sshd, run_cli, tmp_path, spelling):
+    remote, local, digests, lock_dir, env, slow_env = slow_pull
+    target = {p.id: p.values[0] for p in _local_spellings(tmp_path, local)}[spelling]
+    other_src = tmp_path / "other"
+    (other_src / "data").mkdir(parents=True)
+    (other_src / "data" / "part000.bin").write_bytes(b"would clobber the first run's file")
+    cfg = write_config(tmp_path / "c.yml", {
+        "pull": {"type": "rsync", "source": f"{sshd.alias}:{remote}/", "target": f"{local}/"},
+        "second": {"type": "rsync", "source": f"{other_src}/", "target": target, "mkpath": True},
+    })
+    first = start_cli(["sync", cfg], slow_env, cwd=tmp_path)
+    try:
+        wait_until(lambda: first.poll() is not None or received_bytes(local) > 300_000, 30, "the first run")
+        assert first.poll() is None, first.communicate()
+        for extra in ([], ["--delete"]):
+            second = run_cli(["sync", "-p", "second", *extra, cfg], env=env, cwd=tmp_path)
+            _refused(second, lock_dir)
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    assert tree_digest(local) == digests  # nothing of the second run landed
+
+
+def test_sibling_destinations_do_not_block_each_other(slow_pull, sshd, run_cli, tmp_path):
+    remote, local, digests, lock_dir, env, slow_env = slow_pull
+    sibling = tmp_path / "sibling"
+    other_src = tmp_path / "other"
+    other_src.mkdir()
+    (other_src / "f.txt").write_text("x")
+    cfg = write_config(tmp_path / "c.yml", {
+        "pull": {"type": "rsync", "source": f"{sshd.alias}:{remote}/", "target": f"{local}/"},
+        "sibling": {"type": "rsync", "source": f"{other_src}/", "target": f"{sibling}/"},
+    })
+    first = start_cli(["sync", cfg], slow_env)
+    try:
+        wait_until(lambda: first.poll() is not None or received_bytes(local) > 300_000, 30, "the first run")
+        assert first.poll() is None, first.communicate()
+        second = run_cli(["sync", "-p", "sibling", cfg], env=env)
+        assert second.returncode == 0, second.stderr
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    assert (sibling / "f.txt").read_text() == "x"
+
+
+REMOTE_SPELLINGS = ["alias", "user@alias", "other alias", "user@other alias", "trailing dot", "nested below",
+                    "parent above"]
+
+
+@pytest.mark.parametrize("spelling", REMOTE_SPELLINGS)
+def test_remote_spellings_and_nested_destinations_share_one_lock(sshd, run_cli, tmp_path, spelling):
+    """A slow push to hpc:T/ holds the lock; a second push to the same directory spelled with a
+    user, through another ssh alias of the same server, or nested in it, refuses."""
+    src = tmp_path / "src"
+    digests = make_big_tree(src, count=20, size=256 * 1024)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    lock_dir = tmp_path / "locks"
+    two_aliases = _second_config(tmp_path, sshd)
+    env = dict(sshd.env)
+    env["FLEPIMOP_SYNC_LOCK_DIR"] = str(lock_dir)
+    slow_env = dict(env)
+    slow_env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
+    target = {
+        "alias": f"hpc:{remote}/", "user@alias": f"root@hpc:{remote}", "other alias": f"other:{remote}/",
+        "user@other alias": f"root@other:{remote}//", "trailing dot": f"hpc:{remote}/./",
+        "nested below": f"other:{remote}/data/deeper", "parent above": f"root@hpc:{tmp_path}/",
+    }[spelling]
+    other_src = tmp_path / "other_src"
+    (other_src / "data").mkdir(parents=True)
+    (other_src / "data" / "part000.bin").write_bytes(b"would clobber the first run's file")
+    cfg = write_config(tmp_path / "c.yml", {
+        "push": {"type": "rsync", "source": f"{src}/", "target": f"{sshd.alias}:{remote}/"},
+        "second": {"type": "rsync", "source": f"{other_src}/", "target": target, "mkpath": True,
+                   "rsh": f"ssh -F {two_aliases}"},
+    })
+    first = start_cli(["sync", "-p", "push", cfg], slow_env)
+    try:
+        wait_until(lambda: first.poll() is not None or received_bytes(remote) > 300_000, 30, "the first run")
+        assert first.poll() is None, first.communicate()
+        second = run_cli(["sync", "-p", "second", "--delete", cfg], env=env)
+        _refused(second, lock_dir)
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err
+    assert tree_digest(remote) == digests
+
+
+def test_canonical_place_resolves_ssh_aliases_without_connecting(sshd, tmp_path):
+    """lock.canonical_place asks `ssh -G` (it prints the configuration and connects nowhere)."""
+    from flepimop_sync.endpoints import parse_end
+    from flepimop_sync.lock import canonical_place
+    from flepimop_sync.report import Reporter
+    from flepimop_sync.runner import Runner
+
+    config = tmp_path / "ssh_config"
+    config.write_text("Host alpha beta\n  HostName far.example.org\n  User alice\n  Port 2201\n"
+                      "Host gamma\n  HostName far.example.org\n  User bob\n  Port 2201\n")
+    env = dict(sshd.env)
+    env["RSYNC_RSH"] = f"ssh -F {config}"
+    with Runner(Reporter(), env=env) as runner:
+        def place(text):
+            return canonical_place(parse_end(text), None, runner)
+
+        same = ["alpha:/data/run/", "beta:/data/run", "alice@beta:/data//run/.", "gamma:/data/run",
+                "bob@alpha:/data/x/../run/"]
+        assert len({place(t) for t in same}) == 1, {t: place(t) for t in same}
+        # relative paths are below the login user's home: alice's and bob's differ
+        assert place("alpha:run") == place("beta:./run") == place("alice@gamma:run")
+        assert place("alpha:run") != place("gamma:run")
+        assert place("alpha:run") == place("gamma:~alice/run")
+        nested = place("beta:/data/run/sub")
+        assert nested[:len(place("alpha:/data/run"))] == place("alpha:/data/run")
+        assert place("s3://b/run") == place("s3://b/run/") == place("s3://b//run/")
+
+
+def test_canonical_place_of_a_loopback_host_is_the_local_path(sshd, tmp_path):
+    from flepimop_sync.endpoints import parse_end
+    from flepimop_sync.lock import canonical_place
+    from flepimop_sync.report import Reporter
+    from flepimop_sync.runner import Runner
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with Runner(Reporter(), env=sshd.env) as runner:
+        assert canonical_place(parse_end(f"{sshd.alias}:{tmp_path}/link/x"), None, runner) == \
+            canonical_place(parse_end(f"{tmp_path}/real/x/"), None, runner)

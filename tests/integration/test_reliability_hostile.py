@@ -16,6 +16,8 @@ nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -429,3 +431,59 @@ def test_real_executable(bed, run_cli, sshd, args_of):
     else:
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
+
+
+# ----------------------------------------------------------------------------------------------
+# the environment: every failure it causes is one line with exit 1 or 2, never "internal error"
+BAD_LOCK_DIRS = [
+    pytest.param(lambda tmp: "/dev/null/locks", id="below a file"),
+    pytest.param(lambda tmp: str(_file(tmp / "a-file")), id="a file"),
+    pytest.param(lambda tmp: "/proc/1/no-such/locks", id="unwritable"),
+]
+
+
+def _file(path):
+    path.write_text("x")
+    return path
+
+
+@pytest.mark.parametrize("make", BAD_LOCK_DIRS)
+def test_bad_lock_directory_environment_is_one_line(bed, monkeypatch, make):
+    seed(bed.work / "src")
+    cfg = write_config(bed.tmp / "c.yml", {"p": {"type": "rsync", "source": "src/", "target": "dst"}})
+    monkeypatch.setenv("FLEPIMOP_SYNC_LOCK_DIR", make(bed.tmp))
+    code, out, err = invoke([cfg])
+    expect_usage_error(code, err, "lock directory", "FLEPIMOP_SYNC_LOCK_DIR")
+    assert not (bed.work / "dst").exists()
+
+
+@pytest.mark.parametrize("protocol", ["rsync", "s3sync"])
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry run", "real run"])
+def test_unreadable_subdirectory_is_one_line(bed, s3, run_cli, protocol, dry_run):
+    """As root, permissions do not stop reads: the CLI runs without the override capabilities."""
+    import shutil
+    import sys
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop the capabilities")
+    seed(bed.work / "src")
+    (bed.work / "src" / "closed").mkdir()
+    (bed.work / "src" / "closed" / "x.txt").write_text("x")
+    (bed.work / "src" / "closed").chmod(0)
+    target = "dst" if protocol == "rsync" else f"s3://{s3.make_bucket()}/p"
+    cfg = write_config(bed.tmp / "c.yml", {"p": {"type": protocol, "source": "src/", "target": target,
+                                                 "filters": ["+ *f*", "+ sub/", "+ closed/"]}})
+    env = dict(s3.env)
+    env.update({k: os.environ[k] for k in ("RSYNC_RSH", "FLEPIMOP_SYNC_LOCK_DIR")})
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "src")
+    args = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all",
+            sys.executable, "-m", "flepimop_sync", "sync", *(["-n"] if dry_run else []), str(cfg)]
+    try:
+        done = subprocess.run(args, env=env, cwd=bed.work, capture_output=True, text=True, timeout=300)
+    finally:
+        (bed.work / "src" / "closed").chmod(0o755)
+    assert done.returncode in (0, 1), (done.returncode, done.stderr)
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    if done.returncode == 1:
+        assert len(done.stderr.strip().splitlines()[-1:]) == 1
+        assert "error: " in done.stderr and ("denied" in done.stderr or "closed" in done.stderr), done.stderr

@@ -33,7 +33,9 @@ KEY_ID = "ASIA" + _random(16, string.ascii_uppercase + string.digits)
 SECRET = _random(40)
 TOKEN = "IQoJb3JpZ2luX2Vj" + _random(300) + "=="
 PASSWORD = "pw" + _random(20, string.ascii_letters + string.digits)
-SECRETS = (KEY_ID, SECRET, TOKEN, PASSWORD)
+# a password with a raw '@' and '/': the user-info ends at the LAST '@' before the host
+RAW_PASSWORD = "r@w/" + _random(16, string.ascii_letters + string.digits)
+SECRETS = (KEY_ID, SECRET, TOKEN, PASSWORD, RAW_PASSWORD, RAW_PASSWORD.split("/")[1])
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,8 @@ def project(tmp_path, moto):
                  "filters": ["*hnpi*", "- *"]},
         "missing": {"type": "s3sync", "source": f"{src}/", "target": "s3://no-such-bucket-secrets/run/"},
         "pw": {"type": "s3sync", "source": f"{src}/", "target": f"s3://{bucket}/pw/", "endpoint_url": pw_endpoint},
+        "raw": {"type": "s3sync", "source": f"{src}/", "target": f"s3://{bucket}/raw/",
+                "endpoint_url": moto.endpoint.replace("http://", f"http://alice:{RAW_PASSWORD}@")},
     })
     return tmp_path, cfg, bucket
 
@@ -86,6 +90,7 @@ RUNS = [
     ["-p", "down", "-vvv"], ["-p", "down", "--json", "-n", "-vv"],
     ["-p", "missing", "-vvv"], ["-p", "missing", "--json"],
     ["-p", "pw", "--plan"], ["-p", "pw", "-n", "-vvv", "--json"], ["-p", "pw", "-vvv"], ["-p", "pw", "--json"],
+    ["-p", "raw", "--plan"], ["-p", "raw", "-n", "-vvv", "--json"], ["-p", "raw", "-vvv"],
 ]
 
 
@@ -135,6 +140,7 @@ def test_receipts_and_logs_never_contain_secrets(project, secret_env, moto, tmp_
     outputs = {}
     for name, protocol, verbosity, env in (("ok", "up", 3, secret_env), ("down", "down", 2, secret_env),
                                            ("failed", "missing", 3, secret_env), ("pw", "pw", 3, secret_env),
+                                           ("raw", "raw", 3, secret_env),
                                            ("leaky", "up", 3, leaky)):
         receipt, log = tmp_path / f"{name}.json", tmp_path / f"{name}.log"
         options = SyncOptions(protocol=protocol, verbosity=verbosity)
@@ -149,3 +155,79 @@ def test_receipts_and_logs_never_contain_secrets(project, secret_env, moto, tmp_
                 outputs[str(path.name)] = path.read_text()
     assert {"ok.json", "ok.log", "failed.json.failed", "leaky.json.failed", "leaky.log"} <= set(outputs), sorted(outputs)
     _assert_clean({k: v for k, v in outputs.items() if not k.endswith("result")})
+
+
+# ----------------------------------------------------------------------------------------------
+# Secrets in the remote shell (rsh): real rsync over the test bed's real ssh.  A stand-in
+# `sshpass` (it drops its password options and runs the rest) keeps the command shapes real.
+RSH_SECRET = "rsh" + _random(20, string.ascii_letters + string.digits)
+
+RSH_FORMS = [
+    pytest.param("sshpass -p {pw} {ssh}", id="sshpass -p"),
+    pytest.param("sshpass -p{pw} {ssh}", id="sshpass -pPW"),
+    pytest.param("{ssh} -o SetEnv=API_TOKEN={pw}", id="-o SetEnv"),
+    pytest.param("{ssh} -o 'SetEnv LANG=C SESSION={pw}'", id="-o 'SetEnv a b'"),
+    pytest.param("env DEPLOY_TOKEN={pw} {ssh}", id="env assignment"),
+    pytest.param("env SSHPASS={pw} sshpass -e {ssh}", id="SSHPASS"),
+    pytest.param("{ssh} -o 'ProxyCommand=sshpass -p {pw} false'", id="ProxyCommand sshpass (fails)"),
+    pytest.param("{ssh} -o 'ProxyCommand=connect -H bob:{pw}@proxy:3128 %h %p'", id="ProxyCommand user:pw@ (fails)"),
+]
+
+
+@pytest.fixture
+def rsh_bed(sshd, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sshpass").write_text(
+        '#!/bin/sh\nwhile [ $# -gt 0 ]; do case "$1" in -p) shift 2;; -p*|-e) shift;; *) break;; esac; done\n'
+        'exec "$@"\n')
+    (bin_dir / "sshpass").chmod(0o755)
+    env = dict(sshd.env)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    env["FLEPIMOP_SYNC_LOCK_DIR"] = str(tmp_path / "locks")
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "one.csv").write_text("1")
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    return env, src, remote
+
+
+@pytest.mark.parametrize("form", RSH_FORMS)
+def test_rsh_secrets_never_shown(rsh_bed, sshd, run_cli, tmp_path, form):
+    from flepimop_sync import api
+    from flepimop_sync.errors import SyncError
+    from flepimop_sync.options import SyncOptions
+
+    env, src, remote = rsh_bed
+    rsh = form.format(pw=RSH_SECRET, ssh=sshd.rsh)
+    fails = "ProxyCommand" in rsh
+    cfg = write_config(tmp_path / "c.yml", {
+        "push": {"type": "rsync", "source": f"{src}/", "target": f"{sshd.alias}:{remote}/", "rsh": rsh},
+        "pull": {"type": "rsync", "source": f"{sshd.alias}:{remote}/", "target": f"{tmp_path}/back/", "rsh": rsh,
+                 "filters": ["+ *one*"], "mkpath": True},
+    })
+    texts = {}
+    for args in (["-v"], ["-vvv", "--json"], ["--plan"], ["-n", "-vv"], ["-p", "pull", "-vv", "--json"],
+                 ["-p", "pull", "-n", "-vvv", "--json", "--delete"]):
+        done = run_cli(["sync", *args, cfg], env=env)
+        if not fails and "--plan" not in args:
+            assert done.returncode == 0, (args, done.stderr)  # the rsh really worked
+        if fails and "--plan" not in args and "-n" not in args:
+            assert done.returncode == 1 and "error:" in done.stderr, done.stderr
+        texts[f"{args} stdout"], texts[f"{args} stderr"] = done.stdout, done.stderr
+    assert "***" in texts["['--plan'] stdout"], texts["['--plan'] stdout"]
+    # the Snakemake path: receipt, failure receipt and log
+    for protocol in ("push", "pull"):
+        receipt, log = tmp_path / f"{protocol}.json", tmp_path / f"{protocol}.log"
+        try:
+            api.run_protocol([str(cfg)], SyncOptions(protocol=protocol, verbosity=3), receipt=receipt, log=log,
+                             env=env)
+        except SyncError as error:
+            texts[f"{protocol} error"] = str(error)
+        for path in (receipt, Path(f"{receipt}.failed"), log):
+            if path.exists():
+                texts[path.name] = path.read_text()
+    assert any(name.endswith((".json", ".failed")) for name in texts), sorted(texts)
+    leaks = [name for name, text in texts.items() if RSH_SECRET in text]
+    assert not leaks, {name: texts[name][:2000] for name in leaks}

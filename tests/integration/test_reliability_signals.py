@@ -167,3 +167,109 @@ def test_signal_during_s3_download(s3, run_cli, tmp_path, signum, code):
     again = run_cli(["sync", cfg], env=s3.env)
     assert again.returncode == 0, again.stderr
     assert tree_digest(local) == digests
+
+
+# ----------------------------------------------------------------------------------------------
+# SIGHUP (the terminal or the ssh session closed) is an interruption like SIGINT/SIGTERM: every
+# child stops, locally and on the ssh host, exit 129, and a rerun completes.  A SIGKILLed
+# flepimop-sync (no handler can run) still leaves nothing running: its children get
+# PR_SET_PDEATHSIG.  Processes are found with psutil: by the marker in their environment (local
+# children) or command line (the remote ``rsync --server`` names the marked target path).
+
+def _marked_psutil(marker: str, exclude=()) -> dict[int, str]:
+    import os
+
+    import psutil
+
+    out = {}
+    skip = {os.getpid(), *exclude}
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if proc.pid in skip or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            cmd = " ".join(proc.info["cmdline"] or ())
+            if marker in cmd or any(marker in v for v in proc.environ().values()):
+                out[proc.pid] = cmd
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return out
+
+
+def _gone(marker: str, timeout: float) -> dict[int, str]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    left = _marked_psutil(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _marked_psutil(marker)
+    return left
+
+
+@pytest.mark.parametrize("direction", ["push", "pull"])
+@pytest.mark.parametrize("how", ["SIGHUP", "SIGKILL"])
+def test_hangup_or_kill_during_rsync_over_ssh_leaves_nothing_running(sshd, run_cli, tmp_path, direction, how):
+    marker = new_mark()
+    here = tmp_path / "here"
+    there = tmp_path / marker / "there"  # the marker is on the remote rsync's command line
+    src, dst = (here, there) if direction == "push" else (there, here)
+    digests = make_big_tree(src, count=8, size=1024 * 1024)
+    dst.mkdir(parents=True)
+    remote_end = f"{sshd.alias}:{there}/"
+    ends = ({"source": f"{here}/", "target": remote_end} if direction == "push"
+            else {"source": remote_end, "target": f"{here}/"})
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", **ends}})
+    env = dict(sshd.env)
+    env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
+    env[MARK_VAR] = marker
+    proc = start_cli(["sync", cfg], env)
+    try:
+        wait_until(lambda: proc.poll() is not None or received_bytes(dst) > 200_000, 30, "the transfer to start")
+        assert proc.poll() is None, proc.communicate()
+        running = _marked_psutil(marker, exclude=[proc.pid])
+        assert any("rsync" in c and "--server" in c for c in running.values()), running  # the remote rsync
+        proc.send_signal(getattr(signal, how))
+        out, err = proc.communicate(timeout=30)
+        if how == "SIGHUP":
+            assert proc.returncode == 129, (proc.returncode, out, err)
+            assert "interrupted by SIGHUP" in err and "Traceback" not in err, err
+        else:
+            assert proc.returncode == -signal.SIGKILL
+        left = _gone(marker, timeout=15)
+        assert not left, f"processes left behind after {how} (local or remote rsync/ssh): {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_marked(marker)
+    assert_no_truncated_final(dst, digests)
+    again = run_cli(["sync", cfg], env=sshd.env)
+    assert again.returncode == 0, again.stderr
+    assert tree_digest(dst) == digests
+
+
+def test_hangup_during_s3_download(s3, run_cli, tmp_path):
+    import hashlib
+    import os
+
+    marker = new_mark()
+    bucket = s3.make_bucket()
+    digests = {}
+    for i in range(6):
+        data = os.urandom(1024 * 1024)
+        s3.put(bucket, f"run/data/p{i}.bin", data)
+        digests[f"data/p{i}.bin"] = hashlib.sha256(data).hexdigest()
+    local = tmp_path / marker / "local"
+    local.mkdir(parents=True)
+    cfg = write_config(tmp_path / "c.yml", {"down": {"type": "s3sync", "source": f"s3://{bucket}/run/",
+                                                     "target": f"{local}/"}})
+    env = dict(s3.env)
+    env["AWS_CONFIG_FILE"] = str(aws_throttle_config(tmp_path, "1MB/s"))
+    env[MARK_VAR] = marker
+    proc = start_cli(["sync", cfg], env)
+    _interrupt(proc, marker, lambda: received_bytes(local) > 100_000, signal.SIGHUP, 129)
+    assert not _gone(marker, timeout=5)
+    assert set(tree_digest(local)) <= set(digests), sorted(tree_digest(local))  # no temp debris
+    again = run_cli(["sync", cfg], env=s3.env)
+    assert again.returncode == 0, again.stderr
+    assert tree_digest(local) == digests

@@ -77,7 +77,114 @@ MALFORMED = [
      ["{file}", "protocol 'p1'", "key 'mkpath'"]),
     ("endpoint not url", "sync:\n  s3: {type: s3sync, source: a, target: 's3://b', endpoint_url: 'ftp://x'}\n",
      ["{file}", "protocol 's3'", "key 'endpoint_url'"]),
+    # line breaks: never in names, URLs, hosts, options (a local path may hold one: a legal name)
+    ("name ends in line break", 'sync:\n  "p1\\n": {type: rsync, source: a, target: b}\n', ["{file}", "invalid name"]),
+    ("name with CR", 'sync:\n  "p\\r1": {type: rsync, source: a, target: b}\n', ["{file}", "invalid name"]),
+    ("endpoint ends in line break",
+     'sync:\n  s3: {type: s3sync, source: a, target: "s3://b", endpoint_url: "http://h:9000\\n"}\n',
+     ["{file}", "protocol 's3'", "key 'endpoint_url'", "line break"]),
+    ("endpoint from a | block", "sync:\n  s3:\n    type: s3sync\n    source: a\n    target: s3://b\n"
+     "    endpoint_url: |\n      http://h:9000\n", ["{file}", "protocol 's3'", "key 'endpoint_url'", "line break"]),
+    ("s3 end ends in line break", 'sync:\n  s3: {type: s3sync, source: a, target: "s3://b/x\\n"}\n',
+     ["{file}", "protocol 's3'", "key 'target'", "line break"]),
+    ("profile with line break", 'sync:\n  s3: {type: s3sync, source: a, target: "s3://b", profile: "p\\nq"}\n',
+     ["{file}", "protocol 's3'", "key 'profile'", "line break"]),
+    ("region with line break", 'sync:\n  s3: {type: s3sync, source: a, target: "s3://b", region: "us\\n"}\n',
+     ["{file}", "protocol 's3'", "key 'region'", "line break"]),
+    ("rsh with line break", 'sync:\n  p1: {type: rsync, source: a, target: "h:x", rsh: "ssh\\n-x"}\n',
+     ["{file}", "protocol 'p1'", "key 'rsh'", "line break"]),
+    ("remote end with line break", 'sync:\n  p1: {type: rsync, source: a, target: "h:x\\n"}\n',
+     ["{file}", "protocol 'p1'", "key 'target'"]),
+    ("git remote with line break", 'sync:\n  code: {type: git, remote: "origin\\n"}\n',
+     ["{file}", "protocol 'code'", "key 'remote'", "line break"]),
+    ("git branch with line break", 'sync:\n  code: {type: git, branch: "main\\r"}\n',
+     ["{file}", "protocol 'code'", "key 'branch'", "line break"]),
+    # merge keys work; duplicate keys are still refused with line and column, also beside a merge
+    ("duplicate key beside a merge", "base: &b {type: rsync, source: a, target: b}\nsync:\n  p1:\n    <<: *b\n"
+     "    target: c\n    target: d\n", ["{file}", "duplicate key 'target'", "line 6, column 5"]),
+    ("duplicate key in merged mapping", "base: &b {type: rsync, type: git}\nsync:\n  p1:\n    <<: *b\n",
+     ["{file}", "duplicate key 'type'", "line 1"]),
+    ("merge of a scalar", "sync:\n  p1:\n    <<: 3\n    type: git\n", ["{file}", "YAML syntax error", "line 3"]),
 ]
+
+# Hostile YAML: refused quickly (exit 2, one line naming the file), whatever the parser.
+_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")) + \
+    "sync:\n  p: {type: rsync, source: a, target: b, filters: *i}\n"
+_MERGE_BOMB = "m0: &m0 {k: 1}\n" + "".join(
+    f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], x{i}: 1}}\n" for i in range(1, 40)) + \
+    "sync:\n  p: {type: rsync, source: a, target: b}\n"
+_OK = "sync:\n  p: {type: rsync, source: a, target: b}\n"
+HOSTILE_YAML = [
+    ("alias bomb", _BOMB, ["{file}", "aliases", "alias bomb"]),
+    ("alias bomb outside sync", _BOMB.replace("filters: *i", "description: x") + "other: *i\n",
+     ["{file}", "alias bomb"]),
+    ("merge key bomb", _MERGE_BOMB, ["{file}", "alias bomb"]),
+    ("deep flow sequence", _OK + "x: " + "[" * 100_000 + "]" * 100_000 + "\n", ["{file}", "nested deeper than 100"]),
+    ("deep flow mapping", _OK + "x: " + "{a: " * 20_000 + "1" + "}" * 20_000 + "\n", ["{file}", "nested deeper"]),
+    ("deep block sequence", _OK + "x:\n" + "- " * 100_000 + "x\n", ["{file}", "nested deeper than 100"]),
+    ("deep block mapping", _OK + "".join(" " * i + f"k{i}:\n" for i in range(300)) + " " * 300 + "v\n",
+     ["{file}", "nested deeper than 100"]),
+    ("50 MB config", _OK + "x: [" + "1," * (25 * 1024 * 1024) + "1]\n", ["{file}", "larger than 2 MiB"]),
+    ("many values", _OK + "x: [" + ",".join(["[1]"] * 200_000) + "]\n", ["{file}", "more than 250,000 YAML values"]),
+]
+
+
+@pytest.mark.parametrize("name,text,fragments", HOSTILE_YAML, ids=[m[0] for m in HOSTILE_YAML])
+def test_hostile_yaml_is_refused_quickly(run, tmp_path, name, text, fragments):
+    import time
+
+    cfg = tmp_path / "hostile.yml"
+    cfg.write_text(text)
+    start = time.monotonic()
+    code, out, err = run("sync", "-n", str(cfg))
+    elapsed = time.monotonic() - start
+    assert code == 2, (name, out, err[-500:])
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "internal error" not in err, err[-500:]
+    for fragment in fragments:
+        assert fragment.format(file=cfg) in lines[0], (fragment, lines[0])
+    assert elapsed < 30, f"{name}: {elapsed:.1f}s"  # minutes (or a crash) before; ~1-3 s on a loaded machine
+
+
+MERGE_KEYS = [
+    ("merge one mapping", "base: &b {type: rsync, source: a/, target: b}\nsync:\n  p1:\n    <<: *b\n    target: c\n",
+     {"type": "rsync", "source": "a/", "target": "c"}),
+    ("merge a list of mappings (first wins)",
+     "x: &x {type: rsync, source: a/}\ny: &y {source: z/, target: t}\nsync:\n  p1:\n    <<: [*x, *y]\n",
+     {"type": "rsync", "source": "a/", "target": "t"}),
+    ("merge in flow style", "d: &d {type: s3sync, endpoint_url: 'http://127.0.0.1:9'}\n"
+     "sync:\n  p1: {<<: *d, source: a, target: 's3://b/p'}\n",
+     {"type": "s3sync", "source": "a", "target": "s3://b/p", "endpoint_url": "http://127.0.0.1:9"}),
+    ("merge a whole protocol", "sync:\n  p1: &p {type: rsync, source: a/, target: b}\n  p2: {<<: *p, target: c}\n",
+     {"type": "rsync", "source": "a/", "target": "c"}),
+]
+
+
+@pytest.mark.parametrize("name,text,expected", MERGE_KEYS, ids=[m[0] for m in MERGE_KEYS])
+def test_yaml_merge_keys_work(tmp_path, name, text, expected):
+    from flepimop_sync.config import load_config
+
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(text)
+    protocol = load_config([str(cfg)]).get(None if "p2" not in text else "p2")
+    assert protocol.definition() == expected
+
+
+def test_c_loader_is_used_and_agrees_with_the_python_loader():
+    """libyaml's loader is used when PyYAML has it (issue 14.5); both refuse duplicates the same way."""
+    import yaml
+
+    from flepimop_sync import config
+
+    if getattr(yaml, "CSafeLoader", None) is not None:
+        assert issubclass(config._FastLoader, yaml.CSafeLoader)
+    text = "base: &b {type: rsync, source: a/, target: b}\nsync:\n  p1: {<<: *b, target: c}\n"
+    assert yaml.load(text, Loader=config._FastLoader) == yaml.load(text, Loader=config._PyLoader)  # noqa: S506
+    for loader in (config._FastLoader, config._PyLoader):
+        with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'a'") as info:
+            yaml.load("x: 1\na: 1\na: 2\n", Loader=loader)  # noqa: S506
+        assert (info.value.problem_mark.line, info.value.problem_mark.column) == (2, 0)
 
 
 @pytest.fixture
@@ -120,7 +227,11 @@ CLI_ERRORS = [
     (["sync", "-f", "-x", "{cfg}"], ["-x", "-f/--filter"]),
     (["sync", "-a", "", "{cfg}"], ["-a/--fprefix"]),
     (["sync", "-s", "+ ", "{cfg}"], ["--source", "nothing to append"]),
-    (["sync", "--bogus", "{cfg}"], ["No such option"]),
+    (["sync", "--bogus", "{cfg}"], ["No such option", "--bogus", "flepimop sync --help"]),
+    (["sync", "-p"], ["-p", "requires an argument"]),
+    (["sync", "-v=3", "{cfg}"], ["No such option"]),
+    (["sync", "--json=yes", "{cfg}"], ["--json"]),
+    (["nosuchcommand"], ["nosuchcommand"]),
     (["sync", "-t", "s3://b/x", "{cfg}"], ["protocol 'first'", "target", "s3sync"]),
 ]
 
@@ -134,6 +245,8 @@ def test_usage_errors_exit_2(run, tmp_path, args, fragments):
     code, out, err = run(*[a.format(cfg=cfg) for a in args])
     assert code == 2, (out, err)
     assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err  # one line, like every error
     for fragment in fragments:
         assert fragment in err, (fragment, err)
     assert not (tmp_path / "dst").exists()
