@@ -19,6 +19,7 @@ from snakemake.exceptions import WorkflowError
 
 from flepimop_sync import api as fsapi
 from flepimop_sync.errors import SyncError
+from flepimop_sync.filters import parse_rule
 from flepimop_sync.smk import rule_names
 
 STEPS = ("resume_fetch", "calibrate", "snapshot")
@@ -182,13 +183,25 @@ def run_sync_params(step, run):
     options = {
         "source": section["source"],
         "target": section["target"],
-        "filters": section["filters"],
+        "filters": normalised_filters(section["filters"], f"runs: {run}: {step}.filters"),
         "mkpath": section["mkpath"] or None,
     }
     if step == "snapshot" and section["manifest"]:
         options["extra_files"] = [section["manifest"]]
     params = sync_params(section["protocol"], **options)
     return {key: params.get(key) for key in SYNC_PARAM_KEYS}
+
+
+def normalised_filters(rules, origin):
+    """Rules as '<action> <pattern>' ('P' -> '+ P'): params hold the meaning, so respelling
+    a rule in the config does not rerun anything (the params rerun-trigger sees them)."""
+    if rules is None:
+        return None
+    try:
+        parsed = [parse_rule(text, origin) for text in rules]
+    except SyncError as error:
+        raise WorkflowError(f"flepimop-sync: {error}") from None
+    return [f"{rule.action} {rule.pattern}" for rule in parsed]
 
 
 #: The params every per-run sync rule has (a key is None when a run does not use it; the
