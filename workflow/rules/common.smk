@@ -12,6 +12,7 @@
 
 import copy
 import functools
+import hashlib
 from pathlib import Path
 
 import yaml
@@ -68,7 +69,9 @@ def coerce_cli_values(config, schema_file):
             return value
         if isinstance(value, dict):
             props = properties(node)
-            return {k: coerce(v, props[k]) if k in props else v for k, v in value.items()}
+            return {
+                k: coerce(v, props[k]) if k in props else v for k, v in value.items()
+            }
         if isinstance(value, list):
             items = resolve(node).get("items")
             return [coerce(v, items) for v in value] if items else value
@@ -172,7 +175,9 @@ def sync_log(rule_name):
 def sync_params(protocol, **options):
     """Params of a rule running ``protocol`` (see the header comment)."""
     try:
-        return fsapi.rule_params(CONFIG_FILES, config=SYNC, protocol=protocol, **options)
+        return fsapi.rule_params(
+            CONFIG_FILES, config=SYNC, protocol=protocol, **options
+        )
     except SyncError as error:
         raise WorkflowError(f"flepimop-sync: protocol {protocol!r}: {error}") from None
 
@@ -183,7 +188,9 @@ def run_sync_params(step, run):
     options = {
         "source": section["source"],
         "target": section["target"],
-        "filters": normalised_filters(section["filters"], f"runs: {run}: {step}.filters"),
+        "filters": normalised_filters(
+            section["filters"], f"runs: {run}: {step}.filters"
+        ),
         "mkpath": section["mkpath"] or None,
     }
     if step == "snapshot" and section["manifest"]:
@@ -194,7 +201,8 @@ def run_sync_params(step, run):
 
 def normalised_filters(rules, origin):
     """Rules as '<action> <pattern>' ('P' -> '+ P'): params hold the meaning, so respelling
-    a rule in the config does not rerun anything (the params rerun-trigger sees them)."""
+    a rule in the config does not rerun anything (the params rerun-trigger sees them).
+    """
     if rules is None:
         return None
     try:
@@ -286,6 +294,31 @@ def calibrate_params():
         "env": calibrate_env,
         "run_entry": calibrate_run_entry,
     }
+
+
+#: The gempyor line of envs/calibrate.yaml (the default source: a pinned flepiMoP commit).
+GEMPYOR_LINE_PREFIX = "      - gempyor @ "
+
+
+def calibrate_env_file():
+    """The calibrate step's conda env (relative to rules/): envs/calibrate.yaml, or, with
+    config `gempyor_source`, a copy of it with the gempyor line replaced, written next to it
+    (same directory, so its relative `-e ../..` still names this checkout; the name carries
+    a digest of the content, so another source gets another env)."""
+    source = config["gempyor_source"]
+    if not source:
+        return "../envs/calibrate.yaml"
+    envs = Path(workflow.basedir) / "envs"
+    lines = (envs / "calibrate.yaml").read_text().splitlines()
+    text = "\n".join(
+        f"      - {source}" if line.startswith(GEMPYOR_LINE_PREFIX) else line
+        for line in lines
+    )
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    variant = envs / f"calibrate.{digest}.yaml"
+    if not variant.exists():
+        variant.write_text(text + "\n")
+    return f"../envs/{variant.name}"
 
 
 def calibrate_threads(wildcards):

@@ -12,9 +12,9 @@ rule resume_fetch_run:
         run_receipt("resume_fetch"),
     log:
         run_log("resume_fetch"),
+    localrule: LOCAL_SYNC
     params:
         **step_params("resume_fetch"),
-    localrule: LOCAL_SYNC
     message:
         "resume_fetch {wildcards.run}: previous run's resume files with protocol {params.protocol!r}"
     wrapper:
@@ -28,13 +28,13 @@ rule calibrate_run:
         run_receipt("calibrate"),
     log:
         run_log("calibrate"),
-    params:
-        **calibrate_params(),
+    conda:
+        calibrate_env_file()
     threads: calibrate_threads
     resources:
         **calibrate_resources(),
-    conda:
-        "../envs/calibrate.yaml"
+    params:
+        **calibrate_params(),
     script:
         "../scripts/calibrate.py"
 
@@ -46,9 +46,9 @@ rule snapshot_run:
         run_receipt("snapshot"),
     log:
         run_log("snapshot"),
+    localrule: LOCAL_SYNC
     params:
         **step_params("snapshot"),
-    localrule: LOCAL_SYNC
     message:
         "snapshot {wildcards.run}: push the run's outputs with protocol {params.protocol!r}"
     wrapper:

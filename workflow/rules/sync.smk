@@ -12,9 +12,9 @@ for protocol_name in SYNC.protocols:
             sync_receipt(SYNC_RULES[protocol_name]),
         log:
             sync_log(SYNC_RULES[protocol_name]),
+        localrule: LOCAL_SYNC
         params:
             **sync_params(protocol_name),
-        localrule: LOCAL_SYNC
         message:
             f"flepimop sync: protocol {protocol_name!r} ({SYNC.protocols[protocol_name].type})"
         wrapper:
