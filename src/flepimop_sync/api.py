@@ -1,7 +1,9 @@
 """A small Python API over the core, used by the Snakemake workflow and wrapper.
 
 Everything here goes through ``config`` -> ``plan`` -> ``execute``: the workflow
-never builds a flag of its own.
+never builds a flag of its own. Snakemake glue: ``rule_params`` (a rule's params with the
+digest of ``meaning``, what the rule would move, so reruns follow meaning and not argv),
+``run_rule`` (run + receipt: host, SLURM job id, and ``destination_files``, the audit list).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 #
 # A campaign is a list of runs; every step is one rule with a {run} wildcard, and its
 # params are functions of that wildcard (no lambdas in rules: `step_params` below builds
-# them). A run's settings are the campaign's step sections with the run's overrides on top.
+# them). A run's settings: the campaign's step sections, with the run's overrides on top.
 #
 # Sync params come from flepimop_sync.api.rule_params: the config files, the SyncOptions
 # fields and the digest of what the step would move (api.meaning: resolved ends, filters,
@@ -200,9 +200,9 @@ def run_sync_params(step, run):
 
 
 def normalised_filters(rules, origin):
-    """Rules as '<action> <pattern>' ('P' -> '+ P'): params hold the meaning, so respelling
-    a rule in the config does not rerun anything (the params rerun-trigger sees them).
-    """
+    """Filters written as action, space, pattern (a bare pattern means include): params
+    hold the meaning, so respelling a filter in the config reruns nothing (the params
+    rerun-trigger sees them)."""
     if rules is None:
         return None
     try:
@@ -235,7 +235,7 @@ def _param_of(step, key):
 
 
 def step_params(step):
-    """params of the per-run rule of a sync step: one function of {run} per key."""
+    """params of a sync step's per-run rules: one function of {run} per key."""
     return {key: _param_of(step, key) for key in SYNC_PARAM_KEYS}
 
 
@@ -274,7 +274,7 @@ def calibrate_env(wildcards):
 
 def calibrate_run_entry(wildcards):
     """The run's resolved entry for scripts/calibrate.py: name, model config and calibrate
-    section (campaign defaults + the run's overrides). Not the sync sections: a params
+    section (campaign defaults, with the run's overrides on top). Not the sync sections: a params
     value, so editing a run's snapshot must not rerun its calibration."""
     run = the_run(wildcards)
     return {
@@ -317,7 +317,7 @@ def calibrate_env_file():
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     variant = envs / f"calibrate.{digest}.yaml"
     if not variant.exists():
-        variant.write_text(text + "\n")
+        variant.write_text(f"{text}\n")
     return f"../envs/{variant.name}"
 
 
