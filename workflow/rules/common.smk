@@ -308,7 +308,7 @@ def calibrate_env_file():
     source = config["gempyor_source"]
     if not source:
         return "../envs/calibrate.yaml"
-    envs = Path(workflow.basedir) / "envs"
+    envs = WORKFLOW_DIR / "envs"
     lines = (envs / "calibrate.yaml").read_text().splitlines()
     text = "\n".join(
         f"      - {source}" if line.startswith(GEMPYOR_LINE_PREFIX) else line
