@@ -234,9 +234,29 @@ def _param_of(step, key):
     return value
 
 
+def plain(values):
+    """The one value every run shares, or None: a plain value costs Snakemake nothing per
+    job, a function is called for every job (1,000 runs: thousands of calls). Never a value
+    with braces (Snakemake would read them as wildcards)."""
+    if not values:
+        return None
+    first = values[0]
+    if any(v != first for v in values[1:]) or "{" in repr(first) or "}" in repr(first):
+        return None
+    return (first,)
+
+
 def step_params(step):
-    """params of a sync step's per-run rules: one function of {run} per key."""
-    return {key: _param_of(step, key) for key in SYNC_PARAM_KEYS}
+    """params of a sync step's per-run rules: a plain value where every run agrees, else one
+    function of {run} (the digest always: it also names an unknown run)."""
+    runs = runs_with(step)
+    params = {}
+    for key in SYNC_PARAM_KEYS:
+        shared = None
+        if key != "digest":
+            shared = plain([run_sync_params(step, run)[key] for run in runs])
+        params[key] = shared[0] if shared else _param_of(step, key)
+    return params
 
 
 # -- calibrate -------------------------------------------------------------------------
@@ -285,9 +305,10 @@ def calibrate_run_entry(wildcards):
 
 
 def calibrate_params():
+    shared = plain([RUNS[run]["model_config"] for run in runs_with("calibrate")])
     return {
         "command": calibrate_command,
-        "model_config": calibrate_model_config,
+        "model_config": shared[0] if shared else calibrate_model_config,
         "run": "{run}",
         "outputs": calibrate_outputs,
         "resume_dir": calibrate_resume_dir,
@@ -321,6 +342,29 @@ def calibrate_env_file():
     return f"../envs/{variant.name}"
 
 
+def calibrate_input():
+    """resume_fetch's receipt: a plain pattern when every run fetches, else per run."""
+    flags = {RUNS[run]["resume_fetch"]["enabled"] for run in runs_with("calibrate")}
+    if flags == {True}:
+        return [run_receipt("resume_fetch")]
+    return [] if flags <= {False} else calibrate_inputs
+
+
+def snapshot_input():
+    """calibrate's receipt: a plain pattern when every run calibrates, else per run."""
+    flags = {RUNS[run]["calibrate"]["enabled"] for run in runs_with("snapshot")}
+    if flags == {True}:
+        return [run_receipt("calibrate")]
+    return [] if flags <= {False} else snapshot_inputs
+
+
+def calibrate_thread_count():
+    shared = plain(
+        [RUNS[run]["calibrate"]["threads"] for run in runs_with("calibrate")]
+    )
+    return shared[0] if shared else calibrate_threads
+
+
 def calibrate_threads(wildcards):
     return the_run(wildcards)["calibrate"]["threads"]
 
@@ -336,7 +380,14 @@ def calibrate_resources():
                 f"config key 'runs' ({name}): calibrate.resources {sorted(extra)} must also be "
                 "set in the campaign's calibrate.resources (a run may change values, not add keys)"
             )
-    return {key: _resource_of(key) for key in sorted(keys)}
+    resources = {}
+    for key in sorted(keys):
+        values = [
+            RUNS[run]["calibrate"]["resources"][key] for run in runs_with("calibrate")
+        ]
+        shared = plain(values)
+        resources[key] = shared[0] if shared else _resource_of(key)
+    return resources
 
 
 def _resource_of(key):

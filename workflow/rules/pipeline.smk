@@ -23,14 +23,14 @@ rule resume_fetch_run:
 
 rule calibrate_run:
     input:
-        calibrate_inputs,
+        calibrate_input(),
     output:
         run_receipt("calibrate"),
     log:
         run_log("calibrate"),
     conda:
         calibrate_env_file()
-    threads: calibrate_threads
+    threads: calibrate_thread_count()
     resources:
         **calibrate_resources(),
     params:
@@ -41,7 +41,7 @@ rule calibrate_run:
 
 rule snapshot_run:
     input:
-        snapshot_inputs,
+        snapshot_input(),
     output:
         run_receipt("snapshot"),
     log:
