@@ -8,6 +8,34 @@ PYTHON="${PYTHON:-python3}"
 
 bash scripts/setup.sh
 
+# The workflow's formatting and lint (snakefmt from the test extra; lint on the shipped example).
+echo "[test] snakefmt --check workflow/"
+"$PYTHON" -m snakefmt --check workflow/
+echo "[test] snakemake --lint (the shipped example)"
+"$PYTHON" -m snakemake --lint --cores 1 </dev/null
+
+# The unit suite on Python 3.10 too: gempyor requires >=3.10,<3.12, so a modeller on 3.10 must be
+# able to install flepimop-sync beside it. A venv of its own (outside the checkout), the package
+# and the unit extra only.
+PY310="${PY310:-}"
+if [[ -z "$PY310" ]]; then
+    for cand in python3.10 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10*/bin/python3.10; do
+        if command -v "$cand" >/dev/null 2>&1; then PY310="$(command -v "$cand")"; break; fi
+    done
+fi
+if [[ -n "$PY310" ]]; then
+    VENV310="${TMPDIR:-/tmp}/flepimop-sync-py310"
+    [[ -x "$VENV310/bin/python" ]] || "$PY310" -m venv "$VENV310"
+    "$VENV310/bin/python" -m pip install -q --disable-pip-version-check -e ".[unit]"
+    echo "[test] $("$VENV310/bin/python" --version): pytest tests/unit"
+    "$VENV310/bin/python" -m pytest tests/unit -q -p no:cacheprovider --timeout=600 </dev/null
+elif [[ -n "${CI:-}" ]]; then
+    echo "[test] ERROR: no Python 3.10 interpreter (set PY310=/path/to/python3.10)" >&2
+    exit 1
+else
+    echo "[test] SKIP: the unit suite on Python 3.10 (no python3.10 found; set PY310=...)" >&2
+fi
+
 echo "[test] $PYTHON -m pytest -n 2 --timeout=900 $*"
 set +e
 "$PYTHON" -m pytest -n 2 --timeout=900 "$@" </dev/null

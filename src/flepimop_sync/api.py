@@ -1,7 +1,9 @@
 """A small Python API over the core, used by the Snakemake workflow and wrapper.
 
 Everything here goes through ``config`` -> ``plan`` -> ``execute``: the workflow
-never builds a flag of its own.
+never builds a flag of its own. Snakemake glue: ``rule_params`` (a rule's params with the
+digest of ``meaning``, what the rule would move, so reruns follow meaning and not argv),
+``run_rule`` (run + receipt: host, SLURM job id, and ``destination_files``, the audit list).
 """
 
 from __future__ import annotations
@@ -144,25 +146,75 @@ def config_files_from_params(params: Mapping[str, Any]) -> list[str]:
     return [str(f) for f in files]
 
 
-def rule_digest(params: Mapping[str, Any]) -> str:
+def rule_digest(params: Mapping[str, Any], *, config: SyncConfig | None = None) -> str:
     """``resolved_digest`` of a rule's params (put it in the rule's params as ``digest``)."""
     extra = [str(f) for f in (dict(params).get("extra_files") or ())]
-    return resolved_digest(config_files_from_params(params), options_from_params(params), extra_files=extra)
+    return resolved_digest(config_files_from_params(params), options_from_params(params), extra_files=extra,
+                           config=config)
 
 
-def resolved_digest(config_files: Sequence[str], options: SyncOptions, *, extra_files: Sequence[str] = ()) -> str:
-    """Digest of what a run would do: the resolved plan (ends, filters after the options,
-    mechanism, every argv). It ignores what the options override (e.g. the protocol's own
-    filters when the rule replaces them) and the ``description``, so a rule reruns only
-    when its own behaviour changes."""
-    body = plan_as_json(config_files, options)
-    body.pop("config_files", None)
-    definition = body.pop("definition", {})
-    if body.get("type") == "git":
-        body["definition"] = {k: v for k, v in definition.items() if k != "description"}
+#: Protocol keys that say *where* an end is (which store, which account, which shell): part of
+#: the meaning although they are not ends.
+_WHERE_KEYS = ("endpoint_url", "profile", "region", "rsh")
+#: The tool each transfer type runs when the plan does not name one.
+_DEFAULT_TOOL = {"rsync": "rsync", "s3sync": "aws"}
+
+
+def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: Sequence[str] = (),
+            config: SyncConfig | None = None) -> dict[str, Any]:
+    """The canonical record of what a run would move, and nothing about how we spell it.
+
+    Transfers: the protocol type, the tool, the resolved source/target/destination, the
+    resolved filter list normalised to ``"<action> <pattern>"`` (so ``P`` and ``+ P`` are one
+    rule; the implicit ``- **`` tail included), the options that change the outcome (mkpath,
+    delete) and where the ends are (endpoint, profile, region, remote shell). Git: mode,
+    remote, branch, path. Never the argv: a flepimop-sync upgrade that spells a command
+    differently (one more rsync flag) must not rerun hours of calibration downstream.
+    """
+    config = config or load_config(config_files)
+    protocol = config.get(options.protocol)
+    record: dict[str, Any] = {"type": protocol.type}
+    if protocol.type == "git":
+        mode = protocol.get("mode", "pull")
+        if options.reverse:
+            mode = "push" if mode == "pull" else "pull"
+        record.update(tool="git", mode=mode, remote=protocol.get("remote"), branch=protocol.get("branch"),
+                      path=protocol.get("path"))
+        return record
+    plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
+    r = plan.resolved
+    record.update(
+        tool=_tool_of(plan),
+        source=r.source.text,
+        target=r.target.text,
+        destination=r.destination.text,
+        filters=[f"{rule.action} {rule.pattern}" for rule in r.rules.rules],
+        options={"mkpath": bool(r.mkpath), "delete": bool(r.delete)},
+        where={k: protocol.get(k) for k in _WHERE_KEYS if protocol.get(k) is not None},
+    )
     if extra_files:
-        body["extra_files"] = [str(f) for f in extra_files]
-    text = json.dumps(body, sort_keys=True, default=str)
+        record["extra_files"] = [str(f) for f in extra_files]
+    return record
+
+
+def _tool_of(plan: "planning.Plan") -> str:
+    """The program a plan runs: the plan's own ``tool`` when it has one, else its first
+    step's program, else the type's default (a plan whose steps wait for a listing)."""
+    named = getattr(plan, "tool", None)
+    if named:
+        return str(named)
+    if plan.steps:
+        return os.path.basename(plan.steps[0].argv[0])
+    return _DEFAULT_TOOL.get(plan.protocol.type, plan.protocol.type)
+
+
+def resolved_digest(config_files: Sequence[str], options: SyncOptions, *, extra_files: Sequence[str] = (),
+                    config: SyncConfig | None = None) -> str:
+    """Digest of ``meaning(...)``: what a run would move (see there). It ignores what the
+    options override (e.g. the protocol's own filters when the rule replaces them), the
+    ``description`` and the argv, so a rule reruns only when what it moves changes."""
+    record = meaning(config_files, options, extra_files=extra_files, config=config)
+    text = json.dumps(record, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -203,6 +255,12 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     except SyncError as error:
         _write_failure(receipt, options, config_files, error, started, env)
         raise
+    if result.get("type") != "git":
+        try:
+            result["files"] = destination_files(config_files, options, env)
+        except SyncError as error:  # the sync itself succeeded: say why the audit list is missing
+            result["files_error"] = str(error)
+    result.update(where_and_when())
     result["started"] = started
     result["finished"] = now_iso()
     result["params_digest"] = dict(params).get("digest")
@@ -211,6 +269,69 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     if failed_path.exists():
         failed_path.unlink()
     return result
+
+
+def where_and_when() -> dict[str, Any]:
+    """Where a receipt was written: the host and, inside a SLURM job, its job id."""
+    import socket
+
+    return {"host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID") or None}
+
+
+def destination_files(config_files: Sequence[str], options: SyncOptions,
+                      env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The files of the selection as they are at the destination after a run, for audits:
+    ``[{"path", "size"}]`` (paths relative to the destination), plus ``"etag"`` for an S3
+    destination. One listing of the destination (rsync --list-only, aws s3api, or a walk)."""
+    from .execute import list_end
+    from .runner import Runner
+
+    protocol = load_config(config_files).get(options.protocol)
+    source_is_file = _source_is_local_file(protocol, options)
+    plan = planning.build(protocol, options, source_is_file=source_is_file)
+    r = plan.resolved
+    # a single file lands as <target>/<name>: list the target and pick it
+    listed = r.target if source_is_file else r.destination
+    with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
+        if listed.kind == "s3":
+            entries = _s3_objects(listed, protocol, runner)
+        else:
+            entries = {path: {"path": path, "size": size}
+                       for path, size in list_end(listed, protocol, runner).files}
+        # a download: the ETags are the source's (the objects the files were copied from)
+        origin = _s3_objects(r.source, protocol, runner) if r.source.kind == "s3" else {}
+    for path, entry in entries.items():
+        if path in origin and "etag" not in entry:
+            entry["etag"] = origin[path]["etag"]
+    if source_is_file:
+        name = r.source.basename
+        return [entries[name]] if name in entries else []
+    if r.rules:
+        keep = {path for path, _ in r.rules.select_paths([(p, e["size"]) for p, e in entries.items()])}
+    else:
+        keep = set(entries)
+    return [entries[p] for p in sorted(keep)]
+
+
+def _s3_objects(end: "Any", protocol: "Any", runner: "Any") -> dict[str, dict[str, Any]]:
+    """Every object below an S3 end with size and ETag (``aws s3api list-objects-v2``, which
+    pages by itself), keyed by the path relative to the end."""
+    from .errors import StepFailed
+
+    bucket, _, prefix = end.as_dir().path.partition("/")
+    argv = ["aws", "s3api", "list-objects-v2", f"--bucket={bucket}", f"--prefix={prefix}", "--output=json",
+            *planning.aws_global_args(protocol)]
+    done = runner.run(argv)
+    if done.returncode != 0:
+        raise StepFailed(f"listing {end.text} for the receipt failed: {done.stderr.strip().splitlines()[-1:]}",
+                         step="receipt listing", returncode=done.returncode)
+    body = json.loads(done.stdout) if done.stdout.strip() else {}
+    out: dict[str, dict[str, Any]] = {}
+    for item in body.get("Contents") or ():
+        key = item["Key"][len(prefix):]
+        if key and not key.endswith("/"):
+            out[key] = {"path": key, "size": int(item["Size"]), "etag": str(item.get("ETag", "")).strip('"')}
+    return out
 
 
 def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[str, str] | None) -> dict[str, int]:
@@ -225,15 +346,17 @@ def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[s
     return {"files": len(chosen), "bytes": sum(size for _, size in chosen)}
 
 
-def rule_params(config_files: Sequence[str] | str, **options: Any) -> dict[str, Any]:
+def rule_params(config_files: Sequence[str] | str, *, config: SyncConfig | None = None,
+                **options: Any) -> dict[str, Any]:
     """A sync rule's params: the config files, the options (SyncOptions fields, None
-    dropped; ``extra_files`` allowed) and the ``digest`` of the resolved definition,
-    so Snakemake's params rerun-trigger reruns the rule exactly when that changes."""
+    dropped; ``extra_files`` allowed) and the ``digest`` of what the rule would move
+    (``meaning``), so Snakemake's params rerun-trigger reruns the rule exactly when that
+    changes. ``config``: the already loaded configs (a workflow with many rules loads once)."""
     files = [config_files] if isinstance(config_files, (str, os.PathLike)) else list(config_files)
     params: dict[str, Any] = {"config_files": [str(f) for f in files]}
     for key, value in options.items():
         if value is None or value == () or value == []:
             continue
         params[key] = list(value) if isinstance(value, tuple) else value
-    params["digest"] = rule_digest(params)
+    params["digest"] = rule_digest(params, config=config)
     return params

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -89,54 +90,118 @@ def merged_env(base_env, *servers) -> dict[str, str]:
     return env
 
 
+ARGV_PATCH = """\
+# Test-only: one more flag in every rsync/aws argv, as a flepimop-sync upgrade might add
+# (FLEPIMOP_TEST_EXTRA_FLAG). Reruns must not follow such a change.
+import os
+
+_FLAG = os.environ.get("FLEPIMOP_TEST_EXTRA_FLAG")
+if _FLAG:
+    import flepimop_sync.plan as _plan
+
+    _rsync, _aws = _plan.rsync_argv, _plan.aws_sync_argv
+
+    def rsync_argv(*args, **kwargs):
+        argv = _rsync(*args, **kwargs)
+        return (argv[0], _FLAG, *argv[1:])
+
+    def aws_sync_argv(*args, **kwargs):
+        return (*_aws(*args, **kwargs), "--only-show-errors")
+
+    _plan.rsync_argv, _plan.aws_sync_argv = rsync_argv, aws_sync_argv
+"""
+
+RUNS = ("r1", "r2", "r3")
+
+
 class Campaign:
-    """A working directory with a flepiMoP config (sync: section), config.yaml and stand-in."""
+    """A checkout-shaped working directory: workflow/ (a link to ours), config/config.yaml
+    listing three runs, a flepiMoP config with the sync: section, the stand-in calibration.
+
+    r1 fetches its resume files from "hpc" (rsync over the suite's sshd), r2 from S3, r3 has
+    none; r1 and r2 snapshot to S3 (runs/<run>/), r3 to "hpc" (rsync, hpc/runs/r3/)."""
 
     def __init__(self, root: Path, env: dict[str, str], s3, bucket: str, *, hpc_alias: str = "hpc",
-                 resume: bool = True, fail: bool = False):
+                 fail: bool = False):
         self.root = root
         self.env = env
         self.s3 = s3
         self.bucket = bucket
         self.hpc = root / "hpc"  # the "remote" side: reached as hpc:<path> through the suite's sshd
         shutil.copytree(SAMPLE, self.hpc / "prev" / "model_output")
+        (root / "workflow").symlink_to(REPO / "workflow")
+        (root / "config").mkdir()
         (root / "standin.py").write_text(STANDIN)
         (root / "expect.json").write_text(json.dumps(sorted(expected_resume_files())))
+        if bucket != "unused":
+            for rel in sorted(tree(SAMPLE)):
+                s3.put(bucket, f"prev/model_output/{rel}", (SAMPLE / rel).read_bytes())
         self.protocols = {
             "resume": {"type": "rsync", "source": f"{hpc_alias}:{self.hpc}/prev/model_output/",
                        "target": "model_output/", "filters": ["- llik/"]},
+            "s3resume": {"type": "s3sync", "source": f"s3://{bucket}/prev/model_output/",
+                         "target": "model_output/", "endpoint_url": s3.endpoint},
             "snapshot": {"type": "s3sync", "source": "model_output/", "target": f"s3://{bucket}/runs/",
                          "endpoint_url": s3.endpoint, "filters": ["- intermediate/"]},
+            "hpcsnap": {"type": "rsync", "source": "model_output/", "target": f"{hpc_alias}:{self.hpc}/runs/",
+                        "filters": ["- intermediate/"]},
             "archive": {"type": "rsync", "source": "hpc/prev/model_output/", "target": "archive/",
                         "filters": ["+ hnpi/**"]},
         }
         self.write_model_config()
-        command = (f"{{python}} standin.py outputs={{outputs}} run={{run}} manifest=manifest.json"
-                   + (f" expect=expect.json prev={PREV_RUN}" if resume else "") + (" fail=1" if fail else ""))
+        base = "{python} standin.py outputs={outputs} run={run} manifest=manifests/{run}.json"
         self.config = {
             "sync_configs": ["flepimop.yml"],
-            "run_name": RUN,
             "sync_in_all": ["archive"],
-            "resume_fetch": {"enabled": resume, "protocol": "resume"},
-            "calibrate": {"command": command, "outputs": "model_output"},
-            "snapshot": {"protocol": "snapshot", "manifest": "manifest.json"},
+            "resume_fetch": {"protocol": "resume", "target": "+ {run}/"},
+            "calibrate": {"command": f"{base} expect=expect.json prev={PREV_RUN}" + (" fail=1" if fail else ""),
+                          "outputs": "model_output/{run}",
+                          "resources": {"runtime": 5, "mem_mb": 200}},
+            "snapshot": {"protocol": "snapshot", "source": "+ {run}/", "manifest": "manifests/{run}.json"},
+            "runs": [
+                {"name": "r1"},
+                {"name": "r2", "resume_fetch": {"protocol": "s3resume"}},
+                {"name": "r3", "resume_fetch": {"enabled": False},
+                 "calibrate": {"command": base + (" fail=1" if fail else "")},
+                 "snapshot": {"protocol": "hpcsnap"}},
+            ],
         }
-        (root / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        (root / "manifests").mkdir()
+        self.write_config()
 
     def write_model_config(self) -> None:
         doc = {"name": "USA_inference", "nslots": 1, "sync": self.protocols}
         (self.root / "flepimop.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    def snakemake(self, *args, extra_env=None, timeout=240) -> subprocess.CompletedProcess:
+    def write_config(self) -> None:
+        (self.root / "config" / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def snakemake(self, *args, extra_env=None, timeout=240, cores=True) -> subprocess.CompletedProcess:
+        """`snakemake ARGS` from the checkout-shaped root, exactly as a user types it."""
         env = dict(self.env, **(extra_env or {}))
         return subprocess.run(
-            [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(self.root),
-             "--configfile", str(self.root / "config.yaml"), "--cores", "1", *args],
+            [sys.executable, "-m", "snakemake", *(["--cores", "1"] if cores else []), *args],
             env=env, cwd=self.root, text=True, capture_output=True, timeout=timeout,
             stdin=subprocess.DEVNULL)
 
-    def receipt(self, name: str) -> dict:
-        return json.loads((self.root / "results" / "receipts" / f"{name}.json").read_text())
+    def receipt(self, name: str, run: str | None = None) -> dict:
+        where = self.root / "results" / (run or "") / "receipts" / f"{name}.json"
+        return json.loads(where.read_text())
+
+    def stamps(self) -> dict[str, int]:
+        """receipt -> mtime_ns: which nodes a snakemake call (re)ran."""
+        return {str(p.relative_to(self.root / "results")): p.stat().st_mtime_ns
+                for p in (self.root / "results").rglob("*.json")} if (self.root / "results").exists() else {}
+
+
+def changed(before: dict[str, int], after: dict[str, int]) -> set[str]:
+    """Receipts written between two stamps(): '<run>/<step>' (or 'sync_<name>')."""
+    out = set()
+    for path, stamp in after.items():
+        if before.get(path) != stamp:
+            parts = Path(path).parts
+            out.add(Path(parts[-1]).stem if parts[0] == "receipts" else f"{parts[0]}/{Path(parts[-1]).stem}")
+    return out
 
 
 def ran_rules(proc: subprocess.CompletedProcess) -> set[str]:
@@ -147,44 +212,87 @@ def show(proc: subprocess.CompletedProcess) -> str:
     return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-8000:]}"
 
 
-def check_full_dag(c: Campaign, proc: subprocess.CompletedProcess) -> None:
+def s3_objects(c: Campaign, prefix: str) -> dict[str, dict]:
+    """key (below prefix) -> {size, etag}, straight from the S3 server."""
+    client = c.s3.client
+    out = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=c.bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            out[item["Key"][len(prefix):]] = {"size": item["Size"], "etag": item["ETag"].strip('"')}
+    return out
+
+
+def run_settings(c: Campaign, run: str) -> tuple[str | None, str]:
+    """(resume protocol or None, snapshot protocol) of a run of the campaign's config."""
+    entry = next(e for e in c.config["runs"] if e["name"] == run)
+    fetch = {**c.config["resume_fetch"], **entry.get("resume_fetch", {})}
+    snap = {**c.config["snapshot"], **entry.get("snapshot", {})}
+    return (fetch["protocol"] if fetch.get("enabled", True) else None), snap["protocol"]
+
+
+def check_run(c: Campaign, run: str, *, slurm_job: bool = False) -> None:
+    """Everything one run of a successful campaign must leave behind."""
+    host = socket.gethostname()
+    expected = expected_resume_files()
+    resume_protocol, snapshot_protocol = run_settings(c, run)
+    snapshot = c.receipt("snapshot", run)
+    assert snapshot["status"] == "ok" and snapshot["host"] == host and snapshot["slurm_job_id"] is None
+    assert snapshot["filters"][0] == "- intermediate/"
+    assert (c.root / "results" / run / "logs" / "snapshot.log").read_text().strip()
+    resumed: set[str] = set()
+    if resume_protocol:
+        fetched = c.receipt("resume_fetch", run)
+        assert fetched["status"] == "ok" and fetched["host"] == host and fetched["slurm_job_id"] is None
+        assert fetched["protocol"] == resume_protocol
+        assert fetched["destination"].rstrip("/") == f"model_output/{run}"
+        assert fetched["filters"][:3] == ["+ hnpi/**", "+ snpi/**", "+ seed/**"]
+        assert fetched["selected"]["files"] == len(expected) == fetched["transferred"]["files"]
+        # the audit list: exactly the resume files, their sizes (and the S3 source's ETags)
+        assert {f["path"] for f in fetched["files"]} == expected
+        assert all(f["size"] == (SAMPLE / f["path"]).stat().st_size for f in fetched["files"])
+        if resume_protocol == "s3resume":
+            source = s3_objects(c, "prev/model_output/")
+            assert all(f["etag"] == source[f["path"]]["etag"] for f in fetched["files"])
+        else:
+            assert all("etag" not in f for f in fetched["files"])
+        assert tree(c.root / "model_output" / run / PREV_RUN.split("/")[0]) >= {
+            p.split("/", 1)[1] for p in expected}
+        resumed = {p for p in expected if "/intermediate/" not in p}
+    else:
+        assert not (c.root / "results" / run / "receipts" / "resume_fetch.json").exists()
+    cal = c.receipt("calibrate", run)
+    assert cal["status"] == "ok" and cal["exit_code"] == 0 and "standin.py" in cal["command"]
+    assert bool(cal["slurm_job_id"]) == slurm_job
+    log = (c.root / "results" / run / "logs" / "calibrate.log").read_text()
+    assert ("resume files ok" in log) == bool(resume_protocol)
+    outputs = output_files(run, final_only=True)
+    if snapshot_protocol == "hpcsnap":
+        pushed = tree(c.hpc / "runs" / run)
+        assert pushed == outputs | {f"{run}.json"}, sorted(pushed ^ (outputs | {f"{run}.json"}))
+        assert snapshot["type"] == "rsync" and all("etag" not in f for f in snapshot["files"])
+        assert {f["path"]: f["size"] for f in snapshot["files"]} == {
+            p: (c.hpc / "runs" / run / p).stat().st_size for p in pushed}
+    else:
+        objects = s3_objects(c, f"runs/{run}/")
+        assert set(objects) == outputs | resumed | {f"{run}.json"}, sorted(set(objects) ^ (outputs | resumed))
+        assert snapshot["type"] == "s3sync" and snapshot["destination"].rstrip("/") == f"s3://{c.bucket}/runs/{run}"
+        assert snapshot["selected"]["files"] == len(outputs | resumed)
+        assert any(cmd[:3] == ["aws", "s3", "sync"] for cmd in snapshot["commands"])
+        # the audit list is what S3 holds: every key, size and ETag
+        assert {f["path"]: (f["size"], f["etag"]) for f in snapshot["files"]} == {
+            k: (v["size"], v["etag"]) for k, v in objects.items()}
+    assert snapshot["extra"][0]["status"] == "ok" and snapshot["extra"][0]["destination"].endswith(f"{run}.json")
+
+
+def check_full_dag(c: Campaign, proc: subprocess.CompletedProcess, *, slurm_job: bool = False,
+                   rules: frozenset = frozenset({"resume_fetch_run", "calibrate_run", "snapshot_run"})) -> None:
     """Everything a successful campaign must leave behind (shared with the SLURM test)."""
     assert proc.returncode == 0, show(proc)
-    assert {"resume_fetch", "calibrate", "snapshot", "sync_archive"} <= ran_rules(proc), show(proc)
-    # resume_fetch pulled exactly the resume files (the protocol's own '- llik/' is replaced)
-    expected = expected_resume_files()
-    prev = c.root / "model_output"
-    assert {p for p in tree(prev) if p.startswith(PREV_RUN)} == expected
-    r = c.receipt("resume_fetch")
-    assert r["protocol"] == "resume" and r["type"] == "rsync" and r["status"] == "ok"
-    assert r["source"] == f"hpc:{c.hpc}/prev/model_output/" and r["destination"] == "model_output/"
-    assert r["filters"][:3] == ["+ hnpi/**", "+ snpi/**", "+ seed/**"]
-    assert r["selected"]["files"] == len(expected) == r["transferred"]["files"]
-    assert r["selected"]["bytes"] == sum((SAMPLE / p).stat().st_size for p in expected)
-    assert r["commands"] and r["commands"][0][0] == "rsync"
-    assert {"flepimop-sync", "python", "rsync", "aws"} <= set(r["tool_versions"])
-    assert r["started"] <= r["finished"]
-    assert (c.root / "logs" / "resume_fetch.log").read_text().strip()
-    # calibrate ran the stand-in, which found exactly the resume files
-    cal = c.receipt("calibrate")
-    assert cal["status"] == "ok" and cal["exit_code"] == 0 and "standin.py" in cal["command"]
-    assert "resume files ok" in (c.root / "logs" / "calibrate.log").read_text()
-    # snapshot pushed the outputs (its own filters: no intermediate/) and the manifest to runs/<run>/
-    keys = c.s3.list(c.bucket, f"runs/{RUN}/")
-    pushed = {k[len(f"runs/{RUN}/"):] for k in keys}
-    assert output_files(final_only=True) <= pushed
-    assert "manifest.json" in pushed
-    assert not any("/intermediate/" in k for k in pushed)
-    # the fetched resume files are part of model_output/ too (their final/ ones, by its filters)
-    assert {p for p in expected if "/intermediate/" not in p} <= pushed
-    s = c.receipt("snapshot")
-    assert s["protocol"] == "snapshot" and s["type"] == "s3sync" and s["status"] == "ok"
-    assert s["destination"].rstrip("/") == f"s3://{c.bucket}/runs/{RUN}"
-    assert s["filters"][0] == "- intermediate/"
-    assert s["selected"]["files"] == len(pushed) - 1  # all but the manifest
-    assert s["extra"][0]["status"] == "ok" and s["extra"][0]["destination"].endswith("manifest.json")
-    assert any(cmd[:3] == ["aws", "s3", "sync"] for cmd in s["commands"])
+    assert rules | {"sync_archive"} <= ran_rules(proc), show(proc)
+    for run in RUNS:
+        check_run(c, run, slurm_job=slurm_job)
     assert c.receipt("sync_archive")["selected"]["files"] == len(tree(c.root / "archive"))
+    assert {f["path"] for f in c.receipt("sync_archive")["files"]} == tree(c.root / "archive")
 
 
 @pytest.fixture()
@@ -194,82 +302,162 @@ def campaign_env(base_env, sshd, s3):
 
 # -- tests ----------------------------------------------------------------------------------------
 
-def test_campaign_dag_receipts_noop_and_targeted_rerun(tmp_path, campaign_env, s3):
+def test_campaign_of_three_runs_targets_noop_and_added_run(tmp_path, campaign_env, s3):
     c = Campaign(tmp_path, campaign_env, s3, s3.make_bucket())
     dry = c.snakemake("-n")
     assert dry.returncode == 0, show(dry)
     assert not (tmp_path / "results").exists()
 
-    first = c.snakemake()
-    check_full_dag(c, first)
+    # `snakemake resume_fetch`: every run's fetch, nothing else
+    fetched = c.snakemake("resume_fetch")
+    assert fetched.returncode == 0, show(fetched)
+    assert changed({}, c.stamps()) == {"r1/resume_fetch", "r2/resume_fetch"}
+    # a per-run target: that run's nodes only
+    before = c.stamps()
+    one = c.snakemake("results/r3/receipts/snapshot.json")
+    assert one.returncode == 0, show(one)
+    assert changed(before, c.stamps()) == {"r3/calibrate", "r3/snapshot"}
+
+    before = c.stamps()
+    full = c.snakemake()
+    check_full_dag(c, full, rules=frozenset({"calibrate_run", "snapshot_run"}))
+    assert changed(before, c.stamps()) == {"r1/calibrate", "r1/snapshot", "r2/calibrate", "r2/snapshot",
+                                           "sync_archive"}
 
     again = c.snakemake()
-    assert again.returncode == 0, show(again)
-    assert ran_rules(again) == set(), show(again)
+    assert again.returncode == 0 and ran_rules(again) == set(), show(again)
     assert "Nothing to be done" in again.stderr + again.stdout
 
+    # adding a run adds its nodes and reruns nothing else
+    c.config["runs"].append({"name": "r4", "resume_fetch": {"protocol": "s3resume"}})
+    c.write_config()
+    before = c.stamps()
+    added = c.snakemake()
+    assert added.returncode == 0, show(added)
+    assert changed(before, c.stamps()) == {"r4/resume_fetch", "r4/calibrate", "r4/snapshot"}
+    check_run(c, "r4")
+
+    # an unknown run is named as such
+    bad = c.snakemake("-n", "results/nope/receipts/snapshot.json")
+    assert bad.returncode != 0 and "no run named 'nope'" in bad.stdout + bad.stderr, show(bad)
+
+
+def test_reruns_follow_meaning(tmp_path, campaign_env, s3, run_cli):
+    c = Campaign(tmp_path, campaign_env, s3, s3.make_bucket())
+    first = c.snakemake()
+    assert first.returncode == 0, show(first)
+
+    # an argv-only change (one more flag in every rsync/aws command, as an upgrade might add):
+    # the commands change, the meaning does not: nothing reruns
+    patch_dir = tmp_path / "patch"
+    patch_dir.mkdir()
+    (patch_dir / "sitecustomize.py").write_text(ARGV_PATCH)
+    patched = {"PYTHONPATH": f"{patch_dir}{os.pathsep}{c.env['PYTHONPATH']}",
+               "FLEPIMOP_TEST_EXTRA_FLAG": "--no-motd"}
+    plan = run_cli(["sync", "--plan", "-p", "resume", "flepimop.yml"], cwd=tmp_path,
+                   env=dict(c.env, **patched))
+    assert plan.returncode == 0 and '"--no-motd"' in plan.stdout, plan.stdout + plan.stderr
+    dry = c.snakemake("-n", extra_env=patched)
+    assert dry.returncode == 0, show(dry)
+    assert "Nothing to be done" in dry.stdout + dry.stderr, show(dry)
+
     # editing one protocol's filters reruns only its rule
-    before = {n: c.receipt(n)["finished"] for n in ("resume_fetch", "calibrate", "snapshot")}
+    before = c.stamps()
     c.protocols["archive"]["filters"] = ["+ hnpi/**", "+ seed/**"]
     c.write_model_config()
     edited = c.snakemake()
     assert edited.returncode == 0, show(edited)
-    assert ran_rules(edited) - {"all"} == {"sync_archive"}, show(edited)
+    assert changed(before, c.stamps()) == {"sync_archive"}
     assert any("/seed/" in p for p in tree(c.root / "archive"))
-    assert c.receipt("sync_archive")["filters"][:2] == ["+ hnpi/**", "+ seed/**"]
-    assert before == {n: c.receipt(n)["finished"] for n in before}
 
-    # the resume protocol's own filters do not matter to resume_fetch (it uses its own set):
-    # only sync_resume would rerun, and it is not part of `all`
+    # the resume protocol's own filters do not matter to resume_fetch (it replaces them)
     c.protocols["resume"]["filters"] = ["- hosp/"]
     c.write_model_config()
     unrelated = c.snakemake()
     assert unrelated.returncode == 0 and ran_rules(unrelated) == set(), show(unrelated)
 
-    # ... but changing the resume filter set in config.yaml reruns resume_fetch and downstream
-    c.config["resume_fetch"]["filters"] = ["+ hnpi/**", "+ snpi/**", "+ seed/**", "- **"]
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(c.config, sort_keys=False))
-    changed = c.snakemake("-n")
-    assert changed.returncode == 0, show(changed)
-    assert "resume_fetch" in changed.stdout + changed.stderr
+    # the same rules spelled differently ('P' is '+ P') mean the same: nothing reruns
+    c.config["resume_fetch"]["filters"] = ["hnpi/**", "+ snpi/**", "seed/**"]
+    c.write_config()
+    respelled = c.snakemake()
+    assert respelled.returncode == 0 and ran_rules(respelled) == set(), show(respelled)
+
+    # an edited filter of one run reruns that run's fetch and what depends on it, nothing else
+    before = c.stamps()
+    c.config["runs"][1]["resume_fetch"]["filters"] = ["+ hnpi/**", "+ snpi/**", "+ seed/**", "- **"]
+    c.write_config()
+    rerun = c.snakemake()
+    assert rerun.returncode == 0, show(rerun)
+    assert changed(before, c.stamps()) == {"r2/resume_fetch", "r2/calibrate", "r2/snapshot"}
+
+    # after the remote source changed, a forced refetch (README): -R resume_fetch_run
+    before = c.stamps()
+    forced = c.snakemake("-R", "resume_fetch_run", "--", "resume_fetch")
+    assert forced.returncode == 0, show(forced)
+    assert changed(before, c.stamps()) == {"r1/resume_fetch", "r2/resume_fetch"}
+
+
+def test_config_booleans_from_the_command_line(tmp_path, campaign_env, s3):
+    c = Campaign(tmp_path, campaign_env, s3, "unused")
+    for value in ("false", "true", "False"):
+        proc = c.snakemake("-n", "--config", f"local_sync={value}", "slurm_status_timeout=30")
+        assert proc.returncode == 0, show(proc)
+    bad = c.snakemake("-n", "--config", "local_sync=maybe")
+    assert bad.returncode != 0 and "local_sync" in bad.stdout + bad.stderr, show(bad)
 
 
 def test_failing_calibration_means_no_snapshot(tmp_path, campaign_env, s3):
-    c = Campaign(tmp_path, campaign_env, s3, s3.make_bucket(), resume=False, fail=True)
+    c = Campaign(tmp_path, campaign_env, s3, s3.make_bucket(), fail=True)
     c.config["sync_in_all"] = []
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(c.config, sort_keys=False))
+    c.config["runs"] = [c.config["runs"][2]]
+    c.write_config()
     proc = c.snakemake()
     assert proc.returncode != 0, show(proc)
-    assert "snapshot" not in ran_rules(proc)
-    receipts = tmp_path / "results" / "receipts"
+    assert "snapshot_run" not in ran_rules(proc)
+    receipts = tmp_path / "results" / "r3" / "receipts"
     assert not (receipts / "calibrate.json").exists() and not (receipts / "snapshot.json").exists()
     failed = json.loads((receipts / "calibrate.json.failed").read_text())
     assert failed["status"] == "failed" and failed["exit_code"] == 7
-    assert "failing as asked" in (tmp_path / "logs" / "calibrate.log").read_text()
-    assert c.s3.list(c.bucket) == {}
+    assert "failing as asked" in (tmp_path / "results" / "r3" / "logs" / "calibrate.log").read_text()
+    assert s3_objects(c, "runs/") == {}
 
 
 def test_failing_sync_writes_failed_receipt(tmp_path, campaign_env, s3):
     c = Campaign(tmp_path, campaign_env, s3, s3.make_bucket())
     c.protocols["resume"]["source"] = f"hpc:{tmp_path}/no/such/dir/"
     c.write_model_config()
-    proc = c.snakemake("resume_fetch")
+    proc = c.snakemake("results/r1/receipts/resume_fetch.json")
     assert proc.returncode != 0, show(proc)
-    receipts = tmp_path / "results" / "receipts"
+    receipts = tmp_path / "results" / "r1" / "receipts"
     assert not (receipts / "resume_fetch.json").exists()
     failed = json.loads((receipts / "resume_fetch.json.failed").read_text())
     assert failed["status"] == "failed" and "rsync exit" in failed["error"]
     assert "flepimop-sync:" in proc.stderr
 
 
-def test_bad_protocol_is_a_clear_workflow_error(tmp_path, campaign_env, s3):
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda p: p["archive"].update(filters=["+bad"]), "invalid filter '+bad'"),
+    (lambda p: p["archive"].update(colour="red"), "colour"),
+    (lambda p: p["snapshot"].update(type="ftp"), "type"),
+    (lambda p: p["resume"].pop("target"), "target"),
+])
+def test_bad_protocol_stops_dry_run_with_the_cli_one_line_error(tmp_path, campaign_env, s3, run_cli,
+                                                                change, expected):
     c = Campaign(tmp_path, campaign_env, s3, "unused")
-    c.protocols["archive"]["filters"] = ["+bad"]
+    change(c.protocols)
     c.write_model_config()
+    cli = run_cli(["sync", "-n", "flepimop.yml"], cwd=tmp_path, env=c.env)
+    assert cli.returncode == 2
+    message = cli.stderr.strip()
+    assert len(message.splitlines()) == 1 and expected in message and "flepimop.yml" in message, message
     proc = c.snakemake("-n")
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert "flepimop-sync: invalid filter '+bad'" in out and "protocol 'archive'" in out, show(proc)
+    # the CLI's line, once, and no jsonschema dump
+    line = message.split(": ", 1)[1] if message.startswith("error: ") else message
+    assert line in out, (line, show(proc))
+    assert "Failed validating" not in out and "On instance" not in out, show(proc)
+    assert len(out.strip().splitlines()) <= 6, show(proc)
 
 
 def _example_tree(tmp_path: Path) -> Path:
@@ -293,15 +481,17 @@ def test_example_config_runs_from_repository_root(tmp_path, base_env):
     dry = smk("-n")
     assert dry.returncode == 0, show(dry)
     fetched = smk("resume_fetch")
-    assert fetched.returncode == 0 and ran_rules(fetched) == {"resume_fetch"}, show(fetched)
-    resumed = tree(work / "results/example/model_output")
+    assert fetched.returncode == 0 and ran_rules(fetched) == {"resume_fetch_run", "resume_fetch"}, show(fetched)
+    resumed = tree(work / "results/example/model_output/example_run")
     assert resumed == expected_resume_files()
     full = smk()
-    assert full.returncode == 0 and ran_rules(full) >= {"calibrate", "snapshot"}, show(full)
+    assert full.returncode == 0 and ran_rules(full) >= {"calibrate_run", "snapshot_run"}, show(full)
     archived = tree(work / "results/example/archive/example_run")
     assert "manifest.json" in archived
     assert not any("/intermediate/" in p for p in archived)
     assert any("example_run/hnpi/global/final" in p for p in archived)
+    assert {"resume_fetch", "calibrate", "snapshot"} == {
+        p.stem for p in (work / "results/example_run/receipts").glob("*.json")}
     assert ran_rules(smk()) == set()
 
 
@@ -365,7 +555,7 @@ def test_module_reuse_with_use_rule(tmp_path, base_env):
         '''))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({
         "sync_configs": ["flepimop.yml"], "resume_fetch": {"enabled": False},
-        "calibrate": {"enabled": False}, "snapshot": {"enabled": False}}))
+        "calibrate": {"enabled": False}, "snapshot": {"enabled": False}, "runs": [{"name": "only"}]}))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=tmp_path,
                           env=merged_env(base_env), text=True, capture_output=True, timeout=120,
                           stdin=subprocess.DEVNULL)

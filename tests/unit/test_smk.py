@@ -148,3 +148,69 @@ def test_example_config_matches_workflow_schema():
         assert f"`{key}`" in documented, key
         for sub in spec.get("properties", {}):
             assert f"`{key}.{sub}`" in documented, f"{key}.{sub}"
+
+
+# -- reruns follow meaning (api.meaning / resolved_digest) ------------------------------------------
+
+def _digest(path: str, protocol: str = "resume", **options) -> str:
+    return api.rule_params([path], protocol=protocol, **options)["digest"]
+
+
+def _edited(tmp_path, cfg: str, change) -> str:
+    doc = yaml.safe_load(Path(cfg).read_text())
+    change(doc["sync"])
+    out = tmp_path / f"edited{len(list(tmp_path.glob('edited*')))}.yml"
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(out)
+
+
+@pytest.mark.parametrize(("what", "change", "reruns"), [
+    ("a description", lambda s: s["resume"].update(description="other words"), False),
+    ("an edited filter", lambda s: s["resume"].update(filters=["- llik/", "- hosp/"]), True),
+    ("the target", lambda s: s["resume"].update(target="/elsewhere/"), True),
+    ("mkpath", lambda s: s["resume"].update(mkpath=True), True),
+    ("delete", lambda s: s["resume"].update(delete=True), True),
+    ("the remote shell", lambda s: s["resume"].update(rsh="ssh -F cfg"), True),
+    ("the protocol type (and so the tool)",
+     lambda s: s["resume"].update(type="s3sync", target="s3://b/t/", filters=["- llik/"]), True),
+])
+def test_digest_table(cfg, tmp_path, what, change, reruns):
+    base = _digest(cfg)
+    edited = _digest(_edited(tmp_path, cfg, change))
+    assert (edited != base) is reruns, what
+
+
+def test_digest_same_rules_spelled_differently(cfg, tmp_path):
+    a = _digest(_edited(tmp_path, cfg, lambda s: s["resume"].update(filters=["+ hnpi/**", "- *"])))
+    b = _digest(_edited(tmp_path, cfg, lambda s: s["resume"].update(filters=["hnpi/**", "- *"])))
+    c = _digest(_edited(tmp_path, cfg, lambda s: s["resume"].update(filters=["- *", "+ hnpi/**"])))
+    assert a == b and a != c
+    # an override spelled either way is one meaning too
+    assert _digest(cfg, filters=["+ x/**"]) == _digest(cfg, filters=["x/**"])
+
+
+def test_digest_ignores_the_argv_builders(cfg, monkeypatch):
+    """Two argv builders (today's, and one that adds a flag as an upgrade might): same digest."""
+    from flepimop_sync import plan as planning
+
+    before = {p: _digest(cfg, p) for p in ("resume", "s3-push.v2")}
+    argv_before = api.plan_as_json([cfg], SyncOptions(protocol="resume"))["steps"][0]["argv"]
+    rsync, aws = planning.rsync_argv, planning.aws_sync_argv
+    monkeypatch.setattr(planning, "rsync_argv", lambda *a, **k: ("rsync", "--no-motd", *rsync(*a, **k)[1:]))
+    monkeypatch.setattr(planning, "aws_sync_argv", lambda *a, **k: (*aws(*a, **k), "--only-show-errors"))
+    argv_after = api.plan_as_json([cfg], SyncOptions(protocol="resume"))["steps"][0]["argv"]
+    assert argv_after != argv_before and "--no-motd" in argv_after
+    assert {p: _digest(cfg, p) for p in before} == before
+
+
+def test_meaning_record(cfg, tmp_path):
+    record = api.meaning([cfg], SyncOptions(protocol="resume", target="+ r1", fprefix=("hnpi/**",)))
+    assert record == {
+        "type": "rsync", "tool": "rsync",
+        "source": str(tmp_path / "src") + "/", "target": str(tmp_path / "out") + "/r1/",
+        "destination": str(tmp_path / "out") + "/r1/",
+        "filters": ["+ hnpi/**", "- llik/"], "options": {"mkpath": False, "delete": False}, "where": {},
+    }
+    s3 = api.meaning([cfg], SyncOptions(protocol="s3-push.v2"))
+    assert s3["tool"] == "aws" and s3["where"] == {"endpoint_url": "http://127.0.0.1:9"}
+    assert api.meaning([cfg], SyncOptions(protocol="code"))["tool"] == "git"

@@ -1,56 +1,73 @@
-# The calibration campaign: fetch the resume files of a previous run, calibrate,
-# snapshot the run's outputs (target appended with the run name, as
+# The campaign: per run, fetch the resume files of a previous run, calibrate, snapshot
+# the run's outputs (target appended with the run name by default, as
 # `flepimop batch-calibrate`'s sync job does with --target '+ <run>').
-
-if RESUME["enabled"]:
-
-    rule resume_fetch:
-        output:
-            receipt("resume_fetch"),
-        log:
-            log_file("resume_fetch"),
-        params:
-            **resume_params(),
-        localrule: LOCAL_SYNC
-        message:
-            "resume_fetch: previous run's resume files with protocol {params.protocol!r}"
-        wrapper:
-            SYNC_WRAPPER
+#
+# Each step is one rule with a {run} wildcard (results/{run}/receipts/<step>.json); the
+# rules `resume_fetch`, `calibrate` and `snapshot` (no wildcard) are targets for that
+# step of every run: `snakemake resume_fetch` fetches for all runs.
 
 
-if CALIBRATE["enabled"]:
-
-    rule calibrate:
-        input:
-            calibrate_inputs(),
-        output:
-            receipt("calibrate"),
-        log:
-            log_file("calibrate"),
-        params:
-            **calibrate_params(),
-        threads: CALIBRATE["threads"]
-        resources:
-            **calibrate_resources(),
-        conda:
-            "../envs/calibrate.yaml"
-        script:
-            "../scripts/calibrate.py"
+rule resume_fetch_run:
+    output:
+        run_receipt("resume_fetch"),
+    log:
+        run_log("resume_fetch"),
+    localrule: LOCAL_SYNC
+    params:
+        **step_params("resume_fetch"),
+    message:
+        "resume_fetch {wildcards.run}: previous run's resume files with protocol {params.protocol!r}"
+    wrapper:
+        SYNC_WRAPPER
 
 
-if SNAPSHOT["enabled"]:
+rule calibrate_run:
+    input:
+        calibrate_input(),
+    output:
+        run_receipt("calibrate"),
+    log:
+        run_log("calibrate"),
+    conda:
+        calibrate_env_file()
+    threads: calibrate_thread_count()
+    resources:
+        **calibrate_resources(),
+    params:
+        **calibrate_params(),
+    script:
+        "../scripts/calibrate.py"
 
-    rule snapshot:
-        input:
-            snapshot_inputs(),
-        output:
-            receipt("snapshot"),
-        log:
-            log_file("snapshot"),
-        params:
-            **snapshot_params(),
-        localrule: LOCAL_SYNC
-        message:
-            "snapshot: push the run's outputs with protocol {params.protocol!r}"
-        wrapper:
-            SYNC_WRAPPER
+
+rule snapshot_run:
+    input:
+        snapshot_input(),
+    output:
+        run_receipt("snapshot"),
+    log:
+        run_log("snapshot"),
+    localrule: LOCAL_SYNC
+    params:
+        **step_params("snapshot"),
+    message:
+        "snapshot {wildcards.run}: push the run's outputs with protocol {params.protocol!r}"
+    wrapper:
+        SYNC_WRAPPER
+
+
+rule resume_fetch:
+    input:
+        receipts_of("resume_fetch"),
+    localrule: True
+
+
+rule calibrate:
+    input:
+        receipts_of("calibrate"),
+    localrule: True
+
+
+rule snapshot:
+    input:
+        receipts_of("snapshot"),
+    localrule: True
