@@ -126,6 +126,10 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         reporter.warn(warning)
     reporter.detail(f"protocol {protocol.name!r} ({protocol.type}) from {protocol.file}")
     reporter.detail(f"filters: {resolved.rules.as_texts() or 'none (everything)'}")
+    if plan.engine != "aws":  # a fast engine lists, compares and moves the selection itself
+        from . import s3engine
+
+        return s3engine.run(plan, runner, reporter, started=started, start=start)
 
     listing: Listing | None = None
     selection: list[tuple[str, int]] | None = None

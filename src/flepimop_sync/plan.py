@@ -70,6 +70,7 @@ class Plan:
     stage_dir: str | None = None
     source_is_file: bool = False
     warnings: tuple[str, ...] = ()
+    engine: str = "aws"  # s3sync: the tool that moves the files (s3engine runs the others)
 
     @property
     def protocol(self) -> Protocol:
@@ -86,6 +87,7 @@ class Plan:
             "destination": r.destination.text,
             "filters": r.rules.as_texts(),
             "mechanism": self.mechanism,
+            **({"engine": self.engine} if r.protocol.type == "s3sync" else {}),
             "dry_run": r.dry_run,
             "delete": r.delete,
             "steps": [s.to_json() for s in self.steps],
@@ -143,6 +145,13 @@ def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = Fa
           interactive: bool = False) -> Plan:
     """The plan for one rsync or s3sync protocol."""
     resolved = resolve(protocol, options, source_is_file=source_is_file)
+    engine = options.engine or protocol.get("engine") or "aws"
+    if engine != "aws":
+        if protocol.type != "s3sync":
+            raise UsageError(f"{protocol.where()}: --engine applies to s3sync protocols only")
+        from . import s3engine
+
+        return s3engine.build_plan(resolved, engine, source_is_file=source_is_file)
     if protocol.type == "rsync":
         return _rsync_plan(resolved, source_is_file=source_is_file, interactive=interactive,
                            verbosity=options.verbosity)
