@@ -135,7 +135,7 @@ def test_same_files_and_output_as_aws(s3, run_cli, tmp_path, name, source, targe
     keys_aws, keys_fast = set(aws.pop("keys")), set(fast.pop("keys"))
     assert keys_aws - {"commands"} <= keys_fast, keys_aws - keys_fast  # the same result document
     assert fast == aws
-    assert aws["again"] == 0 and aws["transferred"]
+    assert aws["again"] == (1 if name == "single file" else 0) and aws["transferred"]  # aws s3 cp always copies
 
 
 @pytest.mark.parametrize("direction", ["upload", "download"])
@@ -274,7 +274,7 @@ ENGINE_ERRORS = [
     # (what, config extra, options, env change, exit code, fragment)
     ("not installed", {}, ["--engine", "rclone"], {"PATH": "/nonexistent"}, 2, "engine 'rclone' is not installed"),
     ("unknown engine key", {"engine": "s5"}, [], {}, 2, "engine"),
-    ("unknown engine option", {}, ["--engine", "s5"], {}, 2, "--engine"),
+    ("unknown engine option", {}, ["--engine", "s5"], {}, 2, "Invalid value for '--engine'"),
     ("engine on rsync", {"type": "rsync"}, ["--engine", "rclone"], {}, 2, "s3sync protocols only"),
     ("missing bucket", {"target": "s3://no-such-bucket-flepimop/x/"}, ["--engine", "rclone"], {}, 1, "rclone exit"),
     ("refused credentials", {}, ["--engine", "rclone"], {"AWS_SECRET_ACCESS_KEY": "wrong-secret-key"}, 1,
@@ -296,7 +296,8 @@ def test_engine_errors_are_one_line(s3, run_cli, tmp_path, what, extra, options,
     done = run_cli(["sync", *options, cfg], env=env, timeout=180)
     assert done.returncode == code, (done.stdout, done.stderr)
     assert fragment in done.stderr and "Traceback" not in done.stderr, done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    if "Invalid value" not in fragment:  # click's own usage errors add a usage line
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert s3.list(bucket) == {}
 
 
