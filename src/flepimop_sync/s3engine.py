@@ -276,8 +276,8 @@ def run(plan, runner, reporter, *, started: str, start: float) -> dict[str, Any]
         result.update(status="dry-run", seconds=round(time.monotonic() - start, 3), finished=execute.now_iso())
         return result
 
-    if r.delete and not source:
-        execute._refuse_delete_from_empty_source(plan, execute.Listing(files=()), runner, reporter)
+    if r.delete and not source:  # nothing selected: refuse, as the aws path does, if nothing is there at all
+        execute._refuse_delete_from_empty_source(plan, None, runner, reporter)
     commands: list[list[str]] = []
     transferred = {"files": 0, "bytes": 0}
     with execute.DestinationLock(r.destination) as lock, tempfile.TemporaryDirectory(prefix="flepimop-sync-") as tmp:
