@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -207,6 +208,8 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE", help="write the results (and the machine) as JSON")
     parser.add_argument("--workdir", help="where the trees go (default: the system temp dir)")
     args = parser.parse_args()
+    # SIGTERM unwinds like ^C, so the S3 server is stopped and the trees removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for tool in ("aws", "rclone"):
         if not shutil.which(tool):
             print(f"{tool} not installed (pip install 'flepimop-sync[fast,test]')", file=sys.stderr)
