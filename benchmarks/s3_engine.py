@@ -74,7 +74,7 @@ def seed_server(s3: S3Server, bucket: str, prefix: str, src: Path, paths: list[s
     than the sources: a re-sync in either direction has nothing to move, for either tool."""
     dest = s3.data_dir / bucket / prefix
     if paths is None:
-        shutil.copytree(src, dest)
+        shutil.copytree(src, dest, copy_function=shutil.copyfile)  # copyfile: a new mtime (copy2 keeps it)
     else:
         for rel in paths:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
