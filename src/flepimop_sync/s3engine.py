@@ -31,6 +31,7 @@ import datetime as _dt
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from dataclasses import replace
@@ -149,8 +150,6 @@ def copy_argv(source: End, destination: End, list_file: str, *, interactive: boo
     """Copy exactly the files named in ``list_file`` (one path a line, relative to the source)."""
     argv = [RCLONE, "copy", *RCLONE_BASE, f"--files-from-raw={list_file}", "--no-traverse", "--no-check-dest",
             f"--transfers={transfers}", f"--checkers={transfers}", "--s3-no-head"]
-    if source.kind == "local":
-        argv.append("--copy-links")  # aws follows links
     if interactive:
         argv.append("--progress")
     argv += [rclone_path(source.as_dir()), rclone_path(destination.as_dir())]
@@ -160,8 +159,6 @@ def copy_argv(source: End, destination: End, list_file: str, *, interactive: boo
 def copyto_argv(source: End, destination: End, *, interactive: bool = False) -> tuple[str, ...]:
     """A single-file source: always copied, as ``aws s3 cp`` does."""
     argv = [RCLONE, "copyto", *RCLONE_BASE, "--no-check-dest", "--s3-no-head"]
-    if source.kind == "local":
-        argv.append("--copy-links")
     if interactive:
         argv.append("--progress")
     argv += [rclone_path(source), rclone_path(destination)]
@@ -261,11 +258,20 @@ def run(plan, runner, reporter, *, started: str, start: float) -> dict[str, Any]
     env = rclone_env(aws_settings(r.protocol, runner.base_env, config_text))
     direction = ("copy" if r.destination.kind == "s3" else "download") if r.source.kind == "s3" else "upload"
 
-    source = _source_files(plan, runner, env)  # selected: {path: (size, mtime_us)}
+    skipped: list[str] = []
+    source = _source_files(plan, runner, env, skipped)  # selected: {path: (size, mtime_us)}
+    if skipped:
+        reporter.info(f"note: {len(skipped)} selected symbolic link(s) or special file(s) skipped: S3 stores "
+                      f"regular files only and links are never followed ({', '.join(map(repr, skipped[:5]))})")
+    refuse_links = getattr(execute, "_refuse_writes_through_links", None)  # the aws path's guard, where present
+    if refuse_links is not None and r.source.kind == "s3" and r.destination.kind == "local":
+        refuse_links(plan, sorted((p, size) for p, (size, _) in source.items()), runner, reporter)
     reporter.info(execute._headline(plan))
     result: dict[str, Any] = {**plan.to_json(), "engine_version": version, "started": started,
                               "config_files": [r.protocol.file]}
     result["selected"] = {"files": len(source), "bytes": sum(size for size, _ in source.values())}
+    if skipped:
+        result["skipped"] = skipped
     selection = sorted((p, size) for p, (size, _) in source.items())
 
     if r.dry_run:
@@ -369,15 +375,20 @@ def _list_s3(end: End, plan, runner, env: Mapping[str, str]) -> dict[str, tuple[
 
 
 def _stat_us(path: str) -> tuple[int, int] | None:
+    """(size, mtime) of a regular file; None for links, special files and what is gone.  S3 stores
+    regular files only and links are never followed (the aws path's rule, ``--no-follow-symlinks``)."""
     try:
-        st = os.stat(path)  # follows links, as aws does
+        st = os.lstat(path)
     except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
         return None
     return st.st_size, st.st_mtime_ns // 1000
 
 
-def _source_files(plan, runner, env) -> dict[str, tuple[int, int]]:
-    """The evaluator's selection at the source, with sizes and mtimes."""
+def _source_files(plan, runner, env, skipped: list[str]) -> dict[str, tuple[int, int]]:
+    """The evaluator's selection at the source, with sizes and mtimes (selected links and special
+    files go to ``skipped``)."""
     from . import filters as filter_rules
 
     r = plan.resolved
@@ -392,9 +403,11 @@ def _source_files(plan, runner, env) -> dict[str, tuple[int, int]]:
         rules = r.rules if r.rules else filter_rules.build_rules(None)
         out = {}
         for path, _size in rules.select_local(root):
-            have = _stat_us(os.path.join(root, path))  # a link counts as what it points to, as in aws
+            have = _stat_us(os.path.join(root, path))
             if have is not None:
                 out[path] = have
+            else:
+                skipped.append(path)
         return out
     listing = _list_s3(r.source, plan, runner, env)
     if not r.rules:

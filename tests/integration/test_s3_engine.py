@@ -438,3 +438,16 @@ def test_rclone_random_lists_up_and_down(s3, tmp_path):
                     f"evaluator-only={sorted(want - got)[:5] if isinstance(got, set) else want}")
             checked += 1
     assert checked >= 200
+
+
+def test_links_are_skipped_and_named_never_followed(s3, run_cli, tmp_path):
+    """S3 stores regular files only: selected links are left out and named, never followed."""
+    bucket = s3.make_bucket()
+    src = make_tree(tmp_path / "src", {"a/real.txt": b"r"})
+    outside = make_tree(tmp_path / "outside", {"secret.txt": b"s"})
+    (src / "a" / "to-file.txt").symlink_to(outside / "secret.txt")
+    (src / "to-dir").symlink_to(outside)
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{src}/", "target": f"s3://{bucket}/x/"}})
+    result = _json(sync(run_cli, s3, cfg, "rclone", "--json"))
+    assert list(s3.list(bucket)) == ["x/a/real.txt"]
+    assert sorted(result["skipped"]) == ["a/to-file.txt", "to-dir"]

@@ -65,7 +65,7 @@ def test_rclone_env_carries_no_secret_and_argv_names_no_config():
                    "RCLONE_S3_ENDPOINT": "http://127.0.0.1:9", "RCLONE_S3_FORCE_PATH_STYLE": "true",
                    "RCLONE_S3_PROFILE": "lab"}
     argv = s3engine.copy_argv(parse_end("/data/x/"), parse_end("s3://b/p/"), "/tmp/list")
-    assert argv[:2] == ("rclone", "copy") and "--config=" in argv and "--copy-links" in argv
+    assert argv[:2] == ("rclone", "copy") and "--config=" in argv and "--copy-links" not in argv  # links never followed
     assert "--files-from-raw=/tmp/list" in argv and "--no-traverse" in argv and "--no-check-dest" in argv
     assert argv[-2:] == ("/data/x", ":s3:b/p")
 
