@@ -61,6 +61,9 @@ def _options(f):
         click.option("--mkpath", is_flag=True, help="Create the target's missing parent directories."),
         click.option("--delete", is_flag=True,
                      help="Delete target files missing from the source (only files the filters select)."),
+        click.option("--engine", type=click.Choice(["aws", "rclone"]), default=None,
+                     help="s3sync: the tool that moves the files (default: the protocol's 'engine', else aws; "
+                          "rclone is the fast engine, pip install 'flepimop-sync[fast]')."),
         click.option("-n", "--dry-run", is_flag=True, help="Contact both ends; show what would be transferred and deleted; change nothing."),
         click.option("-v", "--verbose", "verbosity", count=True,
                      help="-v shows the exact commands, -vv per-file detail, -vvv debug."),
@@ -79,7 +82,7 @@ def _options(f):
 @_options
 def sync_command(config_files: tuple[str, ...], protocol: str | None, source: str | None, target: str | None,
                  filters: tuple[str, ...], fprefix: tuple[str, ...], fsuffix: tuple[str, ...], no_filter: bool,
-                 reverse: bool, mkpath: bool, delete: bool, dry_run: bool, verbosity: int, json_output: bool,
+                 reverse: bool, mkpath: bool, delete: bool, engine: str | None, dry_run: bool, verbosity: int, json_output: bool,
                  print_plan: bool, snakemake_rules: bool) -> None:
     """Synchronize files with a protocol from the `sync:` section of CONFIG_FILES.
 
@@ -97,6 +100,7 @@ def sync_command(config_files: tuple[str, ...], protocol: str | None, source: st
     options = SyncOptions(
         protocol=protocol, source=source, target=target, filters=filters, fprefix=fprefix, fsuffix=fsuffix,
         no_filter=no_filter, reverse=reverse, mkpath=mkpath, delete=delete, dry_run=dry_run, verbosity=verbosity,
+        engine=engine,
     )
     reporter = Reporter(verbosity=verbosity, json_mode=json_output or print_plan)
     if snakemake_rules:

@@ -121,6 +121,10 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         reporter.warn(warning)
     reporter.detail(f"protocol {protocol.name!r} ({protocol.type}) from {protocol.file}")
     reporter.detail(f"filters: {resolved.rules.as_texts() or 'none (everything)'}")
+    if plan.engine != "aws":  # a fast engine lists, compares and moves the selection itself
+        from . import s3engine
+
+        return s3engine.run(plan, runner, reporter, started=started, start=start)
 
     listing: Listing | None = None
     selection: list[tuple[str, int]] | None = None
@@ -351,6 +355,15 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
     if r.delete and r.protocol.type == "rsync":
         # rsync runs without --delete; the real run deletes exactly this list (_rsync_delete)
         deletions = _planned_deletions(plan, selection, runner, reporter)
+    return report_dry_run(selection, transfer, deletions, result, reporter, start)
+
+
+def report_dry_run(selection: Sequence[tuple[str, int]], transfer: Sequence[tuple[str, int]],
+                   deletions: Sequence[str], result: dict[str, Any], reporter: Reporter,
+                   start: float) -> dict[str, Any]:
+    """The dry run's report, the same for every backend and engine: what the filters select
+    beside what the tool would transfer and delete (stdout), and the JSON keys scripts read."""
+    deletions = list(deletions)
     if reporter.verbosity >= 1:
         for path, size in transfer:
             reporter.info(f"  would transfer: {path}  ({size} bytes)")

@@ -21,6 +21,7 @@ class SyncOptions:
     delete: bool = False
     dry_run: bool = False
     verbosity: int = 0
+    engine: str | None = None  # s3sync: "aws" or "rclone" (None: the protocol's, else aws)
 
     @property
     def touches_ends_or_filters(self) -> list[str]:
@@ -29,7 +30,8 @@ class SyncOptions:
         for flag, value in (("-s/--source", self.source), ("-t/--target", self.target),
                             ("-f/--filter", self.filters), ("-a/--fprefix", self.fprefix),
                             ("-e/--fsuffix", self.fsuffix), ("--no-filter", self.no_filter),
-                            ("--mkpath", self.mkpath), ("--delete", self.delete)):
+                            ("--mkpath", self.mkpath), ("--delete", self.delete),
+                            ("--engine", self.engine)):
             if value:
                 used.append(flag)
         return used

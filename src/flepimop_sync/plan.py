@@ -77,6 +77,7 @@ class Plan:
     # aws roots whose absolute path has glob characters: (glob-free link, real directory) pairs that
     # execute creates before the steps run (see alias_glob_roots)
     aliases: tuple[tuple[str, str], ...] = ()
+    engine: str = "aws"  # s3sync: the tool that moves the files (s3engine runs the others)
 
     @property
     def protocol(self) -> Protocol:
@@ -93,6 +94,7 @@ class Plan:
             "destination": r.destination.text,
             "filters": r.rules.as_texts(),
             "mechanism": self.mechanism,
+            **({"engine": self.engine} if r.protocol.type == "s3sync" else {}),
             "dry_run": r.dry_run,
             "delete": r.delete,
             "steps": [s.to_json() for s in self.steps],
@@ -183,7 +185,14 @@ def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = Fa
           interactive: bool = False, env: Mapping[str, str] | None = None) -> Plan:
     """The plan for one rsync or s3sync protocol."""
     resolved = resolve(protocol, options, source_is_file=source_is_file, env=env)
-    if protocol.type == "rsync":
+    engine = options.engine or protocol.get("engine") or "aws"
+    if engine != "aws":
+        if protocol.type != "s3sync":
+            raise UsageError(f"{protocol.where()}: --engine applies to s3sync protocols only")
+        from . import s3engine
+
+        plan = s3engine.build_plan(resolved, engine, source_is_file=source_is_file)
+    elif protocol.type == "rsync":
         plan = _rsync_plan(resolved, source_is_file=source_is_file, interactive=interactive,
                            verbosity=options.verbosity)
     else:

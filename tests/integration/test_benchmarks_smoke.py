@@ -62,3 +62,21 @@ def _alive_pidfile(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def test_quick_s3_engine_benchmark_runs_every_figure(tmp_path):
+    """benchmarks/s3_engine.py --quick: every figure of the fast engine runs and checks its files."""
+    for tool in ("aws", "rclone"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} not installed")
+    out = tmp_path / "s3engine.json"
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "s3_engine.py"), "--quick", "--pairs", "1",
+                           "--json", str(out), "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=540, env=env, cwd=tmp_path)
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr[-4000:]}"
+    results = json.loads(out.read_text())
+    assert [r["name"] for r in results["results"]] == ["up-1k", "down-1k", "up-5m", "down-5m", "noop-20k",
+                                                       "explicit-100k"]
+    assert all(r["ratio"] is not None and len(r["ours_s"]) == len(r["baseline_s"]) == 1 for r in results["results"])
