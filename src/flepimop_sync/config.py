@@ -127,7 +127,35 @@ def _construct_mapping(loader, node: yaml.MappingNode, deep: bool = False):
                 None, None, f"duplicate key {key!r}", key_node.start_mark
             )
         seen[key] = 1
-    return loader.construct_mapping(node, deep=deep)  # SafeConstructor's: flattens '<<' merges
+    _flatten_merges(node)
+    return loader.construct_mapping(node, deep=deep)  # no '<<' left: SafeConstructor only builds the dict
+
+
+def _flatten_merges(node: yaml.MappingNode) -> None:
+    """Resolve ``<<`` merge keys here, in the order YAML defines (the mapping's own keys win, then
+    the first mapping of a merge list), instead of relying on PyYAML's flatten_mapping, whose
+    order changed between releases (6.0.4 lets a later mapping of the list win)."""
+    groups: list[list] = []
+    own: list = []
+    for key_node, value_node in node.value:
+        if key_node.tag != "tag:yaml.org,2002:merge":
+            own.append((key_node, value_node))
+            continue
+        if isinstance(value_node, yaml.MappingNode):
+            subs = [value_node]
+        elif isinstance(value_node, yaml.SequenceNode):
+            subs = list(value_node.value)
+        else:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a merge key '<<' takes a mapping or a list of mappings", value_node.start_mark)
+        for sub in subs:
+            if not isinstance(sub, yaml.MappingNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a merge key '<<' takes a mapping or a list of mappings", sub.start_mark)
+            _flatten_merges(sub)
+            groups.append(list(sub.value))
+    if groups:  # dict construction keeps the last of equal keys: earliest merge last, own keys after all
+        node.value = [pair for group in reversed(groups) for pair in group] + own
 
 
 class _PyLoader(yaml.SafeLoader):
@@ -288,6 +316,8 @@ def _parse_yaml(path: str, text: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problem = exc.problem or exc.context or "syntax error"
+        if "nesting depth" in problem:  # PyYAML >= 6.0.4 stops deep documents itself: say it as we do
+            raise ConfigError(f"{path}: YAML nested deeper than {MAX_DEPTH} levels (at {where})") from None
         raise ConfigError(f"{path}: YAML syntax error at {where}: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML error: {' '.join(str(exc).split())}") from None
