@@ -115,6 +115,7 @@ def calibrate_params():
         "outputs": CALIBRATE["outputs"],
         "resume_dir": CALIBRATE["resume_dir"] or CALIBRATE["outputs"],
         "env": dict(CALIBRATE["env"]),
+        "calibrate": {k: CALIBRATE[k] for k in ("mode", "batch_calibrate", "wait")},
     }
 
 
