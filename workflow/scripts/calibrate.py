@@ -71,6 +71,8 @@ def batch_calibrate_argv(cfg: dict, model_config: str, env: dict) -> list[str]:
     if not flepi_path:
         raise CalibrateError("config key 'calibrate.batch_calibrate.flepi_path' is not set and $FLEPI_PATH is "
                              "empty: batch-calibrate needs the flepiMoP checkout (--flepi-path)")
+    # gempyor looks up info/cluster/<name>.yml under $FLEPI_PATH (not --flepi-path): keep them equal
+    env["FLEPI_PATH"] = str(flepi_path)
     if b["batch_system"] != "slurm":
         raise CalibrateError(f"config key 'calibrate.batch_calibrate.batch_system': {b['batch_system']!r} is not "
                              "supported for waiting on jobs (only 'slurm'); use calibrate.mode: command for a "
