@@ -169,21 +169,21 @@ def check_full_dag(c: Campaign, proc: subprocess.CompletedProcess) -> None:
     cal = c.receipt("calibrate")
     assert cal["status"] == "ok" and cal["exit_code"] == 0 and "standin.py" in cal["command"]
     assert "resume files ok" in (c.root / "logs" / "calibrate.log").read_text()
-    # snapshot pushed the outputs (its own filters: no intermediate/) and the manifest to runs/<run>/
-    keys = c.s3.list(c.bucket, f"runs/{RUN}/")
+    # snapshot pushed exactly this run (issue 10: not the fetched resume files of the previous run):
+    # its outputs by the protocol's own filters (no intermediate/) and the manifest, to runs/<run>/
+    keys = c.s3.list(c.bucket)
+    assert all(k.startswith(f"runs/{RUN}/") for k in keys), sorted(keys)
     pushed = {k[len(f"runs/{RUN}/"):] for k in keys}
-    assert output_files(final_only=True) <= pushed
-    assert "manifest.json" in pushed
-    assert not any("/intermediate/" in k for k in pushed)
-    # the fetched resume files are part of model_output/ too (their final/ ones, by its filters)
-    assert {p for p in expected if "/intermediate/" not in p} <= pushed
+    assert pushed == output_files(final_only=True) | {"manifest.json"}
     s = c.receipt("snapshot")
-    assert s["protocol"] == "snapshot" and s["type"] == "s3sync" and s["status"] == "ok"
+    assert s["protocol"] == "snapshot" and s["status"] == "ok" and s["flepimop_run_id"] == RUN
     assert s["destination"].rstrip("/") == f"s3://{c.bucket}/runs/{RUN}"
-    assert s["filters"][0] == "- intermediate/"
-    assert s["selected"]["files"] == len(pushed) - 1  # all but the manifest
-    assert s["extra"][0]["status"] == "ok" and s["extra"][0]["destination"].endswith("manifest.json")
-    assert any(cmd[:3] == ["aws", "s3", "sync"] for cmd in s["commands"])
+    outputs, project_files, manifest = s["parts"]
+    assert outputs["type"] == "s3sync" and outputs["filters"][:2] == ["- intermediate/", f"s {RUN}"]
+    assert outputs["transferred"]["files"] == len(pushed) - 1  # all but the manifest
+    assert project_files["transferred"]["files"] == 0  # the stand-in writes no pdf/h5
+    assert manifest["status"] == "ok" and manifest["destination"].endswith("manifest.json")
+    assert any(cmd[:3] == ["aws", "s3", "sync"] for cmd in outputs["commands"])
     assert c.receipt("sync_archive")["selected"]["files"] == len(tree(c.root / "archive"))
 
 

@@ -84,18 +84,36 @@ def resume_params():
 def snapshot_target():
     if SNAPSHOT["target"] is not None:
         return SNAPSHOT["target"]
-    return f"+ {RUN}" if SNAPSHOT["append_run"] else None
+    return "+ {run}" if SNAPSHOT["append_run"] else None
 
 
 def snapshot_params():
-    return sync_params(
-        SNAPSHOT["protocol"],
-        source=SNAPSHOT["source"],
-        target=snapshot_target(),
-        filters=SNAPSHOT["filters"],
-        mkpath=SNAPSHOT["mkpath"] or None,
-        extra_files=[SNAPSHOT["manifest"]] if SNAPSHOT["manifest"] else None,
-    )
+    """The snapshot's options with their {run} placeholders (workflow/scripts/snapshot.py expands
+    them with the run id gempyor used, from the calibrate receipt). ``digest``: the resolved
+    definition of its main push with {run} = run_name, so protocol edits rerun the snapshot."""
+    options = {
+        "config_files": CONFIG_FILES,
+        "protocol": SNAPSHOT["protocol"],
+        "run": RUN,
+        "source": SNAPSHOT["source"],
+        "target": snapshot_target(),
+        "filters": SNAPSHOT["filters"],
+        "fprefix": SNAPSHOT["fprefix"],
+        "fsuffix": SNAPSHOT["fsuffix"],
+        "project_dir": SNAPSHOT["project_dir"],
+        "project_files": SNAPSHOT["project_files"],
+        "manifest": SNAPSHOT["manifest"],
+        "mkpath": SNAPSHOT["mkpath"],
+    }
+    # a function, so Snakemake does not read {run} as a wildcard
+    params = {"protocol": SNAPSHOT["protocol"], "options": lambda wildcards: options}
+    expand = lambda value: None if value is None else (
+        [v.replace("{run}", RUN) for v in value] if isinstance(value, list) else value.replace("{run}", RUN))
+    params["digest"] = sync_params(
+        SNAPSHOT["protocol"], source=expand(SNAPSHOT["source"]), target=expand(snapshot_target()),
+        filters=expand(SNAPSHOT["filters"]), fprefix=expand(SNAPSHOT["fprefix"]), fsuffix=expand(SNAPSHOT["fsuffix"]),
+        mkpath=SNAPSHOT["mkpath"] or None)["digest"]
+    return params
 
 
 def calibrate_inputs():
@@ -124,7 +142,7 @@ def calibrate_resources():
 
 
 def snapshot_inputs():
-    return [receipt("calibrate")] if CALIBRATE["enabled"] else []
+    return {"calibrate": receipt("calibrate")} if CALIBRATE["enabled"] else {}
 
 
 def all_targets():

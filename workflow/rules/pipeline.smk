@@ -1,6 +1,6 @@
 # The calibration campaign: fetch the resume files of a previous run, calibrate,
-# snapshot the run's outputs (target appended with the run name, as
-# `flepimop batch-calibrate`'s sync job does with --target '+ <run>').
+# snapshot exactly that run (scripts/snapshot.py: as `flepimop batch-calibrate`'s sync job,
+# the run's files under the outputs, its *.pdf/*.h5, the manifest, to target '+ <run>').
 
 if RESUME["enabled"]:
 
@@ -42,7 +42,7 @@ if SNAPSHOT["enabled"]:
 
     rule snapshot:
         input:
-            snapshot_inputs(),
+            **snapshot_inputs(),
         output:
             receipt("snapshot"),
         log:
@@ -52,5 +52,7 @@ if SNAPSHOT["enabled"]:
         localrule: LOCAL_SYNC
         message:
             "snapshot: push the run's outputs with protocol {params.protocol!r}"
-        wrapper:
-            SYNC_WRAPPER
+        conda:
+            "../wrappers/flepimop-sync/environment.yaml"
+        script:
+            "../scripts/snapshot.py"

@@ -32,7 +32,6 @@ Interface (also runnable outside Snakemake, e.g. from a `shell:` rule):
 JSON is the workflow config's `calibrate:` mapping (a file path or the JSON text).
 """
 
-from __future__ import annotations
 
 import argparse
 import datetime
@@ -98,7 +97,7 @@ def batch_calibrate_argv(cfg: dict, model_config: str, env: dict) -> list[str]:
 
 def calibrate(run: str, model_config: str, cfg: dict, receipt: Path, log: Path, outputs: str | None = None,
               resume_dir: str | None = None) -> int:
-    mode = cfg.get("mode", "command")
+    mode = cfg.get("mode") or ("command" if cfg.get("command") else "batch-calibrate")
     outputs = outputs or cfg.get("outputs", "model_output")
     resume_dir = resume_dir or cfg.get("resume_dir") or outputs
     env = dict(os.environ)

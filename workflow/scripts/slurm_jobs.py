@@ -23,7 +23,7 @@ No module here imports anything beyond the standard library; processes are start
 lists only.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # imported by calibrate.py, never run by Snakemake
 
 import re
 import shutil
