@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 SAMPLE = REPO / "src/flepimop_sync/data/sample_model_output/model_output"
 PREV_RUN = "USA_inference/20240501_120000"
-RESUME_TYPES = ("hnpi", "snpi", "seed")
+# what gempyor's resume reads from a previous run: these types, <liketype>/final only (issue 10)
+RESUME_TYPES = ("seed", "init", "snpi", "spar", "hnpi", "hpar")
 RUN = "20240601_000000"
 
 STANDIN = '''\
@@ -64,7 +65,7 @@ def expected_resume_files() -> set[str]:
     """Paths (relative to model_output/) of the previous run's hnpi/snpi/seed files."""
     root = SAMPLE / PREV_RUN
     return {f"{PREV_RUN}/{p.relative_to(root)}" for p in root.rglob("*")
-            if p.is_file() and p.relative_to(root).parts[0] in RESUME_TYPES}
+            if p.is_file() and p.relative_to(root).parts[0] in RESUME_TYPES and p.relative_to(root).parts[2] == "final"}
 
 
 def output_files(run: str = RUN, *, final_only: bool = False) -> set[str]:
@@ -158,7 +159,7 @@ def check_full_dag(c: Campaign, proc: subprocess.CompletedProcess) -> None:
     r = c.receipt("resume_fetch")
     assert r["protocol"] == "resume" and r["type"] == "rsync" and r["status"] == "ok"
     assert r["source"] == f"hpc:{c.hpc}/prev/model_output/" and r["destination"] == "model_output/"
-    assert r["filters"][:3] == ["+ hnpi/**", "+ snpi/**", "+ seed/**"]
+    assert r["filters"][:6] == [f"+ {t}/*/final/**" for t in RESUME_TYPES]
     assert r["selected"]["files"] == len(expected) == r["transferred"]["files"]
     assert r["selected"]["bytes"] == sum((SAMPLE / p).stat().st_size for p in expected)
     assert r["commands"] and r["commands"][0][0] == "rsync"
