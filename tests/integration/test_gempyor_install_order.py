@@ -9,6 +9,7 @@ environment and the cached gempyor venv, so nothing is fetched per test):
 | gempyor | gempyor's | gempyor's own sync | gempyor's | ours |
 """
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,11 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def wheels(tmp_path_factory, gempyor_client):
     out = tmp_path_factory.mktemp("wheels")
-    for source in (REPO, gempyor_client.sdist):
+    ours = tmp_path_factory.mktemp("flepimop-sync-src")  # a copy: building in-tree writes build/
+    for item in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / item, ours / item)
+    shutil.copytree(REPO / "src", ours / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for source in (ours, gempyor_client.sdist):
         subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
                        check=True, capture_output=True, text=True, timeout=900)
     ours = next(out.glob("flepimop_sync-*.whl"))
