@@ -34,4 +34,4 @@ def test_failing_blocking_calibration_under_slurm_fails_the_dag(tmp_path, base_e
     assert not (receipts / "calibrate.json").exists() and not (receipts / "snapshot.json").exists()
     failed = json.loads((receipts / "calibrate.json.failed").read_text())
     assert failed["exit_code"] == 7 and failed["slurm_job_id"]  # it failed inside its SLURM job
-    assert c.s3.list(c.bucket) == {} and not (c.hpc / "runs").exists()
+    assert wf.s3_objects(c, "runs/") == {} and not (c.hpc / "runs").exists()  # nothing pushed

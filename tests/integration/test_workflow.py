@@ -385,14 +385,16 @@ def test_reruns_follow_meaning(tmp_path, campaign_env, s3, run_cli):
     assert unrelated.returncode == 0 and ran_rules(unrelated) == set(), show(unrelated)
 
     # the same rules spelled differently ('P' is '+ P') mean the same: nothing reruns
-    c.config["resume_fetch"]["filters"] = ["hnpi/**", "+ snpi/**", "seed/**"]
+    # (the default resume set, issue 10: what gempyor's resume reads)
+    c.config["resume_fetch"]["filters"] = [f"{t}/*/final/**" if i % 2 else f"+ {t}/*/final/**"
+                                           for i, t in enumerate(RESUME_TYPES)]
     c.write_config()
     respelled = c.snakemake()
     assert respelled.returncode == 0 and ran_rules(respelled) == set(), show(respelled)
 
     # an edited filter of one run reruns that run's fetch and what depends on it, nothing else
     before = c.stamps()
-    c.config["runs"][1]["resume_fetch"]["filters"] = ["+ hnpi/**", "+ snpi/**", "+ seed/**", "- **"]
+    c.config["runs"][1]["resume_fetch"]["filters"] = [f"+ {t}/*/final/**" for t in RESUME_TYPES] + ["- **"]
     c.write_config()
     rerun = c.snakemake()
     assert rerun.returncode == 0, show(rerun)

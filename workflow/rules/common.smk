@@ -7,8 +7,10 @@
 # Sync params come from flepimop_sync.api.rule_params: the config files, the SyncOptions
 # fields and the digest of what the step would move (api.meaning: resolved ends, filters,
 # options, type, tool; never the argv). Snakemake's params rerun-trigger therefore reruns a
-# step exactly when what it moves changes. The rules run the wrapper in wrappers/flepimop-sync,
-# which maps params -> SyncOptions with the same API function. No flag is built here.
+# step exactly when what it moves changes. resume_fetch and sync_* run the wrapper in
+# wrappers/flepimop-sync, which maps params -> SyncOptions with the same API function;
+# snapshot runs scripts/snapshot.py (its '{run}' is gempyor's run id, known only from the
+# calibrate receipt, so the script fills it). No flag is built here.
 
 import copy
 import functools
