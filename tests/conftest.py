@@ -40,6 +40,8 @@ from testbed import (  # noqa: E402
     slurm_available,
 )
 
+from gempyor_fixtures import gempyor_client, gempyor_examples  # noqa: E402,F401 - real flepiMoP client
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _STARTED: list = []  # session servers of this worker, healed after each test
 _PROC_ENV_DIR: str | None = None

@@ -182,15 +182,30 @@ class FlepimopGroup(click.Group):
             return command
         return _delegate_command(name)
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Ours, plus flepiMoP's when it is installed (so `flepimop --help` lists what it forwards)."""
+        ours = super().list_commands(ctx)
+        upstream = _flepimop_upstream()
+        theirs = upstream.list_commands(ctx) if isinstance(upstream, click.Group) else []
+        return sorted(set(ours) | set(theirs))
+
     def resolve_command(self, ctx, args):  # keep unknown subcommands' args intact
         return super().resolve_command(ctx, args)
 
 
 def _delegate_command(name: str) -> click.Command:
-    """A command that forwards `flepimop NAME ...` to flepiMoP's CLI, or explains it is missing."""
+    """A command that forwards `flepimop NAME ...` to flepiMoP's CLI, or explains it is missing.
+
+    flepiMoP's command runs as if its own `flepimop` script had been called (click's standalone
+    mode): its output, its error messages, its tracebacks and its exit status are its own; no
+    exception from flepiMoP's code is ever reported as an internal error of flepimop-sync.
+    """
+    upstream = _flepimop_upstream() if name else None
+    theirs = upstream.get_command(click.Context(upstream), name) if isinstance(upstream, click.Group) else None
+    short_help = f"{theirs.get_short_help_str()} (flepiMoP)".strip() if theirs is not None else None
 
     @click.command(name=name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                                                "help_option_names": []})
+                                                "help_option_names": []}, short_help=short_help)
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def forward(args: tuple[str, ...]) -> None:
         from .errors import UsageError
@@ -201,9 +216,20 @@ def _delegate_command(name: str) -> click.Command:
                 f"'flepimop {name}' is not a flepimop-sync command and flepiMoP's own CLI is not installed "
                 "(install flepiMoP's gempyor package to get it; flepimop-sync provides: sync)"
             )
-        code = target.main(args=[name, *args], prog_name="flepimop", standalone_mode=False)
-        if isinstance(code, int) and code:
-            raise click.exceptions.Exit(code)
+        try:
+            target.main(args=[name, *args], prog_name="flepimop", standalone_mode=True)
+            code = 0
+        except SystemExit as exit_:  # standalone mode always ends here
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if exit_.code is not None and not isinstance(exit_.code, int):
+                click.echo(exit_.code, err=True)
+        except BaseException:  # what Python would print for flepiMoP's own script, and its status
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        if code:  # SystemExit, not click's Exit: our group runs non-standalone and would swallow it
+            raise SystemExit(code)
 
     return forward
 

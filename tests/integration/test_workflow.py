@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 SAMPLE = REPO / "src/flepimop_sync/data/sample_model_output/model_output"
 PREV_RUN = "USA_inference/20240501_120000"
-RESUME_TYPES = ("hnpi", "snpi", "seed")
+# what gempyor's resume reads from a previous run: these types, <liketype>/final only (issue 10)
+RESUME_TYPES = ("seed", "init", "snpi", "spar", "hnpi", "hpar")
 RUN = "20240601_000000"
 
 STANDIN = '''\
@@ -65,7 +66,7 @@ def expected_resume_files() -> set[str]:
     """Paths (relative to model_output/) of the previous run's hnpi/snpi/seed files."""
     root = SAMPLE / PREV_RUN
     return {f"{PREV_RUN}/{p.relative_to(root)}" for p in root.rglob("*")
-            if p.is_file() and p.relative_to(root).parts[0] in RESUME_TYPES}
+            if p.is_file() and p.relative_to(root).parts[0] in RESUME_TYPES and p.relative_to(root).parts[2] == "final"}
 
 
 def output_files(run: str = RUN, *, final_only: bool = False) -> set[str]:
@@ -239,13 +240,12 @@ def check_run(c: Campaign, run: str, *, slurm_job: bool = False) -> None:
     assert snapshot["status"] == "ok" and snapshot["host"] == host and snapshot["slurm_job_id"] is None
     assert snapshot["filters"][0] == "- intermediate/"
     assert (c.root / "results" / run / "logs" / "snapshot.log").read_text().strip()
-    resumed: set[str] = set()
     if resume_protocol:
         fetched = c.receipt("resume_fetch", run)
         assert fetched["status"] == "ok" and fetched["host"] == host and fetched["slurm_job_id"] is None
         assert fetched["protocol"] == resume_protocol
         assert fetched["destination"].rstrip("/") == f"model_output/{run}"
-        assert fetched["filters"][:3] == ["+ hnpi/**", "+ snpi/**", "+ seed/**"]
+        assert fetched["filters"][:6] == [f"+ {t}/*/final/**" for t in RESUME_TYPES]
         assert fetched["selected"]["files"] == len(expected) == fetched["transferred"]["files"]
         # the audit list: exactly the resume files, their sizes (and the S3 source's ETags)
         assert {f["path"] for f in fetched["files"]} == expected
@@ -257,7 +257,6 @@ def check_run(c: Campaign, run: str, *, slurm_job: bool = False) -> None:
             assert all("etag" not in f for f in fetched["files"])
         assert tree(c.root / "model_output" / run / PREV_RUN.split("/")[0]) >= {
             p.split("/", 1)[1] for p in expected}
-        resumed = {p for p in expected if "/intermediate/" not in p}
     else:
         assert not (c.root / "results" / run / "receipts" / "resume_fetch.json").exists()
     cal = c.receipt("calibrate", run)
@@ -274,14 +273,23 @@ def check_run(c: Campaign, run: str, *, slurm_job: bool = False) -> None:
             p: (c.hpc / "runs" / run / p).stat().st_size for p in pushed}
     else:
         objects = s3_objects(c, f"runs/{run}/")
-        assert set(objects) == outputs | resumed | {f"{run}.json"}, sorted(set(objects) ^ (outputs | resumed))
+        # exactly this run (issue 10: not the fetched resume files of the previous run)
+        assert set(objects) == outputs | {f"{run}.json"}, sorted(set(objects) ^ outputs)
         assert snapshot["type"] == "s3sync" and snapshot["destination"].rstrip("/") == f"s3://{c.bucket}/runs/{run}"
-        assert snapshot["selected"]["files"] == len(outputs | resumed)
+        assert snapshot["selected"]["files"] == len(outputs)
         assert any(cmd[:3] == ["aws", "s3", "sync"] for cmd in snapshot["commands"])
         # the audit list is what S3 holds: every key, size and ETag
         assert {f["path"]: (f["size"], f["etag"]) for f in snapshot["files"]} == {
             k: (v["size"], v["etag"]) for k, v in objects.items()}
     assert snapshot["extra"][0]["status"] == "ok" and snapshot["extra"][0]["destination"].endswith(f"{run}.json")
+    # the parts of the snapshot, as batch-calibrate's sync job (issue 10): the run's outputs, its
+    # project files (the stand-in writes no pdf/h5), the manifest; {run} is the calibrated run's id
+    assert snapshot["flepimop_run_id"] == run
+    main, project_files, manifest = snapshot["parts"]
+    assert main["filters"][:2] == ["- intermediate/", f"s {run}"]
+    assert main["transferred"]["files"] == len(outputs)
+    assert project_files["transferred"]["files"] == 0
+    assert manifest["status"] == "ok" and manifest["destination"].endswith(f"{run}.json")
 
 
 def check_full_dag(c: Campaign, proc: subprocess.CompletedProcess, *, slurm_job: bool = False,
@@ -377,14 +385,16 @@ def test_reruns_follow_meaning(tmp_path, campaign_env, s3, run_cli):
     assert unrelated.returncode == 0 and ran_rules(unrelated) == set(), show(unrelated)
 
     # the same rules spelled differently ('P' is '+ P') mean the same: nothing reruns
-    c.config["resume_fetch"]["filters"] = ["hnpi/**", "+ snpi/**", "seed/**"]
+    # (the default resume set, issue 10: what gempyor's resume reads)
+    c.config["resume_fetch"]["filters"] = [f"{t}/*/final/**" if i % 2 else f"+ {t}/*/final/**"
+                                           for i, t in enumerate(RESUME_TYPES)]
     c.write_config()
     respelled = c.snakemake()
     assert respelled.returncode == 0 and ran_rules(respelled) == set(), show(respelled)
 
     # an edited filter of one run reruns that run's fetch and what depends on it, nothing else
     before = c.stamps()
-    c.config["runs"][1]["resume_fetch"]["filters"] = ["+ hnpi/**", "+ snpi/**", "+ seed/**", "- **"]
+    c.config["runs"][1]["resume_fetch"]["filters"] = [f"+ {t}/*/final/**" for t in RESUME_TYPES] + ["- **"]
     c.write_config()
     rerun = c.snakemake()
     assert rerun.returncode == 0, show(rerun)

@@ -22,7 +22,14 @@ def cli():
 @click.argument("extra", nargs=-1)
 def batch_calibrate(config, extra):
     click.echo(f"upstream batch-calibrate config={config} extra={list(extra)}")
+    if config == "crash.yml":
+        raise ValueError("boom inside flepiMoP")
     raise SystemExit(3 if config == "fail.yml" else 0)
+
+
+@cli.command("simulate")
+def simulate():
+    """Forward simulate a model (stand-in)."""
 '''
 
 
@@ -66,3 +73,32 @@ def test_without_flepimop_the_error_is_clear():
     assert done.returncode == 2
     assert "flepiMoP's own CLI is not installed" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_exception_inside_flepimop_keeps_its_own_output_and_status(tmp_path):
+    site = _fake_site(tmp_path)
+    done = _run(["batch-calibrate", "-c", "crash.yml"], [SRC, str(site)])
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" in done.stderr and "ValueError: boom inside flepiMoP" in done.stderr
+    assert "internal error" not in done.stderr and "please report" not in done.stderr
+
+
+def test_a_usage_error_inside_flepimop_is_its_own(tmp_path):
+    site = _fake_site(tmp_path)
+    done = _run(["batch-calibrate", "--no-such-option"], [SRC, str(site)])
+    assert done.returncode == 2 and "No such option" in done.stderr, done.stderr
+
+
+def test_help_lists_flepimops_commands_when_it_forwards(tmp_path):
+    site = _fake_site(tmp_path)
+    done = _run(["--help"], [SRC, str(site)])
+    assert done.returncode == 0, done.stderr
+    listed = {line.split()[0] for line in done.stdout.split("Commands:")[1].splitlines() if line.strip()}
+    assert listed == {"batch-calibrate", "simulate", "sync"}
+    assert "Forward simulate a model (stand-in). (flepiMoP)" in done.stdout
+
+
+def test_help_without_flepimop_lists_ours():
+    done = _run(["--help"], [SRC])
+    assert done.returncode == 0
+    assert [line.split()[0] for line in done.stdout.split("Commands:")[1].splitlines() if line.strip()] == ["sync"]

@@ -7,8 +7,10 @@
 # Sync params come from flepimop_sync.api.rule_params: the config files, the SyncOptions
 # fields and the digest of what the step would move (api.meaning: resolved ends, filters,
 # options, type, tool; never the argv). Snakemake's params rerun-trigger therefore reruns a
-# step exactly when what it moves changes. The rules run the wrapper in wrappers/flepimop-sync,
-# which maps params -> SyncOptions with the same API function. No flag is built here.
+# step exactly when what it moves changes. resume_fetch and sync_* run the wrapper in
+# wrappers/flepimop-sync, which maps params -> SyncOptions with the same API function;
+# snapshot runs scripts/snapshot.py (its '{run}' is gempyor's run id, known only from the
+# calibrate receipt, so the script fills it). No flag is built here.
 
 import copy
 import functools
@@ -24,8 +26,11 @@ from flepimop_sync.filters import parse_rule
 from flepimop_sync.smk import rule_names
 
 STEPS = ("resume_fetch", "calibrate", "snapshot")
-#: String keys of a step in which '{run}' stands for the run's name.
+#: String keys of a step in which '{run}' stands for the run's name (and its filters). The
+#: snapshot's '{run}' is the run id gempyor wrote: scripts/snapshot.py fills it (expand_run).
 RUN_PLACEHOLDER_KEYS = ("source", "target", "manifest", "outputs", "resume_dir")
+#: The snapshot's keys with '{run}' (the digest fills them with the run's name).
+SNAPSHOT_RUN_KEYS = ("source", "target", "manifest", "project_dir")
 
 
 # -- config: booleans/integers typed on the command line -------------------------------
@@ -105,14 +110,15 @@ def merged(base, override):
     return out
 
 
-def with_run(section, run):
+def with_run(section, run, keys=RUN_PLACEHOLDER_KEYS):
     """'{run}' -> the run's name in the step's ends, filters and paths."""
     out = dict(section)
-    for key in RUN_PLACEHOLDER_KEYS:
+    for key in keys:
         if isinstance(out.get(key), str):
             out[key] = out[key].replace("{run}", run)
-    if isinstance(out.get("filters"), list):
-        out["filters"] = [rule.replace("{run}", run) for rule in out["filters"]]
+    for key in ("filters", "fprefix", "fsuffix", "project_files"):
+        if isinstance(out.get(key), list):
+            out[key] = [rule.replace("{run}", run) for rule in out[key]]
     return out
 
 
@@ -124,7 +130,9 @@ def load_runs(config):
             raise WorkflowError(f"config key 'runs': run {name!r} is listed twice")
         run = {"name": name, "model_config": entry.get("model_config") or MODEL_CONFIG}
         for step in STEPS:
-            run[step] = with_run(merged(config[step], entry.get(step)), name)
+            section = merged(config[step], entry.get(step))
+            # the snapshot's {run} is filled by scripts/snapshot.py (gempyor's run id)
+            run[step] = section if step == "snapshot" else with_run(section, name)
         runs[name] = run
     return runs
 
@@ -193,8 +201,6 @@ def run_sync_params(step, run):
         ),
         "mkpath": section["mkpath"] or None,
     }
-    if step == "snapshot" and section["manifest"]:
-        options["extra_files"] = [section["manifest"]]
     params = sync_params(section["protocol"], **options)
     return {key: params.get(key) for key in SYNC_PARAM_KEYS}
 
@@ -224,6 +230,88 @@ SYNC_PARAM_KEYS = (
     "extra_files",
     "digest",
 )
+
+
+# -- snapshot --------------------------------------------------------------------------
+
+
+#: Keys of the snapshot section handed to scripts/snapshot.py (with '{run}' left in: the
+#: script fills it with the run id gempyor wrote, from the calibrate receipt).
+SNAPSHOT_OPTION_KEYS = (
+    "source",
+    "target",
+    "filters",
+    "fprefix",
+    "fsuffix",
+    "project_dir",
+    "project_files",
+    "manifest",
+    "mkpath",
+)
+
+
+@functools.lru_cache(maxsize=None)
+def snapshot_options(run):
+    """The run's snapshot for scripts/snapshot.py: config files, protocol, the run's name
+    and the section's keys with '{run}' unexpanded (filters normalised: respelling one
+    reruns nothing)."""
+    section = RUNS[run]["snapshot"]
+    where = f"runs: {run}: snapshot"
+    options = {key: copy.deepcopy(section[key]) for key in SNAPSHOT_OPTION_KEYS}
+    for key in ("filters", "fprefix", "fsuffix"):
+        options[key] = normalised_filters(options[key], f"{where}.{key}")
+    return {
+        "config_files": list(CONFIG_FILES),
+        "protocol": section["protocol"],
+        "run": run,
+        **options,
+    }
+
+
+@functools.lru_cache(maxsize=None)
+def snapshot_digest(run):
+    """What the run's main push would move (api.meaning) with '{run}' = the run's name, so
+    editing the protocol or the section reruns the snapshot (with batch-calibrate the pushed
+    run id is gempyor's, known only from the calibrate receipt, an input of the rule).
+    """
+    options = snapshot_options(run)
+    section = with_run(
+        {key: options[key] for key in SNAPSHOT_OPTION_KEYS}, run, SNAPSHOT_RUN_KEYS
+    )
+    extra = [section["manifest"]] if section["manifest"] else None
+    return sync_params(
+        options["protocol"],
+        source=section["source"],
+        target=section["target"],
+        filters=section["filters"],
+        fprefix=section["fprefix"],
+        fsuffix=section["fsuffix"],
+        mkpath=section["mkpath"] or None,
+        extra_files=extra,
+    )["digest"]
+
+
+def snapshot_protocol(wildcards):
+    return RUNS[the_run(wildcards)["name"]]["snapshot"]["protocol"]
+
+
+def snapshot_options_of(wildcards):
+    return snapshot_options(the_run(wildcards)["name"])
+
+
+def snapshot_digest_of(wildcards):
+    return snapshot_digest(the_run(wildcards)["name"])
+
+
+def snapshot_params():
+    """params of snapshot_run: ``options`` always a function ('{run}' in it is not a
+    wildcard), the protocol plain when every run agrees, the digest per run."""
+    shared = plain([RUNS[run]["snapshot"]["protocol"] for run in runs_with("snapshot")])
+    return {
+        "protocol": shared[0] if shared else snapshot_protocol,
+        "options": snapshot_options_of,
+        "digest": snapshot_digest_of,
+    }
 
 
 def _param_of(step, key):
@@ -304,8 +392,23 @@ def calibrate_run_entry(wildcards):
     }
 
 
+#: The keys of a run's calibrate section that scripts/calibrate.py reads as ``params.calibrate``.
+CALIBRATE_MODE_KEYS = ("mode", "batch_calibrate", "wait")
+
+
+def calibrate_mode_of(run):
+    section = RUNS[run]["calibrate"]
+    return {key: copy.deepcopy(section[key]) for key in CALIBRATE_MODE_KEYS}
+
+
+def calibrate_mode(wildcards):
+    """The run's effective mode, batch_calibrate and wait (campaign's, run's overrides on top)."""
+    return calibrate_mode_of(the_run(wildcards)["name"])
+
+
 def calibrate_params():
     shared = plain([RUNS[run]["model_config"] for run in runs_with("calibrate")])
+    mode = plain([calibrate_mode_of(run) for run in runs_with("calibrate")])
     return {
         "command": calibrate_command,
         "model_config": shared[0] if shared else calibrate_model_config,
@@ -314,6 +417,7 @@ def calibrate_params():
         "resume_dir": calibrate_resume_dir,
         "env": calibrate_env,
         "run_entry": calibrate_run_entry,
+        "calibrate": mode[0] if mode else calibrate_mode,
     }
 
 

@@ -1,6 +1,6 @@
 # The campaign: per run, fetch the resume files of a previous run, calibrate, snapshot
-# the run's outputs (target appended with the run name by default, as
-# `flepimop batch-calibrate`'s sync job does with --target '+ <run>').
+# exactly that run (scripts/snapshot.py: as `flepimop batch-calibrate`'s sync job, the
+# run's files under the outputs, its *.pdf/*.h5, the manifest, to target '+ <run>').
 #
 # Each step is one rule with a {run} wildcard (results/{run}/receipts/<step>.json); the
 # rules `resume_fetch`, `calibrate` and `snapshot` (no wildcard) are targets for that
@@ -41,18 +41,20 @@ rule calibrate_run:
 
 rule snapshot_run:
     input:
-        snapshot_input(),
+        calibrate=snapshot_input(),
     output:
         run_receipt("snapshot"),
     log:
         run_log("snapshot"),
     localrule: LOCAL_SYNC
+    conda:
+        "../wrappers/flepimop-sync/environment.yaml"
     params:
-        **step_params("snapshot"),
+        **snapshot_params(),
     message:
         "snapshot {wildcards.run}: push the run's outputs with protocol {params.protocol!r}"
-    wrapper:
-        SYNC_WRAPPER
+    script:
+        "../scripts/snapshot.py"
 
 
 rule resume_fetch:

@@ -1,0 +1,132 @@
+"""The snapshot rule: push exactly the calibrated run, as flepiMoP's post-calibration sync job does.
+
+flepiMoP's job (`flepimop batch-calibrate --sync-protocol P`, gempyor/batch/_submit.py) pushes,
+each with `--target '+ RUN' --mkpath`: the protocol's source with `--fprefix 's RUN'` (the run's
+files under model_output), the project root's `RUN*.pdf` and `RUN*.h5`, and `manifest.json`.
+This rule does the same three things with one protocol (config key `snapshot`):
+
+1. ``outputs``: the protocol's source (or `snapshot.source`), the protocol's filters (or
+   `snapshot.filters`) then `snapshot.fsuffix` (default ``["s {run}"]``: the files whose path
+   names the run; after the filters, unlike the job's `--fprefix`, so the protocol's exclusions
+   such as ``- intermediate/`` still hold; `snapshot.fprefix` puts rules before them);
+2. ``project files``: `snapshot.project_dir` with only `snapshot.project_files` selected
+   (default ``["{run}*.pdf", "{run}*.h5"]``, anchored at that directory: ``+ /<pattern>``);
+3. ``manifest``: `snapshot.manifest`, a single file, when present;
+
+all to `snapshot.target` (default ``"+ {run}"``).
+
+``{run}`` (in every key of the section) is expanded here, in `expand_run`, and nowhere else: it
+is the run id gempyor wrote
+the outputs under, read from the calibrate receipt (`flepimop_run_id`: the workflow's run name,
+passed as FLEPI_RUN_INDEX, in `calibrate.mode: command`; gempyor's job name in
+`calibrate.mode: batch-calibrate`), else the workflow's run name.
+
+One receipt (JSON): the main push as every sync rule's receipt (``api.run_rule``: selection,
+transfer, the manifest as ``extra``, ``files`` the audit list of the destination, host and
+SLURM job id, ``params_digest``), plus ``flepimop_run_id`` and ``parts`` (each push: outputs,
+project files, manifest). On failure `<receipt>.failed` and no receipt.
+"""
+
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from flepimop_sync import api
+from flepimop_sync.errors import SyncError
+from flepimop_sync.execute import now_iso
+from flepimop_sync.options import SyncOptions
+
+
+def expand_run(value: Any, run: str) -> Any:
+    """`{run}` -> the run id, in a string or each string of a list (the one place it is expanded)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [str(v).replace("{run}", run) for v in value]
+    return str(value).replace("{run}", run)
+
+
+def run_id_from(calibrate_receipt: Any, workflow_run: str) -> str:
+    if isinstance(calibrate_receipt, (list, tuple)):  # Snakemake's named input: one file or none
+        calibrate_receipt = calibrate_receipt[0] if calibrate_receipt else None
+    if calibrate_receipt and os.path.isfile(calibrate_receipt):
+        body = json.loads(Path(calibrate_receipt).read_text(encoding="utf-8"))
+        return str(body.get("flepimop_run_id") or body.get("run") or workflow_run)
+    return workflow_run
+
+
+def main_options(p: Mapping[str, Any], run: str) -> SyncOptions:
+    """The push of the run's files under the outputs (the one the digest describes)."""
+    return SyncOptions(protocol=p["protocol"], source=expand_run(p.get("source"), run),
+                       target=expand_run(p.get("target"), run), mkpath=bool(p.get("mkpath")),
+                       filters=tuple(expand_run(p.get("filters") or [], run)),
+                       fprefix=tuple(expand_run(p.get("fprefix") or [], run)),
+                       fsuffix=tuple(expand_run(p.get("fsuffix") or [], run)))
+
+
+def project_options(p: Mapping[str, Any], run: str) -> SyncOptions | None:
+    """The run's *.pdf/*.h5 directly in project_dir (None: no project_files)."""
+    patterns = expand_run(p.get("project_files") or [], run)
+    if not patterns:
+        return None
+    project = str(expand_run(p.get("project_dir"), run) or ".").rstrip("/") + "/"
+    return SyncOptions(protocol=p["protocol"], source=project, target=expand_run(p.get("target"), run),
+                       mkpath=bool(p.get("mkpath")), filters=tuple(f"+ /{x}" for x in patterns))
+
+
+def rule_params(p: Mapping[str, Any], run: str, digest: str | None) -> dict[str, Any]:
+    """api.run_rule's params for the main push, the manifest as its extra file."""
+    options = main_options(p, run)
+    manifest = expand_run(p.get("manifest"), run)
+    params: dict[str, Any] = {"config_files": [str(f) for f in p["config_files"]], "protocol": options.protocol,
+                              "source": options.source, "target": options.target, "mkpath": options.mkpath or None,
+                              "filters": list(options.filters), "fprefix": list(options.fprefix),
+                              "fsuffix": list(options.fsuffix), "extra_files": [manifest] if manifest else None,
+                              "digest": digest}
+    return {k: v for k, v in params.items() if v is not None and v != []}
+
+
+PART_KEYS = ("type", "source", "destination", "filters", "status", "selected", "transferred", "commands")
+
+
+def snapshot(p: Mapping[str, Any], receipt: Path, log: Path | None, calibrate_receipt: Any,
+             digest: str | None = None) -> int:
+    config_files = [str(f) for f in p["config_files"]]
+    run = run_id_from(calibrate_receipt, str(p["run"]))
+    failed = Path(f"{receipt}.failed")
+    receipt.parent.mkdir(parents=True, exist_ok=True)
+    project = project_options(p, run)
+    try:
+        # the project files first: the main push writes the receipt (api.run_rule)
+        project_part = {"part": "project files", "status": "skipped (no project_files)"}
+        if project is not None:
+            done = api.run_protocol(config_files, project, log=log)
+            project_part = {"part": "project files", **{k: done.get(k) for k in PART_KEYS}}
+        body = api.run_rule(rule_params(p, run, digest), receipt=receipt, log=log)
+    except SyncError as error:
+        body = {"step": "snapshot", "protocol": p["protocol"], "run": p["run"], "flepimop_run_id": run,
+                "status": "failed", "error": str(error), "finished": now_iso(), **api.where_and_when()}
+        failed.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
+        if receipt.exists():
+            receipt.unlink()
+        print(f"flepimop-sync: snapshot: {error}", file=sys.stderr)
+        return 1
+    manifest = expand_run(p.get("manifest"), run)
+    parts = [{"part": "outputs", **{k: body.get(k) for k in PART_KEYS}}, project_part]
+    if manifest:
+        parts.append({"part": "manifest", **(body.get("extra") or [{}])[0]})
+    body = {"step": "snapshot", "run": p["run"], "flepimop_run_id": run, **body, "parts": parts}
+    receipt.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
+    if failed.exists():
+        failed.unlink()
+    return 0
+
+
+if "snakemake" in globals():
+    _smk = globals()["snakemake"]
+    _cal = _smk.input.calibrate if "calibrate" in _smk.input.keys() else None
+    sys.exit(snapshot(dict(_smk.params.options), Path(_smk.output[0]), Path(_smk.log[0]) if _smk.log else None,
+                      _cal, digest=_smk.params.digest))
