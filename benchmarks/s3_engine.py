@@ -14,7 +14,7 @@ Figures (budget / goal from issue 13):
   up-1k, down-1k       2,000 x 1 KiB upload / download to a fresh place    <= 0.33 (goal 0.2)
   up-5m, down-5m       200 x 5 MiB upload / download                         <= 1.0
   noop-20k             re-sync of 20,000 objects that are already there     <= 0.5
-  explicit-100k        100k files over 1,000 directories, rule '+ *hnpi*' (no exact aws form; the
+  explicit-100k        100k files over 1,000 directories, rule '+ *hnpi*.*' (no exact aws form; the
                        aws side runs its exact native equivalent '+ *.hnpi.parquet'), a re-sync
                        with nothing to move (the cost of selecting, not of moving)   <= 0.5
 
@@ -57,7 +57,7 @@ def write_tree(root: Path, count: int, size: int, dirs: int) -> list[str]:
 
 
 def explicit_tree(root: Path, dirs: int, per_dir: int) -> list[str]:
-    """As benchmarks/explicit_scale.py: every directory matches '*hnpi*' and holds one stray file."""
+    """As benchmarks/explicit_scale.py: every directory is named hnpi* and holds one stray file ('+ *hnpi*.*' leaves it out under contract v2)."""
     selected = []
     for d in range(dirs):
         base = root / f"model_output/USA/run{d // 100:02d}/hnpi{d:04d}"
@@ -194,7 +194,7 @@ def run(args) -> dict:
                 target = f"s3://{bucket}/explicit/"
                 results.append(bench.pair(
                     "explicit-100k",
-                    lambda side: bench.ours(f"{src}/", target, "+ *hnpi*") if side == "ours"
+                    lambda side: bench.ours(f"{src}/", target, "+ *hnpi*.*") if side == "ours"
                     else bench.aws(f"{src}/", target, "--exclude=*", "--include=*.hnpi.parquet"),
                     lambda side, n=len(selected): s3_count(s3, bucket, "explicit/") == n))
     return {"results": results, "pairs": args.pairs, "mode": "quick" if q else "full", "sizes": sizes}

@@ -231,7 +231,8 @@ LOCAL_SPELLINGS = ["absolute", "dot-slash", "dot-dot", "symlinked directory", "n
 def test_local_spellings_and_nested_destinations_share_one_lock(slow_pull, sshd, run_cli, tmp_path, spelling):
     remote, local, digests, lock_dir, env, slow_env = slow_pull
     target = {p.id: p.values[0] for p in _local_spellings(tmp_path, local)}[spelling]
-    other_src = tmp_path / "other"
+    # beside tmp_path, not in it: a target above its own source is refused before any lock (issue 12)
+    other_src = tmp_path.parent / f"{tmp_path.name}-other"
     (other_src / "data").mkdir(parents=True)
     (other_src / "data" / "part000.bin").write_bytes(b"would clobber the first run's file")
     cfg = write_config(tmp_path / "c.yml", {
