@@ -48,3 +48,27 @@ def test_unreachable_endpoint_fails_promptly_without_secrets(s3, run_cli, tmp_pa
     assert len(errors) == 1, done.stderr
     assert SECRET not in done.stdout + done.stderr
     assert "w0rd" not in done.stdout + done.stderr
+
+
+# A relative source in a working directory with glob characters, delete: true in the config:
+# the upload lands, a dry run right after says nothing would move, and --reverse (which
+# delete: true does not cover) brings files back without deleting the local-only one.
+@pytest.mark.parametrize("engine", ["aws", "rclone"])
+def test_delete_true_reverse_and_dry_run_after_sync_in_a_glob_cwd(s3, run_cli, tmp_path, engine):
+    if engine == "rclone" and not shutil.which("rclone"):
+        pytest.skip("rclone not installed")
+    bucket = s3.make_bucket()
+    cwd = tmp_path / "runs [1]*"
+    make_tree(cwd / "out", {"a/x.csv": b"1", "b?.txt": b"22"})
+    cfg = write_config(tmp_path / "c.yml", {"up": {"type": "s3sync", "source": "out", "target": f"s3://{bucket}/p/",
+                                                   "endpoint_url": s3.endpoint, "delete": True}})
+    done = run_cli(["sync", "--engine", engine, str(cfg)], env=s3.env, cwd=str(cwd))
+    assert done.returncode == 0, done.stderr
+    assert sorted(s3.list(bucket, "p/")) == ["p/out/a/x.csv", "p/out/b?.txt"]
+    again = run_cli(["sync", "--engine", engine, "-n", str(cfg)], env=s3.env, cwd=str(cwd))
+    assert again.returncode == 0, again.stderr
+    assert "would transfer 0 (0 B), delete 0" in again.stdout, again.stdout
+    (cwd / "out" / "local-only.txt").write_text("keep")
+    back = run_cli(["sync", "--engine", engine, "--reverse", str(cfg)], env=s3.env, cwd=str(cwd))
+    assert back.returncode == 0, back.stderr
+    assert (cwd / "out" / "local-only.txt").read_text() == "keep"
