@@ -72,3 +72,48 @@ def test_delete_true_reverse_and_dry_run_after_sync_in_a_glob_cwd(s3, run_cli, t
     back = run_cli(["sync", "--engine", engine, "--reverse", str(cfg)], env=s3.env, cwd=str(cwd))
     assert back.returncode == 0, back.stderr
     assert (cwd / "out" / "local-only.txt").read_text() == "keep"
+
+
+# --delete: the dry run's "would delete" list is exactly what the real run deletes, with a filter
+# (a selected stale file goes, an unselected one stays), for local rsync and both S3 directions.
+@pytest.mark.parametrize("kind", ["rsync", "s3up-aws", "s3up-rclone", "s3down-aws", "s3down-rclone"])
+def test_delete_dry_run_names_exactly_what_the_run_deletes(s3, run_cli, tmp_path, kind):
+    import json
+
+    engine = kind.split("-")[1] if "-" in kind else "aws"
+    if engine == "rclone" and not shutil.which("rclone"):
+        pytest.skip("rclone not installed")
+    files = {"keep/a.csv": b"1", "keep/b.csv": b"2"}
+    stale = {"keep/old.csv": b"s", "keep/[x]*.csv": b"g", "other.txt": b"unselected"}
+    filters = ["keep/**"]
+    src = make_tree(tmp_path / "src", files)
+    if kind == "rsync":
+        dst = make_tree(tmp_path / "dst" / "src", {**files, **stale})
+        proto = {"type": "rsync", "source": str(src), "target": str(tmp_path / "dst"), "filters": filters}
+        remaining = lambda: sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())  # noqa: E731
+    elif kind.startswith("s3up"):
+        bucket = s3.make_bucket()
+        for rel, data in {**files, **stale}.items():
+            s3.put(bucket, f"p/src/{rel}", data)
+        proto = {"type": "s3sync", "source": str(src), "target": f"s3://{bucket}/p/", "filters": filters,
+                 "endpoint_url": s3.endpoint}
+        remaining = lambda: sorted(k[len("p/src/"):] for k in s3.list(bucket, "p/src/"))  # noqa: E731
+    else:
+        bucket = s3.make_bucket()
+        for rel, data in files.items():
+            s3.put(bucket, f"p/{rel}", data)
+        dst = make_tree(tmp_path / "dst", {**files, **stale})
+        proto = {"type": "s3sync", "source": f"s3://{bucket}/p/", "target": str(dst), "filters": filters,
+                 "endpoint_url": s3.endpoint}
+        remaining = lambda: sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())  # noqa: E731
+    cfg = write_config(tmp_path / "c.yml", {"p": proto})
+    before = set(remaining())
+    dry = run_cli(["sync", "--engine", engine, "--delete", "-n", str(cfg)], env=s3.env)
+    assert dry.returncode == 0, dry.stderr
+    would = sorted(line.split("would delete: ", 1)[1] for line in dry.stdout.splitlines()
+                   if line.startswith("would delete: "))
+    real = run_cli(["sync", "--engine", engine, "--delete", "--json", str(cfg)], env=s3.env)
+    assert real.returncode == 0, real.stderr
+    gone = sorted(before - set(remaining()))
+    assert would == gone == ["keep/[x]*.csv", "keep/old.csv"], (would, gone, dry.stdout)
+    assert sorted(json.loads(real.stdout)["deleted"]) == gone
