@@ -192,6 +192,8 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
                 commands.append(list(step.argv))
                 transferred["files"] += outcome["files"]
                 transferred["bytes"] += outcome["bytes"]
+                if resolved.delete and "deleted" in outcome:
+                    result["deleted"] = sorted(result.get("deleted", []) + outcome["deleted"])
             if resolved.delete and protocol.type == "rsync":
                 result["deleted"] = _rsync_delete(plan, runner, reporter, commands)
         finally:
@@ -724,13 +726,15 @@ def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter
 
     dest = plan.resolved.destination
     argv = _aws_linked_roots(step.argv)
+    deleted: list[str] = counts.setdefault("deleted", [])  # type: ignore[assignment]
 
     def on_aws_line(line: str) -> None:
         match = _AWS_DONE.match(line)
         if not match:
             return
         reporter.detail(line)
-        if match.group(1) == "delete":
+        if match.group(1) == "delete":  # the --json result names them, as rsync's and rclone's do
+            deleted.append(_relative_to_end(line[len("delete: "):], dest, argv[4] if len(argv) > 4 else ""))
             return
         counts["files"] += 1
         if dest.kind == "local":

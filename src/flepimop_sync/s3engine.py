@@ -140,8 +140,11 @@ def rclone_env(settings: Mapping[str, str]) -> dict[str, str]:
 
 
 def lsjson_argv(end: End) -> tuple[str, ...]:
-    return (RCLONE, "lsjson", "-R", "--files-only", "--no-mimetype", "--fast-list", *RCLONE_BASE,
-            rclone_path(end.as_dir()))
+    # The listing is the first contact with the endpoint: 3 low-level attempts (aws makes a few
+    # too) so an unreachable endpoint fails in seconds; rclone's default 10, with backoff, hung
+    # for many minutes.  Transfers keep rclone's retries: they start only once the listing worked.
+    return (RCLONE, "lsjson", "-R", "--files-only", "--no-mimetype", "--fast-list", "--low-level-retries=3",
+            *RCLONE_BASE, rclone_path(end.as_dir()))
 
 
 def copy_argv(source: End, destination: End, list_file: str, *, interactive: bool = False,
