@@ -19,8 +19,11 @@ echo "[test] snakemake --lint (the shipped example)"
 # and the unit extra only.
 PY310="${PY310:-}"
 if [[ -z "$PY310" ]]; then
-    for cand in python3.10 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10*/bin/python3.10; do
-        if command -v "$cand" >/dev/null 2>&1; then PY310="$(command -v "$cand")"; break; fi
+    # Run each candidate: a pyenv shim named python3.10 exists even where it cannot run.
+    for cand in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10*/bin/python3.10 python3.10; do
+        if "$cand" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then
+            PY310="$(command -v "$cand")"; break
+        fi
     done
 fi
 if [[ -n "$PY310" ]]; then

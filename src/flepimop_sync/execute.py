@@ -169,6 +169,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
 
     if options.dry_run:
         assert selection is not None
+        _warn_unmatched_includes(plan, listing, runner, reporter)
         return _dry_run(plan, selection, result, runner, reporter, start)
 
     checked = listing is not None
@@ -639,6 +640,20 @@ def _probe_source(protocol: Protocol, options: SyncOptions, env: Mapping[str, st
 def _show(text: str, limit: int = 200) -> str:
     shown = repr(text)
     return shown if len(shown) <= limit else f"{shown[:limit - 20]}...' ({len(text)} characters)"
+
+
+def _warn_unmatched_includes(plan: planning.Plan, listing: "Listing | None", runner: Runner,
+                             reporter: Reporter) -> None:
+    """Dry run: name each include rule that matches nothing at the source (issue 12 point 5: a
+    warning is for a surprise the user must act on, e.g. a run index that does not exist)."""
+    rules = plan.resolved.rules
+    if not rules or plan.source_is_file or not any(r.action != "-" and not r.implicit for r in rules.rules):
+        return
+    if listing is None:
+        listing = list_source(plan, runner, reporter)
+    for rule in rules.unmatched_includes(listing.paths):
+        reporter.warn(f"filter {rule.text!r} ({rule.origin}) matches no file or directory at the source "
+                      f"{plan.resolved.source.text}")
 
 
 def list_source(plan: planning.Plan, runner: Runner, reporter: Reporter) -> Listing:

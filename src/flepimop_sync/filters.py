@@ -659,6 +659,20 @@ class FilterList:
         out.sort()
         return out
 
+    def unmatched_includes(self, paths: Sequence[str]) -> list[Rule]:
+        """The include rules (``+``/``s``, as written) that match no path of a listing and no
+        directory above one: a surprise worth a warning (a mistyped run name selects nothing).
+        Exclude rules that match nothing are harmless and are not reported."""
+        tail = Rule("-", "**", ORIGIN_IMPLICIT, "- **", implicit=True)
+        items = [(p, 0) for p in paths]
+        out = []
+        for rule in self.rules:
+            if rule.implicit or rule.action == "-":
+                continue
+            if not FilterList((rule, tail)).select_paths(items):
+                out.append(rule)
+        return out
+
     def select_local(self, root: str | os.PathLike) -> list[tuple[str, int]]:
         """Walk a local directory; sorted (relpath, size) of the selected files.
 

@@ -491,3 +491,26 @@ def test_remote_source_with_glob_characters_is_literal(tmp_path, run_cli, sshd, 
     done = run_cli(["sync", "--delete", cfg], env=sshd.env)
     assert done.returncode == 0, done.stderr
     assert tree(local) == {"keep[1].csv": b"lit", "mine.txt": b"not selected: kept"}
+
+
+# Issue 12 point 5: the dry run warns (stderr) about an include rule that matches nothing at the
+# source -- the run index of `-f '+ $FLEPI_RUN_INDEX'` mistyped -- and stays quiet otherwise.
+# (option -f values, FLEPI_RUN_INDEX, the rule texts the warnings name)
+UNMATCHED_WARNINGS = [
+    (["+ $FLEPI_RUN_INDEX"], "r1", []),
+    (["+ $FLEPI_RUN_INDEX"], "r2", ["+ r2"]),
+    (["+ *.csv", "s no-such-text"], "x", ["s no-such-text"]),
+    (["- llik/", "- no-such-dir/"], "x", []),
+]
+
+
+@pytest.mark.parametrize("rules,index,named", UNMATCHED_WARNINGS)
+def test_dry_run_warns_about_includes_that_match_nothing(work, run_cli, base_env, rules, index, named):
+    tmp, src = work
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp}/dst/"}})
+    args = ["sync", "-n", *[a for rule in rules for a in ("-f", rule)], cfg]
+    done = run_cli(args, env={**base_env, "FLEPI_RUN_INDEX": index})
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "matches no file or directory" in line]
+    assert [w.split("'")[1] for w in warned] == named
+    assert "matches no file" not in done.stdout and not (tmp / "dst").exists()

@@ -843,3 +843,22 @@ def test_nfa_agrees_with_the_regex_on_random_patterns():
             assert (rx.fullmatch(b) is not None) == nfa(b), (pat, subj)
             checked += 1
     assert checked > 5000
+
+
+# Issue 12 point 5: a dry run warns about an include rule that matches nothing at the source.
+# (filters, listing, the rule texts reported as matching nothing)
+UNMATCHED = [
+    (["+ hnpi/", "- *"], ["a/hnpi/f.parquet", "b/g.csv"], []),
+    (["+ 20240501_120000"], ["model_output/USA/20240501_120000/hnpi/f.parquet"], []),
+    (["+ 20990101_000000"], ["model_output/USA/20240501_120000/hnpi/f.parquet"], ["+ 20990101_000000"]),
+    (["s zzz", "s hnpi"], ["a/hnpi/f.parquet"], ["s zzz"]),
+    (["- llik/", "- nothing"], ["a/hnpi/f.parquet"], []),  # excludes that match nothing are harmless
+    (["*.csv", "+ *.parquet", "- *"], ["a/f.parquet"], ["*.csv"]),
+    ([], ["a/f.parquet"], []),
+]
+
+
+@pytest.mark.parametrize("rules,paths,expected", UNMATCHED)
+def test_unmatched_includes(rules, paths, expected):
+    fl = build_rules([(r, "config") for r in rules])
+    assert [r.text for r in fl.unmatched_includes(paths)] == expected
