@@ -513,8 +513,7 @@ def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
             return  # the remote home
         probe = r.target.with_path(parent + "/")
         argv = ["rsync", "--list-only", "-d", "--exclude=*"]
-        if r.protocol.get("rsh"):
-            argv.append(f"--rsh={r.protocol.get('rsh')}")
+        argv += planning.rsync_rsh_args(r.protocol)
         argv += ["--", planning.rsync_sender_operand(probe)]
         done = runner.run(argv)
         if done.returncode == 0:
@@ -556,8 +555,7 @@ def _make_remote_target(plan: planning.Plan, failed: Completed, runner: Runner) 
         return False
     source_dir = r.source.as_dir() if not plan.source_is_file else parse_end((os.path.dirname(r.source.path) or ".") + "/")
     argv = ["rsync", "-d", "--exclude=*"]  # the directory only: no content, no times or permissions
-    if r.protocol.get("rsh"):
-        argv.append(f"--rsh={r.protocol.get('rsh')}")
+    argv += planning.rsync_rsh_args(r.protocol)
     argv += ["--", planning._rsync_operand(source_dir, directory=True), r.target.as_dir().text]
     done = runner.run(argv)
     if done.returncode != 0:

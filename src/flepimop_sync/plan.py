@@ -211,9 +211,7 @@ def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive:
     # No '--delete' here: rsync's own deletion also removes directories (empty ones, and those it
     # empties), which the README promises to keep.  Deletion is a second step that removes exactly
     # the listed files (``rsync_delete_argv``), the list the dry run shows.
-    rsh = resolved.protocol.get("rsh")
-    if rsh:
-        argv.append(f"--rsh={rsh}")
+    argv += rsync_rsh_args(resolved.protocol)
     argv.append("--stats")
     if interactive:
         argv.append("--info=progress2")
@@ -229,15 +227,19 @@ def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive:
     return tuple(argv)
 
 
+def rsync_rsh_args(protocol: Protocol) -> list[str]:
+    """The remote shell flag of every rsync a protocol runs (transfer, deletion, listing, probes)."""
+    rsh = protocol.get("rsh")
+    return [f"--rsh={rsh}"] if rsh else []
+
+
 def rsync_delete_argv(resolved: Resolved, skeleton: str, list_file: str) -> tuple[str, ...]:
     """Delete exactly the files named (NUL-separated) in ``list_file`` at the destination, and
     nothing else: each is a "missing argument" of ``skeleton``, a local directory holding only
     their parent directories.  rsync removes a missing argument itself (a link is unlinked,
     never followed) and touches no directory: ``-r`` without ``-t``/``-p`` changes none."""
     argv = ["rsync", "-r", "--itemize-changes", "--from0", f"--files-from={list_file}", "--delete-missing-args"]
-    rsh = resolved.protocol.get("rsh")
-    if rsh:
-        argv.append(f"--rsh={rsh}")
+    argv += rsync_rsh_args(resolved.protocol)
     argv += ["--", skeleton.rstrip("/") + "/", _rsync_operand(resolved.destination, directory=True)]
     return tuple(argv)
 
