@@ -8,6 +8,9 @@ PYTHON="${PYTHON:-python3}"
 
 bash scripts/setup.sh
 
+# Python lint ([tool.ruff] in pyproject.toml: pyflakes, bugbear, unused arguments, complexity <= 12).
+echo "[test] ruff check ."
+"$PYTHON" -m ruff check .
 # The workflow's formatting and lint (snakefmt from the test extra; lint on the shipped example).
 echo "[test] snakefmt --check workflow/"
 "$PYTHON" -m snakefmt --check workflow/
