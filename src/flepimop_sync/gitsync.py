@@ -1,22 +1,33 @@
 """The ``git`` sync protocol: keep a model's code in step with its authoritative repository.
 
-``run_git_protocol`` is the whole protocol.  It only starts processes through
-``Runner.run`` (argv lists, never a shell) and only ever runs these git commands::
+``run_git_protocol`` is the whole protocol: ``git_run`` builds the run's record
+(:class:`GitRecord`: mode, remote, branch, ahead/behind, what was fetched, merged or pushed, the
+commits, conflicts, untracked files, warnings) and returns it; ``run_git_protocol`` returns it
+as the JSON-ready summary (``--json``, receipts).  The homes of two git rules live here too:
+:func:`effective_mode` (the protocol's mode, swapped by ``--reverse``; ``api`` calls it) and
+:func:`refuse_transfer_options` (a git protocol takes no end or filter option; ``execute``
+calls it).
 
-    git rev-parse / symbolic-ref / for-each-ref / remote / config   (read only)
-    git update-index -q --refresh                                   (stat cache only)
-    git diff-index / diff-files / diff-tree / ls-files / ls-tree     (read only)
+Imports: the standard library, ``config`` (the protocol), ``errors``, ``options``, ``report``
+(output, redaction) and ``runner`` (``Runner.run``: every process starts there, argv lists,
+never a shell).  Unlike the transfer protocols, the git argv are built here, not in ``plan``:
+only these git commands ever run::
+
+    git rev-parse / symbolic-ref / for-each-ref / remote / check-ref-format  (read only)
+    git rev-list / log / merge-base / hash-object (no -w)                    (read only)
+    git update-index -q --refresh                                            (stat cache only)
+    git diff / diff-index / diff-files / diff-tree / ls-files / ls-tree      (read only)
     git fetch --no-write-fetch-head <remote> +refs/heads/B:refs/remotes/<remote>/B
-    git merge-tree --write-tree                                     (conflict check: objects only)
+    git merge-tree --write-tree                                              (conflict check: objects only)
     git merge --ff-only | --ff --no-edit --no-autostash refs/remotes/<remote>/B
-    git merge --abort                                               (after a conflict)
-    git checkout-index -f / update-ref                              (rolling back an interrupted pull)
+    git merge --abort                                                        (after a conflict)
+    git checkout-index -f / update-ref                                       (rolling back an interrupted pull)
     git push --porcelain <remote> refs/heads/L:refs/heads/B
 
 Order of a run:
 
 1. options and protocol keys (no process started): ``-s/-t/-f/-a/-e/--no-filter/--mkpath/--delete``
-   are a usage error (exit 2) -- git chooses files with ``.gitignore``;
+   (and ``--engine``) are a usage error (exit 2) -- git chooses files with ``.gitignore``;
 2. locate the repository (``path``, else the working directory);
 3. an earlier pull killed while updating the repository (its journal in ``$GIT_DIR/flepimop-sync/``
    exists) is rolled back first (see "the update as one step" below);
@@ -57,6 +68,8 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Iterable, Iterator, Sequence
 
 from .config import Protocol
@@ -65,7 +78,72 @@ from .options import SyncOptions
 from .report import Reporter, redact
 from .runner import Completed, Runner
 
-MODES = ("pull", "push")
+
+class GitMode(Enum):
+    """Which way a git protocol syncs: ``pull`` (the checkout follows its remote) or ``push``."""
+
+    PULL = "pull"
+    PUSH = "push"
+
+
+MODES = tuple(mode.value for mode in GitMode)
+
+
+def effective_mode(configured: str | GitMode, *, reverse: bool) -> GitMode:
+    """The mode a run uses: the configured one, swapped by ``--reverse`` (the one home of the swap)."""
+    mode = GitMode(configured)
+    if reverse:
+        return GitMode.PUSH if mode is GitMode.PULL else GitMode.PULL
+    return mode
+
+
+class GitAction(Enum):
+    """What a run did (in a dry run: would do)."""
+
+    UP_TO_DATE = "up-to-date"
+    FAST_FORWARD = "fast-forward"
+    MERGE = "merge"
+    NOTHING_TO_PUSH = "nothing to push"
+    PUSH = "push"
+
+
+@dataclass
+class GitRecord:
+    """What one git run found and did; built and returned by ``git_run``."""
+
+    protocol: str
+    mode: GitMode
+    repo: str
+    dry_run: bool
+    remote: str | None = None
+    remote_url: str | None = None  # credentials masked
+    branch: str | None = None
+    remote_branch: str | None = None
+    ahead: int | None = None
+    behind: int | None = None
+    action: GitAction | None = None
+    commits: list[dict[str, str]] = field(default_factory=list)  # {"sha", "subject"}, newest first
+    conflicts: list[str] = field(default_factory=list)
+    untracked: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    head_before: str | None = None
+    head_after: str | None = None
+    fetched: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready summary (``--json``, receipts): these keys, in this order."""
+        return {
+            "protocol": self.protocol, "type": "git", "mode": self.mode.value, "repo": self.repo,
+            "remote": self.remote, "remote_url": self.remote_url, "branch": self.branch,
+            "remote_branch": self.remote_branch, "ahead": self.ahead, "behind": self.behind,
+            "action": None if self.action is None else self.action.value,
+            "commits": [dict(commit) for commit in self.commits], "conflicts": list(self.conflicts),
+            "untracked": list(self.untracked), "warnings": list(self.warnings),
+            "head_before": self.head_before, "head_after": self.head_after, "fetched": self.fetched,
+            "dry_run": self.dry_run,
+        }
+
+
 SHOW_NAMES = 10  # file names listed inside a one-line error/warning; the rest are counted
 SHOW_COMMITS = 20  # commits printed at level 0; all of them are in the summary (capped below)
 MAX_COMMITS = 1000
@@ -93,128 +171,162 @@ _IN_PROGRESS = (
 
 
 def run_git_protocol(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter, *,
-                     cwd: str | None = None) -> dict:
-    """Run one ``type: git`` protocol; return a JSON-ready summary (see module docstring)."""
+                     cwd: str | None = None) -> dict[str, Any]:
+    """Run one ``type: git`` protocol; return its record as the JSON-ready summary."""
+    return git_run(protocol, options, runner, reporter, cwd=cwd).as_dict()
+
+
+def git_run(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter, *,
+            cwd: str | None = None) -> GitRecord:
+    """Run one ``type: git`` protocol (steps: module docstring); return what it did."""
     mode = _check_protocol(protocol, options)
     start = _start_dir(protocol, cwd)
     git = _Git(runner, start)
     repo = git.toplevel(protocol, explicit=protocol.get("path") is not None)
     git.cwd = repo
-    summary: dict[str, Any] = {
-        "protocol": protocol.name, "type": "git", "mode": mode, "repo": repo, "remote": None,
-        "remote_url": None, "branch": None, "remote_branch": None, "ahead": None, "behind": None,
-        "action": None, "commits": [], "conflicts": [], "untracked": [], "warnings": [],
-        "head_before": None, "head_after": None, "fetched": False, "dry_run": options.dry_run,
-    }
+    run = _Run(git, reporter, options, GitRecord(protocol=protocol.name, mode=mode, repo=repo,
+                                                 dry_run=options.dry_run))
 
     # -- 3. safety checks, before anything ------------------------------------------------------
-    _resume_interrupted(git, reporter, options.dry_run)  # a killed run's update: roll it back first
+    _resume_interrupted(run)  # a killed run's update: roll it back first
     _check_in_progress(git, repo)
     untracked = _check_tree(git, repo, reporter)
     if untracked:
-        message = (f"{len(untracked)} untracked file(s) not ignored in {repo} (left alone; commit them or "
-                   f"add them to .gitignore to silence this): {_names(untracked)}")
-        reporter.warn(message)
-        summary["untracked"] = untracked
-        summary["warnings"].append(message)
+        run.record.untracked = untracked
+        run.warn(f"{len(untracked)} untracked file(s) not ignored in {repo} (left alone; commit them or "
+                 f"add them to .gitignore to silence this): {_names(untracked)}")
 
-    # -- 4. branch and remote ---------------------------------------------------------------------
-    branch, current = _resolve_branch(git, protocol, mode, repo)
-    remote, remote_branch = _resolve_remote(git, protocol, branch, repo)
+    # -- 4. branch and remote; 5. fetch and compare; 6. pull or push ------------------------------
+    _resolve(run, protocol)
+    _fetch_and_compare(run)
+    if mode is GitMode.PULL:
+        _pull(run)
+    else:
+        _push(run)
+    return run.record
+
+
+@dataclass
+class _Run:
+    """One run: git in the repository, where output goes, the options, and the record it builds."""
+
+    git: "_Git"
+    reporter: Reporter
+    options: SyncOptions
+    record: GitRecord
+    # set by _resolve and _fetch_and_compare
+    current: str | None = None  # the checked-out branch (None: detached HEAD)
+    local_ref: str = ""  # refs/heads/<branch>
+    tracking: str = ""  # refs/remotes/<remote>/<remote branch>
+    shown_remote: str = ""  # <remote>/<remote branch>
+    remote_has_branch: bool = False
+
+    @property
+    def dry_run(self) -> bool:
+        return self.options.dry_run
+
+    def warn(self, message: str) -> None:
+        """A warning printed now and kept in the record."""
+        self.reporter.warn(message)
+        self.record.warnings.append(message)
+
+
+def _resolve(run: _Run, protocol: Protocol) -> None:
+    """Step 4: the branch and the remote (and its branch); says what will be synced with what."""
+    git, record = run.git, run.record
+    branch, run.current = _resolve_branch(git, protocol, record.mode, record.repo)
+    remote, remote_branch = _resolve_remote(git, protocol, branch, record.repo)
     url = redact(git.run("remote", "get-url", "--", remote, check=False).stdout.strip()) or None
-    summary.update(branch=branch, remote=remote, remote_branch=remote_branch, remote_url=url)
-    tracking = f"refs/remotes/{remote}/{remote_branch}"
-    local_ref = f"refs/heads/{branch}"
-    head_before = git.rev(local_ref)
-    summary["head_before"] = summary["head_after"] = head_before
-    shown_remote = f"{remote}/{remote_branch}"
-    reporter.info(f"git {mode}: {repo} branch {branch} <-> {shown_remote}"
-                  + (f" ({url})" if url else "") + (" [dry run]" if options.dry_run else ""))
+    record.branch, record.remote, record.remote_branch, record.remote_url = branch, remote, remote_branch, url
+    run.tracking = f"refs/remotes/{remote}/{remote_branch}"
+    run.local_ref = f"refs/heads/{branch}"
+    record.head_before = record.head_after = git.rev(run.local_ref)
+    run.shown_remote = f"{remote}/{remote_branch}"
+    run.reporter.info(f"git {record.mode.value}: {record.repo} branch {branch} <-> {run.shown_remote}"
+                      + (f" ({url})" if url else "") + (" [dry run]" if run.dry_run else ""))
 
-    # -- 5. fetch and compare -------------------------------------------------------------------
-    remote_has_branch = git.fetch(remote, remote_branch, tracking)
-    summary["fetched"] = True
-    if options.dry_run:
-        reporter.info(f"dry run: fetched {shown_remote} into its remote-tracking ref only; "
-                      "no branch, index or working-tree file will be changed")
-    remote_tip = git.rev(tracking) if remote_has_branch else None
-    ahead, behind = git.ahead_behind(head_before and local_ref, remote_tip and tracking, remote)
-    summary.update(ahead=ahead, behind=behind)
-    reporter.info(f"{branch} is {_count(ahead)} ahead of and {_count(behind)} behind {shown_remote}"
-                  + ("" if remote_has_branch else f" (no branch '{remote_branch}' on {remote} yet)"))
 
-    if mode == "pull":
-        return _pull(git, reporter, options, summary, local_ref, tracking, shown_remote, current)
-    return _push(git, reporter, options, summary, local_ref, tracking, shown_remote, remote_has_branch)
+def _fetch_and_compare(run: _Run) -> None:
+    """Step 5: fetch the remote branch into its remote-tracking ref; count ahead/behind."""
+    git, record = run.git, run.record
+    assert record.remote is not None and record.remote_branch is not None  # _resolve ran
+    run.remote_has_branch = git.fetch(record.remote, record.remote_branch, run.tracking)
+    record.fetched = True
+    if run.dry_run:
+        run.reporter.info(f"dry run: fetched {run.shown_remote} into its remote-tracking ref only; "
+                          "no branch, index or working-tree file will be changed")
+    remote_tip = git.rev(run.tracking) if run.remote_has_branch else None
+    record.ahead, record.behind = git.ahead_behind(record.head_before and run.local_ref,
+                                                   remote_tip and run.tracking, record.remote)
+    missing = "" if run.remote_has_branch else f" (no branch '{record.remote_branch}' on {record.remote} yet)"
+    run.reporter.info(f"{record.branch} is {_count(record.ahead)} ahead of and {_count(record.behind)} behind "
+                      f"{run.shown_remote}{missing}")
 
 
 # ------------------------------------------------------------------------------------------------
 # pull / push
 # ------------------------------------------------------------------------------------------------
 
-def _pull(git: "_Git", reporter: Reporter, options: SyncOptions, summary: dict, local_ref: str,
-          tracking: str, shown_remote: str, current: str | None) -> dict:
-    branch, ahead, behind = summary["branch"], summary["ahead"], summary["behind"]
-    if not summary["behind"]:
-        summary["action"] = "up-to-date"
+def _pull(run: _Run) -> None:
+    git, record, reporter = run.git, run.record, run.reporter
+    branch, ahead, behind, shown_remote = record.branch, record.ahead, record.behind, run.shown_remote
+    if not behind:
+        record.action = GitAction.UP_TO_DATE
         note = f"; {_count(ahead)} local only (push them with mode push or --reverse)" if ahead else ""
         reporter.info(f"{branch} is up to date with {shown_remote}{note}")
-        return summary
-    commits = git.commits(tracking, exclude=local_ref if summary["head_before"] else None)
-    summary["commits"] = commits
-    action = "fast-forward" if not ahead else "merge"
-    summary["action"] = action
-    verb = "fast-forward" if action == "fast-forward" else "merge"
-    old, theirs = summary["head_before"], git.rev(tracking)
+        return
+    commits = git.commits(run.tracking, exclude=run.local_ref if record.head_before else None)
+    record.commits = commits
+    action = GitAction.FAST_FORWARD if not ahead else GitAction.MERGE
+    record.action = action
+    old, theirs = record.head_before, git.rev(run.tracking)
     assert theirs is not None  # behind > 0: the remote-tracking ref exists
     result_tree: str | None = f"{theirs}^{{tree}}"
     conflicts: list[str] | None = []
-    if action == "merge":
-        result_tree, conflicts = git.merge_tree(local_ref, tracking)
-    if options.dry_run:
-        reporter.info(f"would {verb} {branch} with {_count(behind)} from {shown_remote}:")
+    if action is GitAction.MERGE:
+        result_tree, conflicts = git.merge_tree(run.local_ref, run.tracking)
+    if run.dry_run:
+        reporter.info(f"would {action.value} {branch} with {_count(behind)} from {shown_remote}:")
         _show_commits(reporter, commits)
-    if action == "merge":
-        if conflicts is None:
-            reporter.info("(conflicts not predicted: needs git >= 2.38)")
-        elif conflicts and options.dry_run:
-            summary["conflicts"] = conflicts
-            message = (f"the merge would stop on conflicts in {len(conflicts)} file(s): {_names(conflicts)}; "
-                       "a real run would not start the merge and would change nothing")
-            reporter.warn(message)
-            summary["warnings"].append(message)
-        elif conflicts:
-            # A merge that would conflict is never started, so nothing is touched.
-            summary["conflicts"] = conflicts
-            raise StepFailed(
-                f"git merge {shown_remote} into {branch} would stop on conflicts in {len(conflicts)} file(s): "
-                f"{_names(conflicts)}; nothing was merged and {summary['repo']} is exactly as before",
-                step="git merge", returncode=1, hint=_RESOLVE_HINT.format(remote=shown_remote))
-        elif options.dry_run:
-            reporter.info("the merge would complete without conflicts")
+    if action is GitAction.MERGE:
+        _predicted_merge(run, conflicts)
     # Every path the update will write or delete, as changes from HEAD (git's own view).
     changes = git.tree_changes(old, result_tree) if not conflicts and result_tree else \
         git.tree_changes_fallback(old, theirs)
-    _check_in_the_way(git, summary["repo"], changes, shown_remote, options.dry_run)
-    if options.dry_run:
-        return summary
+    _check_in_the_way(run, changes)
+    if run.dry_run:
+        return
 
-    assert current == branch  # _resolve_branch guarantees it for pull
-    if action == "fast-forward":
-        argv = ["merge", "--ff-only", "--no-edit", "--no-autostash", "--no-stat", tracking]
-    else:
-        argv = ["merge", "--ff", "--no-edit", "--no-autostash", "--no-stat", tracking]
-    _atomic_update(git, reporter, summary, argv, local_ref, theirs, changes, shown_remote)
-    summary["head_after"] = git.rev("HEAD")
-    how = "fast-forwarded" if action == "fast-forward" else "merged"
+    assert run.current == branch  # _resolve_branch guarantees it for pull
+    ff = "--ff-only" if action is GitAction.FAST_FORWARD else "--ff"
+    _atomic_update(run, ["merge", ff, "--no-edit", "--no-autostash", "--no-stat", run.tracking], theirs, changes)
+    record.head_after = git.rev("HEAD")
+    how = "fast-forwarded" if action is GitAction.FAST_FORWARD else "merged"
     reporter.info(f"{how} {branch} with {_count(behind)} from {shown_remote} "
-                  f"({_short(summary['head_before'])} -> {_short(summary['head_after'])}):")
+                  f"({_short(record.head_before)} -> {_short(record.head_after)}):")
     _show_commits(reporter, commits)
-    return summary
 
 
-def _check_in_the_way(git: "_Git", repo: str, changes: Sequence[tuple[str, str]], shown_remote: str,
-                      dry_run: bool) -> None:
+def _predicted_merge(run: _Run, conflicts: list[str] | None) -> None:
+    """What ``git merge-tree`` predicts: a dry run warns about conflicts, a real run never starts them."""
+    record, shown_remote = run.record, run.shown_remote
+    if conflicts is None:
+        run.reporter.info("(conflicts not predicted: needs git >= 2.38)")
+    elif conflicts and run.dry_run:
+        record.conflicts = conflicts
+        run.warn(f"the merge would stop on conflicts in {len(conflicts)} file(s): {_names(conflicts)}; "
+                 "a real run would not start the merge and would change nothing")
+    elif conflicts:
+        # A merge that would conflict is never started, so nothing is touched.
+        raise StepFailed(
+            f"git merge {shown_remote} into {record.branch} would stop on conflicts in {len(conflicts)} file(s): "
+            f"{_names(conflicts)}; nothing was merged and {record.repo} is exactly as before",
+            step="git merge", returncode=1, hint=_RESOLVE_HINT.format(remote=shown_remote))
+    elif run.dry_run:
+        run.reporter.info("the merge would complete without conflicts")
+
+
+def _check_in_the_way(run: _Run, changes: Sequence[tuple[str, str]]) -> None:
     """Halt when the update would overwrite or delete a local file git does not track.
 
     git refuses to overwrite an untracked file, but silently replaces an *ignored* one (and an
@@ -222,6 +334,30 @@ def _check_in_the_way(git: "_Git", repo: str, changes: Sequence[tuple[str, str]]
     update adds is in the way when it exists locally, or when one of its parent directories
     exists as something other than a directory (unless git tracks it and the update deletes it).
     """
+    git, repo = run.git, run.record.repo
+    suspects = _in_the_way(repo, changes)
+    if not suspects:
+        return
+    # What git does not track at (or below) those paths: untracked and ignored alike.
+    found: list[str] = []
+    for chunk in _chunks([f":(literal){p}" for p in _dedup(suspects)]):
+        found += _split_z(git.run("ls-files", "-z", "--others", "--", *chunk).stdout)
+    found = _dedup(found)
+    if not found:
+        return
+    ignored = set(_split_z(git.run("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--",
+                                   *(f":(literal){p}" for p in found[:1000])).stdout))
+    kinds = "ignored" if all(f in ignored for f in found) else \
+        "untracked" if not ignored & set(found) else "untracked or ignored"
+    raise SafetyHalt(
+        f"pulling {run.shown_remote}: {len(found)} local {kinds} file(s) that git does not track would be "
+        f"overwritten or deleted by files the incoming commits add: {_names(found)}; nothing was changed "
+        f"in {repo}" + (" (dry run)" if run.dry_run else ""),
+        hint="move them out of the way (or commit them), then rerun")
+
+
+def _in_the_way(repo: str, changes: Sequence[tuple[str, str]]) -> list[str]:
+    """Paths the update adds that exist locally, or whose parent exists as a non-directory."""
     deleted = {path for status, path in changes if status == "D"}
     suspects: list[str] = []
     parents: dict[str, bool] = {}  # parent -> in the way
@@ -240,39 +376,22 @@ def _check_in_the_way(git: "_Git", repo: str, changes: Sequence[tuple[str, str]]
             if parents[parent]:
                 suspects.append(parent)
                 break
-    if not suspects:
-        return
-    # What git does not track at (or below) those paths: untracked and ignored alike.
-    found: list[str] = []
-    for chunk in _chunks([f":(literal){p}" for p in _dedup(suspects)]):
-        found += _split_z(git.run("ls-files", "-z", "--others", "--", *chunk).stdout)
-    found = _dedup(found)
-    if not found:
-        return
-    ignored = set(_split_z(git.run("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--",
-                                   *(f":(literal){p}" for p in found[:1000])).stdout))
-    kinds = "ignored" if all(f in ignored for f in found) else \
-        "untracked" if not ignored & set(found) else "untracked or ignored"
-    raise SafetyHalt(
-        f"pulling {shown_remote}: {len(found)} local {kinds} file(s) that git does not track would be "
-        f"overwritten or deleted by files the incoming commits add: {_names(found)}; nothing was changed "
-        f"in {repo}" + (" (dry run)" if dry_run else ""),
-        hint="move them out of the way (or commit them), then rerun")
+    return suspects
 
 
 _RESOLVE_HINT = ("resolve by hand as usual: git merge {remote}, edit the conflicting files, "
                  "git add them, git commit; then rerun")
 
 
-def _merge_failed(git: "_Git", done: Completed, summary: dict, shown_remote: str,
-                  saved: "tuple[str, bytes, str] | None") -> None:
+def _merge_failed(run: _Run, done: Completed, saved: "tuple[str, bytes, str] | None") -> None:
     """A merge stopped: abort it when one is in progress, verify nothing moved, raise.
 
     After a verified abort the index has the same entries as before but fresh stat data (the
     abort rewrote the conflicted files); the saved index bytes are put back under git's own
     ``index.lock`` so the index file is byte-identical to before the run.
     """
-    repo, branch, before = summary["repo"], summary["branch"], summary["head_before"]
+    git, shown_remote = run.git, run.shown_remote
+    repo, branch, before = run.record.repo, run.record.branch, run.record.head_before
     in_merge = git.run("rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).returncode == 0
     conflicts: list[str] = []
     if in_merge:
@@ -296,7 +415,6 @@ def _merge_failed(git: "_Git", done: Completed, summary: dict, shown_remote: str
             step="git merge", returncode=done.returncode,
             hint="inspect it with 'git status'; 'git reset --merge' may restore it")
     if conflicts:
-        summary["conflicts"] = conflicts
         raise StepFailed(
             f"git merge {shown_remote} into {branch} stopped on conflicts in {len(conflicts)} file(s): "
             f"{_names(conflicts)}; the merge was aborted and {repo} is exactly as before",
@@ -306,6 +424,64 @@ def _merge_failed(git: "_Git", done: Completed, summary: dict, shown_remote: str
         f"git merge {shown_remote} failed (exit {done.returncode}): {_stderr_line(done)}; "
         f"nothing was changed in {repo}",
         step="git merge", returncode=done.returncode)
+
+
+def _push(run: _Run) -> None:
+    git, record, reporter = run.git, run.record, run.reporter
+    branch, ahead, behind, shown_remote = record.branch, record.ahead, record.behind, run.shown_remote
+    if behind:
+        missing = git.commits(run.tracking, exclude=run.local_ref if record.head_before else None)
+        raise SafetyHalt(
+            f"refusing to push {branch}: {shown_remote} has {_count(behind)} that {branch} lacks "
+            f"(latest: {_short(missing[0]['sha']) if missing else '?'} "
+            f"{missing[0]['subject'] if missing else ''}); nothing was pushed",
+            hint="pull first (" + ("rerun without --reverse" if run.options.reverse else "rerun with --reverse")
+                 + "), then push")
+    if not ahead:
+        record.action = GitAction.NOTHING_TO_PUSH
+        reporter.info(f"nothing to push: {shown_remote} already has every commit of {branch}")
+        return
+    exclude = run.tracking if run.remote_has_branch else None
+    commits = git.commits(run.local_ref, exclude=exclude, not_remote=None if run.remote_has_branch else record.remote)
+    record.commits = commits
+    record.action = GitAction.PUSH
+    if run.dry_run:
+        reporter.info(f"would push {_count(ahead)} of {branch} to {shown_remote}"
+                      + ("" if run.remote_has_branch else " (a new branch)") + ":")
+        _show_commits(reporter, commits)
+        return
+    assert record.remote is not None  # _resolve ran
+    refspec = f"{run.local_ref}:refs/heads/{record.remote_branch}"
+    done = git.run("push", "--porcelain", "--no-follow-tags", "--no-signed", "--", record.remote, refspec,
+                   check=False)
+    if done.returncode != 0:
+        _push_failed(run, done)
+    reporter.info(f"pushed {_count(ahead)} of {branch} to {shown_remote}:")
+    _show_commits(reporter, commits)
+
+
+def _push_failed(run: _Run, done: Completed) -> None:
+    """Word a failed ``git push``: refused by the remote, rejected (it moved), or another failure."""
+    remote, branch = run.record.remote, run.record.branch
+    text = (done.stdout + "\n" + done.stderr).lower()
+    said = _remote_says(done)
+    refused = _porcelain_reason(done.stdout, "[remote rejected]")
+    if refused is not None:  # a server-side hook (pre-receive/update) or the server's policy
+        raise StepFailed(
+            f"git push {remote} {branch} failed (exit {done.returncode}): refused by the remote"
+            + (f" ({refused})" if refused else "") + (f", which said: {said}" if said else "")
+            + "; nothing was pushed",
+            step="git push", returncode=done.returncode,
+            hint="fix what the remote's message asks for, commit, then rerun")
+    if "[rejected]" in text or "non-fast-forward" in text or "fetch first" in text or "\t!" in done.stdout:
+        raise StepFailed(
+            f"git push {remote} {branch} failed (exit {done.returncode}): rejected, {run.shown_remote} has "
+            f"commits {branch} lacks (pushed meanwhile?); nothing was pushed",
+            step="git push", returncode=done.returncode, hint="pull first, then push")
+    raise StepFailed(f"git push {remote} {branch} failed (exit {done.returncode}): "
+                     f"{_unreachable_prefix(done)}{_stderr_line(done)}"
+                     + (f" (the remote said: {said})" if said else ""),
+                     step="git push", returncode=done.returncode)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -333,19 +509,20 @@ _STATE_FILES = ("ORIG_HEAD", "MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "MERGE_RR"
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-def _atomic_update(git: "_Git", reporter: Reporter, summary: dict, argv: list[str], local_ref: str,
-                   theirs: str, changes: Sequence[tuple[str, str]], shown_remote: str) -> None:
+def _atomic_update(run: _Run, argv: list[str], theirs: str, changes: Sequence[tuple[str, str]]) -> None:
     """Run ``git merge`` so that, interrupted or failed at any point, the repository is as before."""
+    git, record = run.git, run.record
+    assert record.action is not None  # _pull chose fast-forward or merge
     journal = _Journal(git)
     with _hangup_interrupts(git.runner):
         try:
-            saved = journal.write(local_ref, summary["head_before"], theirs, summary["action"], changes)
+            saved = journal.write(run.local_ref, record.head_before, theirs, record.action.value, changes)
             done = git.run(*argv, check=False)
             if done.returncode != 0:
-                _merge_failed(git, done, summary, shown_remote, saved)
+                _merge_failed(run, done, saved)
             journal.remove()  # the update is complete: this is its commit point
         except BaseException as exc:
-            _roll_back_deferred(journal, reporter, exc)
+            _roll_back_deferred(journal, run.reporter, exc)
             raise
 
 
@@ -375,7 +552,7 @@ def _signals_deferred() -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
-    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+    previous = {signum: signal.signal(signum, lambda signum, _frame: received.append(signum))
                 for signum in _SIGNALS}
     try:
         yield received
@@ -413,7 +590,7 @@ class _Journal:
         names = ["index", JOURNAL_DIR, *_STATE_FILES]
         paths = git.run("rev-parse", *[a for n in names for a in ("--git-path", n)]).stdout.splitlines()
         full = [os.path.join(repo, p) for p in paths]
-        self.index, self.dir, self.state_paths = full[0], full[1], dict(zip(_STATE_FILES, full[2:]))
+        self.index, self.dir, self.state_paths = full[0], full[1], dict(zip(_STATE_FILES, full[2:], strict=True))
         self.path = os.path.join(self.dir, JOURNAL)
         self.index_copy = os.path.join(self.dir, INDEX_COPY)
 
@@ -464,19 +641,42 @@ class _Journal:
         with contextlib.suppress(OSError):
             os.rmdir(self.dir)
 
-    def roll_back(self, reporter: Reporter, *, interrupted: bool = False) -> bool:
-        """Put the repository back as the journal recorded it; False when there is no journal."""
-        git, repo = self.git, self.git.cwd
+    def roll_back(self, reporter: Reporter, *, interrupted: bool = False) -> None:
+        """Put the repository back as the journal recorded it (nothing to do without a journal)."""
+        record = self._read()
+        if record is None:
+            return
+        ref, old = record["ref"], record["old"]
+        current = self._check_unmoved(record)
+        self._remove_new_locks(ref, float(record.get("started", 0)) - 1.0)
+        self._restore_tree(record)
+        self._restore_index(record)
+        # 3. the changed paths that existed before, from that index (files still matching it stay)
+        for chunk in _chunks(record["restore"]):
+            self.git.run("checkout-index", "-f", "-q", "--", *chunk, step="git checkout-index (roll-back)")
+        self._restore_refs(record, current)
+        self.remove()
+        what = "was interrupted" if interrupted else "did not complete"
+        reporter.warn(f"the pull {what}; it was rolled back: {ref[len('refs/heads/'):]} is at "
+                      f"{_short(old)} again and the index and working tree are as before")
+
+    def _read(self) -> dict[str, Any] | None:
+        """The journal's record; None (and leftovers removed) when there is none."""
         try:
             with open(self.path, "rb") as fh:
                 record = json.loads(fh.read())
-            ref, old, theirs = record["ref"], record["old"], record["theirs"]
+            record["ref"], record["old"], record["theirs"]  # a journal without them is unreadable
         except FileNotFoundError:
             self.remove()
-            return False
+            return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SafetyHalt(f"unreadable journal of an interrupted pull {self.path} ({exc}); nothing was changed",
-                             hint=f"check {repo} with 'git status', then delete the journal") from None
+                             hint=f"check {self.git.cwd} with 'git status', then delete the journal") from None
+        return record
+
+    def _check_unmoved(self, record: dict[str, Any]) -> str | None:
+        """The branch's commit now: the old one, the incoming one, or the merge of both; else halt."""
+        git, ref, old, theirs = self.git, record["ref"], record["old"], record["theirs"]
         head = git.run("symbolic-ref", "-q", "HEAD", check=False).stdout.strip()
         current = git.rev(ref)
         ours = current in (old, theirs) or (
@@ -484,12 +684,15 @@ class _Journal:
             and git.run("rev-list", "--parents", "-n1", current, "--").stdout.split()[1:] == [old, theirs])
         if head != ref or not ours:
             raise SafetyHalt(
-                f"{repo} has the journal of an interrupted pull ({self.path}) but its branch moved since "
+                f"{git.cwd} has the journal of an interrupted pull ({self.path}) but its branch moved since "
                 f"(HEAD {head or 'detached'} at {_short(current)}, expected {ref} at {_short(old)}); "
                 "nothing was changed",
                 hint="check the repository with 'git status' and 'git log', then delete the journal and rerun")
-        # Lock files a stopped git left behind (only ones created since the journal was written).
-        started = float(record.get("started", 0)) - 1.0
+        return current
+
+    def _remove_new_locks(self, ref: str, started: float) -> None:
+        """Lock files a stopped git left behind (only ones created since the journal was written)."""
+        git, repo = self.git, self.git.cwd
         locks = [self.index, self.state_paths["ORIG_HEAD"], self.state_paths["AUTO_MERGE"],
                  os.path.join(repo, git.run("rev-parse", "--git-path", ref).stdout.strip()),
                  os.path.join(repo, git.run("rev-parse", "--git-path", "HEAD").stdout.strip())]
@@ -497,7 +700,10 @@ class _Journal:
             with contextlib.suppress(FileNotFoundError):
                 if os.lstat(lock).st_mtime >= started:
                     os.unlink(lock)
-        # 1. the work tree: paths the update added, and the directories made for them
+
+    def _restore_tree(self, record: dict[str, Any]) -> None:
+        """1. the work tree: paths the update added, and the directories made for them."""
+        repo = self.git.cwd
         for path in record["remove"]:
             full = os.path.join(repo, path)
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
@@ -509,24 +715,28 @@ class _Journal:
         for directory in record["new_dirs"]:
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.join(repo, directory))
-        # 2. the index, byte for byte
-        if record.get("had_index"):
-            with open(self.index_copy, "rb") as fh:
-                data = fh.read()
-            _replace_locked(self.index, data)
-        else:
+
+    def _restore_index(self, record: dict[str, Any]) -> None:
+        """2. the index, byte for byte."""
+        if not record.get("had_index"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.index)
-        # 3. the changed paths that existed before, from that index (files still matching it stay)
-        for chunk in _chunks(record["restore"]):
-            git.run("checkout-index", "-f", "-q", "--", *chunk, step="git checkout-index (roll-back)")
-        # 4. the branch and git's state files
+            return
+        with open(self.index_copy, "rb") as fh:
+            data = fh.read()
+        if not _write_locked(self.index, data):
+            raise StepFailed(f"cannot restore {self.index}: {self.index}.lock exists (another git command running?)",
+                             step="roll-back", hint="when no git command is running, delete the lock and rerun")
+
+    def _restore_refs(self, record: dict[str, Any], current: str | None) -> None:
+        """4. the branch and git's state files."""
+        ref, old = record["ref"], record["old"]
         if current != old:
             message = "flepimop sync: roll back an interrupted pull"
             if old:
-                git.run("update-ref", "-m", message, ref, old, step="git update-ref (roll-back)")
+                self.git.run("update-ref", "-m", message, ref, old, step="git update-ref (roll-back)")
             else:
-                git.run("update-ref", "-d", ref, step="git update-ref (roll-back)")
+                self.git.run("update-ref", "-d", ref, step="git update-ref (roll-back)")
         for name, content in record["state"].items():
             path = self.state_paths[name]
             if content is None:
@@ -534,24 +744,20 @@ class _Journal:
                     os.unlink(path)
             else:
                 _write_atomic(path, base64.b64decode(content))
-        self.remove()
-        what = "was interrupted" if interrupted else "did not complete"
-        reporter.warn(f"the pull {what}; it was rolled back: {ref[len('refs/heads/'):]} is at "
-                      f"{_short(old)} again and the index and working tree are as before")
-        return True
 
 
-def _resume_interrupted(git: "_Git", reporter: Reporter, dry_run: bool) -> None:
+def _resume_interrupted(run: _Run) -> None:
     """A previous run was killed during its update: roll it back before checking anything."""
+    git = run.git
     journal = _Journal(git)
     if not journal.exists():
         return
-    if dry_run:
+    if run.dry_run:
         raise SafetyHalt(f"a previous pull in {git.cwd} was interrupted while updating it (journal "
                          f"{journal.path}); a dry run changes nothing",
                          hint="rerun without -n/--dry-run: it rolls the interrupted pull back, then pulls")
-    reporter.warn(f"a previous pull in {git.cwd} was interrupted while updating it; rolling it back first")
-    _roll_back_deferred(journal, reporter, None)
+    run.reporter.warn(f"a previous pull in {git.cwd} was interrupted while updating it; rolling it back first")
+    _roll_back_deferred(journal, run.reporter, None)
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -568,14 +774,16 @@ def _write_atomic(path: str, data: bytes) -> None:
         raise
 
 
-def _replace_locked(path: str, data: bytes) -> None:
-    """Replace a file git guards with ``<file>.lock`` (the index), taking that lock as git does."""
+def _write_locked(path: str, data: bytes) -> bool:
+    """Replace a file git guards with ``<file>.lock`` (the index), taking that lock as git does.
+
+    False, and nothing written, when the lock is already taken (another git command is running).
+    """
     lock = path + ".lock"
     try:
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
-        raise StepFailed(f"cannot restore {path}: {lock} exists (another git command running?)",
-                         step="roll-back", hint="when no git command is running, delete the lock and rerun") from None
+        return False
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -584,6 +792,7 @@ def _replace_locked(path: str, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(lock)
         raise
+    return True
 
 
 def _chunks(items: Sequence[str], max_bytes: int = 100_000) -> Iterator[list[str]]:
@@ -600,72 +809,25 @@ def _chunks(items: Sequence[str], max_bytes: int = 100_000) -> Iterator[list[str
         yield chunk
 
 
-def _push(git: "_Git", reporter: Reporter, options: SyncOptions, summary: dict, local_ref: str,
-          tracking: str, shown_remote: str, remote_has_branch: bool) -> dict:
-    branch, ahead, behind = summary["branch"], summary["ahead"], summary["behind"]
-    remote, remote_branch = summary["remote"], summary["remote_branch"]
-    if behind:
-        missing = git.commits(tracking, exclude=local_ref if summary["head_before"] else None)
-        summary["commits"] = missing
-        raise SafetyHalt(
-            f"refusing to push {branch}: {shown_remote} has {_count(behind)} that {branch} lacks "
-            f"(latest: {_short(missing[0]['sha']) if missing else '?'} "
-            f"{missing[0]['subject'] if missing else ''}); nothing was pushed",
-            hint="pull first (" + ("rerun without --reverse" if options.reverse else "rerun with --reverse")
-                 + "), then push")
-    if not ahead:
-        summary["action"] = "nothing to push"
-        reporter.info(f"nothing to push: {shown_remote} already has every commit of {branch}")
-        return summary
-    exclude = tracking if remote_has_branch else None
-    commits = git.commits(local_ref, exclude=exclude, not_remote=None if remote_has_branch else remote)
-    summary["commits"] = commits
-    summary["action"] = "push"
-    refspec = f"{local_ref}:refs/heads/{remote_branch}"
-    if options.dry_run:
-        reporter.info(f"would push {_count(ahead)} of {branch} to {shown_remote}"
-                      + ("" if remote_has_branch else " (a new branch)") + ":")
-        _show_commits(reporter, commits)
-        return summary
-    done = git.run("push", "--porcelain", "--no-follow-tags", "--no-signed", "--", remote, refspec, check=False)
-    if done.returncode != 0:
-        text = (done.stdout + "\n" + done.stderr).lower()
-        said = _remote_says(done)
-        refused = _porcelain_reason(done.stdout, "[remote rejected]")
-        if refused is not None:  # a server-side hook (pre-receive/update) or the server's policy
-            raise StepFailed(
-                f"git push {remote} {branch} failed (exit {done.returncode}): refused by the remote"
-                + (f" ({refused})" if refused else "") + (f", which said: {said}" if said else "")
-                + "; nothing was pushed",
-                step="git push", returncode=done.returncode,
-                hint="fix what the remote's message asks for, commit, then rerun")
-        if "[rejected]" in text or "non-fast-forward" in text or "fetch first" in text or "\t!" in done.stdout:
-            raise StepFailed(
-                f"git push {remote} {branch} failed (exit {done.returncode}): rejected, {shown_remote} has "
-                f"commits {branch} lacks (pushed meanwhile?); nothing was pushed",
-                step="git push", returncode=done.returncode, hint="pull first, then push")
-        raise StepFailed(f"git push {remote} {branch} failed (exit {done.returncode}): "
-                         f"{_unreachable_prefix(done)}{_stderr_line(done)}"
-                         + (f" (the remote said: {said})" if said else ""),
-                         step="git push", returncode=done.returncode)
-    reporter.info(f"pushed {_count(ahead)} of {branch} to {shown_remote}:")
-    _show_commits(reporter, commits)
-    return summary
-
-
 # ------------------------------------------------------------------------------------------------
 # checks before anything
 # ------------------------------------------------------------------------------------------------
 
-def _check_protocol(protocol: Protocol, options: SyncOptions) -> str:
+def refuse_transfer_options(protocol: Protocol, options: SyncOptions) -> None:
+    """A git protocol takes no end or filter option (the one home of this rule; ``execute`` calls it)."""
+    used = options.touches_ends_or_filters
+    if used:
+        raise UsageError(
+            f"{protocol.where()}: {', '.join(used)} cannot be used with a git protocol "
+            "(git decides what to sync through .gitignore)"
+        )
+
+
+def _check_protocol(protocol: Protocol, options: SyncOptions) -> GitMode:
     """Options and keys; returns the effective mode.  Starts no process."""
     if protocol.type != "git":
         raise ConfigError(f"{protocol.where('type')}: expected a git protocol, got {protocol.type!r}")
-    bad = options.touches_ends_or_filters
-    if bad:
-        raise UsageError(
-            f"{', '.join(bad)} cannot be used with git protocol '{protocol.name}' "
-            "(git chooses files with .gitignore and syncs with the configured remote)")
+    refuse_transfer_options(protocol, options)
     for key, value in (("filters", protocol.filters), ("source", protocol.source), ("target", protocol.target)):
         if value is not None:
             raise ConfigError(f"{protocol.where(key)}: not allowed in a git protocol (git uses .gitignore and remotes)")
@@ -683,9 +845,7 @@ def _check_protocol(protocol: Protocol, options: SyncOptions) -> str:
             raise ConfigError(f"{protocol.where(key)}: {value!r} is not a valid git {key} name")
         if "\0" in value:
             raise ConfigError(f"{protocol.where(key)}: contains a NUL character")
-    if options.reverse:
-        mode = "push" if mode == "pull" else "pull"
-    return mode
+    return effective_mode(mode, reverse=options.reverse)
 
 
 def _start_dir(protocol: Protocol, cwd: str | None) -> str:
@@ -704,7 +864,7 @@ def _start_dir(protocol: Protocol, cwd: str | None) -> str:
 def _check_in_progress(git: "_Git", repo: str) -> None:
     args = [arg for name, _, _ in _IN_PROGRESS for arg in ("--git-path", name)]
     paths = git.run("rev-parse", *args).stdout.splitlines()
-    for (_, what, how), git_path in zip(_IN_PROGRESS, paths):
+    for (_, what, how), git_path in zip(_IN_PROGRESS, paths, strict=True):
         if os.path.lexists(os.path.join(repo, git_path)):
             raise SafetyHalt(f"{what} in {repo}; nothing was changed", hint=f"{how}, then rerun")
 
@@ -713,7 +873,7 @@ def _check_tree(git: "_Git", repo: str, reporter: Reporter) -> list[str]:
     """Halt on staged or unstaged changes (listing them); return untracked, not ignored files."""
     git.run("update-index", "-q", "--refresh", check=False)  # stat cache only: a bare touch is no change
     has_head = git.run("rev-parse", "-q", "--verify", "HEAD^{commit}", check=False).returncode == 0
-    base = "HEAD" if has_head else git.run("hash-object", "-t", "tree", os.devnull).stdout.strip()
+    base = "HEAD" if has_head else git.empty_tree()
     staged = _name_status(git.run("diff-index", "--cached", "--name-status", "--no-renames", "-z", base, "--").stdout)
     unstaged = _name_status(git.run("diff-files", "--name-status", "--no-renames", "-z").stdout)
     parts: list[str] = []
@@ -736,7 +896,7 @@ def _check_tree(git: "_Git", repo: str, reporter: Reporter) -> list[str]:
     return _split_z(listing.stdout)
 
 
-def _resolve_branch(git: "_Git", protocol: Protocol, mode: str, repo: str) -> tuple[str, str | None]:
+def _resolve_branch(git: "_Git", protocol: Protocol, mode: GitMode, repo: str) -> tuple[str, str | None]:
     """(branch to sync, currently checked-out branch or None when HEAD is detached)."""
     head = git.run("symbolic-ref", "-q", "HEAD", check=False)
     current = head.stdout.strip()[len("refs/heads/"):] if head.returncode == 0 and \
@@ -746,17 +906,17 @@ def _resolve_branch(git: "_Git", protocol: Protocol, mode: str, repo: str) -> tu
         ok = git.run("check-ref-format", f"refs/heads/{wanted}", check=False).returncode == 0
         if not ok:
             raise ConfigError(f"{protocol.where('branch')}: {wanted!r} is not a valid branch name")
-    if current is None and (wanted is None or mode == "pull"):
+    if current is None and (wanted is None or mode is GitMode.PULL):
         raise SafetyHalt(f"HEAD is detached in {repo} (no branch is checked out); nothing was changed",
                          hint="check out the branch to sync (git switch <branch>), then rerun")
     branch = wanted or current
     assert branch is not None
-    if mode == "pull" and branch != current:
+    if mode is GitMode.PULL and branch != current:
         raise SafetyHalt(
             f"{protocol.where('branch')}: pull updates the checked-out branch, but {repo} has "
             f"'{current}' checked out, not '{branch}'; nothing was changed",
             hint=f"git switch {branch}, then rerun")
-    if mode == "push" and git.run("rev-parse", "-q", "--verify", f"refs/heads/{branch}^{{commit}}",
+    if mode is GitMode.PUSH and git.run("rev-parse", "-q", "--verify", f"refs/heads/{branch}^{{commit}}",
                                   check=False).returncode != 0 and branch != current:
         raise ConfigError(f"{protocol.where('branch')}: no local branch '{branch}' in {repo}")
     return branch, current
@@ -917,21 +1077,7 @@ class _Git:
         path, data, entries = saved
         if self.run("ls-files", "--stage", "-z").stdout != entries:
             return
-        lock = path + ".lock"
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            return  # someone else holds the index: leave it as git left it
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(lock, path)
-        except BaseException:
-            try:
-                os.unlink(lock)
-            except FileNotFoundError:
-                pass
-            raise
+        _write_locked(path, data)  # False: someone else holds the index; leave it as git left it
 
     def clean_index_and_tree(self) -> bool:
         self.run("update-index", "-q", "--refresh", check=False)

@@ -7,6 +7,7 @@ tests/integration/test_git_protocol.py.
 from __future__ import annotations
 
 import io
+import json
 from types import MappingProxyType
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from flepimop_sync import gitsync
 from flepimop_sync.config import Protocol
 from flepimop_sync.errors import ConfigError, StepFailed, UsageError
+from flepimop_sync.gitsync import GitAction, GitMode, GitRecord
 from flepimop_sync.options import SyncOptions
 from flepimop_sync.report import Reporter
 from flepimop_sync.runner import Completed
@@ -33,7 +35,7 @@ class FakeRunner:
         key = " ".join(argv[4:6])
         for prefix, answer in self.answers.items():
             if key.startswith(prefix):
-                rc, out, err = answer
+                rc, out, err = answer(argv) if callable(answer) else answer
                 return Completed(tuple(argv), rc, out, err, 0.0)
         return Completed(tuple(argv), 0, "", "", 0.0)
 
@@ -82,17 +84,50 @@ def test_transfer_keys_on_a_hand_built_protocol_are_refused():
 
 
 @pytest.mark.parametrize("mode,reverse,effective", [
-    (None, False, "pull"), ("pull", True, "push"), ("push", False, "push"), ("push", True, "pull"),
+    (None, False, "pull"), ("pull", False, "pull"), ("pull", True, "push"), ("push", False, "push"),
+    ("push", True, "pull"), (None, True, "push"),
 ])
 def test_reverse_swaps_the_mode(mode, reverse, effective):
     settings = {} if mode is None else {"mode": mode}
-    assert gitsync._check_protocol(protocol(**settings), SyncOptions(reverse=reverse)) == effective
+    assert gitsync._check_protocol(protocol(**settings), SyncOptions(reverse=reverse)) is GitMode(effective)
+    if mode is not None:  # the one home of the swap, which api calls too
+        assert gitsync.effective_mode(mode, reverse=reverse) is GitMode(effective)
+        assert gitsync.effective_mode(GitMode(mode), reverse=reverse) is GitMode(effective)
+
+
+def test_the_record_as_json_keeps_its_keys_in_order():
+    record = GitRecord(protocol="code", mode=GitMode.PUSH, repo="/repo", dry_run=True, remote="origin",
+                       branch="main", remote_branch="main", ahead=1, behind=0, action=GitAction.PUSH,
+                       commits=[{"sha": "a" * 40, "subject": "mine"}], head_before="a" * 40,
+                       head_after="a" * 40, fetched=True)
+    as_dict = record.as_dict()
+    assert list(as_dict) == ["protocol", "type", "mode", "repo", "remote", "remote_url", "branch",
+                             "remote_branch", "ahead", "behind", "action", "commits", "conflicts", "untracked",
+                             "warnings", "head_before", "head_after", "fetched", "dry_run"]
+    assert (as_dict["type"], as_dict["mode"], as_dict["action"]) == ("git", "push", "push")
+    assert json.loads(json.dumps(as_dict)) == as_dict
+    as_dict["commits"].append({"sha": "b", "subject": "x"})  # a copy: the record is unchanged
+    assert len(record.commits) == 1
+    assert GitRecord(protocol="p", mode=GitMode.PULL, repo="/r", dry_run=False).as_dict()["action"] is None
+
+
+@pytest.mark.parametrize("opts,flags", [
+    ({"filters": ("+ *",)}, "-f/--filter"), ({"source": "x", "target": "y"}, "-s/--source, -t/--target"),
+    ({"engine": "rclone"}, "--engine"),
+])
+def test_refuse_transfer_options_words_the_rule_once(opts, flags):
+    with pytest.raises(UsageError) as info:
+        gitsync.refuse_transfer_options(protocol(), SyncOptions(**opts))
+    assert str(info.value) == (f"sync.yml: protocol 'code': {flags} cannot be used with a git protocol "
+                               "(git decides what to sync through .gitignore)")
+    gitsync.refuse_transfer_options(protocol(), SyncOptions(reverse=True, dry_run=True, verbosity=2))
 
 
 def _answers_until_fetch(fetch):
     return {
         "rev-parse --show-toplevel": (0, "/repo\n", ""),
-        "rev-parse --git-path": (0, "\n".join(f".git/none{i}" for i in range(6)) + "\n", ""),
+        # one (absent) path per --git-path, as git answers
+        "rev-parse --git-path": lambda argv: (0, "".join(f".git/none{i}\n" for i in range(argv.count("--git-path"))), ""),
         "hash-object": (0, "4b825dc642cb6eb9a060e54bf8d69288fbee4904\n", ""),
         "symbolic-ref -q": (0, "refs/heads/main\n", ""),
         "remote": (0, "origin\n", ""),
