@@ -30,8 +30,8 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
                             "definition": protocol.definition()}
     if protocol.type == "git":
         mode = protocol.get("mode", "pull")
-        if options.reverse:
-            mode = "push" if mode == "pull" else "pull"
+        from .gitsync import effective_mode  # the one home of the --reverse swap
+        mode = effective_mode(mode, reverse=options.reverse).value
         body.update(mode=mode, remote=protocol.get("remote"), branch=protocol.get("branch"),
                     path=protocol.get("path"), dry_run=options.dry_run)
         return body
@@ -176,8 +176,8 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
     record: dict[str, Any] = {"type": protocol.type}
     if protocol.type == "git":
         mode = protocol.get("mode", "pull")
-        if options.reverse:
-            mode = "push" if mode == "pull" else "pull"
+        from .gitsync import effective_mode  # the one home of the --reverse swap
+        mode = effective_mode(mode, reverse=options.reverse).value
         record.update(tool="git", mode=mode, remote=protocol.get("remote"), branch=protocol.get("branch"),
                       path=protocol.get("path"))
         return record

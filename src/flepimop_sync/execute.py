@@ -93,14 +93,9 @@ def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, 
 
 def run_git(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter,
             *, cwd: str | None = None) -> dict[str, Any]:
-    used = options.touches_ends_or_filters
-    if used:
-        raise UsageError(
-            f"{protocol.where()}: {', '.join(used)} cannot be used with a git protocol "
-            "(git decides what to sync through .gitignore)"
-        )
-    from .gitsync import run_git_protocol
+    from .gitsync import refuse_transfer_options, run_git_protocol
 
+    refuse_transfer_options(protocol, options)
     started = now_iso()
     result = run_git_protocol(protocol, options, runner, reporter, cwd=cwd)
     result.setdefault("protocol", protocol.name)
