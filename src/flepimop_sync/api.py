@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from . import plan as planning
 from .config import SyncConfig, load_config
+from .endpoints import EndKind
 from .options import SyncOptions
 from .report import Reporter, redact, redact_json
 
@@ -92,7 +93,7 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
 
 def _source_is_local_file(protocol, options: SyncOptions) -> bool:
     source, _ = planning.resolve_ends(protocol, options)
-    return source.kind == "local" and os.path.isfile(source.path)
+    return source.kind == EndKind.LOCAL and os.path.isfile(source.path)
 
 
 def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config_files: Sequence[str],
@@ -293,13 +294,13 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
     # a single file lands as <target>/<name>: list the target and pick it
     listed = r.target if source_is_file else r.destination
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
-        if listed.kind == "s3":
+        if listed.kind == EndKind.S3:
             entries = _s3_objects(listed, protocol, runner)
         else:
             entries = {path: {"path": path, "size": size}
                        for path, size in list_end(listed, protocol, runner).files}
         # a download: the ETags are the source's (the objects the files were copied from)
-        origin = _s3_objects(r.source, protocol, runner) if r.source.kind == "s3" else {}
+        origin = _s3_objects(r.source, protocol, runner) if r.source.kind == EndKind.S3 else {}
     for path, entry in entries.items():
         if path in origin and "etag" not in entry:
             entry["etag"] = origin[path]["etag"]

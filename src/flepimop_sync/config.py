@@ -457,12 +457,12 @@ def _refuse_line_breaks(body: Mapping[str, Any], where: str) -> None:
     """Names, URLs, options and commands never hold a line break: one there is a YAML slip (a '|'
     block, a stray quote) that would otherwise reach a tool's argv. Local paths may (it is a legal
     file name); S3 URLs may not; remote ends are checked with their host by check_protocol_ends."""
-    from .endpoints import parse_end
+    from .endpoints import EndKind, parse_end
 
     for key, value in body.items():
         if key in _MULTILINE_OK or not isinstance(value, str) or not _LINE_BREAK.search(value):
             continue
-        if key in ("source", "target") and parse_end(value).kind != "s3":
+        if key in ("source", "target") and parse_end(value).kind != EndKind.S3:
             continue  # local: a legal name; remote: endpoints.check_protocol_ends words it (host, '\n')
         raise ConfigError(f"{where} key '{key}': {_show(value)} contains a line break")
 

@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable, Mapping
 
 from .errors import ConfigError, UsageError
@@ -24,12 +25,23 @@ _BAD_HOST = re.compile(r"^-|[\s\x00-\x1f\x7f'\"`$;&|<>()\\*?\[\]{}!#~]")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$))")
 
 
+class EndKind(str, Enum):
+    """What an end is.  A ``str`` (its value), so JSON and messages read as before."""
+
+    LOCAL = "local"
+    REMOTE = "remote"  # rsync over ssh: [user@]host:path
+    S3 = "s3"
+
+    def __str__(self) -> str:  # f-strings and str() give the value on every Python (3.12 changed format())
+        return self.value
+
+
 @dataclass(frozen=True)
 class End:
     """One end of a transfer."""
 
     text: str
-    kind: str  # "local", "remote" (rsync over ssh) or "s3"
+    kind: EndKind
     host: str = ""  # [user@]host for remote ends
     path: str = ""  # the path part (for s3: "bucket/key...")
 
@@ -56,9 +68,9 @@ class End:
 
 
 def _join_kind(end: End, path: str) -> str:
-    if end.kind == "s3":
+    if end.kind == EndKind.S3:
         return "s3://" + path
-    if end.kind == "remote":
+    if end.kind == EndKind.REMOTE:
         return f"{end.host}:{path}"
     return path
 
@@ -66,14 +78,14 @@ def _join_kind(end: End, path: str) -> str:
 def parse_end(text: str) -> End:
     """Classify an end the way rsync / aws would (no I/O)."""
     if text.startswith("s3://"):
-        return End(text=text, kind="s3", path=text[len("s3://"):])
+        return End(text=text, kind=EndKind.S3, path=text[len("s3://"):])
     # rsync's own rule: a ':' before any '/' makes an end remote.  Whatever is before the ':' is
     # the host, even when it is not a valid host name: check_protocol_ends then refuses it
     # (hinting at './' for a local path) instead of letting rsync run ssh to it.
     head, colon, path = text.partition(":")
     if colon and head and "/" not in head:
-        return End(text=text, kind="remote", host=head, path=path)
-    return End(text=text, kind="local", path=text)
+        return End(text=text, kind=EndKind.REMOTE, host=head, path=path)
+    return End(text=text, kind=EndKind.LOCAL, path=text)
 
 
 def apply_option(configured: str | None, option: str | None, *, what: str) -> str | None:
@@ -132,29 +144,29 @@ def check_protocol_ends(
         if "\x00" in text:
             raise error(f"{where(key)}: contains a NUL byte")
         end = parse_end(text)
-        if end.kind == "remote":
+        if end.kind == EndKind.REMOTE:
             if _bad_host(end.host):
                 raise error(f"{where(key)}: {_show(text)} has an invalid host name {_show(end.host)} "
                             f"(for a local path, write {_show('./' + text)})")
             if "\n" in end.path:  # rsync escapes remote paths with '\', and '\'+newline is a line continuation
                 raise error(f"{where(key)}: {_show(text)}: a remote path cannot contain a line break "
                             "(rsync cannot pass it to the remote shell literally)")
-        if end.kind == "s3" and not end.path.split("/", 1)[0]:
+        if end.kind == EndKind.S3 and not end.path.split("/", 1)[0]:
             raise error(f"{where(key)}: {text!r} names no bucket (write s3://bucket/prefix)")
         ends.append(end)
     src, tgt = ends
     if ptype == "rsync":
         for key, end in (("source", src), ("target", tgt)):
-            if end.kind == "s3":
+            if end.kind == EndKind.S3:
                 raise error(f"{where(key)}: {end.text!r} is an S3 URL; use a protocol of type s3sync")
-        if src.kind == "remote" and tgt.kind == "remote":
+        if src.kind == EndKind.REMOTE and tgt.kind == EndKind.REMOTE:
             raise error(f"{where('target')}: rsync cannot copy between two remote hosts ({src.text!r} -> {tgt.text!r})")
     elif ptype == "s3sync":
-        if src.kind != "s3" and tgt.kind != "s3":
+        if src.kind != EndKind.S3 and tgt.kind != EndKind.S3:
             raise error(f"{where('source')}: an s3sync protocol needs at least one end starting with s3:// "
                         f"(source {src.text!r}, target {tgt.text!r})")
         for key, end in (("source", src), ("target", tgt)):
-            if end.kind == "remote":
+            if end.kind == EndKind.REMOTE:
                 raise error(f"{where(key)}: {end.text!r} is a host:path end; s3sync takes local paths and s3:// URLs")
     if _same_place(src, tgt):
         raise error(f"{where('target')}: source and target are the same place ({src.text!r}); nothing to sync")
@@ -174,7 +186,7 @@ def _show(text: str, limit: int = 120) -> str:
 def _same_place(a: End, b: End) -> bool:
     if a.kind != b.kind or a.host != b.host:
         return False
-    if a.kind == "s3":
+    if a.kind == EndKind.S3:
         return a.path.rstrip("/") == b.path.rstrip("/")
     return posixpath.normpath(a.path or ".") == posixpath.normpath(b.path or ".")
 
@@ -194,11 +206,11 @@ def expand_end(text: str, env: Mapping[str, str], where: str, *, error=UsageErro
         return env[name]
 
     written = parse_end(_VARIABLE.sub("x", text))
-    if written.kind == "remote" and _bad_host(written.host):  # as written, before any expansion
+    if written.kind == EndKind.REMOTE and _bad_host(written.host):  # as written, before any expansion
         raise error(f"{where}: {_show(text)} has an invalid host name {_show(written.host)} "
                     f"(for a local path, write {_show('./' + text)})")
     expanded = _VARIABLE.sub(value, text)
-    if expanded.startswith("~") and parse_end(expanded).kind == "local":
+    if expanded.startswith("~") and parse_end(expanded).kind == EndKind.LOCAL:
         expanded = _expand_user(expanded, env, where, error)
     return expanded
 
@@ -223,9 +235,9 @@ def _expand_user(text: str, env: Mapping[str, str], where: str, error) -> str:
 def canonical(end: End) -> str:
     """One spelling per place, to compare ends: local ends fully resolved (``..``, symlinks),
     remote paths normalised (relative = below the remote home), S3 as ``/bucket/key``."""
-    if end.kind == "local":
+    if end.kind == EndKind.LOCAL:
         return os.path.realpath(end.path or ".")
-    if end.kind == "remote":
+    if end.kind == EndKind.REMOTE:
         path = end.path
         if path == "~" or path.startswith("~/"):
             path = path[2:]  # the remote home: same as a relative path
