@@ -30,11 +30,11 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
     body: dict[str, Any] = {"protocol": protocol.name, "type": protocol.type, "config_files": list(config.files),
                             "definition": protocol.definition()}
     if protocol.type == "git":
-        mode = protocol.get("mode", "pull")
+        mode = protocol.settings.mode
         if options.reverse:
             mode = "push" if mode == "pull" else "pull"
-        body.update(mode=mode, remote=protocol.get("remote"), branch=protocol.get("branch"),
-                    path=protocol.get("path"), dry_run=options.dry_run)
+        body.update(mode=mode, remote=protocol.settings.remote, branch=protocol.settings.branch,
+                    path=protocol.settings.path, dry_run=options.dry_run)
         return body
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     body.update(plan.to_json())
@@ -176,11 +176,11 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
     protocol = config.get(options.protocol)
     record: dict[str, Any] = {"type": protocol.type}
     if protocol.type == "git":
-        mode = protocol.get("mode", "pull")
+        mode = protocol.settings.mode
         if options.reverse:
             mode = "push" if mode == "pull" else "pull"
-        record.update(tool="git", mode=mode, remote=protocol.get("remote"), branch=protocol.get("branch"),
-                      path=protocol.get("path"))
+        record.update(tool="git", mode=mode, remote=protocol.settings.remote, branch=protocol.settings.branch,
+                      path=protocol.settings.path)
         return record
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     r = plan.resolved
@@ -191,7 +191,7 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
         destination=r.destination.text,
         filters=[f"{rule.action} {rule.pattern}" for rule in r.rules.rules],
         options={"mkpath": bool(r.mkpath), "delete": bool(r.delete)},
-        where={k: protocol.get(k) for k in _WHERE_KEYS if protocol.get(k) is not None},
+        where={k: v for k in _WHERE_KEYS if (v := getattr(protocol.settings, k, None)) is not None},
     )
     if extra_files:
         record["extra_files"] = [str(f) for f in extra_files]

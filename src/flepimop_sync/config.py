@@ -4,7 +4,10 @@ Several files merge their ``sync:`` mappings in order: a later file's protocol o
 the same name replaces the earlier one (keeping the earlier one's position, so
 "the first protocol is the default" stays stable).  Every protocol is validated
 against the one JSON Schema shipped in ``schemas/sync.schema.json`` (the same file
-the Snakefile uses), and every error names the file, the protocol and the key.
+the Snakefile uses), and every error names the file, the protocol and the key.  A protocol's
+other keys become typed settings, one frozen dataclass per type (``RsyncSettings``,
+``S3Settings``, ``GitSettings``, the schema's defaults filled in), built once here and read as
+attributes everywhere else.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import yaml
 
@@ -38,12 +41,59 @@ def load_schema() -> dict[str, Any]:
     return json.loads(schema_path().read_text(encoding="utf-8"))
 
 
+# The keys of each protocol type besides type/source/target/filters, one field a key of the
+# schema's ``$defs.<type>`` with the schema's default (tests/unit/test_config_errors.py compares
+# them with the schema).  Values are as validated: the classes do not check types themselves.
+@dataclass(frozen=True)
+class RsyncSettings:
+    """The settings of an ``rsync`` protocol."""
+
+    description: str | None = None
+    rsh: str | None = None  # remote shell for host:path ends (None: $RSYNC_RSH, else ssh)
+    mkpath: bool = False
+    delete: bool | str = False  # false, true, "reverse" or "both"
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """The settings of an ``s3sync`` protocol."""
+
+    description: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    engine: str = "aws"  # "aws" or "rclone"
+    mkpath: bool = False
+    delete: bool | str = False  # false, true, "reverse" or "both"
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    """The settings of a ``git`` protocol."""
+
+    description: str | None = None
+    mode: str = "pull"  # "pull" or "push"
+    remote: str | None = None
+    branch: str | None = None
+    path: str | None = None
+
+
+ProtocolSettings = Union[RsyncSettings, S3Settings, GitSettings]
+SETTINGS_TYPES: Mapping[str, type] = MappingProxyType(
+    {"rsync": RsyncSettings, "s3sync": S3Settings, "git": GitSettings})
+#: Protocol keys that are not settings (fields of Protocol itself).
+_END_KEYS = ("type", "source", "target", "filters")
+
+
 @dataclass(frozen=True)
 class Protocol:
-    """One named sync protocol, validated and frozen.
+    """One named sync protocol, validated and frozen (and hashable).
 
     ``filters`` keeps each rule's text with its origin ("file: protocol 'x' key
-    'filters[2]'") so later filter errors can still point at the config.
+    'filters[2]'") so later filter errors can still point at the config.  ``settings`` holds
+    the other keys, typed per protocol type (:class:`RsyncSettings`, :class:`S3Settings`,
+    :class:`GitSettings`; schema defaults for the keys not written); ``settings_keys`` names the
+    ones the config wrote, in order, so ``definition()`` shows the protocol as configured.
     """
 
     name: str
@@ -52,14 +102,16 @@ class Protocol:
     source: str | None = None
     target: str | None = None
     filters: tuple[tuple[str, str], ...] | None = None
-    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    settings: ProtocolSettings = None  # type: ignore[assignment]  # None: the type's defaults
+    settings_keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.settings is None and self.type in SETTINGS_TYPES:
+            object.__setattr__(self, "settings", SETTINGS_TYPES[self.type]())
 
     def where(self, key: str | None = None) -> str:
         text = f"{self.file}: protocol '{self.name}'"
         return text if key is None else f"{text} key '{key}'"
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.settings.get(key, default)
 
     def definition(self) -> dict[str, Any]:
         """The protocol as configured (JSON-ready), for --json, receipts and rerun triggers."""
@@ -70,7 +122,7 @@ class Protocol:
             out["target"] = self.target
         if self.filters is not None:
             out["filters"] = [text for text, _ in self.filters]
-        out.update(self.settings)
+        out.update((key, getattr(self.settings, key)) for key in self.settings_keys)
         return out
 
 
@@ -414,7 +466,7 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
         filter_items = ((filters, f"{where} key 'filters'"),)
     else:
         filter_items = tuple((text, f"{where} key 'filters[{i}]'") for i, text in enumerate(filters))
-    settings = {k: v for k, v in body.items() if k not in ("type", "source", "target", "filters")}
+    settings = {k: v for k, v in body.items() if k not in _END_KEYS}
     protocol = Protocol(
         name=name,
         type=ptype,
@@ -422,7 +474,8 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
         source=body.get("source"),
         target=body.get("target"),
         filters=filter_items,
-        settings=MappingProxyType(settings),
+        settings=SETTINGS_TYPES[ptype](**settings),
+        settings_keys=tuple(settings),
     )
     _semantic_checks(protocol)
     return protocol

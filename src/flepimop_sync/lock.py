@@ -90,7 +90,7 @@ def canonical_place(end: End, protocol: "Protocol | None" = None, runner: "Runne
         return (EndKind.LOCAL, "", *_segments(os.path.realpath(end.path or ".")))
     if end.kind == EndKind.REMOTE:
         env_rsh = runner.base_env.get("RSYNC_RSH") if runner is not None else None
-        rsh = (protocol.get("rsh") if protocol is not None else None) or env_rsh
+        rsh = (protocol.settings.rsh if protocol is not None else None) or env_rsh
         user, hostname, port = ssh_identity(end.host, rsh, runner)
         path = end.path or "."
         if path.startswith("~"):  # '~/x' and '~user/x' are relative to a home directory
@@ -102,8 +102,8 @@ def canonical_place(end: End, protocol: "Protocol | None" = None, runner: "Runne
             return (EndKind.REMOTE, f"{hostname}:{port}", *_segments(posixpath.normpath(path)))
         return (EndKind.REMOTE, f"{hostname}:{port}", f"~{user}", *_segments(posixpath.normpath(path)))
     endpoint = ""
-    if protocol is not None and protocol.get("endpoint_url"):
-        endpoint = str(protocol.get("endpoint_url"))
+    if protocol is not None and protocol.settings.endpoint_url:
+        endpoint = str(protocol.settings.endpoint_url)
     elif runner is not None:
         endpoint = runner.base_env.get("AWS_ENDPOINT_URL_S3") or runner.base_env.get("AWS_ENDPOINT_URL") or ""
     endpoint = endpoint.rpartition("@")[2] if "://" not in endpoint else endpoint.split("://", 1)[1].rpartition("@")[2]

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from . import filters as filter_rules
-from .config import Protocol
+from .config import Protocol, S3Settings
 from .endpoints import (End, EndKind, apply_option, check_nesting, check_protocol_ends, expand_end, landing_warning,
                         parse_end, reverse_ends)
 from .errors import UsageError
@@ -161,7 +161,7 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         target=tgt,
         destination=destination,
         rules=rules,
-        mkpath=options.mkpath or bool(protocol.get("mkpath", False)),
+        mkpath=options.mkpath or bool(protocol.settings.mkpath),
         delete=options.delete or config_deletes(protocol, reverse=options.reverse),
         dry_run=options.dry_run,
         reverse=options.reverse,
@@ -175,7 +175,7 @@ def config_deletes(protocol: Protocol, *, reverse: bool) -> bool:
     config says ``reverse`` or ``both`` (or ``--delete`` is given), so files that were never
     pushed are not deleted by pulling them back.
     """
-    value = protocol.get("delete", False)
+    value = protocol.settings.delete
     if reverse:
         return value in ("reverse", "both")
     return value is True or value == "both"
@@ -185,7 +185,7 @@ def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = Fa
           interactive: bool = False, env: Mapping[str, str] | None = None) -> Plan:
     """The plan for one rsync or s3sync protocol."""
     resolved = resolve(protocol, options, source_is_file=source_is_file, env=env)
-    engine = options.engine or protocol.get("engine") or "aws"
+    engine = options.engine or (protocol.settings.engine if isinstance(protocol.settings, S3Settings) else "aws")
     if engine != "aws":
         if protocol.type != "s3sync":
             raise UsageError(f"{protocol.where()}: --engine applies to s3sync protocols only")
@@ -229,7 +229,7 @@ def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive:
 
 def rsync_rsh_args(protocol: Protocol) -> list[str]:
     """The remote shell flag of every rsync a protocol runs (transfer, deletion, listing, probes)."""
-    rsh = protocol.get("rsh")
+    rsh = protocol.settings.rsh
     return [f"--rsh={rsh}"] if rsh else []
 
 
@@ -277,13 +277,13 @@ def _rsync_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool, 
 # -- s3sync ------------------------------------------------------------------
 def aws_global_args(protocol: Protocol) -> list[str]:
     # '--opt=value': a value that looks like an option ('--debug', '--endpoint-url=...') stays a value
-    args = []
-    if protocol.get("endpoint_url"):
-        args.append(f"--endpoint-url={protocol.get('endpoint_url')}")
-    if protocol.get("profile"):
-        args.append(f"--profile={protocol.get('profile')}")
-    if protocol.get("region"):
-        args.append(f"--region={protocol.get('region')}")
+    args, settings = [], protocol.settings
+    if settings.endpoint_url:
+        args.append(f"--endpoint-url={settings.endpoint_url}")
+    if settings.profile:
+        args.append(f"--profile={settings.profile}")
+    if settings.region:
+        args.append(f"--region={settings.region}")
     return args
 
 

@@ -107,7 +107,7 @@ def rclone_path(end: End) -> str:
 def aws_settings(protocol, env: Mapping[str, str], config_text: str | None = None) -> dict[str, str]:
     """Profile, region and endpoint as the aws CLI resolves them (protocol keys first, then the
     ``AWS_*`` environment, then the profile's section of the AWS config file)."""
-    profile = protocol.get("profile") or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or ""
+    profile = protocol.settings.profile or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or ""
     section: Mapping[str, str] = {}
     if config_text:
         parser = configparser.RawConfigParser(strict=False)
@@ -118,9 +118,9 @@ def aws_settings(protocol, env: Mapping[str, str], config_text: str | None = Non
                 section = dict(parser.items(name))
         except configparser.Error:
             section = {}
-    endpoint = (protocol.get("endpoint_url") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    endpoint = (protocol.settings.endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
                 or section.get("endpoint_url") or "")
-    region = (protocol.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    region = (protocol.settings.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
               or section.get("region") or "us-east-1")
     return {"profile": profile, "endpoint": endpoint, "region": region}
 

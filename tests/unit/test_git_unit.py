@@ -7,12 +7,11 @@ tests/integration/test_git_protocol.py.
 from __future__ import annotations
 
 import io
-from types import MappingProxyType
 
 import pytest
 
 from flepimop_sync import gitsync
-from flepimop_sync.config import Protocol
+from flepimop_sync.config import GitSettings, Protocol
 from flepimop_sync.errors import ConfigError, StepFailed, UsageError
 from flepimop_sync.options import SyncOptions
 from flepimop_sync.report import Reporter
@@ -39,7 +38,7 @@ class FakeRunner:
 
 
 def protocol(**settings):
-    return Protocol(name="code", type="git", file="sync.yml", settings=MappingProxyType(settings))
+    return Protocol(name="code", type="git", file="sync.yml", settings=GitSettings(**settings))
 
 
 def run(proto, runner=None, cwd="/", **opts):
