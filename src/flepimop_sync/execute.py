@@ -24,6 +24,7 @@ from . import plan as planning
 from .config import Protocol, SyncConfig, load_config
 from .endpoints import End, EndKind, parse_end
 from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError, describe_os_error
+from .filters import Action
 from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
 from . import listing as listing_mod
 from .lock import DestinationLock
@@ -645,7 +646,7 @@ def _warn_unmatched_includes(plan: planning.Plan, listing: "Listing | None", run
     """Dry run: name each include rule that matches nothing at the source (issue 12 point 5: a
     warning is for a surprise the user must act on, e.g. a run index that does not exist)."""
     rules = plan.resolved.rules
-    if not rules or plan.source_is_file or not any(r.action != "-" and not r.implicit for r in rules.rules):
+    if not rules or plan.source_is_file or not any(r.action != Action.EXCLUDE and not r.implicit for r in rules.rules):
         return
     if listing is None:
         listing = list_source(plan, runner, reporter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import random
@@ -25,6 +26,7 @@ from trees import (  # noqa: E402
 from flepimop_sync.errors import FilterError, UsageError  # noqa: E402
 from flepimop_sync.filters import (  # noqa: E402
     ORIGIN_IMPLICIT,
+    ByteSet,
     FilterList,
     Rule,
     build_rules,
@@ -191,7 +193,7 @@ def test_no_warning_for_include_dir():
 
 def test_filterlist_is_immutable():
     f = fl("- a")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         f.rules = ()  # type: ignore[misc]
     assert isinstance(f.rules, tuple) and isinstance(f.rules[0], Rule)
 
@@ -567,12 +569,12 @@ def test_render_set_exhaustive():
         chars = set(rng.sample(alphabet, rng.randint(1, 8)))
         if rng.random() < 0.5:
             chars |= set(rng.sample("]-!^[\\", rng.randint(1, 3)))
-        tok = ("set", False, frozenset(ord(c) for c in chars))
+        tok = ByteSet(False, frozenset(ord(c) for c in chars))
         rendered, exact = _render_set(tok)
         assert exact
         got = {c for c in alphabet + ["/"] if fnmatch.fnmatchcase(c, rendered)}
         assert got == chars, (sorted(chars), rendered)
-        neg, exact = _render_set(("set", True, frozenset(ord(c) for c in chars)))
+        neg, exact = _render_set(ByteSet(True, frozenset(ord(c) for c in chars)))
         assert not exact
         got = {c for c in alphabet + ["/"] if fnmatch.fnmatchcase(c, neg)}
         assert got == set(alphabet) - chars, (sorted(chars), neg)
