@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence, Union
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, show_value
 
 SCHEMA_RESOURCE = "schemas/sync.schema.json"
 PROTOCOL_TYPES = ("rsync", "s3sync", "git")
@@ -315,11 +315,6 @@ def _check_node_graph(path: str, root: yaml.Node) -> None:
                               "values (an alias bomb?); refusing to load it")
 
 
-def read_yaml(path: str) -> Any:
-    """Parse one YAML file, turning every failure into a one-line ConfigError."""
-    return _parse_yaml(path, _read_text(path))
-
-
 def _read_text(path: str) -> str:
     try:
         with open(path, "rb") as handle:
@@ -342,6 +337,7 @@ def _read_text(path: str) -> str:
 
 
 def _parse_yaml(path: str, text: str) -> Any:
+    """Parse one YAML file's text, turning every failure into a one-line ConfigError."""
     if not text.strip():
         raise ConfigError(f"{path}: config file is empty (expected a top-level 'sync:' mapping)")
     try:
@@ -430,7 +426,7 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
         raise ConfigError(f"{path}: protocol name {name!r} must be a string")
     if _LINE_BREAK.search(name) or not is_valid(name, {"pattern": schema["propertyNames"]["pattern"]}):
         raise ConfigError(
-            f"{path}: protocol {_show(name)}: invalid name (use letters, digits, '_', '-', '.', at most 64 characters)"
+            f"{path}: protocol {show_value(name)}: invalid name (use letters, digits, '_', '-', '.', at most 64 characters)"
         )
     where = f"{path}: protocol '{name}'"
     if not isinstance(body, dict):
@@ -439,7 +435,7 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
     if "type" not in body:
         raise ConfigError(f"{where}: missing required key 'type' (one of {', '.join(PROTOCOL_TYPES)})")
     if ptype not in PROTOCOL_TYPES:
-        raise ConfigError(f"{where} key 'type': {_show(ptype)} is not one of {', '.join(PROTOCOL_TYPES)}")
+        raise ConfigError(f"{where} key 'type': {show_value(ptype)} is not one of {', '.join(PROTOCOL_TYPES)}")
     sub = {"$defs": schema["$defs"], **schema["$defs"][ptype]}
     try:
         fast_ok = is_valid(body, sub)
@@ -517,7 +513,7 @@ def _refuse_line_breaks(body: Mapping[str, Any], where: str) -> None:
             continue
         if key in ("source", "target") and parse_end(value).kind != EndKind.S3:
             continue  # local: a legal name; remote: endpoints.check_protocol_ends words it (host, '\n')
-        raise ConfigError(f"{where} key '{key}': {_show(value)} contains a line break")
+        raise ConfigError(f"{where} key '{key}': {show_value(value)} contains a line break")
 
 
 def _semantic_checks(protocol: Protocol) -> None:
@@ -560,9 +556,9 @@ def _describe_schema_error(error: Any, ptype: str) -> str:
         return f" key '{key}': must not be empty"
     if validator in ("enum", "const"):
         allowed = error.validator_value if validator == "enum" else [error.validator_value]
-        return f" key '{key}': {_show(value)} is not one of {', '.join(map(str, allowed))}"
+        return f" key '{key}': {show_value(value)} is not one of {', '.join(map(str, allowed))}"
     if validator == "pattern":
-        return f" key '{key}': {_show(value)} is not a valid value"
+        return f" key '{key}': {show_value(value)} is not a valid value"
     return f" key '{key}': {error.message}"
 
 
@@ -588,14 +584,10 @@ def _kind(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"number {value}"
     if isinstance(value, str):
-        return f"string {_show(value)}"
+        return f"string {show_value(value)}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
 
-
-def _show(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 from . import plan as planning
 from .config import Protocol, SyncConfig, load_config
 from .endpoints import End, EndKind, parse_end
-from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError, describe_os_error
+from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError, describe_os_error, show_value
 from .filters import Action
 from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
 from . import listing as listing_mod
@@ -630,15 +630,10 @@ def _probe_source(protocol: Protocol, options: SyncOptions, env: Mapping[str, st
     try:
         path.stat()
     except FileNotFoundError:
-        raise UsageError(f"{protocol.where('source')}: local source {_show(src.text)} does not exist") from None
+        raise UsageError(f"{protocol.where('source')}: local source {show_value(src.text, 200)} does not exist") from None
     except OSError as exc:  # ENAMETOOLONG, EACCES, ELOOP, ENOTDIR...
-        raise UsageError(f"{protocol.where('source')}: local source {_show(src.text)}: {exc.strerror}") from None
+        raise UsageError(f"{protocol.where('source')}: local source {show_value(src.text, 200)}: {exc.strerror}") from None
     return path.is_file()
-
-
-def _show(text: str, limit: int = 200) -> str:
-    shown = repr(text)
-    return shown if len(shown) <= limit else f"{shown[:limit - 20]}...' ({len(text)} characters)"
 
 
 def _warn_unmatched_includes(plan: planning.Plan, listing: "Listing | None", runner: Runner,

@@ -68,3 +68,23 @@ def test_patterns_tokenize_into_typed_tokens(pattern, tokens):
 def test_a_byte_set_allows_what_it_names_and_never_a_slash():
     assert ByteSet(False, frozenset(b"a/")).allowed == frozenset(b"a")
     assert ByteSet(True, frozenset(b"a")).allowed == frozenset(range(256)) - frozenset(b"a/")
+
+
+# One home for quoting a value in a message (errors.show_value; config, endpoints and execute call it).
+# (value, limit, expected)
+SHOWN = [
+    ("abc", 120, "'abc'"),
+    ("it's", 120, '"it\'s"'),
+    ("x" * 118, 120, "'" + "x" * 118 + "'"),
+    ("x" * 300, 120, "'" + "x" * 99 + "...' (300 characters)"),
+    ("it's" + "x" * 300, 40, '"it\'s' + "x" * 15 + '..." (304 characters)'),
+    (3, 120, "3"),
+    (list(range(50)), 20, "[0, 1, 2, 3, 4, 5..."),
+]
+
+
+@pytest.mark.parametrize("value,limit,expected", SHOWN)
+def test_show_value_quotes_and_shortens(value, limit, expected):
+    from flepimop_sync.errors import show_value
+
+    assert show_value(value, limit) == expected
