@@ -62,6 +62,7 @@ __all__ = [
     "FilterList",
     "parse_rule",
     "build_rules",
+    "check_no_filter",
     "ORIGIN_OVERRIDE",
     "ORIGIN_PREFIX",
     "ORIGIN_SUFFIX",
@@ -799,6 +800,12 @@ def _as_pairs(items: Sequence, origin: str) -> list[tuple[str, str]]:
     return out
 
 
+def check_no_filter(no_filter: bool, override: Sequence = (), prefix: Sequence = (), suffix: Sequence = ()) -> None:
+    """``--no-filter`` empties the config's part of the list: given with -f/-a/-e it contradicts them."""
+    if no_filter and (override or prefix or suffix):
+        raise UsageError("--no-filter cannot be combined with -f/--filter, -a/--fprefix or -e/--fsuffix")
+
+
 def build_rules(
     config_rules: Sequence[tuple[str, str]] | None,
     override: Sequence[str] = (),
@@ -812,8 +819,7 @@ def build_rules(
     ``override``/``prefix``/``suffix`` items are rule texts (or ``(text, origin)`` pairs).
     Environment variables in every rule are expanded from ``env`` (default ``os.environ``).
     """
-    if no_filter and (override or prefix or suffix):
-        raise UsageError("--no-filter cannot be combined with -f/-a/-e")
+    check_no_filter(no_filter, override, prefix, suffix)
     head: list[Rule] = [parse_rule(t, o, env) for t, o in _as_pairs(prefix, ORIGIN_PREFIX)]
     if override:
         base = [parse_rule(t, o, env) for t, o in _as_pairs(override, ORIGIN_OVERRIDE)]
