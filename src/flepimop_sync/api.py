@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from . import plan as planning
 from .config import SyncConfig, load_config
+from .endpoints import EndKind
 from .options import SyncOptions
 from .report import Reporter, redact, redact_json
 
@@ -29,11 +30,11 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
     body: dict[str, Any] = {"protocol": protocol.name, "type": protocol.type, "config_files": list(config.files),
                             "definition": protocol.definition()}
     if protocol.type == "git":
-        mode = protocol.get("mode", "pull")
+        mode = protocol.settings.mode
         from .gitsync import effective_mode  # the one home of the --reverse swap
         mode = effective_mode(mode, reverse=options.reverse).value
-        body.update(mode=mode, remote=protocol.get("remote"), branch=protocol.get("branch"),
-                    path=protocol.get("path"), dry_run=options.dry_run)
+        body.update(mode=mode, remote=protocol.settings.remote, branch=protocol.settings.branch,
+                    path=protocol.settings.path, dry_run=options.dry_run)
         return body
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     body.update(plan.to_json())
@@ -92,7 +93,7 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
 
 def _source_is_local_file(protocol, options: SyncOptions) -> bool:
     source, _ = planning.resolve_ends(protocol, options)
-    return source.kind == "local" and os.path.isfile(source.path)
+    return source.kind == EndKind.LOCAL and os.path.isfile(source.path)
 
 
 def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config_files: Sequence[str],
@@ -175,11 +176,11 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
     protocol = config.get(options.protocol)
     record: dict[str, Any] = {"type": protocol.type}
     if protocol.type == "git":
-        mode = protocol.get("mode", "pull")
+        mode = protocol.settings.mode
         from .gitsync import effective_mode  # the one home of the --reverse swap
         mode = effective_mode(mode, reverse=options.reverse).value
-        record.update(tool="git", mode=mode, remote=protocol.get("remote"), branch=protocol.get("branch"),
-                      path=protocol.get("path"))
+        record.update(tool="git", mode=mode, remote=protocol.settings.remote, branch=protocol.settings.branch,
+                      path=protocol.settings.path)
         return record
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     r = plan.resolved
@@ -190,7 +191,7 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
         destination=r.destination.text,
         filters=[f"{rule.action} {rule.pattern}" for rule in r.rules.rules],
         options={"mkpath": bool(r.mkpath), "delete": bool(r.delete)},
-        where={k: protocol.get(k) for k in _WHERE_KEYS if protocol.get(k) is not None},
+        where={k: v for k in _WHERE_KEYS if (v := getattr(protocol.settings, k, None)) is not None},
     )
     if extra_files:
         record["extra_files"] = [str(f) for f in extra_files]
@@ -293,13 +294,13 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
     # a single file lands as <target>/<name>: list the target and pick it
     listed = r.target if source_is_file else r.destination
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
-        if listed.kind == "s3":
+        if listed.kind == EndKind.S3:
             entries = _s3_objects(listed, protocol, runner)
         else:
             entries = {path: {"path": path, "size": size}
                        for path, size in list_end(listed, protocol, runner).files}
         # a download: the ETags are the source's (the objects the files were copied from)
-        origin = _s3_objects(r.source, protocol, runner) if r.source.kind == "s3" else {}
+        origin = _s3_objects(r.source, protocol, runner) if r.source.kind == EndKind.S3 else {}
     for path, entry in entries.items():
         if path in origin and "etag" not in entry:
             entry["etag"] = origin[path]["etag"]

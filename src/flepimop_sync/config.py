@@ -4,7 +4,10 @@ Several files merge their ``sync:`` mappings in order: a later file's protocol o
 the same name replaces the earlier one (keeping the earlier one's position, so
 "the first protocol is the default" stays stable).  Every protocol is validated
 against the one JSON Schema shipped in ``schemas/sync.schema.json`` (the same file
-the Snakefile uses), and every error names the file, the protocol and the key.
+the Snakefile uses), and every error names the file, the protocol and the key.  A protocol's
+other keys become typed settings, one frozen dataclass per type (``RsyncSettings``,
+``S3Settings``, ``GitSettings``, the schema's defaults filled in), built once here and read as
+attributes everywhere else.
 """
 
 from __future__ import annotations
@@ -12,15 +15,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, show_value
 
 SCHEMA_RESOURCE = "schemas/sync.schema.json"
 PROTOCOL_TYPES = ("rsync", "s3sync", "git")
@@ -38,12 +41,59 @@ def load_schema() -> dict[str, Any]:
     return json.loads(schema_path().read_text(encoding="utf-8"))
 
 
+# The keys of each protocol type besides type/source/target/filters, one field a key of the
+# schema's ``$defs.<type>`` with the schema's default (tests/unit/test_config_errors.py compares
+# them with the schema).  Values are as validated: the classes do not check types themselves.
+@dataclass(frozen=True)
+class RsyncSettings:
+    """The settings of an ``rsync`` protocol."""
+
+    description: str | None = None
+    rsh: str | None = None  # remote shell for host:path ends (None: $RSYNC_RSH, else ssh)
+    mkpath: bool = False
+    delete: bool | str = False  # false, true, "reverse" or "both"
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """The settings of an ``s3sync`` protocol."""
+
+    description: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    engine: str = "aws"  # "aws" or "rclone"
+    mkpath: bool = False
+    delete: bool | str = False  # false, true, "reverse" or "both"
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    """The settings of a ``git`` protocol."""
+
+    description: str | None = None
+    mode: str = "pull"  # "pull" or "push"
+    remote: str | None = None
+    branch: str | None = None
+    path: str | None = None
+
+
+ProtocolSettings = Union[RsyncSettings, S3Settings, GitSettings]
+SETTINGS_TYPES: Mapping[str, type] = MappingProxyType(
+    {"rsync": RsyncSettings, "s3sync": S3Settings, "git": GitSettings})
+#: Protocol keys that are not settings (fields of Protocol itself).
+_END_KEYS = ("type", "source", "target", "filters")
+
+
 @dataclass(frozen=True)
 class Protocol:
-    """One named sync protocol, validated and frozen.
+    """One named sync protocol, validated and frozen (and hashable).
 
     ``filters`` keeps each rule's text with its origin ("file: protocol 'x' key
-    'filters[2]'") so later filter errors can still point at the config.
+    'filters[2]'") so later filter errors can still point at the config.  ``settings`` holds
+    the other keys, typed per protocol type (:class:`RsyncSettings`, :class:`S3Settings`,
+    :class:`GitSettings`; schema defaults for the keys not written); ``settings_keys`` names the
+    ones the config wrote, in order, so ``definition()`` shows the protocol as configured.
     """
 
     name: str
@@ -52,14 +102,16 @@ class Protocol:
     source: str | None = None
     target: str | None = None
     filters: tuple[tuple[str, str], ...] | None = None
-    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    settings: ProtocolSettings = None  # type: ignore[assignment]  # None: the type's defaults
+    settings_keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.settings is None and self.type in SETTINGS_TYPES:
+            object.__setattr__(self, "settings", SETTINGS_TYPES[self.type]())
 
     def where(self, key: str | None = None) -> str:
         text = f"{self.file}: protocol '{self.name}'"
         return text if key is None else f"{text} key '{key}'"
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.settings.get(key, default)
 
     def definition(self) -> dict[str, Any]:
         """The protocol as configured (JSON-ready), for --json, receipts and rerun triggers."""
@@ -70,7 +122,7 @@ class Protocol:
             out["target"] = self.target
         if self.filters is not None:
             out["filters"] = [text for text, _ in self.filters]
-        out.update(self.settings)
+        out.update((key, getattr(self.settings, key)) for key in self.settings_keys)
         return out
 
 
@@ -263,11 +315,6 @@ def _check_node_graph(path: str, root: yaml.Node) -> None:
                               "values (an alias bomb?); refusing to load it")
 
 
-def read_yaml(path: str) -> Any:
-    """Parse one YAML file, turning every failure into a one-line ConfigError."""
-    return _parse_yaml(path, _read_text(path))
-
-
 def _read_text(path: str) -> str:
     try:
         with open(path, "rb") as handle:
@@ -290,6 +337,7 @@ def _read_text(path: str) -> str:
 
 
 def _parse_yaml(path: str, text: str) -> Any:
+    """Parse one YAML file's text, turning every failure into a one-line ConfigError."""
     if not text.strip():
         raise ConfigError(f"{path}: config file is empty (expected a top-level 'sync:' mapping)")
     try:
@@ -378,7 +426,7 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
         raise ConfigError(f"{path}: protocol name {name!r} must be a string")
     if _LINE_BREAK.search(name) or not is_valid(name, {"pattern": schema["propertyNames"]["pattern"]}):
         raise ConfigError(
-            f"{path}: protocol {_show(name)}: invalid name (use letters, digits, '_', '-', '.', at most 64 characters)"
+            f"{path}: protocol {show_value(name)}: invalid name (use letters, digits, '_', '-', '.', at most 64 characters)"
         )
     where = f"{path}: protocol '{name}'"
     if not isinstance(body, dict):
@@ -387,7 +435,7 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
     if "type" not in body:
         raise ConfigError(f"{where}: missing required key 'type' (one of {', '.join(PROTOCOL_TYPES)})")
     if ptype not in PROTOCOL_TYPES:
-        raise ConfigError(f"{where} key 'type': {_show(ptype)} is not one of {', '.join(PROTOCOL_TYPES)}")
+        raise ConfigError(f"{where} key 'type': {show_value(ptype)} is not one of {', '.join(PROTOCOL_TYPES)}")
     sub = {"$defs": schema["$defs"], **schema["$defs"][ptype]}
     try:
         fast_ok = is_valid(body, sub)
@@ -414,7 +462,7 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
         filter_items = ((filters, f"{where} key 'filters'"),)
     else:
         filter_items = tuple((text, f"{where} key 'filters[{i}]'") for i, text in enumerate(filters))
-    settings = {k: v for k, v in body.items() if k not in ("type", "source", "target", "filters")}
+    settings = {k: v for k, v in body.items() if k not in _END_KEYS}
     protocol = Protocol(
         name=name,
         type=ptype,
@@ -422,7 +470,8 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
         source=body.get("source"),
         target=body.get("target"),
         filters=filter_items,
-        settings=MappingProxyType(settings),
+        settings=SETTINGS_TYPES[ptype](**settings),
+        settings_keys=tuple(settings),
     )
     _semantic_checks(protocol)
     return protocol
@@ -457,14 +506,14 @@ def _refuse_line_breaks(body: Mapping[str, Any], where: str) -> None:
     """Names, URLs, options and commands never hold a line break: one there is a YAML slip (a '|'
     block, a stray quote) that would otherwise reach a tool's argv. Local paths may (it is a legal
     file name); S3 URLs may not; remote ends are checked with their host by check_protocol_ends."""
-    from .endpoints import parse_end
+    from .endpoints import EndKind, parse_end
 
     for key, value in body.items():
         if key in _MULTILINE_OK or not isinstance(value, str) or not _LINE_BREAK.search(value):
             continue
-        if key in ("source", "target") and parse_end(value).kind != "s3":
+        if key in ("source", "target") and parse_end(value).kind != EndKind.S3:
             continue  # local: a legal name; remote: endpoints.check_protocol_ends words it (host, '\n')
-        raise ConfigError(f"{where} key '{key}': {_show(value)} contains a line break")
+        raise ConfigError(f"{where} key '{key}': {show_value(value)} contains a line break")
 
 
 def _semantic_checks(protocol: Protocol) -> None:
@@ -507,9 +556,9 @@ def _describe_schema_error(error: Any, ptype: str) -> str:
         return f" key '{key}': must not be empty"
     if validator in ("enum", "const"):
         allowed = error.validator_value if validator == "enum" else [error.validator_value]
-        return f" key '{key}': {_show(value)} is not one of {', '.join(map(str, allowed))}"
+        return f" key '{key}': {show_value(value)} is not one of {', '.join(map(str, allowed))}"
     if validator == "pattern":
-        return f" key '{key}': {_show(value)} is not a valid value"
+        return f" key '{key}': {show_value(value)} is not a valid value"
     return f" key '{key}': {error.message}"
 
 
@@ -535,14 +584,10 @@ def _kind(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"number {value}"
     if isinstance(value, str):
-        return f"string {_show(value)}"
+        return f"string {show_value(value)}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
     return type(value).__name__
 
-
-def _show(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,6 +1,7 @@
 """Sync ends: parsing, --source/--target override and append, --reverse.
 
-An end is a local path, an rsync remote ``[user@]host:path``, or ``s3://bucket/key``.
+An end is a local path, an rsync remote ``[user@]host:path``, or ``s3://bucket/key`` (its
+:class:`EndKind`).
 The trailing separator of the source is meaningful everywhere (as in rsync): without
 it the directory itself lands at ``target/<name>/``, with it its contents land in
 ``target/``.  Everything here is string work, except what the user's own words ask for:
@@ -14,9 +15,10 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable, Mapping
 
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, UsageError, show_value
 
 APPEND_PREFIX = "+ "
 _BAD_HOST = re.compile(r"^-|[\s\x00-\x1f\x7f'\"`$;&|<>()\\*?\[\]{}!#~]")
@@ -24,12 +26,23 @@ _BAD_HOST = re.compile(r"^-|[\s\x00-\x1f\x7f'\"`$;&|<>()\\*?\[\]{}!#~]")
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$))")
 
 
+class EndKind(str, Enum):
+    """What an end is.  A ``str`` (its value), so JSON and messages read as before."""
+
+    LOCAL = "local"
+    REMOTE = "remote"  # rsync over ssh: [user@]host:path
+    S3 = "s3"
+
+    def __str__(self) -> str:  # f-strings and str() give the value on every Python (3.12 changed format())
+        return self.value
+
+
 @dataclass(frozen=True)
 class End:
     """One end of a transfer."""
 
     text: str
-    kind: str  # "local", "remote" (rsync over ssh) or "s3"
+    kind: EndKind
     host: str = ""  # [user@]host for remote ends
     path: str = ""  # the path part (for s3: "bucket/key...")
 
@@ -56,9 +69,9 @@ class End:
 
 
 def _join_kind(end: End, path: str) -> str:
-    if end.kind == "s3":
+    if end.kind == EndKind.S3:
         return "s3://" + path
-    if end.kind == "remote":
+    if end.kind == EndKind.REMOTE:
         return f"{end.host}:{path}"
     return path
 
@@ -66,14 +79,14 @@ def _join_kind(end: End, path: str) -> str:
 def parse_end(text: str) -> End:
     """Classify an end the way rsync / aws would (no I/O)."""
     if text.startswith("s3://"):
-        return End(text=text, kind="s3", path=text[len("s3://"):])
+        return End(text=text, kind=EndKind.S3, path=text[len("s3://"):])
     # rsync's own rule: a ':' before any '/' makes an end remote.  Whatever is before the ':' is
     # the host, even when it is not a valid host name: check_protocol_ends then refuses it
     # (hinting at './' for a local path) instead of letting rsync run ssh to it.
     head, colon, path = text.partition(":")
     if colon and head and "/" not in head:
-        return End(text=text, kind="remote", host=head, path=path)
-    return End(text=text, kind="local", path=text)
+        return End(text=text, kind=EndKind.REMOTE, host=head, path=path)
+    return End(text=text, kind=EndKind.LOCAL, path=text)
 
 
 def apply_option(configured: str | None, option: str | None, *, what: str) -> str | None:
@@ -95,10 +108,10 @@ def apply_option(configured: str | None, option: str | None, *, what: str) -> st
     # An append names a place *below* the configured end: one that could climb out of it
     # ('..' anywhere, or an absolute path the user may have meant literally) is refused.
     if raw.startswith("/"):
-        raise UsageError(f"--{what} {_show(option)}: an append is relative to the configured {what} "
+        raise UsageError(f"--{what} {show_value(option)}: an append is relative to the configured {what} "
                          f"(write '+ {part}', or give the whole path without '+ ')")
     if ".." in part.split("/"):
-        raise UsageError(f"--{what} {_show(option)}: an append cannot contain '..' "
+        raise UsageError(f"--{what} {show_value(option)}: an append cannot contain '..' "
                          f"(it would climb out of the configured {what}; give the whole path without '+ ')")
     if configured is None:
         raise UsageError(f"--{what} {option!r}: cannot append, the protocol has no configured {what}")
@@ -127,38 +140,49 @@ def check_protocol_ends(
     ptype: str, source: str, target: str, where: Callable[[str | None], str], *, error=ConfigError
 ) -> tuple[End, End]:
     """Refuse ends that cannot work for this protocol type (message names file/protocol/key)."""
-    ends = []
-    for key, text in (("source", source), ("target", target)):
-        if "\x00" in text:
-            raise error(f"{where(key)}: contains a NUL byte")
-        end = parse_end(text)
-        if end.kind == "remote":
-            if _bad_host(end.host):
-                raise error(f"{where(key)}: {_show(text)} has an invalid host name {_show(end.host)} "
-                            f"(for a local path, write {_show('./' + text)})")
-            if "\n" in end.path:  # rsync escapes remote paths with '\', and '\'+newline is a line continuation
-                raise error(f"{where(key)}: {_show(text)}: a remote path cannot contain a line break "
-                            "(rsync cannot pass it to the remote shell literally)")
-        if end.kind == "s3" and not end.path.split("/", 1)[0]:
-            raise error(f"{where(key)}: {text!r} names no bucket (write s3://bucket/prefix)")
-        ends.append(end)
-    src, tgt = ends
+    src = _checked_end("source", source, where, error)
+    tgt = _checked_end("target", target, where, error)
     if ptype == "rsync":
-        for key, end in (("source", src), ("target", tgt)):
-            if end.kind == "s3":
-                raise error(f"{where(key)}: {end.text!r} is an S3 URL; use a protocol of type s3sync")
-        if src.kind == "remote" and tgt.kind == "remote":
-            raise error(f"{where('target')}: rsync cannot copy between two remote hosts ({src.text!r} -> {tgt.text!r})")
+        _check_rsync_ends(src, tgt, where, error)
     elif ptype == "s3sync":
-        if src.kind != "s3" and tgt.kind != "s3":
-            raise error(f"{where('source')}: an s3sync protocol needs at least one end starting with s3:// "
-                        f"(source {src.text!r}, target {tgt.text!r})")
-        for key, end in (("source", src), ("target", tgt)):
-            if end.kind == "remote":
-                raise error(f"{where(key)}: {end.text!r} is a host:path end; s3sync takes local paths and s3:// URLs")
+        _check_s3sync_ends(src, tgt, where, error)
     if _same_place(src, tgt):
         raise error(f"{where('target')}: source and target are the same place ({src.text!r}); nothing to sync")
     return src, tgt
+
+
+def _checked_end(key: str, text: str, where: Callable[[str | None], str], error) -> End:
+    """One end, refused when no protocol could use it (NUL, bad host, remote line break, no bucket)."""
+    if "\x00" in text:
+        raise error(f"{where(key)}: contains a NUL byte")
+    end = parse_end(text)
+    if end.kind == EndKind.REMOTE:
+        if _bad_host(end.host):
+            raise error(f"{where(key)}: {show_value(text)} has an invalid host name {show_value(end.host)} "
+                        f"(for a local path, write {show_value('./' + text)})")
+        if "\n" in end.path:  # rsync escapes remote paths with '\', and '\'+newline is a line continuation
+            raise error(f"{where(key)}: {show_value(text)}: a remote path cannot contain a line break "
+                        "(rsync cannot pass it to the remote shell literally)")
+    if end.kind == EndKind.S3 and not end.path.split("/", 1)[0]:
+        raise error(f"{where(key)}: {text!r} names no bucket (write s3://bucket/prefix)")
+    return end
+
+
+def _check_rsync_ends(src: End, tgt: End, where: Callable[[str | None], str], error) -> None:
+    for key, end in (("source", src), ("target", tgt)):
+        if end.kind == EndKind.S3:
+            raise error(f"{where(key)}: {end.text!r} is an S3 URL; use a protocol of type s3sync")
+    if src.kind == EndKind.REMOTE and tgt.kind == EndKind.REMOTE:
+        raise error(f"{where('target')}: rsync cannot copy between two remote hosts ({src.text!r} -> {tgt.text!r})")
+
+
+def _check_s3sync_ends(src: End, tgt: End, where: Callable[[str | None], str], error) -> None:
+    if src.kind != EndKind.S3 and tgt.kind != EndKind.S3:
+        raise error(f"{where('source')}: an s3sync protocol needs at least one end starting with s3:// "
+                    f"(source {src.text!r}, target {tgt.text!r})")
+    for key, end in (("source", src), ("target", tgt)):
+        if end.kind == EndKind.REMOTE:
+            raise error(f"{where(key)}: {end.text!r} is a host:path end; s3sync takes local paths and s3:// URLs")
 
 
 def _bad_host(host: str) -> bool:
@@ -166,15 +190,10 @@ def _bad_host(host: str) -> bool:
                 or host.count("@") > 1 or host.startswith("@") or host.endswith("@"))
 
 
-def _show(text: str, limit: int = 120) -> str:
-    shown = repr(text)
-    return shown if len(shown) <= limit else f"{shown[:limit - 20]}...' ({len(text)} characters)"
-
-
 def _same_place(a: End, b: End) -> bool:
     if a.kind != b.kind or a.host != b.host:
         return False
-    if a.kind == "s3":
+    if a.kind == EndKind.S3:
         return a.path.rstrip("/") == b.path.rstrip("/")
     return posixpath.normpath(a.path or ".") == posixpath.normpath(b.path or ".")
 
@@ -194,11 +213,11 @@ def expand_end(text: str, env: Mapping[str, str], where: str, *, error=UsageErro
         return env[name]
 
     written = parse_end(_VARIABLE.sub("x", text))
-    if written.kind == "remote" and _bad_host(written.host):  # as written, before any expansion
-        raise error(f"{where}: {_show(text)} has an invalid host name {_show(written.host)} "
-                    f"(for a local path, write {_show('./' + text)})")
+    if written.kind == EndKind.REMOTE and _bad_host(written.host):  # as written, before any expansion
+        raise error(f"{where}: {show_value(text)} has an invalid host name {show_value(written.host)} "
+                    f"(for a local path, write {show_value('./' + text)})")
     expanded = _VARIABLE.sub(value, text)
-    if expanded.startswith("~") and parse_end(expanded).kind == "local":
+    if expanded.startswith("~") and parse_end(expanded).kind == EndKind.LOCAL:
         expanded = _expand_user(expanded, env, where, error)
     return expanded
 
@@ -223,9 +242,9 @@ def _expand_user(text: str, env: Mapping[str, str], where: str, error) -> str:
 def canonical(end: End) -> str:
     """One spelling per place, to compare ends: local ends fully resolved (``..``, symlinks),
     remote paths normalised (relative = below the remote home), S3 as ``/bucket/key``."""
-    if end.kind == "local":
+    if end.kind == EndKind.LOCAL:
         return os.path.realpath(end.path or ".")
-    if end.kind == "remote":
+    if end.kind == EndKind.REMOTE:
         path = end.path
         if path == "~" or path.startswith("~/"):
             path = path[2:]  # the remote home: same as a relative path
@@ -250,12 +269,12 @@ def check_nesting(source: End, destination: End, where: Callable[[str | None], s
         return
     src, dst = canonical(source), canonical(destination)
     if _inside(dst, src):
-        raise error(f"{where('target')}: files would land in {_show(destination.text)}, which is inside the "
-                    f"source {_show(source.text)} (each run would copy the source into itself); "
+        raise error(f"{where('target')}: files would land in {show_value(destination.text)}, which is inside the "
+                    f"source {show_value(source.text)} (each run would copy the source into itself); "
                     "choose a target outside the source")
     if _inside(src, dst):
-        raise error(f"{where('target')}: the source {_show(source.text)} is inside the destination "
-                    f"{_show(destination.text)}; choose a target that does not contain the source")
+        raise error(f"{where('target')}: the source {show_value(source.text)} is inside the destination "
+                    f"{show_value(destination.text)}; choose a target that does not contain the source")
 
 
 def landing_warning(source: End, target: End, destination: End) -> str | None:

@@ -4,10 +4,13 @@ Every user-facing failure is a ``SyncError``; the CLI maps ``exit_code`` to the
 process exit status in one place (``cli.main``) and prints ``str(error)`` as a
 single line, with secrets masked (``report.redact``) wherever it is printed or
 written (the Snakemake wrapper, receipts, logs).  Nothing else in the package
-decides exit codes.
+decides exit codes.  Messages quote what the user wrote with ``show_value`` and word an
+``OSError`` with ``describe_os_error``, the same way everywhere.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SyncError(Exception):
@@ -69,6 +72,17 @@ class Interrupted(SyncError):
         name = signal.Signals(signum).name
         super().__init__(f"interrupted by {name}; child processes were stopped, rerun the same command to resume")
         self.exit_code = 128 + signum
+
+
+def show_value(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` for a one-line message, cut to about ``limit`` characters: a long string
+    keeps its start and says how long it is (``'abc...' (300 characters)``)."""
+    shown = repr(value)
+    if len(shown) <= limit:
+        return shown
+    if isinstance(value, str):
+        return f"{shown[:limit - 20]}...{shown[0]} ({len(value)} characters)"
+    return shown[:limit - 3] + "..."
 
 
 def describe_os_error(exc: OSError) -> str:

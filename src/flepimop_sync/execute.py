@@ -22,8 +22,9 @@ from typing import Any, Mapping, Sequence
 
 from . import plan as planning
 from .config import Protocol, SyncConfig, load_config
-from .endpoints import End, parse_end
-from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError, describe_os_error
+from .endpoints import End, EndKind, parse_end
+from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError, describe_os_error, show_value
+from .filters import Action
 from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
 from . import listing as listing_mod
 from .lock import DestinationLock
@@ -129,13 +130,13 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         _require_s3_objects(plan, listing)
         selection = resolved.rules.select_paths(listing.files) if resolved.rules else list(listing.files)
         skipped = [p for p in listing.skipped if not resolved.rules or resolved.rules.selects(p)]
-    elif options.dry_run or (resolved.source.kind == "local" and not listing_mod.copies_links(protocol)):
+    elif options.dry_run or (resolved.source.kind == EndKind.LOCAL and not listing_mod.copies_links(protocol)):
         # (a real S3 upload walks the source too: the links aws will skip are named, not lost silently)
         selection = select_source(plan, runner, reporter, skipped=skipped)
     if skipped:
         reporter.info(f"note: {len(skipped)} selected symbolic link(s) or special file(s) skipped: S3 stores "
                       f"regular files only and links are never followed ({_some(skipped)})")
-    if resolved.source.kind == "s3" and resolved.destination.kind == "local":
+    if resolved.source.kind == EndKind.S3 and resolved.destination.kind == EndKind.LOCAL:
         _refuse_writes_through_links(plan, selection, runner, reporter)
     if plan.needs_listing:
         assert listing is not None
@@ -143,7 +144,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         if resolved.delete:
             target_paths = list_end(resolved.destination, resolved.protocol, runner).paths
         stage_dir = None
-        if resolved.source.kind == "local" and not resolved.delete and not options.dry_run:
+        if resolved.source.kind == EndKind.LOCAL and not resolved.delete and not options.dry_run:
             stage_dir = tempfile.mkdtemp(prefix="flepimop-sync-stage-")
         try:
             plan = planning.finalize(plan, listing.paths, target_listing=target_paths, interactive=reporter.is_tty,
@@ -168,7 +169,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         return _dry_run(plan, selection, result, runner, reporter, start)
 
     checked = listing is not None
-    if not checked and resolved.destination.kind == "local" and not os.path.isdir(resolved.destination.path or "."):
+    if not checked and resolved.destination.kind == EndKind.LOCAL and not os.path.isdir(resolved.destination.path or "."):
         _require_s3_objects(plan, None, runner)  # aws would create the destination even for nothing
         checked = True
     if resolved.delete:
@@ -469,7 +470,7 @@ def _require_s3_objects(plan: planning.Plan, listing: "Listing | None", runner: 
     """An S3 source prefix holding no objects is a mistake (a typo in the prefix), not a success:
     a missing local or remote directory fails too."""
     r = plan.resolved
-    if r.source.kind != "s3" or plan.source_is_file:
+    if r.source.kind != EndKind.S3 or plan.source_is_file:
         return
     if listing is not None and listing.files:
         return
@@ -496,9 +497,9 @@ def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
     """Plain rsync creates a missing target's last level, no more; --mkpath creates them all.
     The dry run checks what the real run would need (rsync --dry-run itself never fails there)."""
     r = plan.resolved
-    if r.mkpath or r.target.kind == "s3":
+    if r.mkpath or r.target.kind == EndKind.S3:
         return
-    if r.target.kind == "local":
+    if r.target.kind == EndKind.LOCAL:
         if os.path.isdir(r.target.path or ".") or os.path.isdir(_target_parent(r.target) or "."):
             return
         parent = _target_parent(r.target)
@@ -524,7 +525,7 @@ def _prepare_target(plan: planning.Plan, runner: Runner) -> None:
     as ``src/ dst/src/``, which would need two levels).  aws creates every level itself: refuse
     the deeper ones without --mkpath, as rsync does."""
     r = plan.resolved
-    if r.target.kind != "local" or os.path.isdir(r.target.path or "."):
+    if r.target.kind != EndKind.LOCAL or os.path.isdir(r.target.path or "."):
         return
     parent = _target_parent(r.target)
     if not r.mkpath and not os.path.isdir(parent or "."):
@@ -544,7 +545,7 @@ def _make_remote_target(plan: planning.Plan, failed: Completed, runner: Runner) 
     ``target`` the way plain ``rsync -a src host:target`` would (its last level only: this fails,
     naming it, when the parent is missing as well), so that the caller runs the step again."""
     r = plan.resolved
-    if r.target.kind != "remote" or r.mkpath or r.destination.text == r.target.text:
+    if r.target.kind != EndKind.REMOTE or r.mkpath or r.destination.text == r.target.text:
         return False
     if 'mkdir "' not in failed.stderr or "No such file or directory" not in failed.stderr:
         return False
@@ -618,21 +619,16 @@ def _rsync_delete(plan: planning.Plan, runner: Runner, reporter: Reporter, comma
 def _probe_source(protocol: Protocol, options: SyncOptions, env: Mapping[str, str] | None = None) -> bool:
     """Is the source a single local file? Refuse a missing local source before running anything."""
     src, _ = planning.resolve_ends(protocol, options, env=env)  # the rules are compiled once, by build
-    if src.kind != "local":
+    if src.kind != EndKind.LOCAL:
         return False  # remote single files are not probed: rsync/aws treat them as dirs
     path = Path(src.path)
     try:
         path.stat()
     except FileNotFoundError:
-        raise UsageError(f"{protocol.where('source')}: local source {_show(src.text)} does not exist") from None
+        raise UsageError(f"{protocol.where('source')}: local source {show_value(src.text, 200)} does not exist") from None
     except OSError as exc:  # ENAMETOOLONG, EACCES, ELOOP, ENOTDIR...
-        raise UsageError(f"{protocol.where('source')}: local source {_show(src.text)}: {exc.strerror}") from None
+        raise UsageError(f"{protocol.where('source')}: local source {show_value(src.text, 200)}: {exc.strerror}") from None
     return path.is_file()
-
-
-def _show(text: str, limit: int = 200) -> str:
-    shown = repr(text)
-    return shown if len(shown) <= limit else f"{shown[:limit - 20]}...' ({len(text)} characters)"
 
 
 def _warn_unmatched_includes(plan: planning.Plan, listing: "Listing | None", runner: Runner,
@@ -640,7 +636,7 @@ def _warn_unmatched_includes(plan: planning.Plan, listing: "Listing | None", run
     """Dry run: name each include rule that matches nothing at the source (issue 12 point 5: a
     warning is for a surprise the user must act on, e.g. a run index that does not exist)."""
     rules = plan.resolved.rules
-    if not rules or plan.source_is_file or not any(r.action != "-" and not r.implicit for r in rules.rules):
+    if not rules or plan.source_is_file or not any(r.action != Action.EXCLUDE and not r.implicit for r in rules.rules):
         return
     if listing is None:
         listing = list_source(plan, runner, reporter)
@@ -682,7 +678,7 @@ def select_source(plan: planning.Plan, runner: Runner, reporter: Reporter,
     copy links (S3) selected links and special files are left out and added to ``skipped``.
     """
     r = plan.resolved
-    if not plan.source_is_file and r.source.kind == "local" and r.rules:
+    if not plan.source_is_file and r.source.kind == EndKind.LOCAL and r.rules:
         reporter.debug(f"selecting from {r.source.text}")
         if not os.path.isdir(r.source.path or "."):
             return []
@@ -745,14 +741,14 @@ def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter
             deleted.append(_relative_to_end(line[len("delete: "):], dest, argv[4] if len(argv) > 4 else ""))
             return
         counts["files"] += 1
-        if dest.kind == "local":
+        if dest.kind == EndKind.LOCAL:
             # "download: s3://b/k to path" -> the size of what landed
             _, _, local = line.rpartition(" to ")
             try:
                 counts["bytes"] += os.path.getsize(local)
             except OSError:
                 pass
-        elif plan.resolved.source.kind == "local":
+        elif plan.resolved.source.kind == EndKind.LOCAL:
             # "upload: path to s3://..." -> the size of what was read
             local = line[len("upload: "):].rsplit(" to s3://", 1)[0]
             try:

@@ -13,6 +13,11 @@ A filter list is parsed once into :class:`Rule` objects (environment variables `
   as is, ``+ */``, then every other rule plus its ``P/**`` subtree form);
 * translated for ``aws s3 sync`` (:mod:`flepimop_sync.s3filters`).
 
+A rule's prefix is an :class:`Action`; a ``+``/``-`` pattern is analysed once
+(:class:`PatternInfo`) into typed tokens (:class:`Lit`, :class:`Slash`, :class:`Star`,
+:class:`DStar`, :class:`AnyByte`, :class:`ByteSet`) and a :class:`PatternMode`, which
+``s3filters`` reads too.
+
 Matching is done on the UTF-8 bytes of the path, exactly like rsync's
 wildmatch: ``?`` and ``[set]`` match one *byte* (so ``??`` matches ``é``).  This
 keeps the evaluator and the native rsync transfer identical on every name; the
@@ -45,16 +50,19 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from enum import Enum
+from typing import Callable, Iterable, Mapping, Sequence, Union
 
 from flepimop_sync.errors import FilterError, UsageError
 
 __all__ = [
+    "Action",
     "Rule",
     "expand_env",
     "FilterList",
     "parse_rule",
     "build_rules",
+    "check_no_filter",
     "ORIGIN_OVERRIDE",
     "ORIGIN_PREFIX",
     "ORIGIN_SUFFIX",
@@ -70,19 +78,32 @@ _SLASH = 0x2F
 _BACKSLASH = 0x5C
 _STAR = 0x2A
 
-# pattern modes (see module docstring)
-ANCHORED = "anchored"
-NAME = "name"
-TAIL = "tail"  # inner '/', no '**': last k+1 components
-ANY_BOUNDARY = "any-boundary"  # '**' inside, not first
-PREFIX2 = "prefix-**"  # starts with '**'
+class Action(str, Enum):
+    """What a rule does with what it matches (its prefix as written; FILTERS.md section 1)."""
+
+    INCLUDE = "+"
+    EXCLUDE = "-"
+    SUBSTRING = "s"  # include every path containing the text
+
+    def __str__(self) -> str:  # f-strings and str() give the prefix on every Python (3.12 changed format())
+        return self.value
+
+
+class PatternMode(Enum):
+    """How a ``+``/``-`` pattern is matched (the table in the module docstring)."""
+
+    ANCHORED = "anchored"  # '/P'
+    NAME = "name"  # no '/' and no '**': the last component
+    TAIL = "tail"  # inner '/', no '**': last k+1 components
+    ANY_BOUNDARY = "any-boundary"  # '**' inside, not first
+    PREFIX2 = "prefix-**"  # starts with '**'
 
 
 @dataclass(frozen=True)
 class Rule:
     """One filter rule as written (FILTERS.md section 1)."""
 
-    action: str  # "+", "-" or "s"
+    action: Action
     pattern: str  # without the prefix
     origin: str  # where it came from
     text: str  # the rule as written
@@ -90,7 +111,7 @@ class Rule:
 
     @property
     def dir_only(self) -> bool:
-        return self.action != "s" and len(self.pattern) > 1 and self.pattern.endswith("/")
+        return self.action != Action.SUBSTRING and len(self.pattern) > 1 and self.pattern.endswith("/")
 
     def __str__(self) -> str:
         return self.text
@@ -178,16 +199,16 @@ def _parse_expanded(text: str, origin: str, rule_origin: str) -> Rule:
                 f"'{text[0]}' must be followed by exactly one space and a pattern "
                 f"(rsync would read '{text[:2]}...' as a modifier or merge rule)",
             )
-        action, pattern = text[0], text[2:]
+        action, pattern = Action(text[0]), text[2:]
     elif text.startswith("s "):
-        action, pattern = "s", text[2:]
+        action, pattern = Action.SUBSTRING, text[2:]
     else:
-        action, pattern = "+", text
+        action, pattern = Action.INCLUDE, text
     if pattern == "":
         raise _fail(text, origin, "empty pattern")
     if pattern != pattern.strip():
         raise _fail(text, origin, "exactly one space must follow the prefix (pattern starts or ends with white space)")
-    if action != "s":
+    if action != Action.SUBSTRING:
         try:
             _analyse(pattern)
         except ValueError as exc:
@@ -198,11 +219,58 @@ def _parse_expanded(text: str, origin: str, rule_origin: str) -> Rule:
 # --------------------------------------------------------------------------------------
 # pattern analysis (shared with s3filters)
 
-# tokens: ("lit", byte) ("slash",) ("star",) ("dstar",) ("q",) ("set", negated, frozenset[int])
+# A pattern is a list of tokens, each matching bytes of the path as rsync's wildmatch does.
 
 
-def _tokenize(pat: bytes) -> list[tuple]:
-    toks: list[tuple] = []
+@dataclass(frozen=True)
+class Lit:
+    """One literal byte."""
+
+    byte: int
+
+
+@dataclass(frozen=True)
+class Slash:
+    """A '/'."""
+
+
+@dataclass(frozen=True)
+class Star:
+    """``*``: any run of bytes within one component (never '/')."""
+
+
+@dataclass(frozen=True)
+class DStar:
+    """``**`` (or a longer run of stars): any run of bytes, '/' included."""
+
+
+@dataclass(frozen=True)
+class AnyByte:
+    """``?``: one byte, never '/'."""
+
+
+@dataclass(frozen=True)
+class ByteSet:
+    """``[...]`` (``negated``: ``[!...]``): one byte of ``allowed``."""
+
+    negated: bool
+    members: frozenset[int]
+
+    @property
+    def allowed(self) -> frozenset[int]:
+        """The bytes the set matches (never '/')."""
+        allowed = (frozenset(range(256)) - self.members) if self.negated else self.members
+        return allowed - {_SLASH}
+
+
+Token = Union[Lit, Slash, Star, DStar, AnyByte, ByteSet]
+SLASH, STAR, DSTAR, ANY_BYTE = Slash(), Star(), DStar(), AnyByte()
+#: The unbounded tokens (each a backtracking point for a regex).
+STARS = (Star, DStar)
+
+
+def _tokenize(pat: bytes) -> list[Token]:
+    toks: list[Token] = []
     n = len(pat)
     i = 0
     while i < n:
@@ -213,30 +281,30 @@ def _tokenize(pat: bytes) -> list[tuple]:
             nxt = pat[i + 1]
             if nxt == _SLASH:
                 raise ValueError("'\\/' (escaped '/') is not supported")
-            toks.append(("lit", nxt))
+            toks.append(Lit(nxt))
             i += 2
         elif c == _STAR:
             j = i
             while j < n and pat[j] == _STAR:
                 j += 1
-            toks.append(("dstar",) if j - i >= 2 else ("star",))
+            toks.append(DSTAR if j - i >= 2 else STAR)
             i = j
         elif c == 0x3F:  # ?
-            toks.append(("q",))
+            toks.append(ANY_BYTE)
             i += 1
         elif c == 0x5B:  # [
             tok, i = _parse_set(pat, i)
             toks.append(tok)
         elif c == _SLASH:
-            toks.append(("slash",))
+            toks.append(SLASH)
             i += 1
         else:
-            toks.append(("lit", c))
+            toks.append(Lit(c))
             i += 1
     return toks
 
 
-def _parse_set(pat: bytes, i: int) -> tuple[tuple, int]:
+def _parse_set(pat: bytes, i: int) -> tuple[ByteSet, int]:
     """Parse ``[...]`` starting at ``pat[i] == '['`` exactly like rsync's wildmatch."""
     n = len(pat)
     j = i + 1
@@ -251,41 +319,37 @@ def _parse_set(pat: bytes, i: int) -> tuple[tuple, int]:
     first = True
     while True:
         if j >= n:
-            raise ValueError("unterminated '[' set")
+            raise ValueError(_UNTERMINATED_SET)
         ch = pat[j]
         if ch == 0x5D and not first:  # ]
             break
         first = False
-        if ch == _BACKSLASH:
-            j += 1
-            if j >= n:
-                raise ValueError("unterminated '[' set")
-            ch = pat[j]
-            if ch == _SLASH:
-                raise ValueError("'/' inside a '[...]' set can never match")
-            members.add(ch)
-            prev = ch
-        elif ch == 0x2D and prev is not None and j + 1 < n and pat[j + 1] != 0x5D:  # range
-            j += 1
-            hi = pat[j]
-            if hi == _BACKSLASH:
-                j += 1
-                if j >= n:
-                    raise ValueError("unterminated '[' set")
-                hi = pat[j]
-            if hi == _SLASH:
-                raise ValueError("'/' inside a '[...]' set can never match")
+        if ch == 0x2D and prev is not None and j + 1 < n and pat[j + 1] != 0x5D:  # range
+            hi, j = _set_byte(pat, j + 1)
             members.update(range(prev, hi + 1))
             prev = None
         elif ch == 0x5B and j + 1 < n and pat[j + 1] in (0x3A, 0x2E, 0x3D):  # [: [. [=
             raise ValueError("character classes like '[[:alpha:]]' are not part of the filter language")
-        elif ch == _SLASH:
-            raise ValueError("'/' inside a '[...]' set can never match")
         else:
-            members.add(ch)
-            prev = ch
+            prev, j = _set_byte(pat, j)
+            members.add(prev)
         j += 1
-    return ("set", negated, frozenset(members)), j + 1
+    return ByteSet(negated, frozenset(members)), j + 1
+
+
+_UNTERMINATED_SET = "unterminated '[' set"
+
+
+def _set_byte(pat: bytes, j: int) -> tuple[int, int]:
+    """The byte a set names at ``pat[j]`` (a backslash escapes the next byte) and the index of the
+    last byte read; a '/' is refused, escaped or not."""
+    if pat[j] == _BACKSLASH:
+        j += 1
+        if j >= len(pat):
+            raise ValueError(_UNTERMINATED_SET)
+    if pat[j] == _SLASH:
+        raise ValueError("'/' inside a '[...]' set can never match")
+    return pat[j], j
 
 
 @dataclass(frozen=True)
@@ -294,8 +358,8 @@ class PatternInfo:
 
     anchored: bool
     dir_only: bool
-    tokens: tuple
-    mode: str
+    tokens: tuple[Token, ...]
+    mode: PatternMode
     core: bytes  # the pattern bytes without anchor and trailing '/'
 
 
@@ -311,18 +375,18 @@ def _analyse(pattern: str) -> PatternInfo:
     if b"//" in core or core.startswith(b"/") or core.endswith(b"/"):
         raise ValueError("empty path component ('//')")
     toks = _tokenize(core)
-    has_slash = any(t[0] == "slash" for t in toks)
-    has_dstar = any(t[0] == "dstar" for t in toks)
+    has_slash = any(isinstance(t, Slash) for t in toks)
+    has_dstar = any(isinstance(t, DStar) for t in toks)
     if anchored:
-        mode = ANCHORED
-    elif toks[0][0] == "dstar":
-        mode = PREFIX2
+        mode = PatternMode.ANCHORED
+    elif isinstance(toks[0], DStar):
+        mode = PatternMode.PREFIX2
     elif has_dstar:
-        mode = ANY_BOUNDARY
+        mode = PatternMode.ANY_BOUNDARY
     elif has_slash:
-        mode = TAIL
+        mode = PatternMode.TAIL
     else:
-        mode = NAME
+        mode = PatternMode.NAME
     return PatternInfo(anchored, dir_only, tuple(toks), mode, core)
 
 
@@ -342,38 +406,30 @@ def _byte_class(allowed: Iterable[int]) -> bytes:
     return b"[" + b"".join(parts) + b"]"
 
 
-def set_allowed(tok: tuple) -> frozenset[int]:
-    """The bytes a set token matches (never '/')."""
-    _, negated, members = tok
-    allowed = (frozenset(range(256)) - members) if negated else members
-    return allowed - {_SLASH}
-
-
-def _tokens_regex(toks: Sequence[tuple]) -> bytes:
+def _tokens_regex(toks: Sequence[Token]) -> bytes:
     out = []
     for t in toks:
-        k = t[0]
-        if k == "lit":
-            out.append(re.escape(bytes([t[1]])))
-        elif k == "slash":
+        if isinstance(t, Lit):
+            out.append(re.escape(bytes([t.byte])))
+        elif isinstance(t, Slash):
             out.append(b"/")
-        elif k == "star":
+        elif isinstance(t, Star):
             out.append(b"[^/]*")
-        elif k == "dstar":
+        elif isinstance(t, DStar):
             out.append(b".*")
-        elif k == "q":
+        elif isinstance(t, AnyByte):
             out.append(b"[^/]")
         else:
-            out.append(_byte_class(set_allowed(t)))
+            out.append(_byte_class(t.allowed))
     return b"".join(out)
 
 
 def _subject_regex(info: PatternInfo) -> bytes:
     """Regex (fullmatch on b'/' + path) of the pattern against one path (file or directory)."""
     body = _tokens_regex(info.tokens)
-    if info.mode == ANCHORED:
+    if info.mode is PatternMode.ANCHORED:
         return b"/" + body
-    if info.mode == PREFIX2:
+    if info.mode is PatternMode.PREFIX2:
         return body
     return b".*/" + body
 
@@ -382,13 +438,13 @@ def _subject_regex(info: PatternInfo) -> bytes:
 # the list
 
 
-def _subject_tokens(info: PatternInfo) -> tuple:
-    """The tokens of :func:`_subject_regex` (the implicit ``.*/`` as ``dstar``, ``slash``)."""
-    if info.mode == ANCHORED:
-        return (("slash",),) + info.tokens
-    if info.mode == PREFIX2:
+def _subject_tokens(info: PatternInfo) -> tuple[Token, ...]:
+    """The tokens of :func:`_subject_regex` (the implicit ``.*/`` as ``DSTAR``, ``SLASH``)."""
+    if info.mode is PatternMode.ANCHORED:
+        return (SLASH,) + info.tokens
+    if info.mode is PatternMode.PREFIX2:
         return info.tokens
-    return (("dstar",), ("slash",)) + info.tokens
+    return (DSTAR, SLASH) + info.tokens
 
 
 def _risky(info: PatternInfo) -> bool:
@@ -398,8 +454,8 @@ def _risky(info: PatternInfo) -> bool:
     when the body can cross ``/`` (with ``**`` inside), since otherwise it can only stop at the
     few positions where the last k+1 components start.
     """
-    unbounded = sum(1 for t in info.tokens if t[0] in ("star", "dstar"))
-    if info.mode == ANY_BOUNDARY:
+    unbounded = sum(1 for t in info.tokens if isinstance(t, STARS))
+    if info.mode is PatternMode.ANY_BOUNDARY:
         unbounded += 1
     return unbounded >= 3
 
@@ -415,7 +471,7 @@ class _Nfa:
 
     __slots__ = ("toks", "accept", "stars", "star1", "lits", "anyq", "sets", "_adv", "_stay")
 
-    def __init__(self, toks: Sequence[tuple]):
+    def __init__(self, toks: Sequence[Token]):
         self.toks = tuple(toks)
         self.accept = 1 << len(self.toks)
         stars = star1 = anyq = 0
@@ -423,19 +479,18 @@ class _Nfa:
         sets: list[tuple[int, frozenset[int]]] = []
         for j, t in enumerate(self.toks):
             bit = 1 << j
-            k = t[0]
-            if k in ("star", "dstar"):
+            if isinstance(t, STARS):
                 stars |= bit
-                if k == "star":
+                if isinstance(t, Star):
                     star1 |= bit
-            elif k == "lit":
-                lits[t[1]] = lits.get(t[1], 0) | bit
-            elif k == "slash":
+            elif isinstance(t, Lit):
+                lits[t.byte] = lits.get(t.byte, 0) | bit
+            elif isinstance(t, Slash):
                 lits[_SLASH] = lits.get(_SLASH, 0) | bit
-            elif k == "q":
+            elif isinstance(t, AnyByte):
                 anyq |= bit
             else:
-                sets.append((bit, set_allowed(t)))
+                sets.append((bit, t.allowed))
         self.stars, self.star1, self.lits, self.anyq, self.sets = stars, star1, lits, anyq, tuple(sets)
         self._adv: dict[int, int] = {}
         self._stay: dict[int, int] = {}
@@ -481,7 +536,7 @@ class _Nfa:
 
 @dataclass(frozen=True)
 class _Compiled:
-    action: str
+    action: Action
     file_re: bytes | None  # regex matching the file itself (None: never, or matched by nfa)
     dir_re: bytes | None  # regex matching an ancestor directory (None: never, or matched by nfa)
     nfa: Callable[[bytes], bool] | None = None  # risky patterns: the linear matcher instead
@@ -490,8 +545,8 @@ class _Compiled:
 
 
 def _compile_rule(rule: Rule) -> _Compiled:
-    if rule.action == "s":
-        return _Compiled("s", b".*" + re.escape(os.fsencode(rule.pattern)) + b".*", None, on_dirs=False)
+    if rule.action == Action.SUBSTRING:
+        return _Compiled(Action.SUBSTRING, b".*" + re.escape(os.fsencode(rule.pattern)) + b".*", None, on_dirs=False)
     info = _analyse(rule.pattern)
     if _risky(info):
         return _Compiled(rule.action, None, None, _Nfa(_subject_tokens(info)), on_files=not info.dir_only)
@@ -512,10 +567,10 @@ class _Decider:
         self.compiled = tuple(compiled)
         self.n = len(self.compiled)
         lead = 0
-        while lead < self.n and self.compiled[lead].action == "-":
+        while lead < self.n and self.compiled[lead].action == Action.EXCLUDE:
             lead += 1
         self.lead = lead
-        self.include = [c.action != "-" for c in self.compiled] + [True]
+        self.include = [c.action != Action.EXCLUDE for c in self.compiled] + [True]
         self.risky = tuple((i, c) for i, c in enumerate(self.compiled) if c.nfa is not None)
         self.root = (self.n, tuple(c.nfa.start for _, c in self.risky))
         self._file_alt: dict[int, tuple] = {}
@@ -542,8 +597,8 @@ class _Decider:
                 first = idx[m.lastindex]
         if not self.risky:
             return first, nfa
-        fed = tuple(c.nfa.feed(d, tail) if d else 0 for (_, c), d in zip(self.risky, nfa))
-        for (i, c), d in zip(self.risky, fed):
+        fed = tuple(c.nfa.feed(d, tail) if d else 0 for (_, c), d in zip(self.risky, nfa, strict=True))
+        for (i, c), d in zip(self.risky, fed, strict=True):
             if i >= first:
                 break
             if (c.on_dirs if dirs else c.on_files) and c.nfa.accepts(d):
@@ -663,11 +718,11 @@ class FilterList:
         """The include rules (``+``/``s``, as written) that match no path of a listing and no
         directory above one: a surprise worth a warning (a mistyped run name selects nothing).
         Exclude rules that match nothing are harmless and are not reported."""
-        tail = Rule("-", "**", ORIGIN_IMPLICIT, "- **", implicit=True)
+        tail = Rule(Action.EXCLUDE, "**", ORIGIN_IMPLICIT, "- **", implicit=True)
         items = [(p, 0) for p in paths]
         out = []
         for rule in self.rules:
-            if rule.implicit or rule.action == "-":
+            if rule.implicit or rule.action == Action.EXCLUDE:
                 continue
             if not FilterList((rule, tail)).select_paths(items):
                 out.append(rule)
@@ -720,12 +775,12 @@ class FilterList:
             return []
         args: list[str] = []
         i = 0
-        while i < len(self.rules) and self.rules[i].action == "-":
+        while i < len(self.rules) and self.rules[i].action == Action.EXCLUDE:
             args.append("--filter=- " + _rsync_escape_literal(self.rules[i].pattern))
             i += 1
         args.append("--filter=+ */")
         for r in self.rules[i:]:
-            if r.action == "s":
+            if r.action == Action.SUBSTRING:
                 args.append("--filter=+ **" + _rsync_escape_substring(r.pattern) + "**")
                 continue
             # version 2: the rule also applies to everything below a directory it matches
@@ -745,6 +800,12 @@ def _as_pairs(items: Sequence, origin: str) -> list[tuple[str, str]]:
     return out
 
 
+def check_no_filter(no_filter: bool, override: Sequence = (), prefix: Sequence = (), suffix: Sequence = ()) -> None:
+    """``--no-filter`` empties the config's part of the list: given with -f/-a/-e it contradicts them."""
+    if no_filter and (override or prefix or suffix):
+        raise UsageError("--no-filter cannot be combined with -f/--filter, -a/--fprefix or -e/--fsuffix")
+
+
 def build_rules(
     config_rules: Sequence[tuple[str, str]] | None,
     override: Sequence[str] = (),
@@ -758,8 +819,7 @@ def build_rules(
     ``override``/``prefix``/``suffix`` items are rule texts (or ``(text, origin)`` pairs).
     Environment variables in every rule are expanded from ``env`` (default ``os.environ``).
     """
-    if no_filter and (override or prefix or suffix):
-        raise UsageError("--no-filter cannot be combined with -f/-a/-e")
+    check_no_filter(no_filter, override, prefix, suffix)
     head: list[Rule] = [parse_rule(t, o, env) for t, o in _as_pairs(prefix, ORIGIN_PREFIX)]
     if override:
         base = [parse_rule(t, o, env) for t, o in _as_pairs(override, ORIGIN_OVERRIDE)]
@@ -770,11 +830,11 @@ def build_rules(
     tail = [parse_rule(t, o, env) for t, o in _as_pairs(suffix, ORIGIN_SUFFIX)]
     rules = head + base + tail
     warnings: list[str] = []
-    if rules and (all(r.action != "-" for r in rules) or any(r.action == "s" for r in rules)):
-        rules.append(Rule("-", "**", ORIGIN_IMPLICIT, "- **", implicit=True))
-    elif base and all(r.action == "+" for r in base):
+    if rules and (all(r.action != Action.EXCLUDE for r in rules) or any(r.action == Action.SUBSTRING for r in rules)):
+        rules.append(Rule(Action.EXCLUDE, "**", ORIGIN_IMPLICIT, "- **", implicit=True))
+    elif base and all(r.action == Action.INCLUDE for r in base):
         # the base alone meant "only what it includes"; an added exclude silently flips that
-        added = next(r for r in head + tail if r.action == "-")
+        added = next(r for r in head + tail if r.action == Action.EXCLUDE)
         warnings.append(
             f"filters {[r.text for r in base]} ({base[0].origin}) select only what they include, but "
             f"{added.text!r} ({added.origin}) removes the implicit '- **' tail: the list now selects "

@@ -182,7 +182,7 @@ def git_run(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: 
     mode = _check_protocol(protocol, options)
     start = _start_dir(protocol, cwd)
     git = _Git(runner, start)
-    repo = git.toplevel(protocol, explicit=protocol.get("path") is not None)
+    repo = git.toplevel(protocol, explicit=protocol.settings.path is not None)
     git.cwd = repo
     run = _Run(git, reporter, options, GitRecord(protocol=protocol.name, mode=mode, repo=repo,
                                                  dry_run=options.dry_run))
@@ -831,11 +831,11 @@ def _check_protocol(protocol: Protocol, options: SyncOptions) -> GitMode:
     for key, value in (("filters", protocol.filters), ("source", protocol.source), ("target", protocol.target)):
         if value is not None:
             raise ConfigError(f"{protocol.where(key)}: not allowed in a git protocol (git uses .gitignore and remotes)")
-    mode = protocol.get("mode", "pull")
+    mode = protocol.settings.mode
     if mode not in MODES:
         raise ConfigError(f"{protocol.where('mode')}: {mode!r} is not one of pull, push")
     for key in ("remote", "branch", "path"):
-        value = protocol.get(key)
+        value = getattr(protocol.settings, key)
         if value is None:
             continue
         if not isinstance(value, str) or not value.strip():
@@ -850,7 +850,7 @@ def _check_protocol(protocol: Protocol, options: SyncOptions) -> GitMode:
 
 def _start_dir(protocol: Protocol, cwd: str | None) -> str:
     base = os.path.abspath(cwd or os.getcwd())
-    path = protocol.get("path")
+    path = protocol.settings.path
     if path is None:
         return base
     path = os.path.join(base, os.path.expanduser(path))  # relative paths: from the working directory
@@ -901,7 +901,7 @@ def _resolve_branch(git: "_Git", protocol: Protocol, mode: GitMode, repo: str) -
     head = git.run("symbolic-ref", "-q", "HEAD", check=False)
     current = head.stdout.strip()[len("refs/heads/"):] if head.returncode == 0 and \
         head.stdout.startswith("refs/heads/") else None
-    wanted = protocol.get("branch")
+    wanted = protocol.settings.branch
     if wanted is not None:
         ok = git.run("check-ref-format", f"refs/heads/{wanted}", check=False).returncode == 0
         if not ok:
@@ -928,7 +928,7 @@ def _resolve_remote(git: "_Git", protocol: Protocol, branch: str, repo: str) -> 
     upstream = git.run("for-each-ref", "--format=%(upstream:remotename)%00%(upstream:remoteref)",
                        f"refs/heads/{branch}").stdout.strip("\n").split("\0")
     up_remote, up_ref = (upstream + ["", ""])[:2]
-    configured = protocol.get("remote")
+    configured = protocol.settings.remote
     if configured is not None:
         remote = configured
         if remote not in remotes:
@@ -946,7 +946,7 @@ def _resolve_remote(git: "_Git", protocol: Protocol, branch: str, repo: str) -> 
     if remote.startswith("-"):  # a remote configured outside our config
         raise ConfigError(f"{protocol.where('remote')}: refusing remote name {remote!r} (starts with '-')")
     remote_branch = branch
-    if protocol.get("branch") is None and remote == up_remote and up_ref.startswith("refs/heads/"):
+    if protocol.settings.branch is None and remote == up_remote and up_ref.startswith("refs/heads/"):
         remote_branch = up_ref[len("refs/heads/"):]
     return remote, remote_branch
 

@@ -29,6 +29,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .endpoints import EndKind
 from .errors import StepFailed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,9 +58,9 @@ def copies_links(protocol: "Protocol") -> bool:
 
 def list_end(end: "End", protocol: "Protocol", runner: "Runner") -> Listing:
     """All entries below an end (sorted); a missing local directory holds nothing."""
-    if end.kind == "local":
+    if end.kind == EndKind.LOCAL:
         return list_local(end.path or ".", links=copies_links(protocol))
-    if end.kind == "remote":
+    if end.kind == EndKind.REMOTE:
         return list_rsync_remote(end, protocol, runner)
     return list_s3(end, protocol, runner)
 

@@ -32,7 +32,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .endpoints import End
+from .endpoints import End, EndKind
 from .errors import SafetyHalt, StepFailed, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -86,11 +86,11 @@ def ssh_identity(host: str, rsh: str | None, runner: "Runner | None") -> tuple[s
 def canonical_place(end: End, protocol: "Protocol | None" = None, runner: "Runner | None" = None) -> tuple[str, ...]:
     """The destination as (kind, authority, *path segments): equal for every spelling of one place,
     and a prefix of the place of anything below it."""
-    if end.kind == "local":
-        return ("local", "", *_segments(os.path.realpath(end.path or ".")))
-    if end.kind == "remote":
+    if end.kind == EndKind.LOCAL:
+        return (EndKind.LOCAL, "", *_segments(os.path.realpath(end.path or ".")))
+    if end.kind == EndKind.REMOTE:
         env_rsh = runner.base_env.get("RSYNC_RSH") if runner is not None else None
-        rsh = (protocol.get("rsh") if protocol is not None else None) or env_rsh
+        rsh = (protocol.settings.rsh if protocol is not None else None) or env_rsh
         user, hostname, port = ssh_identity(end.host, rsh, runner)
         path = end.path or "."
         if path.startswith("~"):  # '~/x' and '~user/x' are relative to a home directory
@@ -98,24 +98,24 @@ def canonical_place(end: End, protocol: "Protocol | None" = None, runner: "Runne
             user, path = (head[1:] or user), rest or "."
         if path.startswith("/"):
             if hostname in _LOOPBACK:
-                return ("local", "", *_segments(os.path.realpath(posixpath.normpath(path))))
-            return ("remote", f"{hostname}:{port}", *_segments(posixpath.normpath(path)))
-        return ("remote", f"{hostname}:{port}", f"~{user}", *_segments(posixpath.normpath(path)))
+                return (EndKind.LOCAL, "", *_segments(os.path.realpath(posixpath.normpath(path))))
+            return (EndKind.REMOTE, f"{hostname}:{port}", *_segments(posixpath.normpath(path)))
+        return (EndKind.REMOTE, f"{hostname}:{port}", f"~{user}", *_segments(posixpath.normpath(path)))
     endpoint = ""
-    if protocol is not None and protocol.get("endpoint_url"):
-        endpoint = str(protocol.get("endpoint_url"))
+    if protocol is not None and protocol.settings.endpoint_url:
+        endpoint = str(protocol.settings.endpoint_url)
     elif runner is not None:
         endpoint = runner.base_env.get("AWS_ENDPOINT_URL_S3") or runner.base_env.get("AWS_ENDPOINT_URL") or ""
     endpoint = endpoint.rpartition("@")[2] if "://" not in endpoint else endpoint.split("://", 1)[1].rpartition("@")[2]
-    return ("s3", endpoint.rstrip("/").lower(), *_segments(end.path))
+    return (EndKind.S3, endpoint.rstrip("/").lower(), *_segments(end.path))
 
 
 def _describe(place: Sequence[str]) -> str:
     kind, authority, *parts = place
     path = "/".join(parts)
-    if kind == "local":
+    if kind == EndKind.LOCAL:
         return "/" + path
-    if kind == "remote":
+    if kind == EndKind.REMOTE:
         return f"{authority}:{path if parts and parts[0].startswith('~') else '/' + path}"
     return f"s3://{path}" + (f" at {authority}" if authority else "")
 

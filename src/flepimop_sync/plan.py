@@ -16,8 +16,8 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 from . import filters as filter_rules
-from .config import Protocol
-from .endpoints import (End, apply_option, check_nesting, check_protocol_ends, expand_end, landing_warning,
+from .config import Protocol, S3Settings
+from .endpoints import (End, EndKind, apply_option, check_nesting, check_protocol_ends, expand_end, landing_warning,
                         parse_end, reverse_ends)
 from .errors import UsageError
 from .options import SyncOptions
@@ -130,7 +130,7 @@ def resolve_ends(protocol: Protocol, options: SyncOptions, *,
     src, tgt = check_protocol_ends(protocol.type, source, target, where, error=UsageError)
     if protocol.type == "rsync":
         for key, end in (("source", src), ("target", tgt)):
-            if end.kind == "remote" and "\\" in end.path and any(c in end.path for c in _GLOB):
+            if end.kind == EndKind.REMOTE and "\\" in end.path and any(c in end.path for c in _GLOB):
                 # the remote sender glob-expands its paths; a backslash next to them has no exact escape
                 raise UsageError(f"{where(key)}: {end.text!r}: a remote path with both a backslash and glob characters "
                                  "(* ? [ ]) cannot be passed to rsync literally; rename it")
@@ -161,7 +161,7 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         target=tgt,
         destination=destination,
         rules=rules,
-        mkpath=options.mkpath or bool(protocol.get("mkpath", False)),
+        mkpath=options.mkpath or bool(protocol.settings.mkpath),
         delete=options.delete or config_deletes(protocol, reverse=options.reverse),
         dry_run=options.dry_run,
         reverse=options.reverse,
@@ -175,7 +175,7 @@ def config_deletes(protocol: Protocol, *, reverse: bool) -> bool:
     config says ``reverse`` or ``both`` (or ``--delete`` is given), so files that were never
     pushed are not deleted by pulling them back.
     """
-    value = protocol.get("delete", False)
+    value = protocol.settings.delete
     if reverse:
         return value in ("reverse", "both")
     return value is True or value == "both"
@@ -185,7 +185,7 @@ def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = Fa
           interactive: bool = False, env: Mapping[str, str] | None = None) -> Plan:
     """The plan for one rsync or s3sync protocol."""
     resolved = resolve(protocol, options, source_is_file=source_is_file, env=env)
-    engine = options.engine or protocol.get("engine") or "aws"
+    engine = options.engine or (protocol.settings.engine if isinstance(protocol.settings, S3Settings) else "aws")
     if engine != "aws":
         if protocol.type != "s3sync":
             raise UsageError(f"{protocol.where()}: --engine applies to s3sync protocols only")
@@ -229,7 +229,7 @@ def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive:
 
 def rsync_rsh_args(protocol: Protocol) -> list[str]:
     """The remote shell flag of every rsync a protocol runs (transfer, deletion, listing, probes)."""
-    rsh = protocol.get("rsh")
+    rsh = protocol.settings.rsh
     return [f"--rsh={rsh}"] if rsh else []
 
 
@@ -250,16 +250,16 @@ _GLOB = "*?[]"
 def rsync_sender_operand(end: End) -> str:
     """A remote path rsync's *sender* reads: the remote rsync glob-expands it (``hpc:runs[1]/``
     would read ``runs1/``), so its glob characters are escaped; a receiver path is literal."""
-    if end.kind != "remote" or not any(c in end.path for c in _GLOB):
+    if end.kind != EndKind.REMOTE or not any(c in end.path for c in _GLOB):
         return end.text  # without glob characters rsync takes a backslash literally: nothing to escape
     return end.host + ":" + "".join("\\" + c if c in _GLOB else c for c in end.path)
 
 
 def _rsync_operand(end: End, *, directory: bool, sender: bool = False) -> str:
     text = end.as_dir().text if directory else end.text
-    if sender and end.kind == "remote":
+    if sender and end.kind == EndKind.REMOTE:
         return rsync_sender_operand(end.as_dir() if directory else end)
-    if end.kind == "local" and (text.startswith("-") or ":" in text.split("/", 1)[0]):
+    if end.kind == EndKind.LOCAL and (text.startswith("-") or ":" in text.split("/", 1)[0]):
         # '--' already ends the options; './' also keeps rsync from reading a local 'a b:c'
         # (which we classify as local: no valid host) as host 'a b', path 'c'
         text = "./" + text
@@ -277,19 +277,19 @@ def _rsync_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool, 
 # -- s3sync ------------------------------------------------------------------
 def aws_global_args(protocol: Protocol) -> list[str]:
     # '--opt=value': a value that looks like an option ('--debug', '--endpoint-url=...') stays a value
-    args = []
-    if protocol.get("endpoint_url"):
-        args.append(f"--endpoint-url={protocol.get('endpoint_url')}")
-    if protocol.get("profile"):
-        args.append(f"--profile={protocol.get('profile')}")
-    if protocol.get("region"):
-        args.append(f"--region={protocol.get('region')}")
+    args, settings = [], protocol.settings
+    if settings.endpoint_url:
+        args.append(f"--endpoint-url={settings.endpoint_url}")
+    if settings.profile:
+        args.append(f"--profile={settings.profile}")
+    if settings.region:
+        args.append(f"--region={settings.region}")
     return args
 
 
 def _aws_operand(end: End, *, directory: bool) -> str:
     text = end.as_dir().text if directory else end.text
-    if end.kind == "local" and text.startswith("-"):
+    if end.kind == EndKind.LOCAL and text.startswith("-"):
         text = "./" + text
     return text
 
@@ -307,7 +307,7 @@ def aws_sync_argv(resolved: Resolved, filter_args: Sequence[str], *, interactive
             _aws_operand(resolved.destination, directory=True)]
     argv += aws_global_args(resolved.protocol)
     argv += _joined_options(filter_args)
-    if not follow_symlinks and "local" in (resolved.source.kind, resolved.destination.kind):
+    if not follow_symlinks and EndKind.LOCAL in (resolved.source.kind, resolved.destination.kind):
         argv.append("--no-follow-symlinks")
     if resolved.delete:
         argv.append("--delete")
@@ -371,7 +371,7 @@ def _check_aws_root(resolved: Resolved) -> None:
     silently change what every pattern matches.  Local roots are made glob-free at run time
     (``alias_glob_roots``); an S3 prefix cannot be, so filters below one are refused."""
     for end in (resolved.source, resolved.destination):
-        if end.kind != "s3":
+        if end.kind != EndKind.S3:
             continue
         bad = sorted({c for c in end.as_dir().path if c in "*["})
         if bad:
@@ -458,7 +458,7 @@ def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str
         choice = s3filters.choose_aws_filter_args(resolved.rules, universe, process_cost=10 ** 15)
     mechanism = {"verified": MECH_AWS_VERIFIED, "explicit": MECH_AWS_EXPLICIT,
                  "native": MECH_AWS_NATIVE, "none": MECH_NONE}[choice.mechanism]
-    if choice.mechanism == "explicit" and stage_dir and resolved.source.kind == "local" and not resolved.delete \
+    if choice.mechanism == "explicit" and stage_dir and resolved.source.kind == EndKind.LOCAL and not resolved.delete \
             and choice.cost > stage_above:
         # aws filters cost ~11 us per file x pattern: a large explicit selection of local files is
         # cheaper as a directory of links to exactly those files, synced with no filter at all.

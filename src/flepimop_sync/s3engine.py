@@ -36,7 +36,7 @@ import tempfile
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
-from .endpoints import End
+from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
 
 ENGINES = ("aws", "rclone")
@@ -99,7 +99,7 @@ def rclone_path(end: End) -> str:
     """rclone's name for an end: ``:s3:bucket/key`` (an on-the-fly remote configured through
     the environment, see ``rclone_env``) or an absolute local path (rclone would read a
     relative ``a:b`` as remote ``a``)."""
-    if end.kind == "s3":
+    if end.kind == EndKind.S3:
         return ":s3:" + end.path.rstrip("/")
     return os.path.abspath(end.path or ".")
 
@@ -107,7 +107,7 @@ def rclone_path(end: End) -> str:
 def aws_settings(protocol, env: Mapping[str, str], config_text: str | None = None) -> dict[str, str]:
     """Profile, region and endpoint as the aws CLI resolves them (protocol keys first, then the
     ``AWS_*`` environment, then the profile's section of the AWS config file)."""
-    profile = protocol.get("profile") or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or ""
+    profile = protocol.settings.profile or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or ""
     section: Mapping[str, str] = {}
     if config_text:
         parser = configparser.RawConfigParser(strict=False)
@@ -118,9 +118,9 @@ def aws_settings(protocol, env: Mapping[str, str], config_text: str | None = Non
                 section = dict(parser.items(name))
         except configparser.Error:
             section = {}
-    endpoint = (protocol.get("endpoint_url") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    endpoint = (protocol.settings.endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
                 or section.get("endpoint_url") or "")
-    region = (protocol.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    region = (protocol.settings.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
               or section.get("region") or "us-east-1")
     return {"profile": profile, "endpoint": endpoint, "region": region}
 
@@ -258,14 +258,14 @@ def run(plan, runner, reporter, *, started: str, start: float) -> dict[str, Any]
     version = _version(runner)
     config_text = _read_aws_config(runner.base_env)
     env = rclone_env(aws_settings(r.protocol, runner.base_env, config_text))
-    direction = ("copy" if r.destination.kind == "s3" else "download") if r.source.kind == "s3" else "upload"
+    direction = ("copy" if r.destination.kind == EndKind.S3 else "download") if r.source.kind == EndKind.S3 else "upload"
 
     skipped: list[str] = []
     source = _source_files(plan, runner, env, skipped)  # selected: {path: (size, mtime_us)}
     if skipped:
         reporter.info(f"note: {len(skipped)} selected symbolic link(s) or special file(s) skipped: S3 stores "
                       f"regular files only and links are never followed ({', '.join(map(repr, skipped[:5]))})")
-    if r.source.kind == "s3" and r.destination.kind == "local":  # the aws path's guard
+    if r.source.kind == EndKind.S3 and r.destination.kind == EndKind.LOCAL:  # the aws path's guard
         execute._refuse_writes_through_links(plan, sorted((p, size) for p, (size, _) in source.items()), runner, reporter)
     reporter.info(execute._headline(plan))
     result: dict[str, Any] = {**plan.to_json(), "engine_version": version, "started": started,
@@ -401,7 +401,7 @@ def _source_files(plan, runner, env, skipped: list[str]) -> dict[str, tuple[int,
         have = _stat_us(r.source.path)
         assert have is not None
         return {os.path.basename(r.source.path): have}
-    if r.source.kind == "local":
+    if r.source.kind == EndKind.LOCAL:
         root = r.source.path or "."
         if not os.path.isdir(root):
             return {}
@@ -431,7 +431,7 @@ def _target_files(plan, runner, env, source: Mapping[str, tuple[int, int]], *, e
 
     r = plan.resolved
     dest = r.destination
-    if dest.kind == "s3":
+    if dest.kind == EndKind.S3:
         return _list_s3(dest, plan, runner, env)
     root = dest.path or "."
     if everything:

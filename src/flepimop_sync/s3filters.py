@@ -38,7 +38,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from flepimop_sync.filters import PREFIX2, ANCHORED, FilterList, Rule, _analyse, set_allowed
+from flepimop_sync.filters import (STARS, Action, AnyByte, ByteSet, DStar, FilterList, Lit, PatternMode, Rule, Slash,
+                                   Star, Token, _analyse)
 
 __all__ = [
     "AwsFilterPlan",
@@ -100,11 +101,10 @@ def _render_set_body(chars: set[str]) -> str:
     return body
 
 
-def _render_set(tok: tuple) -> tuple[str, bool]:
+def _render_set(tok: ByteSet) -> tuple[str, bool]:
     """fnmatch form of a set token and whether it is exact (one byte == one char)."""
-    _, negated, members = tok
-    allowed = set_allowed(tok)
-    if not negated:
+    allowed = tok.allowed
+    if not tok.negated:
         chars = {chr(b) for b in allowed if b < 0x80}
         exact = all(b < 0x80 for b in allowed)
         if not chars:
@@ -112,7 +112,7 @@ def _render_set(tok: tuple) -> tuple[str, bool]:
         if len(chars) == 1:
             return escape_fnmatch(next(iter(chars))), exact
         return "[" + _render_set_body(chars) + "]", exact
-    chars = {chr(b) for b in members if b < 0x80} | {"/"}
+    chars = {chr(b) for b in tok.members if b < 0x80} | {"/"}
     return "[!" + _render_set_body(chars) + "]", False
 
 
@@ -120,7 +120,7 @@ def _render_set(tok: tuple) -> tuple[str, bool]:
 # per-rule translation
 
 
-def _fn(tokens: Sequence[tuple]) -> tuple[str, bool]:
+def _fn(tokens: Sequence[Token]) -> tuple[str, bool]:
     """fnmatch text of tokens (any '*' -> '*'), and whether no ?/set made it inexact."""
     out: list[str] = []
     lit = bytearray()
@@ -132,17 +132,16 @@ def _fn(tokens: Sequence[tuple]) -> tuple[str, bool]:
             lit.clear()
 
     for t in tokens:
-        k = t[0]
-        if k == "lit":
-            lit.append(t[1])
+        if isinstance(t, Lit):
+            lit.append(t.byte)
             continue
         flush()
-        if k == "slash":
+        if isinstance(t, Slash):
             out.append("/")
-        elif k in ("star", "dstar"):
+        elif isinstance(t, STARS):
             if not (out and out[-1] == "*"):
                 out.append("*")
-        elif k == "q":
+        elif isinstance(t, AnyByte):
             out.append("[!/]")
             exact = False
         else:
@@ -156,7 +155,7 @@ def _fn(tokens: Sequence[tuple]) -> tuple[str, bool]:
 def _rule_patterns(rule: Rule) -> tuple[list[str], bool]:
     """fnmatch patterns matching exactly the relative paths the rule matches (files and
     everything below a matching directory), and whether that set is exact."""
-    if rule.action == "s":
+    if rule.action == Action.SUBSTRING:
         x = rule.pattern
         pats = ["*" + escape_fnmatch(x) + "*"]
         if x.startswith("/"):
@@ -167,36 +166,36 @@ def _rule_patterns(rule: Rule) -> tuple[list[str], bool]:
     exact = True
     # single '*' positions
     for i, t in enumerate(toks):
-        if t[0] != "star":
+        if not isinstance(t, Star):
             continue
-        if i == 0 and info.mode != ANCHORED:
+        if i == 0 and info.mode is not PatternMode.ANCHORED:
             continue
         if i == len(toks) - 1:
             continue  # a last '*': fnmatch's '*' crossing '/' only reaches paths below a match
-        if i >= 2 and toks[i - 1][0] == "slash" and toks[i - 2][0] == "dstar":
+        if i >= 2 and isinstance(toks[i - 1], Slash) and isinstance(toks[i - 2], DStar):
             continue  # '**/*...': the fnmatch '*' of '**' absorbs whatever this star would cross
-        if i + 2 < len(toks) and toks[i + 1][0] == "slash" and toks[i + 2][0] == "dstar":
+        if i + 2 < len(toks) and isinstance(toks[i + 1], Slash) and isinstance(toks[i + 2], DStar):
             continue  # '...*/**': likewise on the right
         exact = False
     body, ok = _fn(toks)
     exact = exact and ok
     bodies = [body]
-    if info.mode == PREFIX2:
-        if len(toks) > 1 and toks[1][0] == "slash":
+    if info.mode is PatternMode.PREFIX2:
+        if len(toks) > 1 and isinstance(toks[1], Slash):
             alt, _ = _fn(toks[2:])
             if alt.startswith("*"):
                 bodies = [alt]  # '*/' + alt is a subset of alt
             elif alt:
                 bodies.append(alt)
         lefts = [""]
-    elif info.mode == ANCHORED or toks[0][0] in ("star", "dstar"):
+    elif info.mode is PatternMode.ANCHORED or isinstance(toks[0], STARS):
         lefts = [""]
     else:
         lefts = ["", "*/"]
     # version 2: '+' and '-' alike also match everything below a matching directory
     if info.dir_only:
         rights = ["/*"]
-    elif toks[-1][0] in ("star", "dstar"):
+    elif isinstance(toks[-1], STARS):
         rights = [""]
     else:
         rights = ["", "/*"]
@@ -230,7 +229,7 @@ def translate_for_aws(filters: FilterList) -> AwsFilterPlan:
         pats, exact = _rule_patterns(rule)
         if not exact:
             inexact.append(rule.text)
-        flag = "--exclude" if rule.action == "-" else "--include"
+        flag = "--exclude" if rule.action == Action.EXCLUDE else "--include"
         for p in pats:
             args += [flag, p]
     inexact.reverse()

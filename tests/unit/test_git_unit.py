@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import io
 import json
-from types import MappingProxyType
 
 import pytest
 
 from flepimop_sync import gitsync
-from flepimop_sync.config import Protocol
+from flepimop_sync.config import GitSettings, Protocol
 from flepimop_sync.errors import ConfigError, StepFailed, UsageError
 from flepimop_sync.gitsync import GitAction, GitMode, GitRecord
 from flepimop_sync.options import SyncOptions
@@ -41,7 +40,7 @@ class FakeRunner:
 
 
 def protocol(**settings):
-    return Protocol(name="code", type="git", file="sync.yml", settings=MappingProxyType(settings))
+    return Protocol(name="code", type="git", file="sync.yml", settings=GitSettings(**settings))
 
 
 def run(proto, runner=None, cwd="/", **opts):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flepimop_sync import s3engine
+from flepimop_sync.config import S3Settings
 from flepimop_sync.endpoints import parse_end
 
 S = 1_000_000  # microseconds
@@ -34,10 +35,7 @@ def test_changed_is_aws_rule(direction, src, dst, moves):
 
 class P:
     def __init__(self, **keys):
-        self.keys = keys
-
-    def get(self, key, default=None):
-        return self.keys.get(key, default)
+        self.settings = S3Settings(**keys)
 
 
 CONFIG = "[default]\nregion = eu-west-1\n[profile lab]\nregion = ca-central-1\nendpoint_url = http://127.0.0.1:9000\n"

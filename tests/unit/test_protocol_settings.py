@@ -1,0 +1,62 @@
+"""Typed protocol settings (issue 14 point 3): each protocol type's keys are the fields of one frozen
+dataclass, with the schema's defaults; the protocol stays frozen and hashable, and its definition
+(--json, receipts, rerun digests) shows exactly what the config wrote, in order."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from flepimop_sync.config import (SETTINGS_TYPES, GitSettings, Protocol, RsyncSettings, S3Settings, load_config,
+                                  load_schema)
+
+# (protocol as YAML flow mapping, expected settings, expected definition)
+SETTINGS = [
+    ("{type: rsync, source: a/, target: b}", RsyncSettings(),
+     {"type": "rsync", "source": "a/", "target": "b"}),
+    ("{type: rsync, source: 'h:a/', target: b, delete: reverse, rsh: 'ssh -p 2', mkpath: false}",
+     RsyncSettings(rsh="ssh -p 2", mkpath=False, delete="reverse"),
+     {"type": "rsync", "source": "h:a/", "target": "b", "delete": "reverse", "rsh": "ssh -p 2", "mkpath": False}),
+    ("{type: s3sync, source: a/, target: 's3://b/p', description: up}", S3Settings(description="up"),
+     {"type": "s3sync", "source": "a/", "target": "s3://b/p", "description": "up"}),
+    ("{type: s3sync, source: 's3://b/p/', target: a, engine: rclone, endpoint_url: 'http://127.0.0.1:9', "
+     "profile: lab, region: r1, mkpath: true, delete: both, filters: ['+ x']}",
+     S3Settings(endpoint_url="http://127.0.0.1:9", profile="lab", region="r1", engine="rclone", mkpath=True,
+                delete="both"),
+     {"type": "s3sync", "source": "s3://b/p/", "target": "a", "filters": ["+ x"], "engine": "rclone",
+      "endpoint_url": "http://127.0.0.1:9", "profile": "lab", "region": "r1", "mkpath": True, "delete": "both"}),
+    ("{type: git}", GitSettings(), {"type": "git"}),
+    ("{type: git, mode: push, remote: up, branch: main, path: code}",
+     GitSettings(mode="push", remote="up", branch="main", path="code"),
+     {"type": "git", "mode": "push", "remote": "up", "branch": "main", "path": "code"}),
+]
+
+
+@pytest.mark.parametrize("body,settings,definition", SETTINGS)
+def test_settings_are_typed_with_the_schema_defaults(tmp_path, body, settings, definition):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"sync:\n  p: {body}\n")
+    protocol = load_config([str(cfg)]).default
+    assert protocol.settings == settings and type(protocol.settings) is type(settings)
+    assert protocol.definition() == definition
+    assert list(protocol.definition()) == list(definition)  # the config's order (rerun digests hash it)
+    assert hash(protocol) == hash(load_config([str(cfg)]).default)  # frozen and hashable
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        protocol.settings.mkpath = True  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("ptype", ["rsync", "s3sync", "git"])
+def test_settings_classes_match_the_schema(ptype):
+    """One field per schema key besides type/source/target/filters, each with the schema's default."""
+    schema = load_schema()["$defs"][ptype]["properties"]
+    keys = {k: v for k, v in schema.items() if k not in ("type", "source", "target", "filters")}
+    fields = {f.name: f.default for f in dataclasses.fields(SETTINGS_TYPES[ptype])}
+    assert set(fields) == set(keys)
+    assert {k: fields[k] for k in keys} == {k: keys[k].get("default") for k in keys}
+
+
+def test_a_hand_built_protocol_gets_its_types_defaults():
+    assert Protocol(name="p", type="git", file="f").settings == GitSettings()
+    assert Protocol(name="p", type="rsync", file="f", source="a", target="b").settings == RsyncSettings()
+    assert Protocol(name="p", type="s3sync", file="f").settings.engine == "aws"
