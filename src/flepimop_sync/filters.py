@@ -59,12 +59,16 @@ __all__ = [
     "ORIGIN_PREFIX",
     "ORIGIN_SUFFIX",
     "ORIGIN_IMPLICIT",
+    "ORIGIN_SOURCE_OVERRIDE",
 ]
 
 ORIGIN_OVERRIDE = "option -f/--filter"
 ORIGIN_PREFIX = "option -a/--fprefix"
 ORIGIN_SUFFIX = "option -e/--fsuffix"
 ORIGIN_IMPLICIT = "implicit tail (FILTERS.md section 1: include what matches, exclude everything else)"
+# Our rule where FILTERS.md is silent about -s (see build_rules): a replaced source is narrowed
+# to what -a/-e include, even when the protocol's own filters have '-' rules.
+ORIGIN_SOURCE_OVERRIDE = "implicit tail (-s/--source replaced the source: take only what -a/-e include)"
 
 _SLASH = 0x2F
 _BACKSLASH = 0x5C
@@ -622,6 +626,7 @@ class FilterList:
 
     rules: tuple[Rule, ...] = ()
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # facts about how the list was built, worth one line (not warnings)
     _decider: _Decider = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -752,11 +757,22 @@ def build_rules(
     suffix: Sequence[str] = (),
     no_filter: bool = False,
     env: Mapping[str, str] | None = None,
+    *,
+    source_replaced: bool = False,
 ) -> FilterList:
     """prefix (-a) + (override -f, else the config's filters) + suffix (-e), then the implicit tail.
 
     ``override``/``prefix``/``suffix`` items are rule texts (or ``(text, origin)`` pairs).
     Environment variables in every rule are expanded from ``env`` (default ``os.environ``).
+
+    ``source_replaced``: ``-s/--source`` replaced the protocol's source (not a ``+ `` append).
+    Then, when there is no ``-f`` and the ``-a``/``-e`` rules are non-empty with no ``-`` rule,
+    the list ends with ``- **`` even if the config's filters have ``-`` rules: a replaced source
+    is a different tree, and the includes typed for it say what to take from it (flepiMoP's
+    sync job pushes ``--fprefix '+ RUN*.pdf' --source <project>/``: with a protocol that only
+    excludes, FILTERS.md's list would push the whole project).  The tail can only narrow the
+    selection (first match wins).  Where FILTERS.md alone would not have added it, the
+    tail's origin is :data:`ORIGIN_SOURCE_OVERRIDE` and the list carries a note saying so.
     """
     if no_filter and (override or prefix or suffix):
         raise UsageError("--no-filter cannot be combined with -f/-a/-e")
@@ -770,8 +786,16 @@ def build_rules(
     tail = [parse_rule(t, o, env) for t, o in _as_pairs(suffix, ORIGIN_SUFFIX)]
     rules = head + base + tail
     warnings: list[str] = []
+    notes: list[str] = []
     if rules and (all(r.action != "-" for r in rules) or any(r.action == "s" for r in rules)):
         rules.append(Rule("-", "**", ORIGIN_IMPLICIT, "- **", implicit=True))
+    elif source_replaced and not override and _only_includes(head + tail):
+        rules.append(Rule("-", "**", ORIGIN_SOURCE_OVERRIDE, "- **", implicit=True))
+        notes.append(
+            f"-s/--source replaces the protocol's source, so only what -a/-e include "
+            f"({', '.join(r.text for r in head + tail)}) is taken from it: the filters end with '- **' "
+            f"although the protocol's own ({', '.join(r.text for r in base)}) have '-' rules"
+        )
     elif base and all(r.action == "+" for r in base):
         # the base alone meant "only what it includes"; an added exclude silently flips that
         added = next(r for r in head + tail if r.action == "-")
@@ -781,4 +805,9 @@ def build_rules(
             f"everything except what it excludes; add '- **' at the end (e.g. -e '- **') to keep "
             f"'only what is included'"
         )
-    return FilterList(tuple(rules), tuple(warnings))
+    return FilterList(tuple(rules), tuple(warnings), tuple(notes))
+
+
+def _only_includes(rules: Sequence[Rule]) -> bool:
+    """Rules given on the command line that are there and only include (``+``, plain, ``s``)."""
+    return bool(rules) and all(r.action != "-" for r in rules)
