@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 
+from flepimop_sync import api
 from flepimop_sync import plan as planning
 from flepimop_sync.config import load_config
 from flepimop_sync.filters import ORIGIN_IMPLICIT, ORIGIN_SOURCE_OVERRIDE, build_rules
@@ -79,9 +80,11 @@ def test_source_override_table(tmp_path, config_filters, source, opts, expected,
     else:
         assert rules.notes == ()
     assert rules.warnings == ()
-    # the plan's JSON (--plan, --json) carries the same list and notes
-    plan = planning.build(protocol, SyncOptions(protocol="p", source=source, **opts))
-    assert plan.to_json()["filters"] == expected and plan.to_json()["notes"] == list(rules.notes)
+    # --plan/--json and the receipts' meaning (the Snakemake rerun digest) carry the same list
+    options = SyncOptions(protocol="p", source=source, **opts)
+    shown = api.plan_as_json([str(cfg)], options)
+    assert shown["filters"] == expected and shown["notes"] == list(rules.notes)
+    assert api.meaning([str(cfg)], options)["filters"] == [f"{r.action} {r.pattern}" for r in rules.rules]
 
 
 @pytest.mark.parametrize("path, selected", [
