@@ -39,6 +39,7 @@ Filters (first match wins; see the README):
   '- P' exclude, '+ P' or 'P' include, 's X' include paths containing X.
   '*' stops at '/', '**' crosses it, a leading '/' anchors, a trailing '/' means a directory.
   A list with no '-' rule (or with an 's' rule) ends with an implicit '- **'.
+  A -s that replaces the source takes only what -a/-e include (the protocol's excludes still apply).
 
 \b
 Exit codes: 0 ok, 1 a step failed or a safety check halted, 2 usage/config error,

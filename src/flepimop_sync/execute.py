@@ -24,7 +24,7 @@ from . import plan as planning
 from .config import Protocol, SyncConfig, load_config
 from .endpoints import End, EndKind, parse_end
 from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError, describe_os_error, show_value
-from .filters import Action
+from .filters import Action, FilterList
 from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
 from . import listing as listing_mod
 from .lock import DestinationLock
@@ -116,7 +116,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     for warning in plan.warnings:
         reporter.warn(warning)
     reporter.detail(f"protocol {protocol.name!r} ({protocol.type}) from {protocol.file}")
-    reporter.detail(f"filters: {resolved.rules.as_texts() or 'none (everything)'}")
+    report_filters(protocol, resolved.rules, reporter)
     if plan.engine != "aws":  # a fast engine lists, compares and moves the selection itself
         from . import s3engine
 
@@ -355,6 +355,20 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
         # rsync runs without --delete; the real run deletes exactly this list (_rsync_delete)
         deletions = _planned_deletions(plan, selection, runner, reporter)
     return report_dry_run(selection, transfer, deletions, result, reporter, start)
+
+
+def report_filters(protocol: Protocol, rules: FilterList, reporter: Reporter) -> None:
+    """How the list was built, when that is worth a note; at -v the list (FILTERS.md section 1),
+    each rule with where it came from."""
+    for note in rules.notes:
+        reporter.note(f"protocol '{protocol.name}': {note}")
+    if not rules:
+        reporter.verbose("filters: none (everything)")
+        return
+    reporter.verbose("filters (first match wins):")
+    width = max(len(r.text) for r in rules.rules)
+    for rule in rules.rules:
+        reporter.verbose(f"  {rule.text:<{width}}  ({rule.origin})")
 
 
 def report_dry_run(selection: Sequence[tuple[str, int]], transfer: Sequence[tuple[str, int]],

@@ -67,12 +67,16 @@ __all__ = [
     "ORIGIN_PREFIX",
     "ORIGIN_SUFFIX",
     "ORIGIN_IMPLICIT",
+    "ORIGIN_SOURCE_OVERRIDE",
 ]
 
 ORIGIN_OVERRIDE = "option -f/--filter"
 ORIGIN_PREFIX = "option -a/--fprefix"
 ORIGIN_SUFFIX = "option -e/--fsuffix"
 ORIGIN_IMPLICIT = "implicit tail (FILTERS.md section 1: include what matches, exclude everything else)"
+# Our rule where FILTERS.md is silent about -s (see build_rules): a replaced source is narrowed
+# to what -a/-e include, even when the protocol's own filters have '-' rules.
+ORIGIN_SOURCE_OVERRIDE = "implicit tail (-s/--source replaced the source: take only what -a/-e include)"
 
 _SLASH = 0x2F
 _BACKSLASH = 0x5C
@@ -677,6 +681,7 @@ class FilterList:
 
     rules: tuple[Rule, ...] = ()
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # facts about how the list was built, worth one line (not warnings)
     _decider: _Decider = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -813,11 +818,29 @@ def build_rules(
     suffix: Sequence[str] = (),
     no_filter: bool = False,
     env: Mapping[str, str] | None = None,
+    *,
+    source_replaced: bool = False,
+    source_is_file: bool = False,
 ) -> FilterList:
     """prefix (-a) + (override -f, else the config's filters) + suffix (-e), then the implicit tail.
 
     ``override``/``prefix``/``suffix`` items are rule texts (or ``(text, origin)`` pairs).
     Environment variables in every rule are expanded from ``env`` (default ``os.environ``).
+
+    ``source_replaced``: ``-s/--source`` replaced the protocol's source (not a ``+ `` append).
+    Then, when there is no ``-f`` and the ``-a``/``-e`` rules are non-empty with no ``-`` rule,
+    the list is the command line's includes, the config's ``-`` rules in their places, and
+    ``- **``: a replaced source is a different tree, so what to take from it is what was typed
+    for it, while the protocol's protections (its excludes) still apply and its scope (its
+    includes, written for its own source) does not.  flepiMoP's sync job pushes
+    ``--fprefix '+ RUN*.pdf' --source <project>/``: with FILTERS.md's list an exclude-only
+    protocol would push the whole project, an include-only one the project's files it includes.
+    Dropping ``+``/``s`` rules in front of a ``- **`` tail and adding that tail can only narrow
+    the selection (first match wins).  Where the result differs from FILTERS.md's list, the
+    tail's origin is :data:`ORIGIN_SOURCE_OVERRIDE` and the list carries a note saying so.
+    ``source_is_file``: that replaced source is one file, named (the sync job's
+    ``--source manifest.json``); with no ``-f/-a/-e``, the protocol's includes are left out the
+    same way and its excludes still apply: naming the file is the selection.
     """
     check_no_filter(no_filter, override, prefix, suffix)
     head: list[Rule] = [parse_rule(t, o, env) for t, o in _as_pairs(prefix, ORIGIN_PREFIX)]
@@ -829,6 +852,14 @@ def build_rules(
         base = []
     tail = [parse_rule(t, o, env) for t, o in _as_pairs(suffix, ORIGIN_SUFFIX)]
     rules = head + base + tail
+    if source_replaced and not override and base:
+        narrowed = None
+        if _only_includes(head + tail):
+            narrowed = _narrowed_to_command_line(head, base, tail)
+        elif source_is_file and not head and not tail:
+            narrowed = _narrowed_to_named_file(base)
+        if narrowed is not None:
+            return narrowed
     warnings: list[str] = []
     if rules and (all(r.action != Action.EXCLUDE for r in rules) or any(r.action == Action.SUBSTRING for r in rules)):
         rules.append(Rule(Action.EXCLUDE, "**", ORIGIN_IMPLICIT, "- **", implicit=True))
@@ -842,3 +873,40 @@ def build_rules(
             f"'only what is included'"
         )
     return FilterList(tuple(rules), tuple(warnings))
+
+
+def _narrowed_to_command_line(head: list[Rule], base: list[Rule], tail: list[Rule]) -> FilterList | None:
+    """The list for a replaced source (see :func:`build_rules`), or None when it is FILTERS.md's."""
+    kept = [r for r in base if r.action == Action.EXCLUDE]
+    left_out = [r for r in base if r.action != Action.EXCLUDE]
+    plain = head + base + tail
+    plain_tail = all(r.action != Action.EXCLUDE for r in plain) or any(r.action == Action.SUBSTRING for r in plain)
+    if not left_out and plain_tail:
+        return None  # FILTERS.md's own tail ends the same list
+    typed = ", ".join(r.text for r in head + tail)
+    parts = [f"-s/--source replaces the protocol's source, so only what -a/-e include ({typed}) is "
+             f"taken from it: the filters end with '- **'"]
+    if left_out:
+        parts.append(f"the protocol's own includes ({', '.join(r.text for r in left_out)}) are left out")
+    if kept:
+        parts.append(f"its excludes ({', '.join(r.text for r in kept)}) still apply")
+    rules = head + kept + tail + [Rule(Action.EXCLUDE, "**", ORIGIN_SOURCE_OVERRIDE, "- **", implicit=True)]
+    return FilterList(tuple(rules), (), ("; ".join(parts),))
+
+
+def _narrowed_to_named_file(base: list[Rule]) -> FilterList | None:
+    """The list for a replaced source that names one file (see :func:`build_rules`)."""
+    left_out = [r for r in base if r.action != Action.EXCLUDE]
+    if not left_out:
+        return None  # only excludes: FILTERS.md's list as it is
+    kept = [r for r in base if r.action == Action.EXCLUDE]
+    note = (f"-s/--source names one file, so the protocol's own includes "
+            f"({', '.join(r.text for r in left_out)}) are left out")
+    if kept:
+        note += f"; its excludes ({', '.join(r.text for r in kept)}) still apply"
+    return FilterList(tuple(kept), (), (note,))
+
+
+def _only_includes(rules: Sequence[Rule]) -> bool:
+    """Rules given on the command line that are there and only include (``+``, plain, ``s``)."""
+    return bool(rules) and all(r.action != Action.EXCLUDE for r in rules)

@@ -19,6 +19,7 @@ from . import filters as filter_rules
 from .config import Protocol, S3Settings
 from .endpoints import (End, EndKind, apply_option, check_nesting, check_protocol_ends, expand_end, landing_warning,
                         parse_end, reverse_ends)
+from .endpoints import APPEND_PREFIX
 from .errors import UsageError
 from .options import SyncOptions
 
@@ -99,6 +100,7 @@ class Plan:
             "delete": r.delete,
             "steps": [s.to_json() for s in self.steps],
             "warnings": list(self.warnings),
+            "notes": list(r.rules.notes),
         }
 
 
@@ -148,6 +150,9 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         suffix=options.fsuffix,
         no_filter=options.no_filter,
         env=env,
+        # -s that replaces the source (not a '+ ' append): its -a/-e includes narrow the list
+        source_replaced=options.source is not None and not options.source.startswith(APPEND_PREFIX),
+        source_is_file=source_is_file,
     )
     # A single file always lands inside the target, like a directory's contents do.
     if source_is_file or not (src.trailing_slash or not src.basename):

@@ -313,6 +313,14 @@ class Reporter:
     def warn(self, message: str) -> None:
         print(f"warning: {redact(message, self.env)}", file=self.stream, flush=True)
 
+    def note(self, message: str) -> None:
+        """A fact the user should know that is not a problem (stderr, every verbosity)."""
+        print(f"note: {redact(message, self.env)}", file=self.stream, flush=True)
+
+    def verbose(self, message: str) -> None:
+        if self.verbosity >= 1:
+            print(redact(message, self.env), file=self.stream, flush=True)
+
     def command(self, argv: Iterable[str], *, cwd: str | None = None) -> None:
         if self.verbosity >= 1:
             where = f"(in {cwd}) " if cwd else ""

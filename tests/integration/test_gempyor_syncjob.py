@@ -105,3 +105,76 @@ def test_batch_calibrate_sync_job_runs_with_our_cli(kind, gempyor_client, sshd, 
         assert all(k.startswith(f"project/{RUN}/") for k in keys), keys
         got = {k[len(f"project/{RUN}/"):] for k in keys}
     assert got == {dest for dest in PROJECT.values() if dest}
+
+
+# The same job with the protocol's own filters: exactly that run lands under <target>/RUN/, never
+# the decoys at the project root. Each file -> where it lands under <target>/RUN/ (None: nowhere).
+DECOYS = {
+    "model_input/geodata.csv": None,
+    f"model_input/{RUN}_seeding.csv": None,
+    "secrets.txt": None,
+    f"{OLD}_backend.h5": None,
+    f"model_output/sample_None_None/{OLD}/llik/000000002.{OLD}.llik.parquet": None,
+}
+RUN_FILES = {**PROJECT, **DECOYS}
+
+# protocol filters, note lines the job prints (our rule for -s overrides: the pdf and h5 lines),
+# and what else lands under <target>/RUN/ because the protocol itself selects it
+FILTERS = [
+    # exclude-only ("everything but the big llik files"): FILTERS.md alone would push the whole
+    # project minus llik on the pdf/h5 lines (`+ RUN*.pdf, - llik/` has a '-' rule, so no tail);
+    # the source override ends them with '- **'. The first line's 's RUN' comes before '- llik/'
+    # (first match wins), so that run's llik files are pushed too, as the job means.
+    pytest.param(["- llik/"], 2, {}, id="exclude-only"),
+    pytest.param(None, 0, {}, id="no-filters"),
+    # include-only: on the pdf/h5 lines the source override leaves the protocol's includes out
+    # (written for model_output/, they would take the project's parquet files). The first line
+    # keeps the protocol's source, so its list is FILTERS.md's 's RUN, + *.parquet, - **': -a
+    # prepends (flepiMoP documents --fprefix so), and what the protocol includes is pushed with
+    # the run: the protocol's scope, which a protocol meant for the sync job should not widen.
+    # The manifest line names one file: the protocol's includes are left out there too (note 3).
+    pytest.param(["+ *.parquet"], 3, {
+        rel: rel[len("model_output/"):] for rel, dest in RUN_FILES.items()
+        if dest is None and rel.startswith("model_output/") and rel.endswith(".parquet")
+    }, id="include-only"),
+]
+
+
+@pytest.mark.parametrize("kind", ["rsync", "s3sync"])
+@pytest.mark.parametrize("filters, notes, protocol_scope", FILTERS)
+def test_sync_job_pushes_that_run_only(kind, filters, notes, protocol_scope, gempyor_client, sshd, s3, tmp_path):
+    project = tmp_path / "project"
+    for rel in RUN_FILES:
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(rel)
+    extra = "" if filters is None else f"    filters: {filters!r}\n"
+    if kind == "rsync":
+        remote = tmp_path / "remote"
+        remote.mkdir()
+        protocol = f"type: rsync\n    source: model_output/\n    target: {sshd.remote(remote)}/\n{extra}"
+        env = sshd.env
+    else:
+        bucket = s3.make_bucket()
+        protocol = (f"type: s3sync\n    source: model_output/\n    target: s3://{bucket}/project/\n"
+                    f"    endpoint_url: {s3.endpoint}\n{extra}")
+        env = s3.env
+    (project / "config.yml").write_text(f"name: sample\nsync:\n  push:\n    {protocol}")
+    script = render_sync_job(gempyor_client, project, "push", tmp_path / "render")
+    job = script[script.index("flepimop sync"):]
+    assert job.count("flepimop sync") == 4 and f"--fprefix '+ {RUN}*.pdf'" in job
+    done = subprocess.run(["bash", "-e", "-c", job], cwd=project, env=our_flepimop_first(tmp_path, env),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    if kind == "rsync":
+        got = {str(p.relative_to(remote / RUN)) for p in (remote / RUN).rglob("*") if p.is_file()}
+        assert {p.name for p in remote.iterdir()} == {RUN}
+    else:
+        keys = s3.list(bucket)
+        assert all(k.startswith(f"project/{RUN}/") for k in keys), keys
+        got = {k[len(f"project/{RUN}/"):] for k in keys}
+    assert got == {dest for dest in {**RUN_FILES, **protocol_scope}.values() if dest}
+    noted = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
+    assert len(noted) == notes, done.stderr
+    assert all("-s/--source replaces the protocol's source" in line or "-s/--source names one file" in line
+               for line in noted)
+    assert "warning: " not in done.stderr, done.stderr
