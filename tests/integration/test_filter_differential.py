@@ -29,8 +29,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from trees import WORKED_CASES, list_files, make_random_tree, make_worked_tree, random_filter_list  # noqa: E402
 
 from flepimop_sync.filters import FilterList, build_rules  # noqa: E402

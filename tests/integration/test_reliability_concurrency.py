@@ -20,7 +20,6 @@ from reliability_helpers import (
     kill_marked,
     marked_pids,
     new_mark,
-    wait_gone,
     make_big_tree,
     received_bytes,
     start_cli,

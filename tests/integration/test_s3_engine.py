@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from trees import list_files, make_random_tree, random_filter_list  # noqa: E402
 
 from flepimop_sync.filters import build_rules  # noqa: E402

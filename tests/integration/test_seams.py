@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import shutil
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_s3_engine import make_tree, write_config  # noqa: E402
+from test_s3_engine import make_tree, write_config
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import random
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trees import (  # noqa: E402
     WORKED_CASES,
