@@ -829,12 +829,11 @@ def test_ssh_host_unreachable(ssh_world):
 
 
 # ------------------------------------------------------------------------------------------------
-# through the CLI (skipped until flepimop_sync.cli exists)
+# through the CLI
 # ------------------------------------------------------------------------------------------------
 
 @pytest.fixture
 def cli(world, run_cli):
-    pytest.importorskip("flepimop_sync.cli")
     cfg = world.root / "sync.yml"
     cfg.write_text("sync:\n  checkcode:\n    type: git\n  publish:\n    type: git\n    mode: push\n")
 
