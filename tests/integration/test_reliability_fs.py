@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def files_below(root: Path) -> dict[str, bytes]:
     """{relative path: content} of the regular files below root (links not followed)."""
     out = {}
-    for dirpath, dirnames, names in os.walk(root):
+    for dirpath, _dirnames, names in os.walk(root):
         for name in names:
             p = Path(dirpath) / name
             if p.is_file() and not p.is_symlink():

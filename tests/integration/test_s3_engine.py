@@ -430,7 +430,7 @@ def test_rclone_random_lists_up_and_down(s3, tmp_path):
 
     checked = 0
     with ThreadPoolExecutor(3) as ex:
-        for (seed, t, k, root, paths, texts), found in ex.map(run, jobs):
+        for (seed, _t, k, _root, _paths, texts), found in ex.map(run, jobs):
             for what, (got, want) in found.items():
                 assert got == want, (
                     f"seed={seed} list#{k} {texts} {what}: rclone-only={sorted(got - want)[:5] if isinstance(got, set) else got} "

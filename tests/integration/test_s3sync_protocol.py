@@ -415,15 +415,15 @@ def test_glob_characters_in_the_working_directory_and_local_end(s3, run_cli, tmp
     it (the working directory included) an upload sent excluded files and a download with delete
     removed files the rules exclude.  Now exact, with --delete, up and down."""
     work = tmp_path / name
-    src = _glob_tree(work / name / "out")
+    _glob_tree(work / name / "out")
     temp = tmp_path / "temp"  # the runs' glob-free links go here: checked empty at the end
     temp.mkdir()
     env = dict(s3.env, TMPDIR=str(temp))
     bucket = s3.make_bucket()
     s3.put(bucket, "x/stale.csv", "selected at the target, missing at the source: deleted")
     s3.put(bucket, "x/other.txt", "not selected: never deleted")
-    cfg = write_config(work / "c.yml", {"p": {"type": "s3sync", "source": f"{name}/out/",
-                                              "target": f"s3://{bucket}/x/", "filters": ["+ *.csv", "- *"]}})
+    write_config(work / "c.yml", {"p": {"type": "s3sync", "source": f"{name}/out/",
+                                        "target": f"s3://{bucket}/x/", "filters": ["+ *.csv", "- *"]}})
     done = run_cli(["sync", "--delete", "-v", "c.yml"], env=env, cwd=work)
     assert done.returncode == 0, done.stderr
     assert set(s3.list(bucket)) == {f"x/{k}" for k in GLOB_SELECTED} | {"x/other.txt"}
@@ -435,8 +435,8 @@ def test_glob_characters_in_the_working_directory_and_local_end(s3, run_cli, tmp
     back.mkdir()
     (back / "local[1].txt").write_text("not selected: must survive --delete")
     (back / "gone[1].csv").write_text("selected, missing at the source: deleted")
-    down = write_config(work / "d.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/x/",
-                                               "target": f"{name}/back/", "filters": ["+ *.csv", "- *"]}})
+    write_config(work / "d.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/x/",
+                                        "target": f"{name}/back/", "filters": ["+ *.csv", "- *"]}})
     done = run_cli(["sync", "--delete", "d.yml"], env=env, cwd=work)
     assert done.returncode == 0, done.stderr
     assert set(tree(back)) == GLOB_SELECTED | {"local[1].txt"}
