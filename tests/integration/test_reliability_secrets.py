@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability_helpers import write_config
+from helpers import write_config
 from testbed import S3Server
 
 pytestmark = pytest.mark.integration
