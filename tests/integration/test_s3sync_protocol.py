@@ -219,17 +219,11 @@ def test_split_explicit_selection_moves_exactly_the_selection(s3, run_cli, tmp_p
     """A large explicit selection is split into several aws runs (forced here on a small tree);
     the real aws CLI then moves exactly the evaluator's selection, up and down."""
     root = tmp_path / "tree"
-    expected = set()
-    for d in range(6):
-        # a differently named stray file in each *hnpi* directory: no correction generalises
-        for name in ("000000001.hnpi.parquet", "000000002.hnpi.parquet", f"notes{d}.txt"):
-            rel = f"model_output/run{d % 2}/hnpi{d}/{name}"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_text(rel)
-            if "hnpi" in name:
-                expected.add(rel)
-    (root / "top.hnpi.csv").write_text("top")
-    expected.add("top.hnpi.csv")
+    # a differently named stray file in each *hnpi* directory: no correction generalises
+    rels = [f"model_output/run{d % 2}/hnpi{d}/{name}" for d in range(6)
+            for name in ("000000001.hnpi.parquet", "000000002.hnpi.parquet", f"notes{d}.txt")]
+    write_tree(root, {**{rel: rel for rel in rels}, "top.hnpi.csv": "top"})
+    expected = {rel for rel in rels if "hnpi" in rel.rsplit("/", 1)[1]} | {"top.hnpi.csv"}
     bucket = s3.make_bucket()
     env = dict(s3.env, FLEPIMOP_SYNC_AWS_PROCESS_COST="1")
     up = write_config(tmp_path / "up.yml", {"p": {"type": "s3sync", "source": f"{root}/", "target": f"s3://{bucket}/x/",
@@ -253,14 +247,9 @@ def test_large_explicit_upload_is_staged_as_links(s3, run_cli, tmp_path):
     """Above the cost threshold (forced to 0 here), an explicit upload links exactly the selected
     files into a stage directory and syncs that with no filter: same files, no aws filtering."""
     root = tmp_path / "tree"
-    expected = set()
-    for d in range(4):
-        for name in (f"{d}.hnpi.parquet", f"stray{d}.txt"):
-            rel = f"run/hnpi{d}/{name}"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_text(rel)
-            if "hnpi" in name:
-                expected.add(rel)
+    rels = [f"run/hnpi{d}/{name}" for d in range(4) for name in (f"{d}.hnpi.parquet", f"stray{d}.txt")]
+    write_tree(root, {rel: rel for rel in rels})
+    expected = {rel for rel in rels if "hnpi" in rel.rsplit("/", 1)[1]}
     bucket = s3.make_bucket()
     env = dict(s3.env, FLEPIMOP_SYNC_AWS_STAGE_ABOVE="0")
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{root}/", "target": f"s3://{bucket}/x/",
