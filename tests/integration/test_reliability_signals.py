@@ -38,6 +38,16 @@ SIGINT_ONLY = [SIGNALS[0]]
 SIGTERM_ONLY = [SIGNALS[1]]
 
 
+def _slow_ssh_env(sshd, tmp_path, marker):
+    """The test sshd's env with rsync's remote shell through a 1 MB/s relay, children marked."""
+    return dict(sshd.env, RSYNC_RSH=throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000), **{MARK_VAR: marker})
+
+
+def _slow_s3_env(s3, tmp_path, marker):
+    """The S3 server's env with the aws CLI held to 1 MB/s, children marked."""
+    return dict(s3.env, AWS_CONFIG_FILE=str(aws_throttle_config(tmp_path, "1MB/s")), **{MARK_VAR: marker})
+
+
 def _interrupt(args, env, marker, started, signum, expected_code):
     """Run the CLI, wait for ``started()`` (children running, data flowing), signal it, check the end."""
     try:
@@ -65,9 +75,7 @@ def test_signal_during_rsync_push_over_ssh(sshd, run_cli, tmp_path, signum, code
     remote_dir.mkdir(parents=True)
     cfg = write_config(tmp_path / "c.yml", {"push": {"type": "rsync", "source": f"{src}/",
                                                      "target": f"{sshd.alias}:{remote_dir}/"}})
-    env = dict(sshd.env)
-    env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
-    env[MARK_VAR] = marker
+    env = _slow_ssh_env(sshd, tmp_path, marker)
     _interrupt(["sync", cfg], env, marker, lambda: received_bytes(remote_dir) > 200_000, signum, code)
     assert tree_digest(src) == digests, "the source changed"
     assert_no_truncated_final(remote_dir, digests)
@@ -87,9 +95,7 @@ def test_signal_during_rsync_pull_over_ssh(sshd, run_cli, tmp_path, signum, code
     local.mkdir()
     cfg = write_config(tmp_path / "c.yml", {"pull": {"type": "rsync", "source": f"{sshd.alias}:{remote_src}/",
                                                      "target": f"{local}/"}})
-    env = dict(sshd.env)
-    env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
-    env[MARK_VAR] = marker
+    env = _slow_ssh_env(sshd, tmp_path, marker)
     _interrupt(["sync", cfg], env, marker, lambda: received_bytes(local) > 200_000, signum, code)
     assert_no_truncated_final(local, digests)
     assert set(tree_digest(local)) <= set(digests), sorted(tree_digest(local))  # no temp debris
@@ -107,9 +113,7 @@ def test_signal_during_s3_upload(s3, run_cli, tmp_path, signum, code):
     bucket = s3.make_bucket()
     cfg = write_config(tmp_path / "c.yml", {"up": {"type": "s3sync", "source": f"{src}/",
                                                    "target": f"s3://{bucket}/run/"}})
-    env = dict(s3.env)
-    env["AWS_CONFIG_FILE"] = str(aws_throttle_config(tmp_path, "1MB/s"))
-    env[MARK_VAR] = marker
+    env = _slow_s3_env(s3, tmp_path, marker)
     _interrupt(["sync", cfg], env, marker,
                lambda: s3.list(bucket) or len(marked_pids(marker)) > 1 and _aws_running(marker), signum, code)
     for key, size in s3.list(bucket).items():  # what landed is whole
@@ -139,9 +143,7 @@ def test_signal_during_s3_download(s3, run_cli, tmp_path, signum, code):
     local.mkdir(parents=True)
     cfg = write_config(tmp_path / "c.yml", {"down": {"type": "s3sync", "source": f"s3://{bucket}/run/",
                                                      "target": f"{local}/"}})
-    env = dict(s3.env)
-    env["AWS_CONFIG_FILE"] = str(aws_throttle_config(tmp_path, "1MB/s"))
-    env[MARK_VAR] = marker
+    env = _slow_s3_env(s3, tmp_path, marker)
     _interrupt(["sync", cfg], env, marker, lambda: received_bytes(local) > 100_000, signum, code)
     assert not wait_gone(marker, timeout=5)
     assert_no_truncated_final(local, digests)
@@ -175,9 +177,7 @@ def test_hangup_or_kill_during_rsync_over_ssh_leaves_nothing_running(sshd, run_c
     ends = ({"source": f"{here}/", "target": remote_end} if direction == "push"
             else {"source": remote_end, "target": f"{here}/"})
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", **ends}})
-    env = dict(sshd.env)
-    env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
-    env[MARK_VAR] = marker
+    env = _slow_ssh_env(sshd, tmp_path, marker)
     try:
         with cli_running(["sync", cfg], env, lambda: received_bytes(dst) > 200_000,
                          what="the transfer to start") as proc:
