@@ -28,10 +28,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import testbed  # noqa: E402
-from testbed import (  # noqa: E402
+import testbed
+from testbed import (
     GitHelper,
     S3Server,
     SlurmCluster,
@@ -40,7 +38,7 @@ from testbed import (  # noqa: E402
     slurm_available,
 )
 
-from gempyor_fixtures import gempyor_client, gempyor_examples  # noqa: E402,F401 - real flepiMoP client
+from gempyor_fixtures import gempyor_client, gempyor_examples  # noqa: F401 - real flepiMoP client
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _STARTED: list = []  # session servers of this worker, healed after each test

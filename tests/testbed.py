@@ -30,6 +30,8 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import psutil
+
 LOOPBACK = "127.0.0.1"
 DEAD_PROXY = "http://127.0.0.1:9"
 DUMMY_AWS_KEY = "testing"
@@ -84,70 +86,37 @@ def _tail(path: Path | None, n: int = 4000) -> str:
     return Path(path).read_text(errors="replace")[-n:]
 
 
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read().decode(errors="replace")
-        except OSError:
-            continue
-        # the comm field may contain spaces/parentheses: ppid is the 2nd field after the last ')'
-        try:
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(entry))
-    return kids
-
-
 def descendants(pid: int) -> list[int]:
-    """All live descendants of ``pid`` (children first-seen order, any depth)."""
-    kids = _children_map()
-    out: list[int] = []
-    todo = list(kids.get(pid, []))
-    while todo:
-        p = todo.pop()
-        if p in out:
-            continue
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
+    """All live descendants of ``pid`` (any depth)."""
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def pids_with_env(var: str, value: str) -> list[int]:
     """PIDs whose initial environment contains ``var=value`` (used to find stray job steps)."""
-    needle = f"{var}={value}".encode()
     me = {os.getpid(), os.getppid()}
     out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in me:
+    for proc in psutil.process_iter():
+        if proc.pid in me:
             continue
         try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                env = fh.read().split(b"\0")
-        except OSError:
+            if proc.environ().get(var) == value:
+                out.append(proc.pid)
+        except psutil.Error:
             continue
-        if needle in env:
-            out.append(int(entry))
     return out
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie counts as dead)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    # zombies count as dead
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def kill_pids(pids: Iterable[int], grace: float = 5.0) -> None:
@@ -314,58 +283,21 @@ def _run(argv, env=None, cwd=None, check=True, timeout=120, input=None):
     return r
 
 
-def tcp_listeners() -> list[tuple[str, int, int]]:
-    """(local address, port, inode) for every listening TCP socket, IPv4 and IPv6, from /proc."""
-    out = []
-    for fname, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-        try:
-            lines = Path(fname).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            if len(f) < 10 or f[3] != "0A":  # 0A = LISTEN
-                continue
-            addr_hex, port_hex = f[1].split(":")
-            if v6:
-                raw = bytes.fromhex(addr_hex)
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
-                addr = socket.inet_ntop(socket.AF_INET6, words)
-            else:
-                addr = socket.inet_ntoa(bytes.fromhex(addr_hex)[::-1])
-            out.append((addr, int(port_hex, 16), int(f[9])))
-    return out
-
-
-def socket_inodes(pid: int) -> set[int]:
-    inodes = set()
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return inodes
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(int(target[8:-1]))
-    return inodes
-
-
 def listeners_of(pids: Iterable[int]) -> list[tuple[str, int, int]]:
     """(address, port, pid) of every TCP listener owned by one of ``pids`` (or descendants)."""
     allpids = set()
     for p in pids:
         allpids.add(p)
         allpids.update(descendants(p))
-    by_inode = {inode: (addr, port) for addr, port, inode in tcp_listeners()}
     out = []
     for p in allpids:
-        for inode in socket_inodes(p):
-            if inode in by_inode:
-                addr, port = by_inode[inode]
-                out.append((addr, port, p))
+        try:
+            proc = psutil.Process(p)
+            conns = proc.net_connections(kind="tcp") if hasattr(proc, "net_connections") \
+                else proc.connections(kind="tcp")  # psutil < 6
+        except psutil.Error:
+            continue
+        out.extend((c.laddr.ip, c.laddr.port, p) for c in conns if c.status == psutil.CONN_LISTEN)
     return out
 
 

@@ -5,6 +5,8 @@
   hnpi/llik/RUN/final, dots, spaces, brackets, glob characters and unicode.
 * :func:`random_filter_list` draws filter lists whose names come from a tree, so they match.
 * :func:`list_files` lists the files (and symlinks) below a directory, relative, '/'-separated.
+* :func:`write_tree` writes ``{relative path: content}``; :func:`tree` reads it back.
+* :data:`RUN_FILES` is a small flepiMoP run (one file per output type) for end-to-end tests.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 __all__ = [
     "WORKED_RUNS",
@@ -25,6 +27,9 @@ __all__ = [
     "random_filter_list",
     "list_files",
     "write_files",
+    "RUN_FILES",
+    "write_tree",
+    "tree",
 ]
 
 WORKED_SETUPS = ("USA_inference", "USA_baseline")
@@ -297,3 +302,43 @@ def list_files(root: os.PathLike | str) -> set[str]:
             if os.path.islink(os.path.join(dirpath, name)):
                 out.add(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# small literal trees: {relative path: content}
+
+RUN_FILES = {
+    "model_output/USA/20240501_120000/hnpi/global/final/000000001.20240501_120000.hnpi.parquet": b"hnpi1",
+    "model_output/USA/20240501_120000/hnpi/global/intermediate/000000001.000000001.000000001.20240501_120000.hnpi.parquet": b"hnpi-int",
+    "model_output/USA/20240501_120000/snpi/global/final/000000001.20240501_120000.snpi.parquet": b"snpi1",
+    "model_output/USA/20240501_120000/seed/global/final/000000001.20240501_120000.seed.csv": b"seed1",
+    "model_output/USA/20240501_120000/llik/global/final/000000001.20240501_120000.llik.parquet": b"llik" * 50,
+    "model_output/USA/20240501_120000/hosp/global/final/000000001.20240501_120000.hosp.parquet": b"hosp1",
+    "model_output/USA/20240501_120000/seir/global/final/000000001.20240501_120000.seir.parquet": b"seir1",
+    "model_output/USA/20240501_120000/spar/global/final/000000001.20240501_120000.spar.parquet": b"spar1",
+    "model_output/USA/manifest.json": b"{}",
+}
+
+
+def write_tree(root: os.PathLike | str, files: Mapping[str, bytes | str]) -> Path:
+    """Write ``{relative path: content}`` below ``root`` (parents created); returns root."""
+    root = Path(root)
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, str):
+            path.write_text(data)
+        else:
+            path.write_bytes(data)
+    return root
+
+
+def tree(root: os.PathLike | str, *, links: bool = True) -> dict[str, bytes]:
+    """{relative path: content} of the files below ``root``, in path order.
+
+    A symlink to a file counts (with its target's content) unless ``links=False``; symlinked
+    directories are not descended.
+    """
+    root = Path(root)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and (links or not p.is_symlink())}

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
+from helpers import write_config
+
 pytestmark = pytest.mark.integration
-
-
-def write_config(path: Path, protocols: dict) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump({"sync": protocols}, sort_keys=False))
-    return path
 
 
 def test_rsync_delete_from_empty_source_is_refused(tmp_path, run_cli):

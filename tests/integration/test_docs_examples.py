@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from testbed import SSHServer
+from trees import tree, write_tree
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +32,6 @@ MODEL_OUTPUT = {
 }
 MODEL_INPUT = {"geodata_sample_2pop.csv": b"subpop,population\n", "mobility_sample_2pop.csv": b"ori,dest,amount\n",
                "seeding_2pop.csv": b"subpop,date,amount\n"}
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def write(root: Path, files: dict[str, bytes]) -> Path:
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    return root
 
 
 def under(prefix: str, files) -> set[str]:
@@ -68,8 +58,8 @@ def longleaf(tmp_path_factory, base_env):
 def project(tmp_path):
     """A flepiMoP project folder: model_input/ and model_output/ as gempyor writes them."""
     root = tmp_path / "flepiproject"
-    write(root / "model_input", MODEL_INPUT)
-    write(root / "model_output", MODEL_OUTPUT)
+    write_tree(root / "model_input", MODEL_INPUT)
+    write_tree(root / "model_output", MODEL_OUTPUT)
     return root
 
 
@@ -116,7 +106,7 @@ sync:
 
 
 def test_pulling_outputs(longleaf, project, run_cli, tmp_path):
-    write(longleaf.home / "flepiproject/model_output", {
+    write_tree(longleaf.home / "flepiproject/model_output", {
         f"USA/{run}/{ftype}/000000001.{run}.{ftype}.parquet": run.encode()
         for run in ("SOME_RUN_INDEX", OTHER) for ftype in ("hnpi", "hosp")})
     local = tmp_path / "laptop"
@@ -160,9 +150,9 @@ def login_dir_someproj():
 
 
 def test_overview_protocols(longleaf, s3, project, run_cli, tmp_path, login_dir_someproj):
-    write(login_dir_someproj / "model_output", MODEL_OUTPUT)
+    write_tree(login_dir_someproj / "model_output", MODEL_OUTPUT)
     work = tmp_path / "work"
-    write(work / "some/hpc/model_output", MODEL_OUTPUT)
+    write_tree(work / "some/hpc/model_output", MODEL_OUTPUT)
     s3.make_bucket("s3bucket")
     cfg = config(work, """\
 sync:
@@ -205,7 +195,7 @@ sync:
     dry_run_says_zero(run_cli, cfg, s3.env, project)
     # --reverse brings it back where it came from
     restored = tmp_path / "restored"
-    write(restored / "x", {"keep.txt": b"k"})
+    write_tree(restored / "x", {"keep.txt": b"k"})
     moved = config(restored, cfg.read_text())
     done = run_cli(["sync", "--reverse", "myconfig.yml"], env=s3.env, cwd=restored)
     assert done.returncode == 0, done.stderr

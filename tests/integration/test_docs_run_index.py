@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from trees import list_files, write_tree
+
 pytestmark = pytest.mark.integration
 
 DOCS_COMMAND = "flepimop sync -f'+ $FLEPI_RUN_INDEX' --target=model_output/$FLEPI_RUN_INDEX myconfig.yml"
@@ -41,17 +43,6 @@ REMOTE = [
 ]
 # what lands: the run directories' subtrees, below the target the command names
 EXPECTED = {f"model_output/{RUN}/{p}" for p in REMOTE if f"/{RUN}/" in f"/{p}"}
-
-
-def _write(root: Path, rels) -> None:
-    for rel in rels:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rel.encode())
-
-
-def _files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
 
 
 @pytest.fixture
@@ -82,13 +73,13 @@ def _project(tmp_path: Path, protocol: dict) -> Path:
 
 def test_docs_run_index_command_over_rsync(sshd, base_env, flepimop_on_path, tmp_path):
     remote = tmp_path / "hpc" / "project" / "model_output"
-    _write(remote, REMOTE)
+    write_tree(remote, {rel: rel.encode() for rel in REMOTE})
     project = _project(tmp_path, {"type": "rsync", "source": f"{sshd.alias}:{remote}/", "target": "model_output/"})
     env = dict(base_env)
     env.update(sshd.env)
     done = _docs_command(project, env, flepimop_on_path)
     assert done.returncode == 0, (done.stdout, done.stderr)
-    assert _files(project) - {"myconfig.yml"} == EXPECTED, (done.stdout, done.stderr)
+    assert list_files(project) - {"myconfig.yml"} == EXPECTED, (done.stdout, done.stderr)
     assert "$FLEPI_RUN_INDEX" not in done.stderr
 
 
@@ -102,14 +93,14 @@ def test_docs_run_index_command_over_s3sync(s3, base_env, flepimop_on_path, tmp_
     env.update(s3.env)
     done = _docs_command(project, env, flepimop_on_path)
     assert done.returncode == 0, (done.stdout, done.stderr)
-    assert _files(project) - {"myconfig.yml"} == EXPECTED, (done.stdout, done.stderr)
+    assert list_files(project) - {"myconfig.yml"} == EXPECTED, (done.stdout, done.stderr)
     assert not done.stderr.strip() or "warning" not in done.stderr.lower(), done.stderr
 
 
 def test_docs_run_index_command_without_the_variable_is_refused(base_env, flepimop_on_path, tmp_path):
     """Unset, the rule cannot mean anything: exit 2 naming the variable, the rule and the option."""
     remote = tmp_path / "remote" / "model_output"
-    _write(remote, REMOTE)
+    write_tree(remote, {rel: rel.encode() for rel in REMOTE})
     project = _project(tmp_path, {"type": "rsync", "source": f"{remote}/", "target": "model_output/"})
     env = dict(base_env)
     env["PATH"] = flepimop_on_path + os.pathsep + env.get("PATH", "")
@@ -118,4 +109,4 @@ def test_docs_run_index_command_without_the_variable_is_refused(base_env, flepim
                           timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "FLEPI_RUN_INDEX" in done.stderr and "'+ $FLEPI_RUN_INDEX'" in done.stderr and "-f" in done.stderr
-    assert _files(project) == {"myconfig.yml"}  # nothing landed, not even an empty target
+    assert list_files(project) == {"myconfig.yml"}  # nothing landed, not even an empty target

@@ -29,8 +29,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from trees import WORKED_CASES, list_files, make_random_tree, make_worked_tree, random_filter_list  # noqa: E402
 
 from flepimop_sync.filters import FilterList, build_rules  # noqa: E402
@@ -115,7 +113,7 @@ def test_rsync_random(trees, tmp_path):
         return job, f, got, {p for p, _ in f.select_local(root)}
 
     with ThreadPoolExecutor(WORKERS) as ex:
-        for (seed, root, k, texts), f, got, expected in ex.map(run, jobs):
+        for (seed, _root, k, _texts), f, got, expected in ex.map(run, jobs):
             assert got == expected, (
                 f"seed={seed} list#{k} {f.as_texts()} rsync_args={f.rsync_args()} "
                 f"rsync-only={sorted(got - expected)[:5]} evaluator-only={sorted(expected - got)[:5]}"
@@ -333,8 +331,8 @@ class AwsBatch:
         with ThreadPoolExecutor(self.processes) as ex:
             per_chunk = list(ex.map(work, range(self.processes)))
         results: list[set[str] | None] = [None] * len(self.jobs)
-        for chunk, outs in zip(chunks, per_chunk):
-            for i, (rc, out, err) in zip(chunk, outs):
+        for chunk, outs in zip(chunks, per_chunk, strict=True):
+            for i, (rc, out, err) in zip(chunk, outs, strict=True):
                 argv, _, src, dst, dryrun = self.jobs[i]
                 assert rc == 0, (argv, out[-2000:], err[-2000:])
                 results[i] = _parse_aws_output(out, src, dst, dryrun)
@@ -381,7 +379,7 @@ def test_aws_worked_cases_dryrun_and_real(s3srv, worked, tmp_path):
     with ThreadPoolExecutor(WORKERS) as ex:
         executable = list(ex.map(run, jobs))
     batched = batch.run()
-    for (i, case, choice, expected, ids), res in zip(jobs, executable):
+    for (_i, case, choice, expected, ids), res in zip(jobs, executable, strict=True):
         res.update({what: batched[k] for what, k in ids.items()})
         for what, got in res.items():
             problem = _compare(what, got, expected)
@@ -419,7 +417,7 @@ def test_aws_random(s3srv, trees, tmp_path):
 
     mechanisms: dict[str, int] = {}
     real = 0
-    for seed, t, k, f, choice, expected, root, ids in jobs:
+    for seed, t, k, f, choice, expected, _root, ids in jobs:
         mechanisms[choice.mechanism] = mechanisms.get(choice.mechanism, 0) + 1
         found = {what: results[i] for what, i in ids.items()}
         if "upload" in ids:
@@ -446,14 +444,14 @@ def test_aws_random(s3srv, trees, tmp_path):
         return job, up, down
 
     with ThreadPoolExecutor(WORKERS) as ex:
-        for (seed, t, k, f, choice, expected, root, ids), up, down in ex.map(executable, sample):
+        for (seed, _t, k, f, _choice, expected, _root, ids), up, down in ex.map(executable, sample):
             assert up == results[ids["upload-dry"]] == expected, (seed, k, f.as_texts())
             assert down == results[ids["download-dry"]] == expected, (seed, k, f.as_texts())
 
 
 def test_aws_exact_flag_is_honest(trees):
     """Cheap extra check: exact plans never need the listing, on every random list."""
-    for seed, root, paths, lists in trees:
+    for _seed, _root, paths, lists in trees:
         for texts in lists:
             f = fl(texts)
             plan = translate_for_aws(f)
@@ -486,7 +484,7 @@ def test_rsync_over_ssh(ssh_hpc, worked, trees, tmp_path):
     alias = ssh_hpc.alias
     root, _ = worked
     cases = [(None, root, list(c)) for c in WORKED_CASES]
-    for seed, troot, paths, lists in trees:
+    for seed, troot, _paths, lists in trees:
         cases += [(seed, troot, lists[k]) for k in range(SSH_LISTS_PER_TREE)]
     def run(job):
         n, (seed, src, texts) = job

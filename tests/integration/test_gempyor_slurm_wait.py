@@ -5,13 +5,10 @@ The shapes batch-calibrate submits: an array (one task per chain) and a sync job
 with `afterok` (gempyor/templates/sbatch_submit_command.bash.j2).
 """
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow" / "scripts"))
 import slurm_jobs  # noqa: E402
 
 pytestmark = pytest.mark.integration

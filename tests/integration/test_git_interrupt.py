@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability_helpers import start_cli, wait_until
+from helpers import start_cli, wait_until
 from test_git_protocol import assert_identical, make_world
 
 psutil = pytest.importorskip("psutil")

@@ -9,23 +9,24 @@ killed: flock locks die with their process).
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
 
-from reliability_helpers import (
+from helpers import (
     MARK_VAR,
     aws_throttle_config,
+    cli_running,
     kill_marked,
+    make_big_tree,
     marked_pids,
     new_mark,
-    wait_gone,
-    make_big_tree,
     received_bytes,
+    s3_digests,
     start_cli,
     throttled_rsh,
     tree_digest,
+    wait_gone,
     wait_until,
     write_config,
 )
@@ -50,22 +51,28 @@ def slow_pull(sshd, tmp_path):
     digests = make_big_tree(remote, count=20, size=256 * 1024)
     local = tmp_path / "local"
     local.mkdir()
+    return remote, local, digests, *_lock_envs(sshd, tmp_path)
+
+
+def _lock_envs(sshd, tmp_path):
+    """(lock dir, sshd env using it, the same env through a 1 MB/s relay for the slow first run)."""
     lock_dir = tmp_path / "locks"
-    env = dict(sshd.env)
-    env["FLEPIMOP_SYNC_LOCK_DIR"] = str(lock_dir)
-    slow_env = dict(env)
-    slow_env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
-    return remote, local, digests, lock_dir, env, slow_env
+    env = dict(sshd.env, FLEPIMOP_SYNC_LOCK_DIR=str(lock_dir))
+    return lock_dir, env, dict(env, RSYNC_RSH=throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000))
+
+
+def _clobbering_source(root):
+    """A source whose one file has the name of one of the first run's files: ``root/``."""
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "part000.bin").write_bytes(b"would clobber the first run's file")
+    return root
 
 
 def test_second_run_of_same_protocol_refuses_naming_the_lock(slow_pull, sshd, run_cli, tmp_path):
     remote, local, digests, lock_dir, env, slow_env = slow_pull
     cfg = write_config(tmp_path / "c.yml", {"pull": {"type": "rsync", "source": f"{sshd.alias}:{remote}/",
                                                      "target": f"{local}/"}})
-    first = start_cli(["sync", cfg], slow_env)
-    try:
-        wait_until(lambda: first.poll() is not None or received_bytes(local) > 300_000, 30, "the first run")
-        assert first.poll() is None, first.communicate()
+    with cli_running(["sync", cfg], slow_env, lambda: received_bytes(local) > 300_000) as first:
         before = tree_digest(local)
         second = run_cli(["sync", cfg], env=env)
         _refused(second, lock_dir)
@@ -73,10 +80,6 @@ def test_second_run_of_same_protocol_refuses_naming_the_lock(slow_pull, sshd, ru
         dry = run_cli(["sync", "-n", cfg], env=env)
         assert dry.returncode == 0, dry.stderr
         out, err = first.communicate(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 0, err
     assert tree_digest(local) == digests
     assert set(before) <= set(digests) | {p for p in before if "/." in "/" + p}
@@ -87,25 +90,16 @@ def test_second_run_of_same_protocol_refuses_naming_the_lock(slow_pull, sshd, ru
 
 def test_other_spelling_or_protocol_for_the_same_target_refuses(slow_pull, sshd, run_cli, tmp_path):
     remote, local, digests, lock_dir, env, slow_env = slow_pull
-    other_src = tmp_path / "other"
-    (other_src / "data").mkdir(parents=True)
-    (other_src / "data" / "part000.bin").write_bytes(b"would clobber the first run's file")
+    other_src = _clobbering_source(tmp_path / "other")
     cfg = write_config(tmp_path / "c.yml", {
         "pull": {"type": "rsync", "source": f"{sshd.alias}:{remote}/", "target": "local"},
         "same_place": {"type": "rsync", "source": f"{other_src}/", "target": f"{tmp_path}/x/../local/"},
     })
-    first = start_cli(["sync", cfg], slow_env, cwd=tmp_path)
-    try:
-        wait_until(lambda: first.poll() is not None or received_bytes(local) > 300_000, 30, "the first run")
-        assert first.poll() is None, first.communicate()
+    with cli_running(["sync", cfg], slow_env, lambda: received_bytes(local) > 300_000, cwd=tmp_path) as first:
         (tmp_path / "x").mkdir()
         second = run_cli(["sync", "-p", "same_place", cfg], env=env, cwd=tmp_path)
         _refused(second, lock_dir)
         out, err = first.communicate(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 0, err
     assert tree_digest(local) == digests
 
@@ -140,7 +134,7 @@ def test_s3_killed_run_leaves_no_writer_holding_the_lock(s3, run_cli, tmp_path):
             _refused(run_cli(["sync", "-p", protocol, cfg], env=env), lock_dir)
         first.kill()  # SIGKILL: no handler runs
         first.wait()
-        left = _wait_gone_psutil(marker, timeout=20)
+        left = wait_gone(marker, timeout=20)
         assert not left, f"children outlived a SIGKILLed flepimop-sync: {left}"
         wait_until(lambda: not _held(lock_dir), 10, "the lock to be released")
     finally:
@@ -150,35 +144,7 @@ def test_s3_killed_run_leaves_no_writer_holding_the_lock(s3, run_cli, tmp_path):
         kill_marked(marker)
     again = run_cli(["sync", cfg], env=env)
     assert again.returncode == 0, again.stderr
-    got = {k[len("run/"):]: hashlib.sha256(s3.get(bucket, k)).hexdigest() for k in s3.list(bucket, "run/")}
-    assert got == digests
-
-
-def _wait_gone_psutil(marker: str, timeout: float) -> dict[int, str]:
-    """Processes (psutil) whose command line or environment carries the marker, after waiting."""
-    import time
-
-    import psutil
-
-    def alive() -> dict[int, str]:
-        out = {}
-        for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-            try:
-                if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
-                    continue
-                cmd = " ".join(proc.info["cmdline"] or ())
-                if marker in cmd or marker in "".join(f"{k}={v}" for k, v in proc.environ().items()):
-                    out[proc.pid] = cmd
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-        return out
-
-    deadline = time.monotonic() + timeout
-    left = alive()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = alive()
-    return left
+    assert s3_digests(s3, bucket, "run/") == digests
 
 
 def _held(lock_dir) -> bool:
@@ -232,25 +198,16 @@ def test_local_spellings_and_nested_destinations_share_one_lock(slow_pull, sshd,
     remote, local, digests, lock_dir, env, slow_env = slow_pull
     target = {p.id: p.values[0] for p in _local_spellings(tmp_path, local)}[spelling]
     # beside tmp_path, not in it: a target above its own source is refused before any lock (issue 12)
-    other_src = tmp_path.parent / f"{tmp_path.name}-other"
-    (other_src / "data").mkdir(parents=True)
-    (other_src / "data" / "part000.bin").write_bytes(b"would clobber the first run's file")
+    other_src = _clobbering_source(tmp_path.parent / f"{tmp_path.name}-other")
     cfg = write_config(tmp_path / "c.yml", {
         "pull": {"type": "rsync", "source": f"{sshd.alias}:{remote}/", "target": f"{local}/"},
         "second": {"type": "rsync", "source": f"{other_src}/", "target": target, "mkpath": True},
     })
-    first = start_cli(["sync", cfg], slow_env, cwd=tmp_path)
-    try:
-        wait_until(lambda: first.poll() is not None or received_bytes(local) > 300_000, 30, "the first run")
-        assert first.poll() is None, first.communicate()
+    with cli_running(["sync", cfg], slow_env, lambda: received_bytes(local) > 300_000, cwd=tmp_path) as first:
         for extra in ([], ["--delete"]):
             second = run_cli(["sync", "-p", "second", *extra, cfg], env=env, cwd=tmp_path)
             _refused(second, lock_dir)
         out, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 0, err
     assert tree_digest(local) == digests  # nothing of the second run landed
 
@@ -265,17 +222,10 @@ def test_sibling_destinations_do_not_block_each_other(slow_pull, sshd, run_cli, 
         "pull": {"type": "rsync", "source": f"{sshd.alias}:{remote}/", "target": f"{local}/"},
         "sibling": {"type": "rsync", "source": f"{other_src}/", "target": f"{sibling}/"},
     })
-    first = start_cli(["sync", cfg], slow_env)
-    try:
-        wait_until(lambda: first.poll() is not None or received_bytes(local) > 300_000, 30, "the first run")
-        assert first.poll() is None, first.communicate()
+    with cli_running(["sync", cfg], slow_env, lambda: received_bytes(local) > 300_000) as first:
         second = run_cli(["sync", "-p", "sibling", cfg], env=env)
         assert second.returncode == 0, second.stderr
         out, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 0, err
     assert (sibling / "f.txt").read_text() == "x"
 
@@ -292,36 +242,23 @@ def test_remote_spellings_and_nested_destinations_share_one_lock(sshd, run_cli, 
     digests = make_big_tree(src, count=20, size=256 * 1024)
     remote = tmp_path / "remote"
     remote.mkdir()
-    lock_dir = tmp_path / "locks"
+    lock_dir, env, slow_env = _lock_envs(sshd, tmp_path)
     two_aliases = _second_config(tmp_path, sshd)
-    env = dict(sshd.env)
-    env["FLEPIMOP_SYNC_LOCK_DIR"] = str(lock_dir)
-    slow_env = dict(env)
-    slow_env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
     target = {
         "alias": f"hpc:{remote}/", "user@alias": f"root@hpc:{remote}", "other alias": f"other:{remote}/",
         "user@other alias": f"root@other:{remote}//", "trailing dot": f"hpc:{remote}/./",
         "nested below": f"other:{remote}/data/deeper", "parent above": f"root@hpc:{tmp_path}/",
     }[spelling]
-    other_src = tmp_path / "other_src"
-    (other_src / "data").mkdir(parents=True)
-    (other_src / "data" / "part000.bin").write_bytes(b"would clobber the first run's file")
+    other_src = _clobbering_source(tmp_path / "other_src")
     cfg = write_config(tmp_path / "c.yml", {
         "push": {"type": "rsync", "source": f"{src}/", "target": f"{sshd.alias}:{remote}/"},
         "second": {"type": "rsync", "source": f"{other_src}/", "target": target, "mkpath": True,
                    "rsh": f"ssh -F {two_aliases}"},
     })
-    first = start_cli(["sync", "-p", "push", cfg], slow_env)
-    try:
-        wait_until(lambda: first.poll() is not None or received_bytes(remote) > 300_000, 30, "the first run")
-        assert first.poll() is None, first.communicate()
+    with cli_running(["sync", "-p", "push", cfg], slow_env, lambda: received_bytes(remote) > 300_000) as first:
         second = run_cli(["sync", "-p", "second", "--delete", cfg], env=env)
         _refused(second, lock_dir)
         out, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 0, err
     assert tree_digest(remote) == digests
 

@@ -15,7 +15,8 @@ import json
 
 import pytest
 
-from reliability_helpers import write_config
+from helpers import write_config
+from trees import write_tree
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +68,8 @@ class World:
         self.backend, self.tmp, self.s3 = backend, tmp_path, s3
         self.env = None
         src_dir, dst_dir = tmp_path / "src", tmp_path / "dst"
-        self._write(src_dir, SOURCE)
-        self._write(dst_dir, {**TARGET_ONLY, **TARGET_VERSION})
+        write_tree(src_dir, SOURCE)
+        write_tree(dst_dir, {**TARGET_ONLY, **TARGET_VERSION})
         self.src_dir, self.dst_dir = src_dir, dst_dir
         if backend == "rsync-local":
             self.ptype, self.source, self.target = "rsync", f"{src_dir}/", f"{dst_dir}/"
@@ -90,12 +91,6 @@ class World:
                 s3.put(self.bucket, f"run/{rel}", data)
             self.ptype, self.source, self.target = "s3sync", f"s3://{self.bucket}/run/", f"{dst_dir}/"
             self.env = s3.env
-
-    @staticmethod
-    def _write(root, files):
-        for rel, data in files.items():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_bytes(data)
 
     def config(self, filters=None, delete=None):
         body = {"type": self.ptype, "source": self.source, "target": self.target}

@@ -18,29 +18,31 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
-from reliability_helpers import (
+from helpers import (
     assert_no_truncated_final,
     aws_throttle_config,
+    cli_running,
     make_big_tree,
+    put_random_objects,
     received_bytes,
-    start_cli,
+    s3_digests,
     throttled_rsh,
     tree_digest,
-    wait_until,
     write_config,
 )
 
 pytestmark = pytest.mark.integration
 
 
-def _kill_when(proc, started, server):
-    wait_until(lambda: proc.poll() is not None or started(), 30, "data to reach the target")
-    assert proc.poll() is None, f"the transfer finished before the fault: {proc.communicate()}"
-    server.stop()
-    out, err = proc.communicate(timeout=60)
+def _kill_when(args, env, started, server):
+    """Run the CLI, stop ``server`` once ``started()`` holds; (exit code, stdout, stderr)."""
+    with cli_running(args, env, started, what="data to reach the target") as proc:
+        server.stop()
+        out, err = proc.communicate(timeout=60)
     return proc.returncode, out, err
 
 
@@ -60,12 +62,7 @@ def test_sshd_killed_during_rsync(sshd, run_cli, tmp_path, direction):
     cfg = write_config(tmp_path / "c.yml", {"big": {"type": "rsync", "source": source, "target": target}})
     env = dict(sshd.env)
     env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=2_000_000)
-    proc = start_cli(["sync", cfg], env)
-    try:
-        code, out, err = _kill_when(proc, lambda: received_bytes(receiving) > 1_000_000, sshd)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, out, err = _kill_when(["sync", cfg], env, lambda: received_bytes(receiving) > 1_000_000, sshd)
     assert code == 1, (code, out, err)
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: protocol 'big': rsync failed (rsync exit"), err
@@ -82,10 +79,6 @@ def test_sshd_killed_during_rsync(sshd, run_cli, tmp_path, direction):
     assert tree_digest(source_root) == digests
 
 
-def _s3_digests(s3, bucket, prefix):
-    return {k[len(prefix):]: hashlib.sha256(s3.get(bucket, k)).hexdigest() for k in s3.list(bucket, prefix)}
-
-
 def test_s3_server_killed_during_upload(s3, run_cli, tmp_path):
     src = tmp_path / "src"
     digests = make_big_tree(src, count=4, size=1024 * 1024)
@@ -98,15 +91,8 @@ def test_s3_server_killed_during_upload(s3, run_cli, tmp_path):
     env = dict(s3.env)
     env["AWS_CONFIG_FILE"] = str(aws_throttle_config(tmp_path, "4MB/s", multipart_threshold="8MB"))
     env["AWS_MAX_ATTEMPTS"] = "2"  # fail fast once the server is gone
-    proc = start_cli(["sync", cfg], env)
-    try:
-        import time
-
-        t0 = time.monotonic()
-        code, out, err = _kill_when(proc, lambda: time.monotonic() - t0 > 2.5, s3)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    t0 = time.monotonic()
+    code, out, err = _kill_when(["sync", cfg], env, lambda: time.monotonic() - t0 > 2.5, s3)
     assert code == 1, (code, out, err)
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: protocol 'up': aws s3 sync failed (aws exit"), err
@@ -114,13 +100,13 @@ def test_s3_server_killed_during_upload(s3, run_cli, tmp_path):
     s3.start()
     if not s3.persistent:
         s3.client.create_bucket(Bucket=bucket)  # moto is in-memory: the bucket died with it
-    landed = _s3_digests(s3, bucket, "run/")
+    landed = s3_digests(s3, bucket, "run/")
     assert len(landed) < len(digests), "the upload finished before the fault"
     for rel, digest in landed.items():
         assert digests.get(rel) == digest, f"{rel} is truncated or corrupt under its final key"
     again = run_cli(["sync", cfg], env=s3.env)
     assert again.returncode == 0, again.stderr
-    assert _s3_digests(s3, bucket, "run/") == digests
+    assert s3_digests(s3, bucket, "run/") == digests
     assert tree_digest(src) == digests
 
 
@@ -129,11 +115,7 @@ def test_s3_server_killed_during_download(s3, run_cli, tmp_path):
     if not s3.persistent:
         pytest.skip("the S3 backend loses its data on restart")
     bucket = s3.make_bucket()
-    digests = {}
-    for i in range(8):
-        data = os.urandom(3 * 1024 * 1024)
-        s3.put(bucket, f"run/data/p{i}.bin", data)
-        digests[f"data/p{i}.bin"] = hashlib.sha256(data).hexdigest()
+    digests = put_random_objects(s3, bucket, "run/", count=8, size=3 * 1024 * 1024)
     local = tmp_path / "local"
     local.mkdir()
     cfg = write_config(tmp_path / "c.yml", {"down": {"type": "s3sync", "source": f"s3://{bucket}/run/",
@@ -141,12 +123,7 @@ def test_s3_server_killed_during_download(s3, run_cli, tmp_path):
     env = dict(s3.env)
     env["AWS_CONFIG_FILE"] = str(aws_throttle_config(tmp_path, "3MB/s", concurrency=2))
     env["AWS_MAX_ATTEMPTS"] = "2"  # fail fast once the server is gone
-    proc = start_cli(["sync", cfg], env)
-    try:
-        code, out, err = _kill_when(proc, lambda: received_bytes(local) > 1_000_000, s3)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, out, err = _kill_when(["sync", cfg], env, lambda: received_bytes(local) > 1_000_000, s3)
     assert code == 1, (code, out, err)
     assert "error: protocol 'down': aws s3 sync failed (aws exit" in err, err
     assert_no_truncated_final(local, digests)

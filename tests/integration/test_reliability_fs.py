@@ -16,20 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from reliability_helpers import write_config
+from helpers import write_config
+from trees import tree
 
 pytestmark = pytest.mark.integration
-
-
-def files_below(root: Path) -> dict[str, bytes]:
-    """{relative path: content} of the regular files below root (links not followed)."""
-    out = {}
-    for dirpath, dirnames, names in os.walk(root):
-        for name in names:
-            p = Path(dirpath) / name
-            if p.is_file() and not p.is_symlink():
-                out[str(p.relative_to(root))] = p.read_bytes()
-    return out
 
 
 def selection_of(stdout: str) -> set[str]:
@@ -60,7 +50,7 @@ def test_append_climbing_out_is_refused(tmp_path, run_cli, flag, value):
     done = run_cli(["sync", "--delete", flag, value, cfg])
     assert done.returncode == 2, done.stderr
     assert ("--target" if flag == "-t" else "--source") in done.stderr and "Traceback" not in done.stderr
-    assert files_below(dst) == {"keep.csv": b"keep"} and files_below(outside) == {"o.csv": b"outside"}
+    assert tree(dst, links=False) == {"keep.csv": b"keep"} and tree(outside, links=False) == {"o.csv": b"outside"}
 
 
 # -- delete and --reverse (15.1) -----------------------------------------------------------------------
@@ -162,7 +152,7 @@ def test_s3_download_delete_never_follows_a_link_in_the_target(tmp_path, run_cli
     assert json.loads(dry.stdout)["would_delete"] == ["stale.csv"]
     done = run_cli(["sync", cfg], env=s3.env)
     assert done.returncode == 0, done.stderr
-    assert files_below(outside) == {"od/g.csv": b"outside", "o.csv": b"outside file"}
+    assert tree(outside, links=False) == {"od/g.csv": b"outside", "o.csv": b"outside file"}
     assert not (dst / "stale.csv").exists() and (dst / "a.csv").read_bytes() == b"a"
     assert (dst / "link").is_symlink() and (dst / "flink.csv").is_symlink()
 
@@ -214,9 +204,9 @@ def test_rsync_delete_keeps_directories_and_never_follows_links(tmp_path, run_cl
     done = run_cli(["sync", "--json", "--delete", cfg], env=env)
     assert done.returncode == 0, done.stderr
     assert set(json.loads(done.stdout)["deleted"]) == expected
-    assert files_below(dst) == {"r1/a.csv": b"a"}
+    assert tree(dst, links=False) == {"r1/a.csv": b"a"}
     assert (dst / "empty").is_dir() and (dst / "r2" / "sub").is_dir(), "--delete removed a directory"
-    assert files_below(outside) == {"o.csv": b"outside"}
+    assert tree(outside, links=False) == {"o.csv": b"outside"}
 
 
 # -- hostile names: the listing is exact, the dry run equals what arrives (15.4) ---------------------------
@@ -259,8 +249,8 @@ def test_s3_download_of_hostile_keys_is_exact(tmp_path, run_cli, s3, filters):
     assert selection_of(dry.stdout) == expected
     done = run_cli(["sync", cfg], env=s3.env)
     assert done.returncode == 0, done.stderr
-    assert set(files_below(dst)) == expected
-    assert all(files_below(dst)[n] == data[n] for n in expected)
+    assert set(tree(dst, links=False)) == expected
+    assert all(tree(dst, links=False)[n] == data[n] for n in expected)
 
 
 def test_rsync_pull_listing_of_hostile_names_is_exact(tmp_path, run_cli, sshd):
@@ -278,7 +268,7 @@ def test_rsync_pull_listing_of_hostile_names_is_exact(tmp_path, run_cli, sshd):
     assert set(json.loads(dry.stdout)["would_delete"]) == {" stale lead.csv", "stale\nbreak.csv"}
     done = run_cli(["sync", "--delete", cfg], env=sshd.env)
     assert done.returncode == 0, done.stderr
-    assert files_below(dst) == data
+    assert tree(dst, links=False) == data
     assert os.readlink(dst / "link -> out.csv") == "/etc/passwd"  # copied as a link
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reliability_helpers import write_config
+from helpers import write_config
+from trees import tree, write_tree
 
 pytestmark = pytest.mark.integration
 
@@ -86,14 +87,8 @@ def expect_clean_failure(code, err):
 
 def seed(root: Path) -> dict[str, bytes]:
     files = {"f.txt": b"payload\n", "sub/g.csv": b"1,2\n"}
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
+    write_tree(root, files)
     return files
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,17 +12,14 @@ import json
 import os
 import secrets
 import string
-import sys
 from pathlib import Path
 
 import pytest
 
-from reliability_helpers import REPO_ROOT, write_config
+from helpers import write_config
+from testbed import S3Server
 
 pytestmark = pytest.mark.integration
-
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-from testbed import S3Server  # noqa: E402
 
 
 def _random(n, alphabet=string.ascii_letters + string.digits + "/+"):

@@ -13,20 +13,21 @@ import signal
 
 import pytest
 
-from reliability_helpers import (
+from helpers import (
     MARK_VAR,
     assert_no_truncated_final,
     aws_throttle_config,
+    cli_running,
     kill_marked,
     make_big_tree,
     marked_pids,
     new_mark,
+    put_random_objects,
     received_bytes,
-    start_cli,
+    s3_digests,
     throttled_rsh,
     tree_digest,
     wait_gone,
-    wait_until,
     write_config,
 )
 
@@ -37,15 +38,24 @@ SIGINT_ONLY = [SIGNALS[0]]
 SIGTERM_ONLY = [SIGNALS[1]]
 
 
-def _interrupt(proc, marker, started, signum, expected_code):
-    """Wait for ``started()`` (children running, data flowing), signal flepimop, check the end."""
+def _slow_ssh_env(sshd, tmp_path, marker):
+    """The test sshd's env with rsync's remote shell through a 1 MB/s relay, children marked."""
+    return dict(sshd.env, RSYNC_RSH=throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000), **{MARK_VAR: marker})
+
+
+def _slow_s3_env(s3, tmp_path, marker):
+    """The S3 server's env with the aws CLI held to 1 MB/s, children marked."""
+    return dict(s3.env, AWS_CONFIG_FILE=str(aws_throttle_config(tmp_path, "1MB/s")), **{MARK_VAR: marker})
+
+
+def _interrupt(args, env, marker, started, signum, expected_code):
+    """Run the CLI, wait for ``started()`` (children running, data flowing), signal it, check the end."""
     try:
-        wait_until(lambda: proc.poll() is not None or started(), 30, "the transfer to start")
-        assert proc.poll() is None, f"finished before it could be interrupted: {proc.communicate()}"
-        children = marked_pids(marker, exclude=[proc.pid])
-        assert any("rsync" in c or "aws" in c for c in children.values()), children
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=30)
+        with cli_running(args, env, started, what="the transfer to start") as proc:
+            children = marked_pids(marker, exclude=[proc.pid])
+            assert any("rsync" in c or "aws" in c for c in children.values()), children
+            proc.send_signal(signum)
+            out, err = proc.communicate(timeout=30)
         assert proc.returncode == expected_code, (proc.returncode, out, err)
         assert "interrupted" in err and signal.Signals(signum).name in err, err
         assert "Traceback" not in err, err
@@ -53,9 +63,6 @@ def _interrupt(proc, marker, started, signum, expected_code):
         assert not left, f"processes left behind after {signal.Signals(signum).name}: {left}"
         return out, err
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         kill_marked(marker)
 
 
@@ -68,11 +75,8 @@ def test_signal_during_rsync_push_over_ssh(sshd, run_cli, tmp_path, signum, code
     remote_dir.mkdir(parents=True)
     cfg = write_config(tmp_path / "c.yml", {"push": {"type": "rsync", "source": f"{src}/",
                                                      "target": f"{sshd.alias}:{remote_dir}/"}})
-    env = dict(sshd.env)
-    env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
-    env[MARK_VAR] = marker
-    proc = start_cli(["sync", cfg], env)
-    _interrupt(proc, marker, lambda: received_bytes(remote_dir) > 200_000, signum, code)
+    env = _slow_ssh_env(sshd, tmp_path, marker)
+    _interrupt(["sync", cfg], env, marker, lambda: received_bytes(remote_dir) > 200_000, signum, code)
     assert tree_digest(src) == digests, "the source changed"
     assert_no_truncated_final(remote_dir, digests)
     assert set(tree_digest(remote_dir)) <= set(digests), sorted(tree_digest(remote_dir))  # no temp debris
@@ -91,11 +95,8 @@ def test_signal_during_rsync_pull_over_ssh(sshd, run_cli, tmp_path, signum, code
     local.mkdir()
     cfg = write_config(tmp_path / "c.yml", {"pull": {"type": "rsync", "source": f"{sshd.alias}:{remote_src}/",
                                                      "target": f"{local}/"}})
-    env = dict(sshd.env)
-    env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
-    env[MARK_VAR] = marker
-    proc = start_cli(["sync", cfg], env)
-    _interrupt(proc, marker, lambda: received_bytes(local) > 200_000, signum, code)
+    env = _slow_ssh_env(sshd, tmp_path, marker)
+    _interrupt(["sync", cfg], env, marker, lambda: received_bytes(local) > 200_000, signum, code)
     assert_no_truncated_final(local, digests)
     assert set(tree_digest(local)) <= set(digests), sorted(tree_digest(local))  # no temp debris
     again = run_cli(["sync", cfg], env=sshd.env)
@@ -112,21 +113,15 @@ def test_signal_during_s3_upload(s3, run_cli, tmp_path, signum, code):
     bucket = s3.make_bucket()
     cfg = write_config(tmp_path / "c.yml", {"up": {"type": "s3sync", "source": f"{src}/",
                                                    "target": f"s3://{bucket}/run/"}})
-    env = dict(s3.env)
-    env["AWS_CONFIG_FILE"] = str(aws_throttle_config(tmp_path, "1MB/s"))
-    env[MARK_VAR] = marker
-    proc = start_cli(["sync", cfg], env)
-    _interrupt(proc, marker, lambda: s3.list(bucket) or len(marked_pids(marker)) > 1 and _aws_running(marker),
-               signum, code)
+    env = _slow_s3_env(s3, tmp_path, marker)
+    _interrupt(["sync", cfg], env, marker,
+               lambda: s3.list(bucket) or len(marked_pids(marker)) > 1 and _aws_running(marker), signum, code)
     for key, size in s3.list(bucket).items():  # what landed is whole
         rel = key[len("run/"):]
         assert rel in digests and size == 1024 * 1024, (key, size)
     again = run_cli(["sync", cfg], env=s3.env)
     assert again.returncode == 0, again.stderr
-    import hashlib
-
-    got = {k[len("run/"):]: hashlib.sha256(s3.get(bucket, k)).hexdigest() for k in s3.list(bucket)}
-    assert got == digests
+    assert s3_digests(s3, bucket, "") == {f"run/{rel}": digest for rel, digest in digests.items()}
 
 
 def _aws_running(marker: str) -> bool:
@@ -139,27 +134,18 @@ def _aws_running(marker: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("signum,code", SIGNALS)
+@pytest.mark.parametrize("signum,code", [*SIGNALS, pytest.param(signal.SIGHUP, 129, id="SIGHUP")])
 def test_signal_during_s3_download(s3, run_cli, tmp_path, signum, code):
     marker = new_mark()
     bucket = s3.make_bucket()
-    digests = {}
-    import hashlib
-    import os
-
-    for i in range(6):
-        data = os.urandom(1024 * 1024)
-        s3.put(bucket, f"run/data/p{i}.bin", data)
-        digests[f"data/p{i}.bin"] = hashlib.sha256(data).hexdigest()
+    digests = put_random_objects(s3, bucket, "run/", count=6, size=1024 * 1024)
     local = tmp_path / marker / "local"
     local.mkdir(parents=True)
     cfg = write_config(tmp_path / "c.yml", {"down": {"type": "s3sync", "source": f"s3://{bucket}/run/",
                                                      "target": f"{local}/"}})
-    env = dict(s3.env)
-    env["AWS_CONFIG_FILE"] = str(aws_throttle_config(tmp_path, "1MB/s"))
-    env[MARK_VAR] = marker
-    proc = start_cli(["sync", cfg], env)
-    _interrupt(proc, marker, lambda: received_bytes(local) > 100_000, signum, code)
+    env = _slow_s3_env(s3, tmp_path, marker)
+    _interrupt(["sync", cfg], env, marker, lambda: received_bytes(local) > 100_000, signum, code)
+    assert not wait_gone(marker, timeout=5)
     assert_no_truncated_final(local, digests)
     # aws downloads to 'name.XXXXXXXX' and renames: an interrupted run must not leave those
     # temps behind (a later push of this directory would upload them).
@@ -171,40 +157,12 @@ def test_signal_during_s3_download(s3, run_cli, tmp_path, signum, code):
 
 # ----------------------------------------------------------------------------------------------
 # SIGHUP (the terminal or the ssh session closed) is an interruption like SIGINT/SIGTERM: every
-# child stops, locally and on the ssh host, exit 129, and a rerun completes.  A SIGKILLed
+# child stops, locally and on the ssh host, exit 129, and a rerun completes (for S3:
+# test_signal_during_s3_download[SIGHUP] above).  A SIGKILLed
 # flepimop-sync (no handler can run) still leaves nothing running: its children get
-# PR_SET_PDEATHSIG.  Processes are found with psutil: by the marker in their environment (local
-# children) or command line (the remote ``rsync --server`` names the marked target path).
-
-def _marked_psutil(marker: str, exclude=()) -> dict[int, str]:
-    import os
-
-    import psutil
-
-    out = {}
-    skip = {os.getpid(), *exclude}
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-        try:
-            if proc.pid in skip or proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            cmd = " ".join(proc.info["cmdline"] or ())
-            if marker in cmd or any(marker in v for v in proc.environ().values()):
-                out[proc.pid] = cmd
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return out
-
-
-def _gone(marker: str, timeout: float) -> dict[int, str]:
-    import time
-
-    deadline = time.monotonic() + timeout
-    left = _marked_psutil(marker)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = _marked_psutil(marker)
-    return left
-
+# PR_SET_PDEATHSIG.  Processes are found (helpers.marked_pids, psutil) by the marker in their
+# environment (local children) or command line (the remote ``rsync --server`` names the marked
+# target path).
 
 @pytest.mark.parametrize("direction", ["push", "pull"])
 @pytest.mark.parametrize("how", ["SIGHUP", "SIGKILL"])
@@ -219,57 +177,24 @@ def test_hangup_or_kill_during_rsync_over_ssh_leaves_nothing_running(sshd, run_c
     ends = ({"source": f"{here}/", "target": remote_end} if direction == "push"
             else {"source": remote_end, "target": f"{here}/"})
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", **ends}})
-    env = dict(sshd.env)
-    env["RSYNC_RSH"] = throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000)
-    env[MARK_VAR] = marker
-    proc = start_cli(["sync", cfg], env)
+    env = _slow_ssh_env(sshd, tmp_path, marker)
     try:
-        wait_until(lambda: proc.poll() is not None or received_bytes(dst) > 200_000, 30, "the transfer to start")
-        assert proc.poll() is None, proc.communicate()
-        running = _marked_psutil(marker, exclude=[proc.pid])
-        assert any("rsync" in c and "--server" in c for c in running.values()), running  # the remote rsync
-        proc.send_signal(getattr(signal, how))
-        out, err = proc.communicate(timeout=30)
+        with cli_running(["sync", cfg], env, lambda: received_bytes(dst) > 200_000,
+                         what="the transfer to start") as proc:
+            running = marked_pids(marker, exclude=[proc.pid])
+            assert any("rsync" in c and "--server" in c for c in running.values()), running  # the remote rsync
+            proc.send_signal(getattr(signal, how))
+            out, err = proc.communicate(timeout=30)
         if how == "SIGHUP":
             assert proc.returncode == 129, (proc.returncode, out, err)
             assert "interrupted by SIGHUP" in err and "Traceback" not in err, err
         else:
             assert proc.returncode == -signal.SIGKILL
-        left = _gone(marker, timeout=15)
+        left = wait_gone(marker, timeout=15)
         assert not left, f"processes left behind after {how} (local or remote rsync/ssh): {left}"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         kill_marked(marker)
     assert_no_truncated_final(dst, digests)
     again = run_cli(["sync", cfg], env=sshd.env)
     assert again.returncode == 0, again.stderr
     assert tree_digest(dst) == digests
-
-
-def test_hangup_during_s3_download(s3, run_cli, tmp_path):
-    import hashlib
-    import os
-
-    marker = new_mark()
-    bucket = s3.make_bucket()
-    digests = {}
-    for i in range(6):
-        data = os.urandom(1024 * 1024)
-        s3.put(bucket, f"run/data/p{i}.bin", data)
-        digests[f"data/p{i}.bin"] = hashlib.sha256(data).hexdigest()
-    local = tmp_path / marker / "local"
-    local.mkdir(parents=True)
-    cfg = write_config(tmp_path / "c.yml", {"down": {"type": "s3sync", "source": f"s3://{bucket}/run/",
-                                                     "target": f"{local}/"}})
-    env = dict(s3.env)
-    env["AWS_CONFIG_FILE"] = str(aws_throttle_config(tmp_path, "1MB/s"))
-    env[MARK_VAR] = marker
-    proc = start_cli(["sync", cfg], env)
-    _interrupt(proc, marker, lambda: received_bytes(local) > 100_000, signal.SIGHUP, 129)
-    assert not _gone(marker, timeout=5)
-    assert set(tree_digest(local)) <= set(digests), sorted(tree_digest(local))  # no temp debris
-    again = run_cli(["sync", cfg], env=s3.env)
-    assert again.returncode == 0, again.stderr
-    assert tree_digest(local) == digests

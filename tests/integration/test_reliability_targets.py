@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from reliability_helpers import assert_no_truncated_final, make_big_tree, tree_digest, write_config
+from helpers import assert_no_truncated_final, make_big_tree, put_random_objects, tree_digest, write_config
+from trees import write_tree
 
 pytestmark = pytest.mark.integration
 
@@ -52,16 +53,19 @@ def mounts():
 
 def _small_tree(root: Path) -> dict[str, str]:
     files = {"a/one.csv": b"1,2,3\n", "a/b/two.parquet": os.urandom(3000), "three.txt": b"three\n"}
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
+    write_tree(root, files)
     return {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
 
 
-def _error_line(done) -> str:
+def _failure_line(done, tool: str | None = None) -> str:
+    """A runtime failure (exit 1) without a traceback: its error line, which says that ``tool``
+    (the step) failed when one is named."""
+    assert done.returncode == 1, done
     lines = done.stderr.strip().splitlines()
     assert lines, done
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr
+    if tool:
+        assert lines[-1].startswith(f"error: protocol 'p': {tool} failed"), lines[-1]
     return lines[-1]
 
 
@@ -73,9 +77,7 @@ def test_readonly_local_target_rsync(tmp_path, run_cli, mounts):
     target = readonly(tmp_path / "ro")
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{target}/"}})
     done = run_cli(["sync", cfg])
-    assert done.returncode == 1, done
-    line = _error_line(done)
-    assert line.startswith("error: protocol 'p': rsync failed"), line
+    line = _failure_line(done, "rsync")
     assert "Read-only file system" in line or "read-only" in line, line
     assert tree_digest(src) == digests
     assert tree_digest(target) == {}
@@ -89,9 +91,7 @@ def test_readonly_remote_target_rsync_over_ssh(tmp_path, run_cli, mounts, sshd):
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{src}/",
                                                   "target": f"{sshd.alias}:{target}/"}})
     done = run_cli(["sync", cfg], env=sshd.env)
-    assert done.returncode == 1, done
-    line = _error_line(done)
-    assert line.startswith("error: protocol 'p': rsync failed"), line
+    line = _failure_line(done, "rsync")
     assert "Read-only file system" in line or "read-only" in line, line
     assert tree_digest(src) == digests
 
@@ -105,9 +105,7 @@ def test_readonly_local_target_s3_download(tmp_path, run_cli, mounts, s3):
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/run/",
                                                   "target": f"{target}/"}})
     done = run_cli(["sync", cfg], env=s3.env)
-    assert done.returncode == 1, done
-    line = _error_line(done)
-    assert line.startswith("error: protocol 'p': aws s3 sync failed"), line
+    line = _failure_line(done, "aws s3 sync")
     assert "read-only" in line.lower(), line
     assert s3.list(bucket) == {"run/a.csv": 1, "run/sub/b.csv": 1}
 
@@ -120,9 +118,7 @@ def test_full_filesystem_rsync(tmp_path, run_cli, mounts):
     target = tmpfs(tmp_path / "small")
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{target}/"}})
     done = run_cli(["sync", cfg])
-    assert done.returncode == 1, done
-    line = _error_line(done)
-    assert line.startswith("error: protocol 'p': rsync failed"), line
+    line = _failure_line(done, "rsync")
     assert "No space left on device" in line or "full" in line, line
     assert tree_digest(src) == digests
     assert_no_truncated_final(target, digests)
@@ -132,18 +128,12 @@ def test_full_filesystem_rsync(tmp_path, run_cli, mounts):
 def test_full_filesystem_s3_download(tmp_path, run_cli, mounts, s3):
     _, tmpfs = mounts
     bucket = s3.make_bucket()
-    digests = {}
-    for i in range(5):
-        data = os.urandom(700 * 1024)
-        s3.put(bucket, f"run/data/p{i}.bin", data)
-        digests[f"data/p{i}.bin"] = hashlib.sha256(data).hexdigest()
+    digests = put_random_objects(s3, bucket, "run/", count=5, size=700 * 1024)
     target = tmpfs(tmp_path / "small")
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/run/",
                                                   "target": f"{target}/"}})
     done = run_cli(["sync", cfg], env=s3.env)
-    assert done.returncode == 1, done
-    line = _error_line(done)
-    assert line.startswith("error: protocol 'p': aws s3 sync failed"), line
+    line = _failure_line(done, "aws s3 sync")
     assert "full" in line or "No space left" in line, line
     assert_no_truncated_final(target, digests)
     assert set(tree_digest(target)) <= set(digests), sorted(tree_digest(target))  # no temp debris
@@ -158,9 +148,7 @@ def test_missing_remote_parent_without_mkpath(tmp_path, run_cli, sshd):
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{src}/",
                                                   "target": f"{sshd.alias}:{target}/"}})
     done = run_cli(["sync", cfg], env=sshd.env)
-    assert done.returncode == 1, done
-    line = _error_line(done)
-    assert line.startswith("error: protocol 'p': rsync failed"), line
+    line = _failure_line(done, "rsync")
     assert "--mkpath" in line, line
     assert not (tmp_path / "remote").exists()
     assert tree_digest(src) == digests
@@ -176,8 +164,7 @@ def test_missing_local_parent_without_mkpath(tmp_path, run_cli):
     target = tmp_path / "missing" / "deeper"
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{target}/"}})
     done = run_cli(["sync", cfg])
-    assert done.returncode == 1, done
-    line = _error_line(done)
+    line = _failure_line(done)
     assert "--mkpath" in line, line
     assert not (tmp_path / "missing").exists()
     done = run_cli(["sync", cfg, "--mkpath"])
@@ -191,7 +178,6 @@ def test_missing_bucket(tmp_path, run_cli, s3):
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{src}/",
                                                   "target": "s3://no-such-bucket-reliability/run/"}})
     done = run_cli(["sync", cfg], env=s3.env)
-    assert done.returncode == 1, done
-    line = _error_line(done)
+    line = _failure_line(done)
     assert "aws s3 sync failed" in line and "bucket does not exist" in line, line
     assert tree_digest(src) == digests

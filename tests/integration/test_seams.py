@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import shutil
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_s3_engine import make_tree, write_config  # noqa: E402
+from helpers import write_config
+from trees import write_tree
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +33,7 @@ def closed_port() -> int:
 def test_unreachable_endpoint_fails_promptly_without_secrets(s3, run_cli, tmp_path, engine, seconds):
     if engine == "rclone" and not shutil.which("rclone"):
         pytest.skip("rclone not installed")
-    src = make_tree(tmp_path / "src", {"a/x.csv": b"1"})
+    src = write_tree(tmp_path / "src", {"a/x.csv": b"1"})
     endpoint = f"http://user:{SECRET}@127.0.0.1:{closed_port()}"
     cfg = write_config(tmp_path / "c.yml", {"up": {"type": "s3sync", "source": str(src),
                                                    "target": "s3://bucket/p/", "endpoint_url": endpoint}})
@@ -59,7 +57,7 @@ def test_delete_true_reverse_and_dry_run_after_sync_in_a_glob_cwd(s3, run_cli, t
         pytest.skip("rclone not installed")
     bucket = s3.make_bucket()
     cwd = tmp_path / "runs [1]*"
-    make_tree(cwd / "out", {"a/x.csv": b"1", "b?.txt": b"22"})
+    write_tree(cwd / "out", {"a/x.csv": b"1", "b?.txt": b"22"})
     cfg = write_config(tmp_path / "c.yml", {"up": {"type": "s3sync", "source": "out", "target": f"s3://{bucket}/p/",
                                                    "endpoint_url": s3.endpoint, "delete": True}})
     done = run_cli(["sync", "--engine", engine, str(cfg)], env=s3.env, cwd=str(cwd))
@@ -86,9 +84,9 @@ def test_delete_dry_run_names_exactly_what_the_run_deletes(s3, run_cli, tmp_path
     files = {"keep/a.csv": b"1", "keep/b.csv": b"2"}
     stale = {"keep/old.csv": b"s", "keep/[x]*.csv": b"g", "other.txt": b"unselected"}
     filters = ["keep/**"]
-    src = make_tree(tmp_path / "src", files)
+    src = write_tree(tmp_path / "src", files)
     if kind == "rsync":
-        dst = make_tree(tmp_path / "dst" / "src", {**files, **stale})
+        dst = write_tree(tmp_path / "dst" / "src", {**files, **stale})
         proto = {"type": "rsync", "source": str(src), "target": str(tmp_path / "dst"), "filters": filters}
         remaining = lambda: sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())  # noqa: E731
     elif kind.startswith("s3up"):
@@ -102,7 +100,7 @@ def test_delete_dry_run_names_exactly_what_the_run_deletes(s3, run_cli, tmp_path
         bucket = s3.make_bucket()
         for rel, data in files.items():
             s3.put(bucket, f"p/{rel}", data)
-        dst = make_tree(tmp_path / "dst", {**files, **stale})
+        dst = write_tree(tmp_path / "dst", {**files, **stale})
         proto = {"type": "s3sync", "source": f"s3://{bucket}/p/", "target": str(dst), "filters": filters,
                  "endpoint_url": s3.endpoint}
         remaining = lambda: sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())  # noqa: E731

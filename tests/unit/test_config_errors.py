@@ -109,7 +109,7 @@ MALFORMED = [
 
 # Hostile YAML: refused quickly (exit 2, one line naming the file), whatever the parser.
 _BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")) + \
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + \
     "sync:\n  p: {type: rsync, source: a, target: b, filters: *i}\n"
 _MERGE_BOMB = "m0: &m0 {k: 1}\n" + "".join(
     f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], x{i}: 1}}\n" for i in range(1, 40)) + \
@@ -215,8 +215,16 @@ def test_malformed_config_is_refused(run, tmp_path, name, text, fragments):
     assert sorted(os.listdir(tmp_path)) == before  # nothing on disk changed
 
 
-def test_at_least_25_malformed_configs():
-    assert len(MALFORMED) >= 25
+def test_malformed_configs_are_refused_for_25_different_reasons(run, tmp_path):
+    """The table is broad: at least 25 different one-line refusals, not one message 25 times."""
+    cfg = tmp_path / "bad config.yml"
+    reasons = set()
+    for name, text, _ in MALFORMED:
+        cfg.write_text(textwrap.dedent(text))
+        code, _, err = run("sync", "-n", str(cfg))
+        assert code == 2, (name, err)
+        reasons.add(err.strip().replace(str(cfg), "{file}"))
+    assert len(reasons) >= 25, sorted(reasons)
 
 
 CLI_ERRORS = [

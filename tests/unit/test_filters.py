@@ -6,12 +6,8 @@ import dataclasses
 import fnmatch
 import os
 import random
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trees import (  # noqa: E402
     WORKED_CASES,
@@ -404,7 +400,7 @@ def test_select_local_matches_selects_on_random_trees(tmp_path):
             assert [p for p, _ in f.select_paths((p, 0) for p in paths)] == expect, (seed, f.as_texts())
 
 
-def test_select_local_symlinks_and_pruning(tmp_path):
+def test_select_local_symlinks_and_pruning(tmp_path, monkeypatch):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f.csv").write_text("abc")
     (tmp_path / "llik").mkdir()
@@ -415,15 +411,25 @@ def test_select_local_symlinks_and_pruning(tmp_path):
     assert got == [("d/f.csv", 3), ("dangling.csv", 0), ("link_to_d", 0), ("llik/f.csv", 1)]
     assert fl("- llik/").select_local(tmp_path) == [("d/f.csv", 3), ("dangling.csv", 0), ("link_to_d", 0)]
     assert fl("+ *.csv", "- *").select_local(tmp_path) == [("d/f.csv", 3), ("dangling.csv", 0), ("llik/f.csv", 1)]
-    # a pruned directory is never opened
+    # a pruned directory is never opened: opening "locked" fails as for an unreadable directory
+    # (chmod 0 cannot stop root, so the refusal is made here, for any user)
     (tmp_path / "locked").mkdir()
     (tmp_path / "locked" / "x").write_text("")
-    os.chmod(tmp_path / "locked", 0)
-    try:
-        if os.geteuid() != 0:
-            assert fl("- /locked").select_local(tmp_path)[-1] == ("llik/f.csv", 1)
-    finally:
-        os.chmod(tmp_path / "locked", 0o755)
+    locked = os.fsencode(tmp_path / "locked")
+    real_open, real_scandir = os.open, os.scandir
+
+    def refuse(real):
+        def opener(path, *args, **kwargs):
+            if os.fsencode(path).rstrip(b"/") == locked:
+                raise PermissionError(13, "Permission denied", path)
+            return real(path, *args, **kwargs)
+        return opener
+
+    monkeypatch.setattr(os, "open", refuse(real_open))
+    monkeypatch.setattr(os, "scandir", refuse(real_scandir))
+    assert fl("- /locked").select_local(tmp_path)[-1] == ("llik/f.csv", 1)
+    with pytest.raises(PermissionError):  # not pruned: it is opened
+        fl("- /nothing").select_local(tmp_path)
 
 
 def test_select_paths_unicode_and_order():

@@ -1,13 +1,11 @@
 """workflow/scripts/calibrate.py: the batch-calibrate argv built from `calibrate.batch_calibrate`."""
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "workflow" / "scripts"
-sys.path.insert(0, str(SCRIPTS))
 _spec = importlib.util.spec_from_file_location("calibrate_script", SCRIPTS / "calibrate.py")
 calibrate = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(calibrate)

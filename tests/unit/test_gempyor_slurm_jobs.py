@@ -5,13 +5,10 @@ tests/integration/test_gempyor_calibrate.py and test_gempyor_slurm_wait.py.
 """
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow" / "scripts"))
-import slurm_jobs  # noqa: E402
+import slurm_jobs
 
 # What gempyor 2.1's `flepimop batch-calibrate --slurm -vv` prints for an array and its sync job.
 LOG = """\

@@ -20,11 +20,14 @@ import pytest
 HEAVY = ("snakemake", "boto3", "botocore", "awscli", "s3transfer", "moto")
 
 
+def checkout_env() -> dict[str, str]:
+    """os.environ with only this checkout's src/ on PYTHONPATH (installed or not, no test helpers)."""
+    return dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+
+
 def imported_modules(args: list[str], cwd: Path | None = None) -> set[str]:
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "flepimop_sync", *args],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+                          capture_output=True, text=True, env=checkout_env(), cwd=cwd, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     modules = set()
     for line in done.stderr.splitlines():
@@ -86,7 +89,7 @@ def test_invalid_config_still_gets_jsonschema_error(tmp_path):
     cfg = tmp_path / "bad.yml"
     cfg.write_text("sync:\n  p:\n    type: rsync\n    source: a/\n    target: b/\n    mkpath: 'yes'\n")
     done = subprocess.run([sys.executable, "-m", "flepimop_sync", "sync", "--plan", str(cfg)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, env=checkout_env(), timeout=120)
     assert done.returncode == 2
     assert "mkpath" in done.stderr and "true or false" in done.stderr, done.stderr
 

@@ -4,17 +4,13 @@ selections split into several cheap aws runs that together select exactly the ev
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from trees import random_filter_list, random_tree_paths
 
-from trees import random_filter_list, random_tree_paths  # noqa: E402
-
-from flepimop_sync.filters import build_rules  # noqa: E402
-from flepimop_sync.s3filters import (  # noqa: E402
+from flepimop_sync.filters import build_rules
+from flepimop_sync.s3filters import (
     aws_select_paths,
     choose_aws_filter_args,
     explicit_aws_runs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,8 @@ def test_cli_snakemake_rules_and_smk_do_not_import_snakemake(cfg):
             "try:\n    main(['sync', '--snakemake-rules', sys.argv[1]])\n"
             "except SystemExit as e:\n    assert e.code == 0, e.code\n"
             "assert 'snakemake' not in sys.modules, 'snakemake imported'")
-    done = subprocess.run([sys.executable, "-c", code, cfg], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code, cfg], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(REPO / "src")))  # this checkout, installed or not
     assert done.returncode == 0, done.stderr
     assert "rule sync_resume:" in done.stdout
 

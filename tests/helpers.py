@@ -1,7 +1,9 @@
-"""Shared helpers of the reliability suite (tests/integration/test_reliability_*.py).
+"""Shared helpers of the suite: configs, files, S3 objects, background CLI runs and processes.
 
-Nothing here talks to anything but 127.0.0.1: ssh always goes through the test bed's ``-F``
-config (``sshd.env``), S3 through the test bed's loopback endpoint with dummy credentials.
+File trees themselves (building and reading them) live in tests/trees.py.  Both are found through
+pytest's ``pythonpath`` (pyproject.toml).  Nothing here talks to anything but 127.0.0.1: ssh
+always goes through the test bed's ``-F`` config (``sshd.env``), S3 through the test bed's
+loopback endpoint with dummy credentials.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
+import psutil
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 MARK_VAR = "FLEPIMOP_RELIABILITY_MARK"
 
 # A relay that rate-limits both directions of a remote shell (used as RSYNC_RSH prefix), so a
@@ -60,6 +64,7 @@ sys.exit(child.wait())
 
 
 def write_config(path: Path, protocols: dict) -> Path:
+    """A flepiMoP config at ``path`` whose ``sync:`` section is ``protocols``; returns path."""
     path.write_text(yaml.safe_dump({"sync": protocols}, sort_keys=False, allow_unicode=True))
     return path
 
@@ -76,6 +81,23 @@ def tree_digest(root: Path) -> dict[str, str]:
         if p.is_file() and not p.is_symlink():
             out[str(p.relative_to(root))] = sha(p)
     return out
+
+
+def put_random_objects(s3, bucket: str, prefix: str, count: int, size: int,
+                       sub: str = "data") -> dict[str, str]:
+    """``count`` objects of ``size`` random bytes at ``prefix + sub/pI.bin``; their digests by
+    the path below the prefix (as a download lands them)."""
+    digests = {}
+    for i in range(count):
+        data = os.urandom(size)
+        s3.put(bucket, f"{prefix}{sub}/p{i}.bin", data)
+        digests[f"{sub}/p{i}.bin"] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+def s3_digests(s3, bucket: str, prefix: str) -> dict[str, str]:
+    """{key below prefix: sha256} of the objects under ``prefix``."""
+    return {k[len(prefix):]: hashlib.sha256(s3.get(bucket, k)).hexdigest() for k in s3.list(bucket, prefix)}
 
 
 def make_big_tree(root: Path, count: int = 20, size: int = 5 * 1024 * 1024, sub: str = "data") -> dict[str, str]:
@@ -129,49 +151,41 @@ def start_cli(args: Iterable[str], env: Mapping[str, str], cwd: Path | None = No
     )
 
 
+@contextmanager
+def cli_running(args: Iterable[str], env: Mapping[str, str], until: Callable[[], object], *,
+                cwd: Path | None = None, what: str = "the first run", timeout: float = 30
+                ) -> Iterator[subprocess.Popen]:
+    """A background CLI run (start_cli) caught half-way: yields once ``until()`` holds while it
+    still runs (it must not have finished: then nothing could be tested against it), and kills
+    it on the way out if the test left it running."""
+    proc = start_cli(args, env, cwd)
+    try:
+        wait_until(lambda: proc.poll() is not None or until(), timeout, what)
+        assert proc.poll() is None, f"finished before it could be caught running: {proc.communicate()}"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def new_mark() -> str:
     return f"rel-{uuid.uuid4().hex}"
 
 
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
-def _environ(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def marked_pids(marker: str, exclude: Iterable[int] = ()) -> dict[int, str]:
     """Live processes whose environment or command line contains ``marker`` -> their cmdline."""
-    needle = marker.encode()
     skip = {os.getpid(), *exclude}
     out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.pid in skip or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            cmd = " ".join(proc.info["cmdline"] or ())
+            if marker in cmd or any(marker in f"{k}={v}" for k, v in proc.environ().items()):
+                out[proc.pid] = cmd
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        pid = int(entry)
-        if pid in skip:
-            continue
-        cmd = _cmdline(pid)
-        if needle in cmd or needle in _environ(pid):
-            if not _is_zombie(pid):
-                out[pid] = cmd.replace(b"\0", b" ").decode(errors="replace")
     return out
 
 
