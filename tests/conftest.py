@@ -41,7 +41,6 @@ from testbed import (  # noqa: E402
 )
 
 from gempyor_fixtures import gempyor_client, gempyor_examples  # noqa: E402,F401 - real flepiMoP client
-from slow_first import slow_first  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _STARTED: list = []  # session servers of this worker, healed after each test
@@ -66,6 +65,8 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """Under xdist, the long tests first (tests/slow_first.py): both workers finish together."""
     if hasattr(config, "workerinput"):  # an xdist worker: its order is the order tests are handed out
+        from slow_first import slow_first
+
         items[:] = slow_first(items)
 
 
