@@ -60,6 +60,14 @@ def pytest_configure(config):
         os.environ.update(isolated)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, the long tests first (tests/slow_first.py): both workers finish together."""
+    if hasattr(config, "workerinput"):  # an xdist worker: its order is the order tests are handed out
+        from slow_first import slow_first
+
+        items[:] = slow_first(items)
+
+
 def pytest_unconfigure(config):
     global _PROC_ENV_DIR
     if _PROC_ENV_DIR:

@@ -54,7 +54,8 @@ def _need(tool: str) -> None:
         pytest.skip(f"{tool} not installed")
 
 
-@pytest.fixture(scope="module")
+# session scope (read-only data): tests/slow_first.py runs the long tests of this module apart
+@pytest.fixture(scope="session")
 def trees(tmp_path_factory):
     """(seed, root, paths) for the random trees plus their filter lists."""
     base = tmp_path_factory.mktemp("difftrees")
@@ -69,7 +70,7 @@ def trees(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def worked(tmp_path_factory):
     root = tmp_path_factory.mktemp("worked") / "src"
     paths = make_worked_tree(root)

@@ -39,8 +39,9 @@ SLOW = 120  # seconds a slow hook sleeps: far longer than any test waits
 
 
 @pytest.fixture
-def world(tmp_path, base_env):
+def world(tmp_path, base_env, request):
     w = make_world(tmp_path, dict(base_env))
+    w.large_tree = lambda: request.getfixturevalue("large_tree")  # built only where a test publishes it
     (tmp_path / "sync.yml").write_text("sync:\n  checkcode:\n    type: git\n")
     # local work the pull must never touch: an untracked file and ignored output
     w.write("notes.txt", "mine\n")
@@ -67,15 +68,38 @@ def _publish_small(world):
     return world.publish({"config.yml": "seed: 2\n", "new/dir/added.py": "x = 1\n"}, "theirs")
 
 
-def _publish_large(world, count=3000):
+LARGE = 3000
+
+
+@pytest.fixture(scope="session")  # not module: tests/slow_first.py may interleave other modules
+def large_tree(tmp_path_factory, git_env):
+    """The 3,000 new files of the large fast-forward, written, hashed and packed once per worker:
+    (objects dir, tree id).  Each test's colleague commits this very tree (same paths, same bytes)
+    through git's alternates instead of writing and hashing 3,000 files again; the pull under test
+    still writes all of them."""
+    repo = git_env.make_repo(tmp_path_factory.mktemp("large-tree"))
+    blob = "0123456789abcdef" * 256  # 4 KiB
+    for i in range(LARGE):
+        path = repo / "big" / f"d{i % 30:02}" / f"f{i:04}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{i}\n{blob}")
+    git_env.git("add", "-A", cwd=repo)
+    git_env.git("commit", "-q", "-m", "large", cwd=repo)
+    git_env.git("repack", "-a", "-d", "-q", cwd=repo)  # a push reuses the packed objects as they are
+    tree = git_env.head(repo, "HEAD:big")
+    return repo / ".git" / "objects", tree
+
+
+def _publish_large(world):
     """3,000 new files (some deep), a changed file, a deleted one: a long fast-forward."""
     world.git("pull", "-q", "--ff-only", cwd=world.other)
-    blob = "0123456789abcdef" * 256  # 4 KiB
-    for i in range(count):
-        world.write(f"big/d{i % 30:02}/f{i:04}.txt", f"{i}\n{blob}", world.other)
+    objects, tree = world.large_tree()
+    (world.other / ".git" / "objects" / "info").mkdir(exist_ok=True)
+    (world.other / ".git" / "objects" / "info" / "alternates").write_text(f"{objects}\n")
     world.write("model.py", "RATE = 3\n", world.other)
     world.git("rm", "-q", "config.yml", cwd=world.other)
     world.git("add", "-A", cwd=world.other)
+    world.git("read-tree", "--prefix=big/", tree, cwd=world.other)  # into the index only
     world.git("commit", "-q", "-m", "large", cwd=world.other)
     world.git("push", "-q", "origin", "main", cwd=world.other)
     return world.head(world.other)
