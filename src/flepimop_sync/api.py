@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -48,14 +47,19 @@ def tool_versions() -> dict[str, str]:
     """Versions of the tools a receipt depends on (best effort, never fails)."""
     from . import __version__
 
+    from .errors import SyncError
+    from .runner import Runner
+
     versions = {"flepimop-sync": __version__, "python": platform.python_version()}
-    for tool, argv in (("rsync", ["rsync", "--version"]), ("aws", ["aws", "--version"]), ("git", ["git", "--version"])):
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    with Runner(Reporter(verbosity=0, json_mode=True)) as runner:
+        for tool in ("rsync", "aws", "git"):
+            try:
+                done = runner.run([tool, "--version"], timeout=20)
+            except (OSError, SyncError):  # missing, not executable, or no answer
+                versions[tool] = "not installed"
+                continue
             text = (done.stdout or done.stderr).strip().splitlines()
             versions[tool] = text[0] if text else "unknown"
-        except (OSError, subprocess.SubprocessError):
-            versions[tool] = "not installed"
     return versions
 
 
@@ -318,10 +322,10 @@ def _s3_objects(end: "Any", protocol: "Any", runner: "Any") -> dict[str, dict[st
     pages by itself), keyed by the path relative to the end."""
     from .errors import StepFailed
 
-    bucket, _, prefix = end.as_dir().path.partition("/")
-    argv = ["aws", "s3api", "list-objects-v2", f"--bucket={bucket}", f"--prefix={prefix}", "--output=json",
-            *planning.aws_global_args(protocol)]
-    done = runner.run(argv)
+    from .listing import s3_listing_argv
+
+    prefix = end.as_dir().path.partition("/")[2]
+    done = runner.run(s3_listing_argv(end, protocol))
     if done.returncode != 0:
         raise StepFailed(f"listing {end.text} for the receipt failed: {done.stderr.strip().splitlines()[-1:]}",
                          step="receipt listing", returncode=done.returncode)

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 from . import plan as planning
 from .config import Protocol, SyncConfig, load_config
-from .endpoints import End, parse_end
+from .endpoints import End
 from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError, describe_os_error
 from .failures import step_failed as _step_failed
 from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
@@ -444,8 +444,7 @@ def _require_s3_objects(plan: planning.Plan, listing: "Listing | None", runner: 
     if listing is None:
         if runner is None:
             return
-        argv = ["aws", "s3", "ls", r.source.as_dir().text, *planning.aws_global_args(r.protocol)]
-        done = runner.run(argv)
+        done = runner.run(planning.aws_ls_argv(r.protocol, r.source))
         if done.returncode == 0 and done.stdout.strip():
             return
         if done.returncode not in (0, 1) or done.stderr.strip():
@@ -474,11 +473,7 @@ def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
         parent = _target_parent(r.target)
         if not parent or parent in ("~",):
             return  # the remote home
-        probe = r.target.with_path(parent + "/")
-        argv = ["rsync", "--list-only", "-d", "--exclude=*"]
-        argv += planning.rsync_rsh_args(r.protocol)
-        argv += ["--", planning.rsync_sender_operand(probe)]
-        done = runner.run(argv)
+        done = runner.run(planning.rsync_probe_dir_argv(r.protocol, r.target.with_path(parent + "/")))
         if done.returncode == 0:
             return
         if done.returncode != 23:  # 23: no such directory; anything else: the host itself failed
@@ -516,11 +511,7 @@ def _make_remote_target(plan: planning.Plan, failed: Completed, runner: Runner) 
         return False
     if 'mkdir "' not in failed.stderr or "No such file or directory" not in failed.stderr:
         return False
-    source_dir = r.source.as_dir() if not plan.source_is_file else parse_end((os.path.dirname(r.source.path) or ".") + "/")
-    argv = ["rsync", "-d", "--exclude=*"]  # the directory only: no content, no times or permissions
-    argv += planning.rsync_rsh_args(r.protocol)
-    argv += ["--", planning._rsync_operand(source_dir, directory=True), r.target.as_dir().text]
-    done = runner.run(argv)
+    done = runner.run(planning.rsync_make_dir_argv(r, source_is_file=plan.source_is_file))
     if done.returncode != 0:
         raise _step_failed("creating the target", done, r.protocol, runner.base_env)
     return True

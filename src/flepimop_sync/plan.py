@@ -244,6 +244,22 @@ def rsync_delete_argv(resolved: Resolved, skeleton: str, list_file: str) -> tupl
     return tuple(argv)
 
 
+def rsync_probe_dir_argv(protocol: Protocol, directory: End) -> tuple[str, ...]:
+    """Does a remote directory exist?  ``rsync --list-only`` of the directory alone (exit 23: no
+    such directory; any other failure is the host's)."""
+    argv = ["rsync", "--list-only", "-d", "--exclude=*", *rsync_rsh_args(protocol)]
+    return (*argv, "--", rsync_sender_operand(directory.as_dir()))
+
+
+def rsync_make_dir_argv(resolved: Resolved, *, source_is_file: bool) -> tuple[str, ...]:
+    """Create a remote target's last level as plain ``rsync -a src host:target`` would: the
+    source directory alone (no content, no times or permissions) sent as ``target``."""
+    source = resolved.source
+    source_dir = parse_end((os.path.dirname(source.path) or ".") + "/") if source_is_file else source.as_dir()
+    argv = ["rsync", "-d", "--exclude=*", *rsync_rsh_args(resolved.protocol)]
+    return (*argv, "--", _rsync_operand(source_dir, directory=True), resolved.target.as_dir().text)
+
+
 _GLOB = "*?[]"
 
 
@@ -285,6 +301,11 @@ def aws_global_args(protocol: Protocol) -> list[str]:
     if protocol.get("region"):
         args.append(f"--region={protocol.get('region')}")
     return args
+
+
+def aws_ls_argv(protocol: Protocol, end: End) -> tuple[str, ...]:
+    """Does an S3 prefix hold anything?  ``aws s3 ls`` of it (empty output: nothing there)."""
+    return ("aws", "s3", "ls", end.as_dir().text, *aws_global_args(protocol))
 
 
 def _aws_operand(end: End, *, directory: bool) -> str:

@@ -162,12 +162,19 @@ class Runner:
         with self._lock:
             self._children.discard(proc)
 
-    def run(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Completed:
-        """Run to completion, capturing stdout and stderr."""
+    def run(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
+            timeout: float | None = None) -> Completed:
+        """Run to completion, capturing stdout and stderr.  ``timeout``: seconds after which the
+        child's process group is killed and ``StepFailed`` raised (exit status 124, as timeout(1))."""
         start = time.monotonic()
         proc = self._popen(argv, cwd, env)
         try:
-            out, err = proc.communicate()
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc, signal.SIGKILL)
+                proc.communicate()
+                raise StepFailed(f"{argv[0]}: no answer within {timeout:g}s", step=argv[0], returncode=124) from None
         finally:
             self._forget(proc)
         done = Completed(tuple(argv), proc.returncode, out.decode("utf-8", "replace"),
