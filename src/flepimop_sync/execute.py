@@ -44,7 +44,7 @@ def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, 
     config = config or load_config(config_files)
     protocol = config.get(options.protocol)
     if env is not None:
-        reporter.env = env  # mask the secrets of the environment the children get
+        reporter = reporter.with_env(env)  # mask the secrets of the environment the children get
     try:
         with Runner(reporter, env=env) as runner:
             if protocol.type == "git":

@@ -30,7 +30,7 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, TextIO
 
@@ -304,11 +304,15 @@ class Reporter:
         """Where human-readable results go: stdout, or stderr when stdout carries JSON."""
         return self.stream if self.json_mode else self.out
 
-    def result(self, message: str) -> None:
-        print(redact(message, self.env), file=self.human, flush=True)
-
     def info(self, message: str) -> None:
         print(redact(message, self.env), file=self.human, flush=True)
+
+    #: A run's closing line ("done: ...", the dry run's summary): printed as ``info`` is.
+    result = info
+
+    def with_env(self, env: Mapping[str, str] | None) -> "Reporter":
+        """This reporter for children run with ``env``: its secrets are masked too."""
+        return replace(self, env=env)
 
     def warn(self, message: str) -> None:
         print(f"warning: {redact(message, self.env)}", file=self.stream, flush=True)

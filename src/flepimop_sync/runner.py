@@ -12,6 +12,7 @@ terminal, secrets masked) while keeping a copy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from .errors import Interrupted, StepFailed
 from .report import Reporter, redact
@@ -76,8 +77,7 @@ class Runner:
         self._lock = threading.Lock()
         self._signal: int | None = None
         self._previous: dict[int, object] = {}
-        # File descriptors every child inherits: the destination lock, so that it stays held
-        # while any writer lives (even a child orphaned by a SIGKILL of flepimop-sync).
+        # File descriptors every child inherits (set through ``inheriting``).
         self.inherit_fds: tuple[int, ...] = ()
 
     # -- signal handling -------------------------------------------------
@@ -120,6 +120,17 @@ class Runner:
                 except subprocess.TimeoutExpired:
                     pass
             children = [c for c in children if c.poll() is None]
+
+    @contextlib.contextmanager
+    def inheriting(self, fds: Sequence[int]) -> Iterator["Runner"]:
+        """Children started inside the block inherit ``fds`` (the destination lock: it then stays
+        held while any writer lives, even one orphaned by a SIGKILL of flepimop-sync)."""
+        previous = self.inherit_fds
+        self.inherit_fds = tuple(fds)
+        try:
+            yield self
+        finally:
+            self.inherit_fds = previous
 
     # -- running ---------------------------------------------------------
     def which(self, tool: str) -> str | None:
