@@ -28,17 +28,13 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
     body: dict[str, Any] = {"protocol": protocol.name, "type": protocol.type, "config_files": list(config.files),
                             "definition": protocol.definition()}
     if protocol.type == "git":
-        mode = protocol.get("mode", "pull")
-        if options.reverse:
-            mode = "push" if mode == "pull" else "pull"
-        body.update(mode=mode, remote=protocol.get("remote"), branch=protocol.get("branch"),
+        body.update(mode=options.git_mode(protocol.get("mode", "pull")), remote=protocol.get("remote"), branch=protocol.get("branch"),
                     path=protocol.get("path"), dry_run=options.dry_run)
         return body
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     body.update(plan.to_json())
     body["config_files"] = list(config.files)
-    if plan.needs_listing:
-        body["steps"] = []
+    if isinstance(plan, planning.DraftPlan):
         body["note"] = "the aws arguments are computed from the source listing at run time"
     return body
 
@@ -95,8 +91,10 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
 
 
 def _source_is_local_file(protocol, options: SyncOptions) -> bool:
-    source, _ = planning.resolve_ends(protocol, options)
-    return source.kind == "local" and os.path.isfile(source.path)
+    """Is the source a single local file (a missing one is not: digests are made before it exists)?"""
+    from .execute import probe_source
+
+    return probe_source(protocol, planning.resolve_ends(protocol, options)[0], strict=False)
 
 
 def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config_files: Sequence[str],
@@ -207,7 +205,7 @@ def _tool_of(plan: "planning.Plan") -> str:
     named = getattr(plan, "tool", None)
     if named:
         return str(named)
-    if plan.steps:
+    if isinstance(plan, planning.Plan) and plan.steps:
         return os.path.basename(plan.steps[0].argv[0])
     return _DEFAULT_TOOL.get(plan.protocol.type, plan.protocol.type)
 
@@ -291,9 +289,8 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
     from .runner import Runner
 
     protocol = load_config(config_files).get(options.protocol)
-    source_is_file = _source_is_local_file(protocol, options)
-    plan = planning.build(protocol, options, source_is_file=source_is_file)
-    r = plan.resolved
+    plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
+    source_is_file, r = plan.source_is_file, plan.resolved
     # a single file lands as <target>/<name>: list the target and pick it
     listed = r.target if source_is_file else r.destination
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:

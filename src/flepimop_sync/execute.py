@@ -17,6 +17,7 @@ import shutil
 import stat
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -56,13 +57,7 @@ def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, 
 
 def run_git(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter,
             *, cwd: str | None = None) -> dict[str, Any]:
-    used = options.touches_ends_or_filters
-    if used:
-        raise UsageError(
-            f"{protocol.where()}: {', '.join(used)} cannot be used with a git protocol "
-            "(git decides what to sync through .gitignore)"
-        )
-    from .gitsync import run_git_protocol
+    from .gitsync import run_git_protocol  # (it refuses transfer options: gitsync._check_protocol)
 
     started = now_iso()
     result = run_git_protocol(protocol, options, runner, reporter, cwd=cwd)
@@ -74,30 +69,63 @@ def run_git(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: 
 
 
 def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter) -> dict[str, Any]:
+    """An rsync or s3sync run: plan, look at the source, finalize the plan, then the dry run or
+    the transfer."""
     start = time.monotonic()
     started = now_iso()
-    source_is_file = _probe_source(protocol, options, runner.base_env)
-    plan = planning.build(protocol, options, source_is_file=source_is_file, interactive=reporter.is_tty,
-                          env=runner.base_env)
-    resolved = plan.resolved
-    for warning in plan.warnings:
+    ends = planning.resolve_ends(protocol, options, env=runner.base_env)
+    source_is_file = probe_source(protocol, ends[0])
+    draft = planning.build(protocol, options, ends=ends, source_is_file=source_is_file, env=runner.base_env)
+    for warning in draft.warnings:
         reporter.warn(warning)
     reporter.detail(f"protocol {protocol.name!r} ({protocol.type}) from {protocol.file}")
-    reporter.detail(f"filters: {resolved.rules.as_texts() or 'none (everything)'}")
-    if plan.engine != "aws":  # a fast engine lists, compares and moves the selection itself
+    reporter.detail(f"filters: {draft.resolved.rules.as_texts() or 'none (everything)'}")
+    if draft.engine != "aws":  # a fast engine lists, compares and moves the selection itself
         from . import s3engine
 
-        return s3engine.run(plan, runner, reporter, started=started, start=start)
+        return s3engine.run(draft, runner, reporter, started=started, start=start)
+    source = _look_at_source(draft, options, runner, reporter)
+    plan = _final_plan(draft, source.listing, options, runner, reporter)
+    reporter.info(_headline(plan))
+    result: dict[str, Any] = {
+        **plan.to_json(),
+        "started": started,
+        "config_files": [protocol.file],
+    }
+    if source.selection is not None:
+        result["selected"] = {"files": len(source.selection), "bytes": sum(size for _, size in source.selection)}
+    if source.skipped:
+        result["skipped"] = source.skipped
+    if options.dry_run:
+        assert source.selection is not None
+        _warn_unmatched_includes(plan, source.listing, runner, reporter)
+        return _dry_run(plan, source.selection, result, runner, reporter, start)
+    return _transfer(plan, source.listing, result, runner, reporter, start)
 
+
+@dataclass(frozen=True)
+class _Source:
+    """What a run learnt about its source before the transfer."""
+
+    listing: Listing | None  # the whole listing, when the plan was a draft
+    selection: list[tuple[str, int]] | None  # what the rules select, when it was needed
+    skipped: list[str]  # selected links/special files a backend without links leaves out
+
+
+def _look_at_source(plan: "planning.Plan | planning.DraftPlan", options: SyncOptions, runner: Runner,
+                    reporter: Reporter) -> _Source:
+    """List or select the source as far as the run needs it; refuse an empty S3 source and
+    writes through links before anything moves."""
+    resolved = plan.resolved
     listing: Listing | None = None
     selection: list[tuple[str, int]] | None = None
-    skipped: list[str] = []  # selected links/special files a backend without links leaves out
+    skipped: list[str] = []
     if plan.needs_listing:  # the whole listing is needed (finalize verifies against it)
         listing = list_source(plan, runner, reporter)
         _require_s3_objects(plan, listing)
         selection = resolved.rules.select_paths(listing.files) if resolved.rules else list(listing.files)
         skipped = [p for p in listing.skipped if not resolved.rules or resolved.rules.selects(p)]
-    elif options.dry_run or (resolved.source.kind == "local" and not listing_mod.copies_links(protocol)):
+    elif options.dry_run or (resolved.source.kind == "local" and not listing_mod.copies_links(resolved.protocol)):
         # (a real S3 upload walks the source too: the links aws will skip are named, not lost silently)
         selection = select_source(plan, runner, reporter, skipped=skipped)
     if skipped:
@@ -105,67 +133,46 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
                       f"regular files only and links are never followed ({_some(skipped)})")
     if resolved.source.kind == "s3" and resolved.destination.kind == "local":
         _refuse_writes_through_links(plan, selection, runner, reporter)
-    if plan.needs_listing:
+    return _Source(listing, selection, skipped)
+
+
+def _final_plan(plan: "planning.Plan | planning.DraftPlan", listing: Listing | None, options: SyncOptions,
+                runner: Runner, reporter: Reporter) -> planning.Plan:
+    """The plan that runs: a draft finalized on the source listing (and, for --delete, the
+    target's), with the tools' progress shown on a terminal."""
+    if isinstance(plan, planning.DraftPlan):
         assert listing is not None
+        resolved = plan.resolved
         target_paths: list[str] = []
         if resolved.delete:
             target_paths = list_end(resolved.destination, resolved.protocol, runner).paths
         stage_dir = None
         if resolved.source.kind == "local" and not resolved.delete and not options.dry_run:
             stage_dir = tempfile.mkdtemp(prefix="flepimop-sync-stage-")
+        final = None
         try:
-            plan = planning.finalize(plan, listing.paths, target_listing=target_paths, interactive=reporter.is_tty,
-                                     stage_dir=stage_dir, **_aws_tuning(runner.base_env))
+            final = planning.finalize(plan, listing.paths, target_listing=target_paths, stage_dir=stage_dir,
+                                      **_aws_tuning(runner.base_env))
         finally:
-            if stage_dir and not plan.staged:
+            if stage_dir and (final is None or final.stage is None):
                 os.rmdir(stage_dir)
-    reporter.info(_headline(plan))
-    result: dict[str, Any] = {
-        **plan.to_json(),
-        "started": started,
-        "config_files": [protocol.file],
-    }
-    if selection is not None:
-        result["selected"] = {"files": len(selection), "bytes": sum(size for _, size in selection)}
-    if skipped:
-        result["skipped"] = skipped
+        plan = final
+    return planning.with_progress(plan) if reporter.is_tty else plan
 
-    if options.dry_run:
-        assert selection is not None
-        _warn_unmatched_includes(plan, listing, runner, reporter)
-        return _dry_run(plan, selection, result, runner, reporter, start)
 
+def _transfer(plan: planning.Plan, listing: Listing | None, result: dict[str, Any], runner: Runner,
+              reporter: Reporter, start: float) -> dict[str, Any]:
+    """The real run: the checks that need no lock, then the steps under the destination lock."""
+    resolved = plan.resolved
     checked = listing is not None
     if not checked and resolved.destination.kind == "local" and not os.path.isdir(resolved.destination.path or "."):
         _require_s3_objects(plan, None, runner)  # aws would create the destination even for nothing
         checked = True
     if resolved.delete:
         _refuse_delete_from_empty_source(plan, listing, runner, reporter)
-    with DestinationLock(resolved.destination, resolved.protocol, runner) as lock:
-        transferred = {"files": 0, "bytes": 0}
-        commands = []
-        runner.inherit_fds = lock.fds  # the writers hold the lock too (see Runner.inherit_fds)
-        alias_dir = None
-        try:
-            _prepare_target(plan, runner)
-            plan, alias_dir = _alias_glob_roots(plan, create=True)
-            if plan.staged:
-                _stage_links(plan, reporter)
-            for step in plan.steps:
-                outcome = _run_step(step, plan, runner, reporter)
-                commands.append(list(step.argv))
-                transferred["files"] += outcome["files"]
-                transferred["bytes"] += outcome["bytes"]
-                if resolved.delete and "deleted" in outcome:
-                    result["deleted"] = sorted(result.get("deleted", []) + outcome["deleted"])
-            if resolved.delete and protocol.type == "rsync":
-                result["deleted"] = _rsync_delete(plan, runner, reporter, commands)
-        finally:
-            runner.inherit_fds = ()
-            if plan.stage_dir:
-                shutil.rmtree(plan.stage_dir, ignore_errors=True)  # links only: never follows them
-            if alias_dir:
-                shutil.rmtree(alias_dir, ignore_errors=True)  # links only: never follows them
+    with DestinationLock(resolved.destination, resolved.protocol, runner) as lock, runner.inheriting(lock.fds):
+        # (the writers hold the lock too: see Runner.inheriting)
+        transferred, commands = _run_steps(plan, result, runner, reporter)
     if not transferred["files"] and not checked:
         # nothing moved: a mistyped S3 prefix looks exactly like this, so make sure the source exists
         _require_s3_objects(plan, None, runner)
@@ -174,9 +181,39 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
                   commands=commands)
     reporter.result(
         f"done: {transferred['files']} file(s), {human_bytes(transferred['bytes'])} transferred "
-        f"in {seconds:.1f}s ({protocol.name}: {resolved.source.text} -> {resolved.destination.text})"
+        f"in {seconds:.1f}s ({resolved.protocol.name}: {resolved.source.text} -> {resolved.destination.text})"
     )
     return result
+
+
+def _run_steps(plan: planning.Plan, result: dict[str, Any], runner: Runner,
+               reporter: Reporter) -> tuple[dict[str, int], list[list[str]]]:
+    """Prepare the target (and the stage, and glob-free aliases), run every step, then rsync's
+    deletions; ``result`` gets the deleted files.  Returns (transferred, commands)."""
+    resolved = plan.resolved
+    transferred = {"files": 0, "bytes": 0}
+    commands: list[list[str]] = []
+    alias_dir = None
+    try:
+        _prepare_target(plan)
+        plan, alias_dir = _alias_glob_roots(plan, create=True)
+        if plan.stage:
+            _stage_links(plan, reporter)
+        for step in plan.steps:
+            outcome = _run_step(step, plan, runner, reporter)
+            commands.append(list(step.argv))
+            transferred["files"] += outcome["files"]
+            transferred["bytes"] += outcome["bytes"]
+            if resolved.delete and "deleted" in outcome:
+                result["deleted"] = sorted(result.get("deleted", []) + outcome["deleted"])
+        if resolved.delete and resolved.protocol.type == "rsync":
+            result["deleted"] = _rsync_delete(plan, runner, reporter, commands)
+    finally:
+        if plan.stage:
+            shutil.rmtree(plan.stage.directory, ignore_errors=True)  # links only: never follows them
+        if alias_dir:
+            shutil.rmtree(alias_dir, ignore_errors=True)  # links only: never follows them
+    return transferred, commands
 
 
 def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
@@ -184,12 +221,13 @@ def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
     and only these).  The selection holds regular files only (the s3sync listing leaves links
     out); an entry that became a link, or whose directory now leads out of the source through a
     link, since the listing is not staged."""
-    assert plan.stage_dir is not None
+    assert plan.stage is not None
+    stage = plan.stage
     root = os.path.realpath(plan.resolved.source.path or ".")
     made: set[str] = set()
     inside: dict[str, bool] = {}
     dropped = []
-    for rel in plan.staged:
+    for rel in stage.files:
         source = os.path.join(root, rel)
         rel_dir = os.path.dirname(rel)
         if rel_dir not in inside:
@@ -201,7 +239,7 @@ def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
         if not regular:
             dropped.append(rel)
             continue
-        link = os.path.join(plan.stage_dir, rel)
+        link = os.path.join(stage.directory, rel)
         parent = os.path.dirname(link)
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
@@ -210,7 +248,7 @@ def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
     if dropped:
         reporter.warn(f"{len(dropped)} selected file(s) changed into links or vanished since the listing and "
                       f"were not uploaded ({_some(dropped)})")
-    reporter.detail(f"staged {len(plan.staged) - len(dropped)} selected file(s) as links in {plan.stage_dir}")
+    reporter.detail(f"staged {len(stage.files) - len(dropped)} selected file(s) as links in {stage.directory}")
 
 
 def _some(paths: Sequence[str], limit: int = 5) -> str:
@@ -264,7 +302,7 @@ def _aws_tuning(env: Mapping[str, str]) -> dict[str, int]:
 def _headline(plan: planning.Plan) -> str:
     r = plan.resolved
     verb = "dry run" if r.dry_run else "sync"
-    return f"{verb} '{r.protocol.name}' ({r.protocol.type}): {r.source.text} -> {r.destination.text} [{plan.mechanism}]"
+    return f"{verb} '{r.protocol.name}' ({r.protocol.type}): {r.source.text} -> {r.destination.text} [{plan.mechanism_text}]"
 
 
 def _planned_deletions(plan: planning.Plan, selection: list[tuple[str, int]], runner: Runner,
@@ -314,7 +352,7 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
             if step.argv[0] == "rsync":
                 _rsync_preview(step, plan, runner, reporter, transfer, deletions)
             else:
-                _aws_preview(step, plan, runner, reporter, sizes, transfer, deletions)
+                _aws_preview(step, plan, runner, sizes, transfer, deletions)
     finally:
         if alias_dir:
             shutil.rmtree(alias_dir, ignore_errors=True)
@@ -378,7 +416,7 @@ _RSYNC_ITEM = re.compile(r"^(\*deleting|[<>ch.*][fdLDS][^ ]*) +([\d,.]+) (.*)$")
 _AWS_DRY = re.compile(r"^\(dryrun\) (upload|download|copy|delete): (.*)$")
 
 
-def _aws_preview(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter,
+def _aws_preview(step: planning.Step, plan: planning.Plan, runner: Runner,
                  sizes: Mapping[str, int], transfer: list[tuple[str, int]], deletions: list[str]) -> None:
     """``aws s3 sync --dryrun`` (or ``cp``): the lines aws itself prints for what it would do."""
     argv = [*step.argv, "--dryrun"] if "--dryrun" not in step.argv else list(step.argv)
@@ -482,7 +520,7 @@ def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
                      "run would fail; create it or use --mkpath", step="checking the target")
 
 
-def _prepare_target(plan: planning.Plan, runner: Runner) -> None:
+def _prepare_target(plan: planning.Plan) -> None:
     """Create a missing local target's last level as plain ``rsync -a src dst`` does (our rsync runs
     as ``src/ dst/src/``, which would need two levels).  aws creates every level itself: refuse
     the deeper ones without --mkpath, as rsync does."""
@@ -574,17 +612,22 @@ def _rsync_delete(plan: planning.Plan, runner: Runner, reporter: Reporter, comma
 
 
 # -- probing and listing -------------------------------------------------------
-def _probe_source(protocol: Protocol, options: SyncOptions, env: Mapping[str, str] | None = None) -> bool:
-    """Is the source a single local file? Refuse a missing local source before running anything."""
-    src, _ = planning.resolve_ends(protocol, options, env=env)  # the rules are compiled once, by build
+def probe_source(protocol: Protocol, src: End, *, strict: bool = True) -> bool:
+    """Is the (resolved) source a single local file?  The one home of that rule.  ``strict`` (a
+    run): refuse a missing local source before running anything; otherwise (``--plan``, rerun
+    digests) a missing or unreadable source is simply not a file."""
     if src.kind != "local":
         return False  # remote single files are not probed: rsync/aws treat them as dirs
     path = Path(src.path)
     try:
         path.stat()
     except FileNotFoundError:
+        if not strict:
+            return False
         raise UsageError(f"{protocol.where('source')}: local source {_show(src.text)} does not exist") from None
     except OSError as exc:  # ENAMETOOLONG, EACCES, ELOOP, ENOTDIR...
+        if not strict:
+            return False
         raise UsageError(f"{protocol.where('source')}: local source {_show(src.text)}: {exc.strerror}") from None
     return path.is_file()
 
@@ -671,58 +714,70 @@ def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter
         hint = {"aws": "install the AWS CLI: pip install awscli",
                 "rsync": "install rsync: apt-get install rsync (or your system's package manager)"}.get(tool, "")
         raise StepFailed(f"{tool}: command not found", step=step.name, returncode=127, hint=hint or None)
-    counts = {"files": 0, "bytes": 0}
     if tool == "rsync":
-        stats: dict[str, int] = {}
+        return _run_rsync_step(step, plan, runner, reporter)
+    return _run_aws_step(step, plan, runner, reporter)
 
-        def on_line(line: str) -> None:
-            match = _RSYNC_STAT.match(line)
-            if match:
-                stats[match.group(1)] = int(re.sub(r"[,.]", "", match.group(2)))
-            elif reporter.verbosity >= 2 and re.match(r"^[<>ch.*][fdLDS]", line):
-                reporter.detail(line)
 
+def _run_rsync_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter) -> dict[str, int]:
+    """rsync, counting what its --stats report; a missing remote target's last level is created
+    (``_make_remote_target``) and the step run again."""
+    stats: dict[str, int] = {}
+
+    def on_line(line: str) -> None:
+        match = _RSYNC_STAT.match(line)
+        if match:
+            stats[match.group(1)] = int(re.sub(r"[,.]", "", match.group(2)))
+        elif reporter.verbosity >= 2 and re.match(r"^[<>ch.*][fdLDS]", line):
+            reporter.detail(line)
+
+    done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
+    if done.returncode in (3, 11) and _make_remote_target(plan, done, runner):
         done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
-        if done.returncode in (3, 11) and _make_remote_target(plan, done, runner):
-            done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
-        if done.returncode != 0:
-            raise _step_failed(step.name, done, plan.protocol, runner.base_env)
-        counts["files"] = stats.get("Number of regular files transferred", 0)
-        counts["bytes"] = stats.get("Total transferred file size", 0)
-        return counts
+    if done.returncode != 0:
+        raise _step_failed(step.name, done, plan.protocol, runner.base_env)
+    return {"files": stats.get("Number of regular files transferred", 0),
+            "bytes": stats.get("Total transferred file size", 0)}
 
+
+def _run_aws_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter) -> dict[str, Any]:
+    """aws, counting the files it names (and their sizes at the local end); the files it deletes
+    are named in ``deleted`` (the --json result names them, as rsync's and rclone's do)."""
     dest = plan.resolved.destination
     argv = _aws_linked_roots(step.argv)
-    deleted: list[str] = counts.setdefault("deleted", [])  # type: ignore[assignment]
+    counts: dict[str, Any] = {"files": 0, "bytes": 0, "deleted": []}
 
     def on_aws_line(line: str) -> None:
         match = _AWS_DONE.match(line)
         if not match:
             return
         reporter.detail(line)
-        if match.group(1) == "delete":  # the --json result names them, as rsync's and rclone's do
-            deleted.append(_relative_to_end(line[len("delete: "):], dest, argv[4] if len(argv) > 4 else ""))
+        if match.group(1) == "delete":
+            counts["deleted"].append(_relative_to_end(line[len("delete: "):], dest, argv[4] if len(argv) > 4 else ""))
             return
         counts["files"] += 1
-        if dest.kind == "local":
-            # "download: s3://b/k to path" -> the size of what landed
-            _, _, local = line.rpartition(" to ")
-            try:
-                counts["bytes"] += os.path.getsize(local)
-            except OSError:
-                pass
-        elif plan.resolved.source.kind == "local":
-            # "upload: path to s3://..." -> the size of what was read
-            local = line[len("upload: "):].rsplit(" to s3://", 1)[0]
-            try:
-                counts["bytes"] += os.path.getsize(local)
-            except OSError:
-                pass
+        counts["bytes"] += _aws_line_bytes(line, plan.resolved)
 
     done = runner.stream(argv, env=step.env, on_stdout=on_aws_line, live=reporter.is_tty)
     if done.returncode != 0:
         raise _step_failed(step.name, done, plan.protocol, runner.base_env)
     return counts
+
+
+def _aws_line_bytes(line: str, resolved: planning.Resolved) -> int:
+    """The size of the local file an aws line names: what a download wrote or an upload read."""
+    if resolved.destination.kind == "local":
+        # "download: s3://b/k to path" -> the size of what landed
+        _, _, local = line.rpartition(" to ")
+    elif resolved.source.kind == "local":
+        # "upload: path to s3://..." -> the size of what was read
+        local = line[len("upload: "):].rsplit(" to s3://", 1)[0]
+    else:
+        return 0
+    try:
+        return os.path.getsize(local)
+    except OSError:
+        return 0
 
 
 def _aws_linked_roots(argv: Sequence[str]) -> tuple[str, ...]:

@@ -23,6 +23,12 @@ class SyncOptions:
     verbosity: int = 0
     engine: str | None = None  # s3sync: "aws" or "rclone" (None: the protocol's, else aws)
 
+    def __post_init__(self) -> None:
+        if self.no_filter and (self.filters or self.fprefix or self.fsuffix):  # the one home of this rule
+            from .errors import UsageError
+
+            raise UsageError("--no-filter cannot be combined with -f/--filter, -a/--fprefix or -e/--fsuffix")
+
     @property
     def touches_ends_or_filters(self) -> list[str]:
         """Names of the options that make no sense for a git protocol."""
@@ -35,6 +41,12 @@ class SyncOptions:
             if value:
                 used.append(flag)
         return used
+
+    def git_mode(self, configured: str) -> str:
+        """A git protocol's mode for this run: the configured one, swapped by --reverse."""
+        if self.reverse:
+            return "push" if configured == "pull" else "pull"
+        return configured
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "SyncOptions":
