@@ -75,7 +75,6 @@ class Runner:
         self.base_env = dict(os.environ if env is None else env)
         self._children: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
-        self._signal: int | None = None
         self._previous: dict[int, object] = {}
         # File descriptors every child inherits (set through ``inheriting``).
         self.inherit_fds: tuple[int, ...] = ()
@@ -93,15 +92,14 @@ class Runner:
         self._previous.clear()
         self.stop_children()
 
-    def _on_signal(self, signum: int, frame) -> None:  # noqa: ARG002
-        self._signal = signum
-        self.stop_children(signum)
+    def _on_signal(self, signum: int, frame) -> None:  # noqa: ARG002 (signal.signal's handler signature)
+        self.stop_children()
         raise Interrupted(signum)
 
-    def stop_children(self, signum: int = signal.SIGTERM) -> None:  # noqa: ARG002
+    def stop_children(self) -> None:
         """Stop every child's process group: SIGINT first, then SIGTERM, then SIGKILL.
 
-        SIGINT comes first whatever we received: rsync and the aws CLI both remove their
+        SIGINT comes first whatever signal stopped us: rsync and the aws CLI both remove their
         temporary files on SIGINT (aws leaves ``name.XXXXXXXX`` download temps behind on
         SIGTERM), so an interrupted run leaves no debris at the target.  aws needs a few
         seconds for that on a loaded machine, hence the long first grace.
