@@ -1,7 +1,8 @@
 """A small Python API over the core, used by the Snakemake workflow and wrapper.
 
 Everything here goes through ``config`` -> ``plan`` -> ``execute``: the workflow
-never builds a flag of its own. Snakemake glue: ``rule_params`` (a rule's params with the
+never builds a flag of its own, and every process (listings for receipts, ``--version`` of the
+tools) starts through ``runner``. Snakemake glue: ``rule_params`` (a rule's params with the
 digest of ``meaning``, what the rule would move, so reruns follow meaning and not argv),
 ``run_rule`` (run + receipt: host, SLURM job id, and ``destination_files``, the audit list).
 """

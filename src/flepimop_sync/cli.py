@@ -1,4 +1,5 @@
-"""Command line: parsing and printing only.
+"""Command line: parsing and printing only (option rules such as --no-filter with -f/-a/-e are
+checked by ``SyncOptions``).
 
 Exit codes live here and nowhere else:
 

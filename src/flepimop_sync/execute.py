@@ -1,10 +1,14 @@
-"""Run a sync: load, plan, list what must be listed, lock, run the steps, summarise.
-A dry run contacts both ends the same way and runs the tools' own dry runs (``rsync --dry-run``,
-``aws s3 sync --dryrun``) to report what they would transfer and delete.
+"""Run a sync: load, plan, list what must be listed, finalize the plan, lock, run the steps,
+summarise.  A dry run contacts both ends the same way and runs the tools' own dry runs
+(``rsync --dry-run``, ``aws s3 sync --dryrun``) to report what they would transfer and delete.
 
-This module orchestrates; ``runner.Runner`` is the only thing that starts processes
-and ``plan`` builds every argv.  ``sync`` is the one entry point shared by the CLI
-and the Snakemake wrapper; it returns a JSON-ready result (also the receipt body).
+This module orchestrates and builds no argv of its own: ``plan`` builds the transfer, deletion
+and probe commands, ``listing`` lists an end, ``lock`` holds the destination, ``failures``
+words a tool's failure, and ``runner.Runner`` starts every process.  It decides the run-time
+facts the plan is given (is the source a local file: ``probe_source``; the listings; a stage
+directory) and owns what happens on disk around the steps (target creation, stage links,
+glob-free aliases).  ``sync`` is the one entry point shared by the CLI and the Snakemake
+wrapper; it returns a JSON-ready result (also the receipt body).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """What the user asked for on top of the config: the CLI and the Snakemake wrapper
-both build one ``SyncOptions`` (params are mapped to it in exactly one place each)."""
+both build one ``SyncOptions`` (params are mapped to it in exactly one place each).
+The rules about the options themselves live here: --no-filter excludes -f/-a/-e (checked
+when the options are made), and --reverse swaps a git protocol's mode (``git_mode``)."""
 
 from __future__ import annotations
 

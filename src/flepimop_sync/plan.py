@@ -4,8 +4,16 @@ and ``~`` in ends, local ends resolved to refuse nesting: see ``endpoints``).  F
 I/O (is the source a file? what does the source hold? the working directory, for aws roots with
 glob characters) are passed in by ``execute``.
 
-The CLI and the Snakemake layer both consume this module; flags are built here and
-nowhere else.
+Two phases, two types: ``build`` returns a ``Plan`` (every step's argv known) or, when no exact
+aws translation of the rules exists, a ``DraftPlan`` (no steps, so it cannot run) that
+``finalize`` completes from the source listing.  ``with_progress`` is the one place a terminal
+changes an argv.
+
+The CLI and the Snakemake layer both consume this module.  The rsync and aws commands a
+transfer runs are built here (transfer, deletion, the target probes, ``aws s3 ls``), with the
+filter flags from ``filters`` (rsync) and ``s3filters`` (aws); the other commands are built
+beside the code that reads their output: listings in ``listing``, git in ``gitsync``, rclone in
+``s3engine``, ``ssh -G`` in ``lock``.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ whole child tree (rsync's ssh, aws' workers) and leaves nothing behind: stopping
 local ssh closes the connection, and the remote rsync exits with it.  On Linux each
 child also gets ``PR_SET_PDEATHSIG`` (SIGINT), so even a SIGKILLed flepimop-sync does
 not leave writers running (and holding the destination lock) for ever.
-``Runner.run`` captures output; ``Runner.stream`` forwards it live (progress on a
-terminal, secrets masked) while keeping a copy.
+``Runner.run`` captures output (optionally with a timeout); ``Runner.stream`` forwards it
+live (progress on a terminal, secrets masked) while keeping a copy; ``Runner.inheriting``
+passes the destination lock's descriptors to the children of one block.
 """
 
 from __future__ import annotations

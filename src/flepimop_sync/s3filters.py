@@ -27,7 +27,8 @@ escaped):
 Inexact lists are still translated (best effort, same rules) so the caller can verify the
 candidate against a listing (:func:`aws_select_paths`, mechanism ``verified``) and otherwise fall
 back to an explicit selection (:func:`explicit_aws_args`, :func:`explicit_aws_runs`): never an
-approximation.
+approximation.  :func:`choose_aws_filter_args` makes that choice; its ``mechanism`` is a
+``mechanism.Mechanism`` (NONE, NATIVE, VERIFIED or EXPLICIT), the vocabulary ``plan`` reports.
 """
 
 from __future__ import annotations
