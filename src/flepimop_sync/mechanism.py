@@ -26,6 +26,16 @@ class Mechanism(str, Enum):
     def text(self) -> str:
         return _TEXT[self]
 
+    # A member is its short name wherever a string is: equal, hashed and printed as it.
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
 
 _TEXT = {
     Mechanism.NONE: "no filters",
