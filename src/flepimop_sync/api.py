@@ -61,10 +61,12 @@ def tool_versions() -> dict[str, str]:
 
 
 def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: str | os.PathLike[str] | None = None,
-                 log: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 log: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+                 config: SyncConfig | None = None) -> dict[str, Any]:
     """Run one protocol and write its receipt (JSON). Raises SyncError on failure,
     after writing a receipt with ``status: failed`` to ``<receipt>.failed`` (never to
-    the receipt path itself, so Snakemake does not take a failed run as done)."""
+    the receipt path itself, so Snakemake does not take a failed run as done).
+    ``config``: the configs already loaded from ``config_files``."""
     from .errors import SyncError
     from .execute import now_iso, sync
 
@@ -74,7 +76,7 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
                             stream=log_handle or Reporter().stream, out=log_handle or Reporter().out)
         started = now_iso()
         try:
-            result = sync(config_files, options, reporter, env=env)
+            result = sync(config_files, options, reporter, env=env, config=config)
         except SyncError as error:
             if receipt:
                 _write_failure(receipt, options, config_files, error, started, env)
@@ -241,17 +243,18 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     extra_files = [str(f) for f in (dict(params).get("extra_files") or ())]
     started = now_iso()
     try:
-        result = run_protocol(config_files, options, receipt=None, log=log, env=env)
+        result = run_protocol(config_files, options, receipt=None, log=log, env=env)  # (logs a config error)
+        config = load_config(config_files)  # once more, for the extra files and the receipt
         if result.get("type") != "git":
             if "selected" not in result:
-                result["selected"] = _selection(config_files, options, env)
+                result["selected"] = _selection(config_files, options, env, config=config)
             extras = []
             for path in extra_files:
                 if not os.path.isfile(path):
                     extras.append({"source": path, "status": "skipped (not present)"})
                     continue
                 extra_options = replace(options, source=path, filters=(), fprefix=(), fsuffix=(), no_filter=True)
-                done = run_protocol(config_files, extra_options, log=log, env=env)
+                done = run_protocol(config_files, extra_options, log=log, env=env, config=config)
                 extras.append({k: done.get(k) for k in ("source", "destination", "status", "transferred", "commands")})
             if extra_files:
                 result["extra"] = extras
@@ -260,7 +263,7 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
         raise
     if result.get("type") != "git":
         try:
-            result["files"] = destination_files(config_files, options, env)
+            result["files"] = destination_files(config_files, options, env, config=config)
         except SyncError as error:  # the sync itself succeeded: say why the audit list is missing
             result["files_error"] = str(error)
     result.update(where_and_when())
@@ -282,14 +285,14 @@ def where_and_when() -> dict[str, Any]:
 
 
 def destination_files(config_files: Sequence[str], options: SyncOptions,
-                      env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+                      env: Mapping[str, str] | None = None, *, config: SyncConfig | None = None) -> list[dict[str, Any]]:
     """The files of the selection as they are at the destination after a run, for audits:
     ``[{"path", "size"}]`` (paths relative to the destination), plus ``"etag"`` for an S3
     destination. One listing of the destination (rsync --list-only, aws s3api, or a walk)."""
     from .execute import list_end
     from .runner import Runner
 
-    protocol = load_config(config_files).get(options.protocol)
+    protocol = (config or load_config(config_files)).get(options.protocol)
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     source_is_file, r = plan.source_is_file, plan.resolved
     # a single file lands as <target>/<name>: list the target and pick it
@@ -336,12 +339,13 @@ def _s3_objects(end: "Any", protocol: "Any", runner: "Any") -> dict[str, dict[st
     return out
 
 
-def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[str, str] | None) -> dict[str, int]:
+def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[str, str] | None, *,
+               config: SyncConfig | None = None) -> dict[str, int]:
     """What the filters select at the source (files, bytes): one listing, nothing moved."""
     from .execute import select_source
     from .runner import Runner
 
-    protocol = load_config(config_files).get(options.protocol)
+    protocol = (config or load_config(config_files)).get(options.protocol)
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
         chosen = select_source(plan, runner, runner.reporter)
