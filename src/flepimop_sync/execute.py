@@ -2,8 +2,10 @@
 summarise.  A dry run contacts both ends the same way and runs the tools' own dry runs
 (``rsync --dry-run``, ``aws s3 sync --dryrun``) to report what they would transfer and delete.
 
-This module orchestrates and builds no argv of its own: ``plan`` builds the transfer, deletion
-and probe commands, ``listing`` lists an end, ``lock`` holds the destination, ``failures``
+This module orchestrates and builds no argv of its own (it only substitutes run-time operands:
+a local root that is a link, resolved; an empty directory for aws' preview of a missing
+destination; the glob-free aliases of ``plan.alias_glob_roots``): ``plan`` builds the transfer,
+deletion, preview and probe commands, ``listing`` lists an end, ``lock`` holds the destination, ``failures``
 words a tool's failure, and ``runner.Runner`` starts every process.  It decides the run-time
 facts the plan is given (is the source a local file: ``probe_source``; the listings; a stage
 directory) and owns what happens on disk around the steps (target creation, stage links,
@@ -393,9 +395,7 @@ def report_dry_run(selection: Sequence[tuple[str, int]], transfer: Sequence[tupl
 def _rsync_preview(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter,
                    transfer: list[tuple[str, int]], deletions: list[str]) -> None:
     """``rsync --dry-run``, itemized with each file's size: what rsync itself would send and delete."""
-    argv = [a for a in step.argv if a not in ("--itemize-changes", "--info=progress2")]
-    tail = argv.index("--")
-    argv[tail:tail] = ["--dry-run", "--out-format=%i %l %n"]
+    argv = planning.rsync_preview_argv(step.argv)
 
     def on_line(line: str) -> None:
         match = _RSYNC_ITEM.match(line)
@@ -423,7 +423,7 @@ _AWS_DRY = re.compile(r"^\(dryrun\) (upload|download|copy|delete): (.*)$")
 def _aws_preview(step: planning.Step, plan: planning.Plan, runner: Runner,
                  sizes: Mapping[str, int], transfer: list[tuple[str, int]], deletions: list[str]) -> None:
     """``aws s3 sync --dryrun`` (or ``cp``): the lines aws itself prints for what it would do."""
-    argv = [*step.argv, "--dryrun"] if "--dryrun" not in step.argv else list(step.argv)
+    argv = list(planning.aws_preview_argv(step.argv))
     r = plan.resolved
     src_root = r.source.as_dir().text
 

@@ -539,6 +539,20 @@ def finalize(plan: "DraftPlan | Plan", listing: Sequence[str], *, target_listing
     return Plan(**common, mechanism=choice.mechanism, steps=tuple(steps))
 
 
+def rsync_preview_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    """A transfer step as a dry run that itemizes each file with its size (``%i %l %n``):
+    what rsync itself would send and delete."""
+    out = [a for a in argv if a not in ("--itemize-changes", "--info=progress2")]
+    tail = out.index("--")
+    out[tail:tail] = ["--dry-run", "--out-format=%i %l %n"]
+    return tuple(out)
+
+
+def aws_preview_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    """An aws step as its dry run (``--dryrun``: aws prints what it would do)."""
+    return tuple(argv) if "--dryrun" in argv else (*argv, "--dryrun")
+
+
 def with_progress(plan: Plan) -> Plan:
     """The plan as run on a terminal: rsync and aws show their progress (``--info=progress2``
     after rsync's ``--stats``; aws without ``--no-progress``).  The one place output for a

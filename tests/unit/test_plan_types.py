@@ -102,6 +102,16 @@ def test_probe_argv_are_built_in_plan(config):
         "aws", "s3", "ls", "s3://bucket/p/", "--endpoint-url=http://127.0.0.1:9")
 
 
+def test_preview_argv_are_built_in_plan(config):
+    rsync = planning.with_progress(planning.build(config.get("push"), SyncOptions(protocol="push", verbosity=2)))
+    assert planning.rsync_preview_argv(rsync.steps[0].argv) == (
+        "rsync", "-a", "--prune-empty-dirs", "--rsh=ssh -F cfg", "--stats", "--dry-run", "--out-format=%i %l %n",
+        "--", "model_output/", "hpc:/scratch/runs/model_output/")
+    aws = planning.build(config.get("snap"), SyncOptions(protocol="snap")).steps[0].argv
+    assert planning.aws_preview_argv(aws) == (*aws, "--dryrun")
+    assert planning.aws_preview_argv((*aws, "--dryrun")) == (*aws, "--dryrun")
+
+
 @pytest.mark.parametrize("opts", [{"filters": ("+ a",)}, {"fprefix": ("- b",)}, {"fsuffix": ("- c",)}])
 def test_no_filter_with_rules_is_refused_when_the_options_are_made(opts):
     with pytest.raises(UsageError, match="--no-filter cannot be combined"):
