@@ -126,7 +126,7 @@ def _look_at_source(plan: "planning.Plan | planning.DraftPlan", options: SyncOpt
     listing: Listing | None = None
     selection: list[tuple[str, int]] | None = None
     skipped: list[str] = []
-    if plan.needs_listing:  # the whole listing is needed (finalize verifies against it)
+    if isinstance(plan, planning.DraftPlan):  # the whole listing is needed (finalize verifies against it)
         listing = list_source(plan, runner, reporter)
         _require_s3_objects(plan, listing)
         selection = resolved.rules.select_paths(listing.files) if resolved.rules else list(listing.files)

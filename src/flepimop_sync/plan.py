@@ -7,7 +7,7 @@ glob characters) are passed in by ``execute``.
 Two phases, two types: ``build`` returns a ``Plan`` (every step's argv known) or, when no exact
 aws translation of the rules exists, a ``DraftPlan`` (no steps, so it cannot run) that
 ``finalize`` completes from the source listing.  ``with_progress`` is the one place a terminal
-changes an argv.
+changes an rsync or aws argv.
 
 The CLI and the Snakemake layer both consume this module.  The rsync and aws commands a
 transfer runs are built here (transfer, deletion, the target probes, ``aws s3 ls``), with the
@@ -556,7 +556,7 @@ def aws_preview_argv(argv: Sequence[str]) -> tuple[str, ...]:
 def with_progress(plan: Plan) -> Plan:
     """The plan as run on a terminal: rsync and aws show their progress (``--info=progress2``
     after rsync's ``--stats``; aws without ``--no-progress``).  The one place output for a
-    terminal changes an argv."""
+    terminal changes an rsync or aws argv (execute applies it to the plan that runs)."""
     steps = []
     for step in plan.steps:
         argv = list(step.argv)
