@@ -56,8 +56,9 @@ _AWS_HINTS = (
 )
 
 
-
 def step_failed(step: str, done: "Completed", protocol: "Protocol", env: Mapping[str, str] | None = None) -> StepFailed:
+    """The failure of ``done`` (a finished run of ``step``) as one line; ``env``: the children's
+    environment, whose secrets are masked in the tool's quoted output."""
     tool = done.argv[0]
     code = done.returncode
     last = (_rsync_cause_line(done.stderr) if tool == "rsync" else "") or _last_error_line(done.stderr) \
