@@ -29,7 +29,10 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
     body: dict[str, Any] = {"protocol": protocol.name, "type": protocol.type, "config_files": list(config.files),
                             "definition": protocol.definition()}
     if protocol.type == "git":
-        body.update(mode=options.git_mode(protocol.get("mode", "pull")), remote=protocol.get("remote"), branch=protocol.get("branch"),
+        mode = protocol.get("mode", "pull")
+        if options.reverse:
+            mode = "push" if mode == "pull" else "pull"
+        body.update(mode=mode, remote=protocol.get("remote"), branch=protocol.get("branch"),
                     path=protocol.get("path"), dry_run=options.dry_run)
         return body
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))

@@ -63,7 +63,13 @@ def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, 
 
 def run_git(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter,
             *, cwd: str | None = None) -> dict[str, Any]:
-    from .gitsync import run_git_protocol  # (it refuses transfer options: gitsync._check_protocol)
+    used = options.touches_ends_or_filters
+    if used:
+        raise UsageError(
+            f"{protocol.where()}: {', '.join(used)} cannot be used with a git protocol "
+            "(git decides what to sync through .gitignore)"
+        )
+    from .gitsync import run_git_protocol
 
     started = now_iso()
     result = run_git_protocol(protocol, options, runner, reporter, cwd=cwd)

@@ -1,7 +1,7 @@
 """What the user asked for on top of the config: the CLI and the Snakemake wrapper
 both build one ``SyncOptions`` (params are mapped to it in exactly one place each).
 The rules about the options themselves live here: --no-filter excludes -f/-a/-e (checked
-when the options are made), and --reverse swaps a git protocol's mode (``git_mode``)."""
+when the options are made)."""
 
 from __future__ import annotations
 
@@ -43,12 +43,6 @@ class SyncOptions:
             if value:
                 used.append(flag)
         return used
-
-    def git_mode(self, configured: str) -> str:
-        """A git protocol's mode for this run: the configured one, swapped by --reverse."""
-        if self.reverse:
-            return "push" if configured == "pull" else "pull"
-        return configured
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "SyncOptions":

@@ -120,13 +120,6 @@ def test_no_filter_with_rules_is_refused_when_the_options_are_made(opts):
         SyncOptions.from_mapping({"no_filter": True, **opts})
 
 
-@pytest.mark.parametrize("configured,reverse,mode", [
-    ("pull", False, "pull"), ("push", False, "push"), ("pull", True, "push"), ("push", True, "pull"),
-])
-def test_git_mode(configured, reverse, mode):
-    assert SyncOptions(reverse=reverse).git_mode(configured) == mode
-
-
 def test_runner_timeout_kills_the_child():
     with Runner(Reporter()) as runner:
         start = time.monotonic()
