@@ -87,7 +87,7 @@ def main() -> int:
             listing = [p for p, _ in build_rules(None).select_local(work / "src")]
             stage_dir = tempfile.mkdtemp(prefix="flepimop-sync-stage-", dir=work)
             plan = planning.finalize(plan, listing, stage_dir=stage_dir)
-            if plan.staged:  # as execute does before the transfer
+            if plan.stage:  # as execute does before the transfer
                 _stage_links(plan, Reporter())
             planned = time.perf_counter() - start
             ours_aws, ours_n = 0.0, 0
@@ -99,14 +99,14 @@ def main() -> int:
             for step in plan.steps:
                 root = step.argv[3]
                 below = (sum(1 for p in listing if p.startswith(root[len(f"{work}/src/"):]))
-                         if root.startswith(f"{work}/src/") else len(plan.staged))
+                         if root.startswith(f"{work}/src/") else len(plan.stage.files))
                 tests += below * sum(1 for a in step.argv if a.startswith(("--include=", "--exclude=")))
 
             base_plan = planning.build(config.get("base"), SyncOptions())
             base_seconds, base_n = dryrun_selection(list(base_plan.steps[0].argv), s3.env)
         ours = planned + ours_aws
         print(f"files: {len(listing)} in {args.dirs} directories; selected: {len(expected)}")
-        print(f"ours: {plan.mechanism}; {len(plan.steps)} aws run(s), {tests:,} pattern tests; "
+        print(f"ours: {plan.mechanism_text}; {len(plan.steps)} aws run(s), {tests:,} pattern tests; "
               f"planning {planned:.2f}s + aws {ours_aws:.2f}s = {ours:.2f}s; {ours_n} files")
         print(f"baseline (native '+ *.hnpi.parquet'): {base_seconds:.2f}s; {base_n} files")
         print(f"ratio: {ours / base_seconds:.2f}")

@@ -1,7 +1,8 @@
 """A small Python API over the core, used by the Snakemake workflow and wrapper.
 
 Everything here goes through ``config`` -> ``plan`` -> ``execute``: the workflow
-never builds a flag of its own. Snakemake glue: ``rule_params`` (a rule's params with the
+never builds a flag of its own, and every process (listings for receipts, ``--version`` of the
+tools) starts through ``runner``. Snakemake glue: ``rule_params`` (a rule's params with the
 digest of ``meaning``, what the rule would move, so reruns follow meaning and not argv),
 ``run_rule`` (run + receipt: host, SLURM job id, and ``destination_files``, the audit list).
 """
@@ -12,7 +13,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -39,8 +39,7 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     body.update(plan.to_json())
     body["config_files"] = list(config.files)
-    if plan.needs_listing:
-        body["steps"] = []
+    if isinstance(plan, planning.DraftPlan):
         body["note"] = "the aws arguments are computed from the source listing at run time"
     return body
 
@@ -49,22 +48,29 @@ def tool_versions() -> dict[str, str]:
     """Versions of the tools a receipt depends on (best effort, never fails)."""
     from . import __version__
 
+    from .errors import SyncError
+    from .runner import Runner
+
     versions = {"flepimop-sync": __version__, "python": platform.python_version()}
-    for tool, argv in (("rsync", ["rsync", "--version"]), ("aws", ["aws", "--version"]), ("git", ["git", "--version"])):
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    with Runner(Reporter(verbosity=0, json_mode=True)) as runner:
+        for tool in ("rsync", "aws", "git"):
+            try:
+                done = runner.run([tool, "--version"], timeout=20)
+            except (OSError, SyncError):  # missing, not executable, or no answer
+                versions[tool] = "not installed"
+                continue
             text = (done.stdout or done.stderr).strip().splitlines()
             versions[tool] = text[0] if text else "unknown"
-        except (OSError, subprocess.SubprocessError):
-            versions[tool] = "not installed"
     return versions
 
 
 def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: str | os.PathLike[str] | None = None,
-                 log: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+                 log: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+                 config: SyncConfig | None = None) -> dict[str, Any]:
     """Run one protocol and write its receipt (JSON). Raises SyncError on failure,
     after writing a receipt with ``status: failed`` to ``<receipt>.failed`` (never to
-    the receipt path itself, so Snakemake does not take a failed run as done)."""
+    the receipt path itself, so Snakemake does not take a failed run as done).
+    ``config``: the configs already loaded from ``config_files``."""
     from .errors import SyncError
     from .execute import now_iso, sync
 
@@ -74,7 +80,7 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
                             stream=log_handle or Reporter().stream, out=log_handle or Reporter().out)
         started = now_iso()
         try:
-            result = sync(config_files, options, reporter, env=env)
+            result = sync(config_files, options, reporter, env=env, config=config)
         except SyncError as error:
             if receipt:
                 _write_failure(receipt, options, config_files, error, started, env)
@@ -92,8 +98,10 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
 
 
 def _source_is_local_file(protocol, options: SyncOptions) -> bool:
-    source, _ = planning.resolve_ends(protocol, options)
-    return source.kind == EndKind.LOCAL and os.path.isfile(source.path)
+    """Is the source a single local file (a missing one is not: digests are made before it exists)?"""
+    from .execute import probe_source
+
+    return probe_source(protocol, planning.resolve_ends(protocol, options)[0], strict=False)
 
 
 def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config_files: Sequence[str],
@@ -204,7 +212,7 @@ def _tool_of(plan: "planning.Plan") -> str:
     named = getattr(plan, "tool", None)
     if named:
         return str(named)
-    if plan.steps:
+    if isinstance(plan, planning.Plan) and plan.steps:
         return os.path.basename(plan.steps[0].argv[0])
     return _DEFAULT_TOOL.get(plan.protocol.type, plan.protocol.type)
 
@@ -239,17 +247,18 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     extra_files = [str(f) for f in (dict(params).get("extra_files") or ())]
     started = now_iso()
     try:
-        result = run_protocol(config_files, options, receipt=None, log=log, env=env)
+        result = run_protocol(config_files, options, receipt=None, log=log, env=env)  # (logs a config error)
+        config = load_config(config_files)  # once more, for the extra files and the receipt
         if result.get("type") != "git":
             if "selected" not in result:
-                result["selected"] = _selection(config_files, options, env)
+                result["selected"] = _selection(config_files, options, env, config=config)
             extras = []
             for path in extra_files:
                 if not os.path.isfile(path):
                     extras.append({"source": path, "status": "skipped (not present)"})
                     continue
                 extra_options = replace(options, source=path, filters=(), fprefix=(), fsuffix=(), no_filter=True)
-                done = run_protocol(config_files, extra_options, log=log, env=env)
+                done = run_protocol(config_files, extra_options, log=log, env=env, config=config)
                 extras.append({k: done.get(k) for k in ("source", "destination", "status", "transferred", "commands")})
             if extra_files:
                 result["extra"] = extras
@@ -258,7 +267,7 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
         raise
     if result.get("type") != "git":
         try:
-            result["files"] = destination_files(config_files, options, env)
+            result["files"] = destination_files(config_files, options, env, config=config)
         except SyncError as error:  # the sync itself succeeded: say why the audit list is missing
             result["files_error"] = str(error)
     result.update(where_and_when())
@@ -280,17 +289,16 @@ def where_and_when() -> dict[str, Any]:
 
 
 def destination_files(config_files: Sequence[str], options: SyncOptions,
-                      env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+                      env: Mapping[str, str] | None = None, *, config: SyncConfig | None = None) -> list[dict[str, Any]]:
     """The files of the selection as they are at the destination after a run, for audits:
     ``[{"path", "size"}]`` (paths relative to the destination), plus ``"etag"`` for an S3
     destination. One listing of the destination (rsync --list-only, aws s3api, or a walk)."""
     from .execute import list_end
     from .runner import Runner
 
-    protocol = load_config(config_files).get(options.protocol)
-    source_is_file = _source_is_local_file(protocol, options)
-    plan = planning.build(protocol, options, source_is_file=source_is_file)
-    r = plan.resolved
+    protocol = (config or load_config(config_files)).get(options.protocol)
+    plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
+    source_is_file, r = plan.source_is_file, plan.resolved
     # a single file lands as <target>/<name>: list the target and pick it
     listed = r.target if source_is_file else r.destination
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
@@ -319,10 +327,10 @@ def _s3_objects(end: "Any", protocol: "Any", runner: "Any") -> dict[str, dict[st
     pages by itself), keyed by the path relative to the end."""
     from .errors import StepFailed
 
-    bucket, _, prefix = end.as_dir().path.partition("/")
-    argv = ["aws", "s3api", "list-objects-v2", f"--bucket={bucket}", f"--prefix={prefix}", "--output=json",
-            *planning.aws_global_args(protocol)]
-    done = runner.run(argv)
+    from .listing import s3_listing_argv
+
+    prefix = end.as_dir().path.partition("/")[2]
+    done = runner.run(s3_listing_argv(end, protocol))
     if done.returncode != 0:
         raise StepFailed(f"listing {end.text} for the receipt failed: {done.stderr.strip().splitlines()[-1:]}",
                          step="receipt listing", returncode=done.returncode)
@@ -335,12 +343,13 @@ def _s3_objects(end: "Any", protocol: "Any", runner: "Any") -> dict[str, dict[st
     return out
 
 
-def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[str, str] | None) -> dict[str, int]:
+def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[str, str] | None, *,
+               config: SyncConfig | None = None) -> dict[str, int]:
     """What the filters select at the source (files, bytes): one listing, nothing moved."""
     from .execute import select_source
     from .runner import Runner
 
-    protocol = load_config(config_files).get(options.protocol)
+    protocol = (config or load_config(config_files)).get(options.protocol)
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
         chosen = select_source(plan, runner, runner.reporter)

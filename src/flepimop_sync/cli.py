@@ -1,4 +1,5 @@
-"""Command line: parsing and printing only.
+"""Command line: parsing and printing only (option rules such as --no-filter with -f/-a/-e are
+checked by ``SyncOptions``).
 
 Exit codes live here and nowhere else:
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 import click
 
@@ -92,12 +93,9 @@ def sync_command(config_files: tuple[str, ...], protocol: str | None, source: st
     end is s3://...) and git (safety checks, then pull from or push to the
     authoritative remote).
     """
-    from .errors import UsageError
     from .options import SyncOptions
     from .report import Reporter, redact, redact_json
 
-    if no_filter and (filters or fprefix or fsuffix):
-        raise UsageError("--no-filter cannot be combined with -f/--filter, -a/--fprefix or -e/--fsuffix")
     options = SyncOptions(
         protocol=protocol, source=source, target=target, filters=filters, fprefix=fprefix, fsuffix=fsuffix,
         no_filter=no_filter, reverse=reverse, mkpath=mkpath, delete=delete, dry_run=dry_run, verbosity=verbosity,
@@ -190,9 +188,6 @@ class FlepimopGroup(click.Group):
         theirs = upstream.list_commands(ctx) if isinstance(upstream, click.Group) else []
         return sorted(set(ours) | set(theirs))
 
-    def resolve_command(self, ctx, args):  # keep unknown subcommands' args intact
-        return super().resolve_command(ctx, args)
-
 
 def _delegate_command(name: str) -> click.Command:
     """A command that forwards `flepimop NAME ...` to flepiMoP's CLI, or explains it is missing.
@@ -269,7 +264,3 @@ def main(args: Sequence[str] | None = None) -> None:
 def sync_main(args: Sequence[str] | None = None) -> None:
     """Entry point of `flepimop-sync` (the sync command on its own)."""
     sys.exit(run_command(sync_command, args, prog_name="flepimop-sync"))
-
-
-def _dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)

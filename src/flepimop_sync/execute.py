@@ -1,10 +1,16 @@
-"""Run a sync: load, plan, list what must be listed, lock, run the steps, summarise.
-A dry run contacts both ends the same way and runs the tools' own dry runs (``rsync --dry-run``,
-``aws s3 sync --dryrun``) to report what they would transfer and delete.
+"""Run a sync: load, plan, list what must be listed, finalize the plan, lock, run the steps,
+summarise.  A dry run contacts both ends the same way and runs the tools' own dry runs
+(``rsync --dry-run``, ``aws s3 sync --dryrun``) to report what they would transfer and delete.
 
-This module orchestrates; ``runner.Runner`` is the only thing that starts processes
-and ``plan`` builds every argv.  ``sync`` is the one entry point shared by the CLI
-and the Snakemake wrapper; it returns a JSON-ready result (also the receipt body).
+This module orchestrates and builds no argv of its own (it only substitutes run-time operands:
+a local root that is a link, resolved; an empty directory for aws' preview of a missing
+destination; the glob-free aliases of ``plan.alias_glob_roots``): ``plan`` builds the transfer,
+deletion, preview and probe commands, ``listing`` lists an end, ``lock`` holds the destination, ``failures``
+words a tool's failure, and ``runner.Runner`` starts every process.  It decides the run-time
+facts the plan is given (is the source a local file: ``probe_source``; the listings; a stage
+directory) and owns what happens on disk around the steps (target creation, stage links,
+glob-free aliases).  ``sync`` is the one entry point shared by the CLI and the Snakemake
+wrapper; it returns a JSON-ready result (also the receipt body).
 """
 
 from __future__ import annotations
@@ -17,58 +23,22 @@ import shutil
 import stat
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import plan as planning
 from .config import Protocol, SyncConfig, load_config
-from .endpoints import End, EndKind, parse_end
+from .endpoints import End, EndKind
 from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError, describe_os_error, show_value
+from .failures import step_failed as _step_failed
 from .filters import Action, FilterList
 from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
 from . import listing as listing_mod
 from .lock import DestinationLock
 from .options import SyncOptions
-from .report import Reporter, format_argv, redact
+from .report import Reporter, format_argv
 from .runner import Completed, Runner
-
-RSYNC_EXIT = {
-    1: "syntax or usage error",
-    2: "protocol incompatibility",
-    3: "errors selecting input/output files or directories (does the target's parent exist? use --mkpath)",
-    5: "error starting the client-server protocol",
-    10: "error in socket I/O",
-    11: "error in file I/O (missing target parent? use --mkpath; full disk or read-only target?)",
-    12: "error in the rsync protocol data stream (ssh could not connect or the connection dropped, or the remote rsync failed)",
-    13: "errors with program diagnostics",
-    14: "error in IPC code",
-    20: "rsync was interrupted",
-    23: "partial transfer due to error (a source file missing or unreadable, or a target not writable)",
-    24: "partial transfer: some source files vanished during the transfer",
-    25: "the --max-delete limit stopped deletions",
-    30: "timeout in data send/receive",
-    35: "timeout waiting for daemon connection",
-    255: "ssh failed: host unreachable, authentication refused, or the connection was cut",
-}
-
-_AWS_HINTS = (
-    ("NoSuchBucket", "the bucket does not exist"),
-    ("Unable to locate credentials", "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the protocol's 'profile')"),
-    ("InvalidAccessKeyId", "the credentials were refused (invalid access key)"),
-    ("SignatureDoesNotMatch", "the credentials were refused (wrong secret key)"),
-    ("AccessDenied", "access denied by the S3 service"),
-    ("ExpiredToken", "the session token has expired"),
-    ("Could not connect to the endpoint URL", "the S3 endpoint is unreachable"),
-    ("Connection was closed", "the S3 endpoint closed the connection"),
-    ("ConnectionClosedError", "the S3 endpoint closed the connection"),
-    ("EndpointConnectionError", "the S3 endpoint is unreachable"),
-    ("The config profile", "the named AWS profile does not exist"),
-    ("does not exist", "a path does not exist"),
-    ("No space left on device", "the target filesystem is full"),
-    ("Permission denied", "permission denied at the target"),
-    ("Read-only file system", "the target filesystem is read-only"),
-)
-
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -82,7 +52,7 @@ def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, 
     config = config or load_config(config_files)
     protocol = config.get(options.protocol)
     if env is not None:
-        reporter.env = env  # mask the secrets of the environment the children get
+        reporter = reporter.with_env(env)  # mask the secrets of the environment the children get
     try:
         with Runner(reporter, env=env) as runner:
             if protocol.type == "git":
@@ -107,30 +77,63 @@ def run_git(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: 
 
 
 def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter) -> dict[str, Any]:
+    """An rsync or s3sync run: plan, look at the source, finalize the plan, then the dry run or
+    the transfer."""
     start = time.monotonic()
     started = now_iso()
-    source_is_file = _probe_source(protocol, options, runner.base_env)
-    plan = planning.build(protocol, options, source_is_file=source_is_file, interactive=reporter.is_tty,
-                          env=runner.base_env)
-    resolved = plan.resolved
-    for warning in plan.warnings:
+    ends = planning.resolve_ends(protocol, options, env=runner.base_env)
+    source_is_file = probe_source(protocol, ends[0])
+    draft = planning.build(protocol, options, ends=ends, source_is_file=source_is_file, env=runner.base_env)
+    for warning in draft.warnings:
         reporter.warn(warning)
     reporter.detail(f"protocol {protocol.name!r} ({protocol.type}) from {protocol.file}")
-    report_filters(protocol, resolved.rules, reporter)
-    if plan.engine != "aws":  # a fast engine lists, compares and moves the selection itself
+    report_filters(protocol, draft.resolved.rules, reporter)
+    if draft.engine != "aws":  # a fast engine lists, compares and moves the selection itself
         from . import s3engine
 
-        return s3engine.run(plan, runner, reporter, started=started, start=start)
+        return s3engine.run(draft, runner, reporter, started=started, start=start)
+    source = _look_at_source(draft, options, runner, reporter)
+    plan = _final_plan(draft, source.listing, options, runner, reporter)
+    reporter.info(_headline(plan))
+    result: dict[str, Any] = {
+        **plan.to_json(),
+        "started": started,
+        "config_files": [protocol.file],
+    }
+    if source.selection is not None:
+        result["selected"] = {"files": len(source.selection), "bytes": sum(size for _, size in source.selection)}
+    if source.skipped:
+        result["skipped"] = source.skipped
+    if options.dry_run:
+        assert source.selection is not None
+        _warn_unmatched_includes(plan, source.listing, runner, reporter)
+        return _dry_run(plan, source.selection, result, runner, reporter, start)
+    return _transfer(plan, source.listing, result, runner, reporter, start)
 
+
+@dataclass(frozen=True)
+class _Source:
+    """What a run learnt about its source before the transfer."""
+
+    listing: Listing | None  # the whole listing, when the plan was a draft
+    selection: list[tuple[str, int]] | None  # what the rules select, when it was needed
+    skipped: list[str]  # selected links/special files a backend without links leaves out
+
+
+def _look_at_source(plan: "planning.Plan | planning.DraftPlan", options: SyncOptions, runner: Runner,
+                    reporter: Reporter) -> _Source:
+    """List or select the source as far as the run needs it; refuse an empty S3 source and
+    writes through links before anything moves."""
+    resolved = plan.resolved
     listing: Listing | None = None
     selection: list[tuple[str, int]] | None = None
-    skipped: list[str] = []  # selected links/special files a backend without links leaves out
-    if plan.needs_listing:  # the whole listing is needed (finalize verifies against it)
+    skipped: list[str] = []
+    if isinstance(plan, planning.DraftPlan):  # the whole listing is needed (finalize verifies against it)
         listing = list_source(plan, runner, reporter)
         _require_s3_objects(plan, listing)
         selection = resolved.rules.select_paths(listing.files) if resolved.rules else list(listing.files)
         skipped = [p for p in listing.skipped if not resolved.rules or resolved.rules.selects(p)]
-    elif options.dry_run or (resolved.source.kind == EndKind.LOCAL and not listing_mod.copies_links(protocol)):
+    elif options.dry_run or (resolved.source.kind == EndKind.LOCAL and not listing_mod.copies_links(resolved.protocol)):
         # (a real S3 upload walks the source too: the links aws will skip are named, not lost silently)
         selection = select_source(plan, runner, reporter, skipped=skipped)
     if skipped:
@@ -138,67 +141,46 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
                       f"regular files only and links are never followed ({_some(skipped)})")
     if resolved.source.kind == EndKind.S3 and resolved.destination.kind == EndKind.LOCAL:
         _refuse_writes_through_links(plan, selection, runner, reporter)
-    if plan.needs_listing:
+    return _Source(listing, selection, skipped)
+
+
+def _final_plan(plan: "planning.Plan | planning.DraftPlan", listing: Listing | None, options: SyncOptions,
+                runner: Runner, reporter: Reporter) -> planning.Plan:
+    """The plan that runs: a draft finalized on the source listing (and, for --delete, the
+    target's), with the tools' progress shown on a terminal."""
+    if isinstance(plan, planning.DraftPlan):
         assert listing is not None
+        resolved = plan.resolved
         target_paths: list[str] = []
         if resolved.delete:
             target_paths = list_end(resolved.destination, resolved.protocol, runner).paths
         stage_dir = None
         if resolved.source.kind == EndKind.LOCAL and not resolved.delete and not options.dry_run:
             stage_dir = tempfile.mkdtemp(prefix="flepimop-sync-stage-")
+        final = None
         try:
-            plan = planning.finalize(plan, listing.paths, target_listing=target_paths, interactive=reporter.is_tty,
-                                     stage_dir=stage_dir, **_aws_tuning(runner.base_env))
+            final = planning.finalize(plan, listing.paths, target_listing=target_paths, stage_dir=stage_dir,
+                                      **_aws_tuning(runner.base_env))
         finally:
-            if stage_dir and not plan.staged:
+            if stage_dir and (final is None or final.stage is None):
                 os.rmdir(stage_dir)
-    reporter.info(_headline(plan))
-    result: dict[str, Any] = {
-        **plan.to_json(),
-        "started": started,
-        "config_files": [protocol.file],
-    }
-    if selection is not None:
-        result["selected"] = {"files": len(selection), "bytes": sum(size for _, size in selection)}
-    if skipped:
-        result["skipped"] = skipped
+        plan = final
+    return planning.with_progress(plan) if reporter.is_tty else plan
 
-    if options.dry_run:
-        assert selection is not None
-        _warn_unmatched_includes(plan, listing, runner, reporter)
-        return _dry_run(plan, selection, result, runner, reporter, start)
 
+def _transfer(plan: planning.Plan, listing: Listing | None, result: dict[str, Any], runner: Runner,
+              reporter: Reporter, start: float) -> dict[str, Any]:
+    """The real run: the checks that need no lock, then the steps under the destination lock."""
+    resolved = plan.resolved
     checked = listing is not None
     if not checked and resolved.destination.kind == EndKind.LOCAL and not os.path.isdir(resolved.destination.path or "."):
         _require_s3_objects(plan, None, runner)  # aws would create the destination even for nothing
         checked = True
     if resolved.delete:
         _refuse_delete_from_empty_source(plan, listing, runner, reporter)
-    with DestinationLock(resolved.destination, resolved.protocol, runner) as lock:
-        transferred = {"files": 0, "bytes": 0}
-        commands = []
-        runner.inherit_fds = lock.fds  # the writers hold the lock too (see Runner.inherit_fds)
-        alias_dir = None
-        try:
-            _prepare_target(plan, runner)
-            plan, alias_dir = _alias_glob_roots(plan, create=True)
-            if plan.staged:
-                _stage_links(plan, reporter)
-            for step in plan.steps:
-                outcome = _run_step(step, plan, runner, reporter)
-                commands.append(list(step.argv))
-                transferred["files"] += outcome["files"]
-                transferred["bytes"] += outcome["bytes"]
-                if resolved.delete and "deleted" in outcome:
-                    result["deleted"] = sorted(result.get("deleted", []) + outcome["deleted"])
-            if resolved.delete and protocol.type == "rsync":
-                result["deleted"] = _rsync_delete(plan, runner, reporter, commands)
-        finally:
-            runner.inherit_fds = ()
-            if plan.stage_dir:
-                shutil.rmtree(plan.stage_dir, ignore_errors=True)  # links only: never follows them
-            if alias_dir:
-                shutil.rmtree(alias_dir, ignore_errors=True)  # links only: never follows them
+    with DestinationLock(resolved.destination, resolved.protocol, runner) as lock, runner.inheriting(lock.fds):
+        # (the writers hold the lock too: see Runner.inheriting)
+        transferred, commands = _run_steps(plan, result, runner, reporter)
     if not transferred["files"] and not checked:
         # nothing moved: a mistyped S3 prefix looks exactly like this, so make sure the source exists
         _require_s3_objects(plan, None, runner)
@@ -207,9 +189,39 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
                   commands=commands)
     reporter.result(
         f"done: {transferred['files']} file(s), {human_bytes(transferred['bytes'])} transferred "
-        f"in {seconds:.1f}s ({protocol.name}: {resolved.source.text} -> {resolved.destination.text})"
+        f"in {seconds:.1f}s ({resolved.protocol.name}: {resolved.source.text} -> {resolved.destination.text})"
     )
     return result
+
+
+def _run_steps(plan: planning.Plan, result: dict[str, Any], runner: Runner,
+               reporter: Reporter) -> tuple[dict[str, int], list[list[str]]]:
+    """Prepare the target (and the stage, and glob-free aliases), run every step, then rsync's
+    deletions; ``result`` gets the deleted files.  Returns (transferred, commands)."""
+    resolved = plan.resolved
+    transferred = {"files": 0, "bytes": 0}
+    commands: list[list[str]] = []
+    alias_dir = None
+    try:
+        _prepare_target(plan)
+        plan, alias_dir = _alias_glob_roots(plan, create=True)
+        if plan.stage:
+            _stage_links(plan, reporter)
+        for step in plan.steps:
+            outcome = _run_step(step, plan, runner, reporter)
+            commands.append(list(step.argv))
+            transferred["files"] += outcome["files"]
+            transferred["bytes"] += outcome["bytes"]
+            if resolved.delete and "deleted" in outcome:
+                result["deleted"] = sorted(result.get("deleted", []) + outcome["deleted"])
+        if resolved.delete and resolved.protocol.type == "rsync":
+            result["deleted"] = _rsync_delete(plan, runner, reporter, commands)
+    finally:
+        if plan.stage:
+            shutil.rmtree(plan.stage.directory, ignore_errors=True)  # links only: never follows them
+        if alias_dir:
+            shutil.rmtree(alias_dir, ignore_errors=True)  # links only: never follows them
+    return transferred, commands
 
 
 def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
@@ -217,12 +229,13 @@ def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
     and only these).  The selection holds regular files only (the s3sync listing leaves links
     out); an entry that became a link, or whose directory now leads out of the source through a
     link, since the listing is not staged."""
-    assert plan.stage_dir is not None
+    assert plan.stage is not None
+    stage = plan.stage
     root = os.path.realpath(plan.resolved.source.path or ".")
     made: set[str] = set()
     inside: dict[str, bool] = {}
     dropped = []
-    for rel in plan.staged:
+    for rel in stage.files:
         source = os.path.join(root, rel)
         rel_dir = os.path.dirname(rel)
         if rel_dir not in inside:
@@ -234,7 +247,7 @@ def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
         if not regular:
             dropped.append(rel)
             continue
-        link = os.path.join(plan.stage_dir, rel)
+        link = os.path.join(stage.directory, rel)
         parent = os.path.dirname(link)
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
@@ -243,7 +256,7 @@ def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
     if dropped:
         reporter.warn(f"{len(dropped)} selected file(s) changed into links or vanished since the listing and "
                       f"were not uploaded ({_some(dropped)})")
-    reporter.detail(f"staged {len(plan.staged) - len(dropped)} selected file(s) as links in {plan.stage_dir}")
+    reporter.detail(f"staged {len(stage.files) - len(dropped)} selected file(s) as links in {stage.directory}")
 
 
 def _some(paths: Sequence[str], limit: int = 5) -> str:
@@ -297,7 +310,7 @@ def _aws_tuning(env: Mapping[str, str]) -> dict[str, int]:
 def _headline(plan: planning.Plan) -> str:
     r = plan.resolved
     verb = "dry run" if r.dry_run else "sync"
-    return f"{verb} '{r.protocol.name}' ({r.protocol.type}): {r.source.text} -> {r.destination.text} [{plan.mechanism}]"
+    return f"{verb} '{r.protocol.name}' ({r.protocol.type}): {r.source.text} -> {r.destination.text} [{plan.mechanism_text}]"
 
 
 def _planned_deletions(plan: planning.Plan, selection: list[tuple[str, int]], runner: Runner,
@@ -347,7 +360,7 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
             if step.argv[0] == "rsync":
                 _rsync_preview(step, plan, runner, reporter, transfer, deletions)
             else:
-                _aws_preview(step, plan, runner, reporter, sizes, transfer, deletions)
+                _aws_preview(step, plan, runner, sizes, transfer, deletions)
     finally:
         if alias_dir:
             shutil.rmtree(alias_dir, ignore_errors=True)
@@ -398,9 +411,7 @@ def report_dry_run(selection: Sequence[tuple[str, int]], transfer: Sequence[tupl
 def _rsync_preview(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter,
                    transfer: list[tuple[str, int]], deletions: list[str]) -> None:
     """``rsync --dry-run``, itemized with each file's size: what rsync itself would send and delete."""
-    argv = [a for a in step.argv if a not in ("--itemize-changes", "--info=progress2")]
-    tail = argv.index("--")
-    argv[tail:tail] = ["--dry-run", "--out-format=%i %l %n"]
+    argv = planning.rsync_preview_argv(step.argv)
 
     def on_line(line: str) -> None:
         match = _RSYNC_ITEM.match(line)
@@ -425,10 +436,10 @@ _RSYNC_ITEM = re.compile(r"^(\*deleting|[<>ch.*][fdLDS][^ ]*) +([\d,.]+) (.*)$")
 _AWS_DRY = re.compile(r"^\(dryrun\) (upload|download|copy|delete): (.*)$")
 
 
-def _aws_preview(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter,
+def _aws_preview(step: planning.Step, plan: planning.Plan, runner: Runner,
                  sizes: Mapping[str, int], transfer: list[tuple[str, int]], deletions: list[str]) -> None:
     """``aws s3 sync --dryrun`` (or ``cp``): the lines aws itself prints for what it would do."""
-    argv = [*step.argv, "--dryrun"] if "--dryrun" not in step.argv else list(step.argv)
+    argv = list(planning.aws_preview_argv(step.argv))
     r = plan.resolved
     src_root = r.source.as_dir().text
 
@@ -491,8 +502,7 @@ def _require_s3_objects(plan: planning.Plan, listing: "Listing | None", runner: 
     if listing is None:
         if runner is None:
             return
-        argv = ["aws", "s3", "ls", r.source.as_dir().text, *planning.aws_global_args(r.protocol)]
-        done = runner.run(argv)
+        done = runner.run(planning.aws_ls_argv(r.protocol, r.source))
         if done.returncode == 0 and done.stdout.strip():
             return
         if done.returncode not in (0, 1) or done.stderr.strip():
@@ -521,11 +531,7 @@ def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
         parent = _target_parent(r.target)
         if not parent or parent in ("~",):
             return  # the remote home
-        probe = r.target.with_path(parent + "/")
-        argv = ["rsync", "--list-only", "-d", "--exclude=*"]
-        argv += planning.rsync_rsh_args(r.protocol)
-        argv += ["--", planning.rsync_sender_operand(probe)]
-        done = runner.run(argv)
+        done = runner.run(planning.rsync_probe_dir_argv(r.protocol, r.target.with_path(parent + "/")))
         if done.returncode == 0:
             return
         if done.returncode != 23:  # 23: no such directory; anything else: the host itself failed
@@ -534,7 +540,7 @@ def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
                      "run would fail; create it or use --mkpath", step="checking the target")
 
 
-def _prepare_target(plan: planning.Plan, runner: Runner) -> None:
+def _prepare_target(plan: planning.Plan) -> None:
     """Create a missing local target's last level as plain ``rsync -a src dst`` does (our rsync runs
     as ``src/ dst/src/``, which would need two levels).  aws creates every level itself: refuse
     the deeper ones without --mkpath, as rsync does."""
@@ -563,11 +569,7 @@ def _make_remote_target(plan: planning.Plan, failed: Completed, runner: Runner) 
         return False
     if 'mkdir "' not in failed.stderr or "No such file or directory" not in failed.stderr:
         return False
-    source_dir = r.source.as_dir() if not plan.source_is_file else parse_end((os.path.dirname(r.source.path) or ".") + "/")
-    argv = ["rsync", "-d", "--exclude=*"]  # the directory only: no content, no times or permissions
-    argv += planning.rsync_rsh_args(r.protocol)
-    argv += ["--", planning._rsync_operand(source_dir, directory=True), r.target.as_dir().text]
-    done = runner.run(argv)
+    done = runner.run(planning.rsync_make_dir_argv(r, source_is_file=plan.source_is_file))
     if done.returncode != 0:
         raise _step_failed("creating the target", done, r.protocol, runner.base_env)
     return True
@@ -630,17 +632,22 @@ def _rsync_delete(plan: planning.Plan, runner: Runner, reporter: Reporter, comma
 
 
 # -- probing and listing -------------------------------------------------------
-def _probe_source(protocol: Protocol, options: SyncOptions, env: Mapping[str, str] | None = None) -> bool:
-    """Is the source a single local file? Refuse a missing local source before running anything."""
-    src, _ = planning.resolve_ends(protocol, options, env=env)  # the rules are compiled once, by build
+def probe_source(protocol: Protocol, src: End, *, strict: bool = True) -> bool:
+    """Is the (resolved) source a single local file?  The one home of that rule.  ``strict`` (a
+    run): refuse a missing local source before running anything; otherwise (``--plan``, rerun
+    digests) a missing or unreadable source is simply not a file."""
     if src.kind != EndKind.LOCAL:
         return False  # remote single files are not probed: rsync/aws treat them as dirs
     path = Path(src.path)
     try:
         path.stat()
     except FileNotFoundError:
+        if not strict:
+            return False
         raise UsageError(f"{protocol.where('source')}: local source {show_value(src.text, 200)} does not exist") from None
     except OSError as exc:  # ENAMETOOLONG, EACCES, ELOOP, ENOTDIR...
+        if not strict:
+            return False
         raise UsageError(f"{protocol.where('source')}: local source {show_value(src.text, 200)}: {exc.strerror}") from None
     return path.is_file()
 
@@ -722,58 +729,70 @@ def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter
         hint = {"aws": "install the AWS CLI: pip install awscli",
                 "rsync": "install rsync: apt-get install rsync (or your system's package manager)"}.get(tool, "")
         raise StepFailed(f"{tool}: command not found", step=step.name, returncode=127, hint=hint or None)
-    counts = {"files": 0, "bytes": 0}
     if tool == "rsync":
-        stats: dict[str, int] = {}
+        return _run_rsync_step(step, plan, runner, reporter)
+    return _run_aws_step(step, plan, runner, reporter)
 
-        def on_line(line: str) -> None:
-            match = _RSYNC_STAT.match(line)
-            if match:
-                stats[match.group(1)] = int(re.sub(r"[,.]", "", match.group(2)))
-            elif reporter.verbosity >= 2 and re.match(r"^[<>ch.*][fdLDS]", line):
-                reporter.detail(line)
 
+def _run_rsync_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter) -> dict[str, int]:
+    """rsync, counting what its --stats report; a missing remote target's last level is created
+    (``_make_remote_target``) and the step run again."""
+    stats: dict[str, int] = {}
+
+    def on_line(line: str) -> None:
+        match = _RSYNC_STAT.match(line)
+        if match:
+            stats[match.group(1)] = int(re.sub(r"[,.]", "", match.group(2)))
+        elif reporter.verbosity >= 2 and re.match(r"^[<>ch.*][fdLDS]", line):
+            reporter.detail(line)
+
+    done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
+    if done.returncode in (3, 11) and _make_remote_target(plan, done, runner):
         done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
-        if done.returncode in (3, 11) and _make_remote_target(plan, done, runner):
-            done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
-        if done.returncode != 0:
-            raise _step_failed(step.name, done, plan.protocol, runner.base_env)
-        counts["files"] = stats.get("Number of regular files transferred", 0)
-        counts["bytes"] = stats.get("Total transferred file size", 0)
-        return counts
+    if done.returncode != 0:
+        raise _step_failed(step.name, done, plan.protocol, runner.base_env)
+    return {"files": stats.get("Number of regular files transferred", 0),
+            "bytes": stats.get("Total transferred file size", 0)}
 
+
+def _run_aws_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter) -> dict[str, Any]:
+    """aws, counting the files it names (and their sizes at the local end); the files it deletes
+    are named in ``deleted`` (the --json result names them, as rsync's and rclone's do)."""
     dest = plan.resolved.destination
     argv = _aws_linked_roots(step.argv)
-    deleted: list[str] = counts.setdefault("deleted", [])  # type: ignore[assignment]
+    counts: dict[str, Any] = {"files": 0, "bytes": 0, "deleted": []}
 
     def on_aws_line(line: str) -> None:
         match = _AWS_DONE.match(line)
         if not match:
             return
         reporter.detail(line)
-        if match.group(1) == "delete":  # the --json result names them, as rsync's and rclone's do
-            deleted.append(_relative_to_end(line[len("delete: "):], dest, argv[4] if len(argv) > 4 else ""))
+        if match.group(1) == "delete":
+            counts["deleted"].append(_relative_to_end(line[len("delete: "):], dest, argv[4] if len(argv) > 4 else ""))
             return
         counts["files"] += 1
-        if dest.kind == EndKind.LOCAL:
-            # "download: s3://b/k to path" -> the size of what landed
-            _, _, local = line.rpartition(" to ")
-            try:
-                counts["bytes"] += os.path.getsize(local)
-            except OSError:
-                pass
-        elif plan.resolved.source.kind == EndKind.LOCAL:
-            # "upload: path to s3://..." -> the size of what was read
-            local = line[len("upload: "):].rsplit(" to s3://", 1)[0]
-            try:
-                counts["bytes"] += os.path.getsize(local)
-            except OSError:
-                pass
+        counts["bytes"] += _aws_line_bytes(line, plan.resolved)
 
     done = runner.stream(argv, env=step.env, on_stdout=on_aws_line, live=reporter.is_tty)
     if done.returncode != 0:
         raise _step_failed(step.name, done, plan.protocol, runner.base_env)
     return counts
+
+
+def _aws_line_bytes(line: str, resolved: planning.Resolved) -> int:
+    """The size of the local file an aws line names: what a download wrote or an upload read."""
+    if resolved.destination.kind == EndKind.LOCAL:
+        # "download: s3://b/k to path" -> the size of what landed
+        _, _, local = line.rpartition(" to ")
+    elif resolved.source.kind == EndKind.LOCAL:
+        # "upload: path to s3://..." -> the size of what was read
+        local = line[len("upload: "):].rsplit(" to s3://", 1)[0]
+    else:
+        return 0
+    try:
+        return os.path.getsize(local)
+    except OSError:
+        return 0
 
 
 def _aws_linked_roots(argv: Sequence[str]) -> tuple[str, ...]:
@@ -787,69 +806,6 @@ def _aws_linked_roots(argv: Sequence[str]) -> tuple[str, ...]:
             if not text.startswith("s3://") and os.path.islink(text.rstrip("/")):
                 out[i] = os.path.realpath(text) + "/"
     return tuple(out)
-
-
-def _step_failed(step: str, done: Completed, protocol: Protocol, env: Mapping[str, str] | None = None) -> StepFailed:
-    tool = done.argv[0]
-    code = done.returncode
-    last = (_rsync_cause_line(done.stderr) if tool == "rsync" else "") or _last_error_line(done.stderr) \
-        or _last_error_line(done.stdout)
-    if tool == "rsync":
-        meaning = RSYNC_EXIT.get(code, "see rsync's message")
-    elif tool == "aws":
-        meaning = next((hint for needle, hint in _AWS_HINTS if needle in done.stderr), "see aws's message")
-    else:
-        meaning = "see its message"
-    cause = _os_cause(done.stderr + "\n" + done.stdout)
-    if cause:  # the tool named the cause: say it, not the exit code's usual guesses
-        meaning, last = cause
-    if code < 0:
-        meaning = f"killed by signal {-code}"
-    detail = f": {redact(last, env)}" if last else ""  # tools may print credentials
-    return StepFailed(
-        f"protocol '{protocol.name}': {step} failed ({tool} exit {code}: {meaning}){detail}",
-        step=step, returncode=code,
-    )
-
-
-# Causes a tool reports from the operating system, most specific first: when one is in the
-# output it is the reason (a full disk makes rsync's sender end on "Broken pipe").
-_OS_CAUSES = (
-    ("No space left on device", "the target filesystem is full: No space left on device"),
-    ("Disk quota exceeded", "the disk quota is exceeded: Disk quota exceeded"),
-    ("File too large", "a file exceeds the allowed size (file size limit or quota): File too large"),
-    ("Read-only file system", "the target filesystem is read-only"),
-)
-
-
-def _os_cause(text: str) -> "tuple[str, str] | None":
-    lines = [line.strip() for line in text.replace("\r", "\n").splitlines()]
-    for needle, meaning in _OS_CAUSES:
-        for line in lines:
-            if needle in line:
-                return meaning, line[:300]
-    return None
-
-
-_RSYNC_CAUSE = re.compile(r"^rsync: .*failed: .+ \(\d+\)$")
-
-
-def _rsync_cause_line(text: str) -> str:
-    """rsync's first concrete OS error (e.g. 'mkstemp "..." failed: Read-only file system (30)'):
-    its last line is only a summary ('some files/attrs were not transferred')."""
-    for line in text.replace("\r", "\n").splitlines():
-        line = line.strip()
-        if _RSYNC_CAUSE.match(line):
-            return line[:300]
-    return ""
-
-
-def _last_error_line(text: str) -> str:
-    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
-    for line in reversed(lines):
-        if any(w in line.lower() for w in ("error", "failed", "denied", "no such", "unable", "could not", "fatal")):
-            return line[:300]
-    return lines[-1][:300] if lines else ""
 
 
 def human_bytes(n: int) -> str:

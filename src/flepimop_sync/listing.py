@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING
 
 from .endpoints import EndKind
 from .errors import StepFailed
+from .failures import step_failed
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Protocol
     from .endpoints import End
-    from .runner import Completed, Runner
+    from .runner import Runner
 
 
 @dataclass(frozen=True)
@@ -191,13 +192,11 @@ def parse_rsync_listing(stdout: str) -> list[tuple[str, int]]:
 
 
 def list_rsync_remote(end: "End", protocol: "Protocol", runner: "Runner") -> Listing:
-    from .execute import _step_failed
-
     with tempfile.TemporaryDirectory(prefix="flepimop-sync-list-") as empty:
         # LC_ALL=C: rsync escapes every non-ASCII byte, so the output is exact whatever the name
         done = runner.run(rsync_listing_argv(end, protocol, empty), env={"LC_ALL": "C"})
     if done.returncode != 0:
-        raise _step_failed("listing the remote end", done, protocol, runner.base_env)
+        raise step_failed("listing the remote end", done, protocol, runner.base_env)
     return Listing(files=tuple(parse_rsync_listing(done.stdout)))
 
 
@@ -226,11 +225,9 @@ def parse_s3_listing(stdout: str, prefix: str) -> list[tuple[str, int]]:
 
 
 def list_s3(end: "End", protocol: "Protocol", runner: "Runner") -> Listing:
-    from .execute import _step_failed
-
     done = runner.run(s3_listing_argv(end, protocol))
     if done.returncode != 0:
-        raise _step_failed("listing the S3 end", done, protocol, runner.base_env)
+        raise step_failed("listing the S3 end", done, protocol, runner.base_env)
     try:
         files = parse_s3_listing(done.stdout, end.as_dir().path.partition("/")[2])
     except (ValueError, KeyError, TypeError) as exc:

@@ -17,7 +17,7 @@ siblings can.  The second run refuses at once (``SafetyHalt``, exit 1) naming th
 
 Lock files live in ``$FLEPIMOP_SYNC_LOCK_DIR`` (else ``$XDG_RUNTIME_DIR``, else /tmp), in a
 per-user subdirectory.  ``flock`` locks die with the last process holding the descriptor: the
-runner passes them to every child (``Runner.inherit_fds``), so the lock stays held while any
+runner passes them to every child (``Runner.inheriting``), so the lock stays held while any
 writer lives, and is released when the last one exits -- also after a SIGKILL of flepimop-sync.
 """
 

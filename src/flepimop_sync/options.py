@@ -1,5 +1,7 @@
 """What the user asked for on top of the config: the CLI and the Snakemake wrapper
-both build one ``SyncOptions`` (params are mapped to it in exactly one place each)."""
+both build one ``SyncOptions`` (params are mapped to it in exactly one place each).
+The rules about the options themselves live here: --no-filter excludes -f/-a/-e (checked
+when the options are made)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,12 @@ class SyncOptions:
     dry_run: bool = False
     verbosity: int = 0
     engine: str | None = None  # s3sync: "aws" or "rclone" (None: the protocol's, else aws)
+
+    def __post_init__(self) -> None:
+        if self.no_filter and (self.filters or self.fprefix or self.fsuffix):  # the one home of this rule
+            from .errors import UsageError
+
+            raise UsageError("--no-filter cannot be combined with -f/--filter, -a/--fprefix or -e/--fsuffix")
 
     @property
     def touches_ends_or_filters(self) -> list[str]:

@@ -4,8 +4,16 @@ and ``~`` in ends, local ends resolved to refuse nesting: see ``endpoints``).  F
 I/O (is the source a file? what does the source hold? the working directory, for aws roots with
 glob characters) are passed in by ``execute``.
 
-The CLI and the Snakemake layer both consume this module; flags are built here and
-nowhere else.
+Two phases, two types: ``build`` returns a ``Plan`` (every step's argv known) or, when no exact
+aws translation of the rules exists, a ``DraftPlan`` (no steps, so it cannot run) that
+``finalize`` completes from the source listing.  ``with_progress`` is the one place a terminal
+changes an rsync or aws argv.
+
+The CLI and the Snakemake layer both consume this module.  The rsync and aws commands a
+transfer runs are built here (transfer, deletion, the target probes, ``aws s3 ls``), with the
+filter flags from ``filters`` (rsync) and ``s3filters`` (aws); the other commands are built
+beside the code that reads their output: listings in ``listing``, git in ``gitsync``, rclone in
+``s3engine``, ``ssh -G`` in ``lock``.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from . import filters as filter_rules
 from .config import Protocol, S3Settings
@@ -21,20 +29,13 @@ from .endpoints import (End, EndKind, apply_option, check_nesting, check_protoco
                         parse_end, reverse_ends)
 from .endpoints import APPEND_PREFIX
 from .errors import UsageError
+from .mechanism import Mechanism, as_mechanism
 from .options import SyncOptions
 
 RSYNC_BASE = ("rsync", "-a", "--prune-empty-dirs")
 #: Above this many estimated aws pattern tests (~2 s of filtering), an explicit upload is staged.
 STAGE_ABOVE_TESTS = 200_000
 
-MECH_RSYNC = "rsync filter rules"
-MECH_NONE = "no filters"
-MECH_AWS_NATIVE = "aws native include/exclude (exact translation)"
-MECH_AWS_VERIFIED = "aws native include/exclude (verified against the source listing)"
-MECH_AWS_EXPLICIT = "aws explicit selection (computed from the source listing)"
-MECH_AWS_STAGED = "aws explicit selection, staged as links (computed from the source listing)"
-MECH_AWS_FILE = "aws s3 cp (single file)"
-MECH_RSYNC_FILE = "rsync (single file)"
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,23 @@ class Resolved:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """An explicit upload staged as links: execute links exactly ``files`` (relative to the
+    source) into ``directory`` before the one step syncs that directory, following its links."""
+
+    directory: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Plan:
+    """A plan that can run: every step's argv is known."""
+
+    needs_listing: ClassVar[bool] = False
     resolved: Resolved
-    mechanism: str
+    mechanism: Mechanism
     steps: tuple[Step, ...]
-    needs_listing: bool = False  # execute must list the source and call ``finalize``
-    staged: tuple[str, ...] = ()  # explicit uploads: link these source files into ``stage_dir`` first
-    stage_dir: str | None = None
+    stage: Stage | None = None
     source_is_file: bool = False
     warnings: tuple[str, ...] = ()
     # aws roots whose absolute path has glob characters: (glob-free link, real directory) pairs that
@@ -80,28 +91,66 @@ class Plan:
     aliases: tuple[tuple[str, str], ...] = ()
     engine: str = "aws"  # s3sync: the tool that moves the files (s3engine runs the others)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mechanism", as_mechanism(self.mechanism))
+
     @property
     def protocol(self) -> Protocol:
         return self.resolved.protocol
 
+    @property
+    def mechanism_text(self) -> str:
+        split = sum(1 for s in self.steps if s.argv[:3] == ("aws", "s3", "sync"))
+        extra = f", split into {split} aws runs" if split > 1 else ""
+        return self.mechanism.text + extra
+
     def to_json(self) -> dict[str, Any]:
-        r = self.resolved
-        return {
-            "protocol": r.protocol.name,
-            "type": r.protocol.type,
-            "config_files": [r.protocol.file],
-            "source": r.source.text,
-            "target": r.target.text,
-            "destination": r.destination.text,
-            "filters": r.rules.as_texts(),
-            "mechanism": self.mechanism,
-            **({"engine": self.engine} if r.protocol.type == "s3sync" else {}),
-            "dry_run": r.dry_run,
-            "delete": r.delete,
-            "steps": [s.to_json() for s in self.steps],
-            "warnings": list(self.warnings),
-            "notes": list(r.rules.notes),
-        }
+        return _plan_json(self, [s.to_json() for s in self.steps])
+
+
+@dataclass(frozen=True)
+class DraftPlan:
+    """An aws plan whose steps depend on what the source holds (no exact translation of the
+    rules): execute lists the source and ``finalize`` turns it into a ``Plan``.  It has no steps,
+    so nothing can run it."""
+
+    needs_listing: ClassVar[bool] = True
+    resolved: Resolved
+    mechanism: Mechanism
+    warnings: tuple[str, ...] = ()
+    source_is_file: ClassVar[bool] = False
+    engine: ClassVar[str] = "aws"
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.resolved.protocol
+
+    @property
+    def mechanism_text(self) -> str:
+        return self.mechanism.text
+
+    def to_json(self) -> dict[str, Any]:
+        return _plan_json(self, [])
+
+
+def _plan_json(plan: "Plan | DraftPlan", steps: list[dict[str, Any]]) -> dict[str, Any]:
+    r = plan.resolved
+    return {
+        "protocol": r.protocol.name,
+        "type": r.protocol.type,
+        "config_files": [r.protocol.file],
+        "source": r.source.text,
+        "target": r.target.text,
+        "destination": r.destination.text,
+        "filters": r.rules.as_texts(),
+        "mechanism": plan.mechanism_text,
+        **({"engine": plan.engine} if r.protocol.type == "s3sync" else {}),
+        "dry_run": r.dry_run,
+        "delete": r.delete,
+        "steps": steps,
+        "warnings": list(plan.warnings),
+        "notes": list(r.rules.notes),
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -140,9 +189,10 @@ def resolve_ends(protocol: Protocol, options: SyncOptions, *,
 
 
 def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False,
-            env: Mapping[str, str] | None = None) -> Resolved:
-    """Apply --source/--target (replace or append), filters, --reverse."""
-    src, tgt = resolve_ends(protocol, options, env=env)
+            env: Mapping[str, str] | None = None, ends: tuple[End, End] | None = None) -> Resolved:
+    """Apply --source/--target (replace or append), filters, --reverse.  ``ends``: what
+    ``resolve_ends`` already returned for these options (a run resolves them once)."""
+    src, tgt = ends or resolve_ends(protocol, options, env=env)
     rules = filter_rules.build_rules(
         protocol.filters,
         override=options.filters,
@@ -187,9 +237,10 @@ def config_deletes(protocol: Protocol, *, reverse: bool) -> bool:
 
 
 def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False,
-          interactive: bool = False, env: Mapping[str, str] | None = None) -> Plan:
-    """The plan for one rsync or s3sync protocol."""
-    resolved = resolve(protocol, options, source_is_file=source_is_file, env=env)
+          env: Mapping[str, str] | None = None, ends: tuple[End, End] | None = None) -> "Plan | DraftPlan":
+    """The plan for one rsync or s3sync protocol: a ``DraftPlan`` when the aws steps depend on
+    what the source holds (see ``finalize``)."""
+    resolved = resolve(protocol, options, source_is_file=source_is_file, env=env, ends=ends)
     engine = options.engine or (protocol.settings.engine if isinstance(protocol.settings, S3Settings) else "aws")
     if engine != "aws":
         if protocol.type != "s3sync":
@@ -198,17 +249,15 @@ def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = Fa
 
         plan = s3engine.build_plan(resolved, engine, source_is_file=source_is_file)
     elif protocol.type == "rsync":
-        plan = _rsync_plan(resolved, source_is_file=source_is_file, interactive=interactive,
-                           verbosity=options.verbosity)
+        plan = _rsync_plan(resolved, source_is_file=source_is_file, verbosity=options.verbosity)
     else:
-        plan = _s3_plan(resolved, source_is_file=source_is_file, interactive=interactive)
+        plan = _s3_plan(resolved, source_is_file=source_is_file)
     landing = None if source_is_file else landing_warning(resolved.source, resolved.target, resolved.destination)
     return replace(plan, warnings=(landing, *plan.warnings)) if landing else plan
 
 
 # -- rsync -------------------------------------------------------------------
-def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive: bool = False,
-               verbosity: int = 0, dry_run: bool = False) -> tuple[str, ...]:
+def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, verbosity: int = 0) -> tuple[str, ...]:
     """The one place rsync flags are built (the CLI and Snakemake both come here)."""
     argv = list(RSYNC_BASE)
     if resolved.mkpath:
@@ -217,13 +266,9 @@ def rsync_argv(resolved: Resolved, *, source_is_file: bool = False, interactive:
     # empties), which the README promises to keep.  Deletion is a second step that removes exactly
     # the listed files (``rsync_delete_argv``), the list the dry run shows.
     argv += rsync_rsh_args(resolved.protocol)
-    argv.append("--stats")
-    if interactive:
-        argv.append("--info=progress2")
+    argv.append("--stats")  # (with_progress adds --info=progress2 after it)
     if verbosity >= 2:
         argv.append("--itemize-changes")
-    if dry_run:
-        argv.append("--dry-run")
     argv.extend(resolved.rules.rsync_args())
     source = _rsync_operand(resolved.source, directory=not source_is_file, sender=True)
     dest = _rsync_operand(resolved.destination, directory=not source_is_file)
@@ -249,6 +294,22 @@ def rsync_delete_argv(resolved: Resolved, skeleton: str, list_file: str) -> tupl
     return tuple(argv)
 
 
+def rsync_probe_dir_argv(protocol: Protocol, directory: End) -> tuple[str, ...]:
+    """Does a remote directory exist?  ``rsync --list-only`` of the directory alone (exit 23: no
+    such directory; any other failure is the host's)."""
+    argv = ["rsync", "--list-only", "-d", "--exclude=*", *rsync_rsh_args(protocol)]
+    return (*argv, "--", rsync_sender_operand(directory.as_dir()))
+
+
+def rsync_make_dir_argv(resolved: Resolved, *, source_is_file: bool) -> tuple[str, ...]:
+    """Create a remote target's last level as plain ``rsync -a src host:target`` would: the
+    source directory alone (no content, no times or permissions) sent as ``target``."""
+    source = resolved.source
+    source_dir = parse_end((os.path.dirname(source.path) or ".") + "/") if source_is_file else source.as_dir()
+    argv = ["rsync", "-d", "--exclude=*", *rsync_rsh_args(resolved.protocol)]
+    return (*argv, "--", _rsync_operand(source_dir, directory=True), resolved.target.as_dir().text)
+
+
 _GLOB = "*?[]"
 
 
@@ -271,10 +332,10 @@ def _rsync_operand(end: End, *, directory: bool, sender: bool = False) -> str:
     return text
 
 
-def _rsync_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool, verbosity: int) -> Plan:
-    argv = rsync_argv(resolved, source_is_file=source_is_file, interactive=interactive, verbosity=verbosity)
+def _rsync_plan(resolved: Resolved, *, source_is_file: bool, verbosity: int) -> Plan:
+    argv = rsync_argv(resolved, source_is_file=source_is_file, verbosity=verbosity)
     step = Step(name="rsync", argv=argv, purpose=f"{resolved.source.text} -> {resolved.destination.text}")
-    mechanism = MECH_RSYNC_FILE if source_is_file else (MECH_RSYNC if resolved.rules else MECH_NONE)
+    mechanism = Mechanism.RSYNC_FILE if source_is_file else (Mechanism.RSYNC if resolved.rules else Mechanism.NONE)
     return Plan(resolved=resolved, mechanism=mechanism, steps=(step,), source_is_file=source_is_file,
                 warnings=tuple(resolved.rules.warnings))
 
@@ -292,6 +353,11 @@ def aws_global_args(protocol: Protocol) -> list[str]:
     return args
 
 
+def aws_ls_argv(protocol: Protocol, end: End) -> tuple[str, ...]:
+    """Does an S3 prefix hold anything?  ``aws s3 ls`` of it (empty output: nothing there)."""
+    return ("aws", "s3", "ls", end.as_dir().text, *aws_global_args(protocol))
+
+
 def _aws_operand(end: End, *, directory: bool) -> str:
     text = end.as_dir().text if directory else end.text
     if end.kind == EndKind.LOCAL and text.startswith("-"):
@@ -299,8 +365,8 @@ def _aws_operand(end: End, *, directory: bool) -> str:
     return text
 
 
-def aws_sync_argv(resolved: Resolved, filter_args: Sequence[str], *, interactive: bool = False,
-                  dry_run: bool = False, follow_symlinks: bool = False) -> tuple[str, ...]:
+def aws_sync_argv(resolved: Resolved, filter_args: Sequence[str], *,
+                  follow_symlinks: bool = False) -> tuple[str, ...]:
     """The one place ``aws s3 sync`` flags are built.
 
     aws follows symbolic links by default: out of the tree, round a loop forever, and for
@@ -316,10 +382,7 @@ def aws_sync_argv(resolved: Resolved, filter_args: Sequence[str], *, interactive
         argv.append("--no-follow-symlinks")
     if resolved.delete:
         argv.append("--delete")
-    if not interactive:
-        argv.append("--no-progress")
-    if dry_run:
-        argv.append("--dryrun")
+    argv.append("--no-progress")  # (with_progress removes it on a terminal)
     return tuple(argv)
 
 
@@ -339,30 +402,28 @@ def _joined_options(args: Sequence[str]) -> list[str]:
     return out
 
 
-def _s3_plan(resolved: Resolved, *, source_is_file: bool, interactive: bool) -> Plan:
+def _s3_plan(resolved: Resolved, *, source_is_file: bool) -> "Plan | DraftPlan":
     from . import s3filters
 
     if source_is_file:
         argv = ["aws", "s3", "cp", _aws_operand(resolved.source, directory=False),
-                _aws_operand(resolved.destination, directory=False), *aws_global_args(resolved.protocol)]
-        if not interactive:
-            argv.append("--no-progress")
+                _aws_operand(resolved.destination, directory=False), *aws_global_args(resolved.protocol),
+                "--no-progress"]
         step = Step(name="aws s3 cp", argv=tuple(argv), purpose=f"{resolved.source.text} -> {resolved.destination.text}")
-        return Plan(resolved=resolved, mechanism=MECH_AWS_FILE, steps=(step,), source_is_file=True)
+        return Plan(resolved=resolved, mechanism=Mechanism.AWS_FILE, steps=(step,), source_is_file=True)
     if not resolved.rules:
-        argv = aws_sync_argv(resolved, (), interactive=interactive)
-        return Plan(resolved=resolved, mechanism=MECH_NONE, steps=(_aws_step(resolved, argv),))
+        argv = aws_sync_argv(resolved, ())
+        return Plan(resolved=resolved, mechanism=Mechanism.NONE, steps=(_aws_step(resolved, argv),))
     _check_aws_root(resolved)
     translation = s3filters.translate_for_aws(resolved.rules)
     if translation.exact:
-        argv = aws_sync_argv(resolved, translation.args, interactive=interactive)
-        return Plan(resolved=resolved, mechanism=MECH_AWS_NATIVE, steps=(_aws_step(resolved, argv),),
+        argv = aws_sync_argv(resolved, translation.args)
+        return Plan(resolved=resolved, mechanism=Mechanism.NATIVE, steps=(_aws_step(resolved, argv),),
                     warnings=tuple(resolved.rules.warnings))
     # No exact fnmatch form for some rule: the steps depend on what the source holds.
     # How exactness is reached is not the user's business (issue 12 point 5): no warning here;
     # the mechanism shows in the summary line and -v output.
-    return Plan(resolved=resolved, mechanism=MECH_AWS_EXPLICIT, steps=(), needs_listing=True,
-                warnings=tuple(resolved.rules.warnings))
+    return DraftPlan(resolved=resolved, mechanism=Mechanism.EXPLICIT, warnings=tuple(resolved.rules.warnings))
 
 
 #: fnmatch reads these in the root aws joins to every pattern ('?' matches itself there, but a
@@ -438,19 +499,20 @@ def _aws_step(resolved: Resolved, argv: Sequence[str]) -> Step:
     return Step(name="aws s3 sync", argv=tuple(argv), purpose=f"{resolved.source.text} -> {resolved.destination.text}")
 
 
-def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str] = (),
-             interactive: bool = False, aws_process_cost: int | None = None,
-             stage_dir: str | None = None, stage_above: int = STAGE_ABOVE_TESTS) -> Plan:
-    """Complete an s3 plan that needed the source listing (pure: the listing is given).
+def finalize(plan: "DraftPlan | Plan", listing: Sequence[str], *, target_listing: Sequence[str] = (),
+             aws_process_cost: int | None = None, stage_dir: str | None = None,
+             stage_above: int = STAGE_ABOVE_TESTS) -> Plan:
+    """The ``Plan`` of a draft, given the source listing (pure: the listing is given).
 
     First try the candidate native translation: if aws would select exactly the
     evaluator's files on this listing, it is used ("verified"). Otherwise the exact
     selection is handed to aws as an explicit include list, compressed to whole
-    directories where every file is selected.
+    directories where every file is selected.  ``stage_dir`` (an empty directory): a large
+    explicit upload may be staged there as links (``Plan.stage``).
     """
     from . import s3filters
 
-    if not plan.needs_listing:
+    if isinstance(plan, Plan):  # (its steps never depended on a listing)
         return plan
     resolved = plan.resolved
     # Deletion may remove target files missing at the source: they must be judged too.
@@ -461,17 +523,16 @@ def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str
         # a split run's root would carry a file name's glob characters (see _check_aws_root and
         # alias_glob_roots): one run instead
         choice = s3filters.choose_aws_filter_args(resolved.rules, universe, process_cost=10 ** 15)
-    mechanism = {"verified": MECH_AWS_VERIFIED, "explicit": MECH_AWS_EXPLICIT,
-                 "native": MECH_AWS_NATIVE, "none": MECH_NONE}[choice.mechanism]
-    if choice.mechanism == "explicit" and stage_dir and resolved.source.kind == EndKind.LOCAL and not resolved.delete \
-            and choice.cost > stage_above:
+    common = {"resolved": resolved, "warnings": plan.warnings}
+    if choice.mechanism is Mechanism.EXPLICIT and stage_dir and resolved.source.kind == EndKind.LOCAL \
+            and not resolved.delete and choice.cost > stage_above:
         # aws filters cost ~11 us per file x pattern: a large explicit selection of local files is
         # cheaper as a directory of links to exactly those files, synced with no filter at all.
         # (Not with --delete: there every unselected target file would look deletable.)
         staged = replace(resolved, source=parse_end(stage_dir.rstrip("/") + "/"))
-        step = _aws_step(resolved, aws_sync_argv(staged, (), interactive=interactive, follow_symlinks=True))
-        return replace(plan, mechanism=MECH_AWS_STAGED, steps=(step,), needs_listing=False,
-                       staged=tuple(choice.selected or ()), stage_dir=stage_dir)
+        step = _aws_step(resolved, aws_sync_argv(staged, (), follow_symlinks=True))
+        return Plan(**common, mechanism=Mechanism.STAGED, steps=(step,),
+                    stage=Stage(directory=stage_dir, files=tuple(choice.selected or ())))
     steps = []
     for run in choice.runs:
         # A split selection: each run syncs one subtree with the patterns for it alone.
@@ -479,11 +540,34 @@ def finalize(plan: Plan, listing: Sequence[str], *, target_listing: Sequence[str
                       else resolved.source,
                       destination=resolved.destination.as_dir().child(run.subdir).as_dir() if run.subdir
                       else resolved.destination)
-        steps.append(_aws_step(sub, aws_sync_argv(sub, run.args, interactive=interactive)))
-    if len(steps) > 1:
-        mechanism += f", split into {len(steps)} aws runs"
-    return replace(plan, mechanism=mechanism, steps=tuple(steps), needs_listing=False)
+        steps.append(_aws_step(sub, aws_sync_argv(sub, run.args)))
+    return Plan(**common, mechanism=choice.mechanism, steps=tuple(steps))
 
 
-def endpoint_parse(text: str) -> End:  # re-exported for callers that only import plan
-    return parse_end(text)
+def rsync_preview_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    """A transfer step as a dry run that itemizes each file with its size (``%i %l %n``):
+    what rsync itself would send and delete."""
+    out = [a for a in argv if a not in ("--itemize-changes", "--info=progress2")]
+    tail = out.index("--")
+    out[tail:tail] = ["--dry-run", "--out-format=%i %l %n"]
+    return tuple(out)
+
+
+def aws_preview_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    """An aws step as its dry run (``--dryrun``: aws prints what it would do)."""
+    return tuple(argv) if "--dryrun" in argv else (*argv, "--dryrun")
+
+
+def with_progress(plan: Plan) -> Plan:
+    """The plan as run on a terminal: rsync and aws show their progress (``--info=progress2``
+    after rsync's ``--stats``; aws without ``--no-progress``).  The one place output for a
+    terminal changes an rsync or aws argv (execute applies it to the plan that runs)."""
+    steps = []
+    for step in plan.steps:
+        argv = list(step.argv)
+        if argv[0] == "rsync" and "--stats" in argv:
+            argv.insert(argv.index("--stats") + 1, "--info=progress2")
+        elif argv[0] == "aws":
+            argv = [a for a in argv if a != "--no-progress"]
+        steps.append(replace(step, argv=tuple(argv)))
+    return replace(plan, steps=tuple(steps))

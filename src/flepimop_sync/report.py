@@ -30,7 +30,7 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, TextIO
 
@@ -123,39 +123,44 @@ def secrets_in_words(words: Iterable[str]) -> set[str]:
                 i += 2
                 continue
             found.add(word[2:])
-        elif word.startswith("--") and "=" in word:
-            name, _, value = word[2:].partition("=")
-            if _SECRET_OPTIONS.search(name):
-                found.add(value)
-            elif name in ("rsh", "rsync-path") or name.endswith("command"):
-                found |= secrets_in_command(value)
-            found |= _url_secrets(value)
-        elif word.startswith("--") and _SECRET_OPTIONS.search(word[2:]) and nxt is not None:
-            found.add(nxt)
-            i += 2
+            i += 1
             continue
-        elif word in ("-e", "--rsh") and nxt is not None:
-            found |= secrets_in_command(nxt)
-            i += 2
-            continue
-        elif word.startswith("-o"):
-            setting = word[2:] if word != "-o" else (nxt or "")
-            found |= _ssh_option_secrets(setting)
-            if word == "-o":
-                i += 2
-                continue
-        elif not word.startswith("-") and "=" in word and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", word):
-            name, _, value = word.partition("=")
-            if _SECRET_NAME.search(name):
-                found.add(value)
-            found |= _url_secrets(value)
-        else:
-            bare = _BARE_USERINFO.match(word)
-            if bare and not word.startswith("-"):
-                found.add(bare.group(2))
-            found |= _url_secrets(word)
-        i += 1
+        i += _word_secrets(word, nxt, found)
     return {v for v in found if v.strip() and v.lower() not in _NOT_SECRET}
+
+
+def _word_secrets(word: str, nxt: str | None, found: set[str]) -> int:
+    """Add the secrets one word (with the next one, for options taking a value) carries to
+    ``found``; return how many words it used (1 or 2)."""
+    if word.startswith("--") and "=" in word:
+        name, _, value = word[2:].partition("=")
+        if _SECRET_OPTIONS.search(name):
+            found.add(value)
+        elif name in ("rsh", "rsync-path") or name.endswith("command"):
+            found |= secrets_in_command(value)
+        found |= _url_secrets(value)
+        return 1
+    if word.startswith("--") and _SECRET_OPTIONS.search(word[2:]) and nxt is not None:
+        found.add(nxt)
+        return 2
+    if word in ("-e", "--rsh") and nxt is not None:
+        found |= secrets_in_command(nxt)
+        return 2
+    if word.startswith("-o"):
+        setting = word[2:] if word != "-o" else (nxt or "")
+        found |= _ssh_option_secrets(setting)
+        return 2 if word == "-o" else 1
+    if not word.startswith("-") and "=" in word and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", word):
+        name, _, value = word.partition("=")
+        if _SECRET_NAME.search(name):
+            found.add(value)
+        found |= _url_secrets(value)
+        return 1
+    bare = _BARE_USERINFO.match(word)
+    if bare and not word.startswith("-"):
+        found.add(bare.group(2))
+    found |= _url_secrets(word)
+    return 1
 
 
 def _ssh_option_secrets(setting: str) -> set[str]:
@@ -304,11 +309,15 @@ class Reporter:
         """Where human-readable results go: stdout, or stderr when stdout carries JSON."""
         return self.stream if self.json_mode else self.out
 
-    def result(self, message: str) -> None:
-        print(redact(message, self.env), file=self.human, flush=True)
-
     def info(self, message: str) -> None:
         print(redact(message, self.env), file=self.human, flush=True)
+
+    #: A run's closing line ("done: ...", the dry run's summary): printed as ``info`` is.
+    result = info
+
+    def with_env(self, env: Mapping[str, str] | None) -> "Reporter":
+        """This reporter for children run with ``env``: its secrets are masked too."""
+        return replace(self, env=env)
 
     def warn(self, message: str) -> None:
         print(f"warning: {redact(message, self.env)}", file=self.stream, flush=True)

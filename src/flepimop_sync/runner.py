@@ -6,12 +6,14 @@ whole child tree (rsync's ssh, aws' workers) and leaves nothing behind: stopping
 local ssh closes the connection, and the remote rsync exits with it.  On Linux each
 child also gets ``PR_SET_PDEATHSIG`` (SIGINT), so even a SIGKILLed flepimop-sync does
 not leave writers running (and holding the destination lock) for ever.
-``Runner.run`` captures output; ``Runner.stream`` forwards it live (progress on a
-terminal, secrets masked) while keeping a copy.
+``Runner.run`` captures output (optionally with a timeout); ``Runner.stream`` forwards it
+live (progress on a terminal, secrets masked) while keeping a copy; ``Runner.inheriting``
+passes the destination lock's descriptors to the children of one block.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,7 +22,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from .errors import Interrupted, StepFailed
 from .report import Reporter, redact
@@ -74,10 +76,8 @@ class Runner:
         self.base_env = dict(os.environ if env is None else env)
         self._children: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
-        self._signal: int | None = None
         self._previous: dict[int, object] = {}
-        # File descriptors every child inherits: the destination lock, so that it stays held
-        # while any writer lives (even a child orphaned by a SIGKILL of flepimop-sync).
+        # File descriptors every child inherits (set through ``inheriting``).
         self.inherit_fds: tuple[int, ...] = ()
 
     # -- signal handling -------------------------------------------------
@@ -93,15 +93,14 @@ class Runner:
         self._previous.clear()
         self.stop_children()
 
-    def _on_signal(self, signum: int, frame) -> None:  # noqa: ARG002
-        self._signal = signum
-        self.stop_children(signum)
+    def _on_signal(self, signum: int, frame) -> None:  # noqa: ARG002 (signal.signal's handler signature)
+        self.stop_children()
         raise Interrupted(signum)
 
-    def stop_children(self, signum: int = signal.SIGTERM) -> None:  # noqa: ARG002
+    def stop_children(self) -> None:
         """Stop every child's process group: SIGINT first, then SIGTERM, then SIGKILL.
 
-        SIGINT comes first whatever we received: rsync and the aws CLI both remove their
+        SIGINT comes first whatever signal stopped us: rsync and the aws CLI both remove their
         temporary files on SIGINT (aws leaves ``name.XXXXXXXX`` download temps behind on
         SIGTERM), so an interrupted run leaves no debris at the target.  aws needs a few
         seconds for that on a loaded machine, hence the long first grace.
@@ -120,6 +119,17 @@ class Runner:
                 except subprocess.TimeoutExpired:
                     pass
             children = [c for c in children if c.poll() is None]
+
+    @contextlib.contextmanager
+    def inheriting(self, fds: Sequence[int]) -> Iterator["Runner"]:
+        """Children started inside the block inherit ``fds`` (the destination lock: it then stays
+        held while any writer lives, even one orphaned by a SIGKILL of flepimop-sync)."""
+        previous = self.inherit_fds
+        self.inherit_fds = tuple(fds)
+        try:
+            yield self
+        finally:
+            self.inherit_fds = previous
 
     # -- running ---------------------------------------------------------
     def which(self, tool: str) -> str | None:
@@ -162,12 +172,19 @@ class Runner:
         with self._lock:
             self._children.discard(proc)
 
-    def run(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Completed:
-        """Run to completion, capturing stdout and stderr."""
+    def run(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
+            timeout: float | None = None) -> Completed:
+        """Run to completion, capturing stdout and stderr.  ``timeout``: seconds after which the
+        child's process group is killed and ``StepFailed`` raised (exit status 124, as timeout(1))."""
         start = time.monotonic()
         proc = self._popen(argv, cwd, env)
         try:
-            out, err = proc.communicate()
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc, signal.SIGKILL)
+                proc.communicate()
+                raise StepFailed(f"{argv[0]}: no answer within {timeout:g}s", step=argv[0], returncode=124) from None
         finally:
             self._forget(proc)
         done = Completed(tuple(argv), proc.returncode, out.decode("utf-8", "replace"),

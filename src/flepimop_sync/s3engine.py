@@ -296,7 +296,7 @@ def run(plan, runner, reporter, *, started: str, start: float) -> dict[str, Any]
     with execute.DestinationLock(r.destination, r.protocol, runner) as lock, tempfile.TemporaryDirectory(prefix="flepimop-sync-") as tmp:
         runner.inherit_fds = lock.fds
         try:
-            execute._prepare_target(plan, runner)  # a missing target's last level, as on the aws path
+            execute._prepare_target(plan)  # a missing target's last level, as on the aws path
             if plan.source_is_file:
                 todo = sorted(source)  # aws s3 cp: always copied
                 argv = copyto_argv(r.source, r.destination, interactive=reporter.is_tty)

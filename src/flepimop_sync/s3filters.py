@@ -27,7 +27,8 @@ escaped):
 Inexact lists are still translated (best effort, same rules) so the caller can verify the
 candidate against a listing (:func:`aws_select_paths`, mechanism ``verified``) and otherwise fall
 back to an explicit selection (:func:`explicit_aws_args`, :func:`explicit_aws_runs`): never an
-approximation.
+approximation.  :func:`choose_aws_filter_args` makes that choice; its ``mechanism`` is a
+``mechanism.Mechanism`` (NONE, NATIVE, VERIFIED or EXPLICIT), the vocabulary ``plan`` reports.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Iterable, Sequence
 
 from flepimop_sync.filters import (STARS, Action, AnyByte, ByteSet, DStar, FilterList, Lit, PatternMode, Rule, Slash,
                                    Star, Token, _analyse)
+from flepimop_sync.mechanism import Mechanism
 
 __all__ = [
     "AwsFilterPlan",
@@ -65,10 +67,6 @@ class AwsFilterPlan:
     args: tuple[str, ...]  # "--exclude", "pat", "--include", "pat", ... (aws order: last match wins)
     exact: bool  # every rule has an exact fnmatch form
     inexact_rules: tuple[str, ...]  # rule texts with no exact form
-
-    @property
-    def pattern_count(self) -> int:
-        return len(self.args) // 2
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,15 +158,23 @@ def _rule_patterns(rule: Rule) -> tuple[list[str], bool]:
         pats = ["*" + escape_fnmatch(x) + "*"]
         if x.startswith("/"):
             pats.append(escape_fnmatch(x[1:]) + "*")
-        return _dedupe(pats), True
+        return list(dict.fromkeys(pats)), True
     info = _analyse(rule.pattern)
     toks = list(info.tokens)
-    exact = True
-    # single '*' positions
+    body, ok = _fn(toks)
+    exact = _single_stars_exact(toks, info.mode) and ok
+    bodies, lefts = _bodies_and_lefts(toks, info.mode, body)
+    rights = _rights(toks, info.dir_only)
+    pats = [_collapse(left + b + right) for b in bodies for left in lefts for right in rights]
+    return list(dict.fromkeys(pats)), exact
+
+
+def _single_stars_exact(toks: Sequence[Token], mode: PatternMode) -> bool:
+    """Can fnmatch's '*' (which crosses '/') stand for each single '*' of the pattern?"""
     for i, t in enumerate(toks):
         if not isinstance(t, Star):
             continue
-        if i == 0 and info.mode is not PatternMode.ANCHORED:
+        if i == 0 and mode is not PatternMode.ANCHORED:
             continue
         if i == len(toks) - 1:
             continue  # a last '*': fnmatch's '*' crossing '/' only reaches paths below a match
@@ -176,47 +182,39 @@ def _rule_patterns(rule: Rule) -> tuple[list[str], bool]:
             continue  # '**/*...': the fnmatch '*' of '**' absorbs whatever this star would cross
         if i + 2 < len(toks) and isinstance(toks[i + 1], Slash) and isinstance(toks[i + 2], DStar):
             continue  # '...*/**': likewise on the right
-        exact = False
-    body, ok = _fn(toks)
-    exact = exact and ok
+        return False
+    return True
+
+
+def _bodies_and_lefts(toks: Sequence[Token], mode: PatternMode, body: str) -> tuple[list[str], list[str]]:
+    """The pattern's fnmatch bodies and what may precede them (the left side, module docstring)."""
     bodies = [body]
-    if info.mode is PatternMode.PREFIX2:
+    if mode is PatternMode.PREFIX2:
         if len(toks) > 1 and isinstance(toks[1], Slash):
             alt, _ = _fn(toks[2:])
             if alt.startswith("*"):
                 bodies = [alt]  # '*/' + alt is a subset of alt
             elif alt:
                 bodies.append(alt)
-        lefts = [""]
-    elif info.mode is PatternMode.ANCHORED or isinstance(toks[0], STARS):
-        lefts = [""]
-    else:
-        lefts = ["", "*/"]
-    # version 2: '+' and '-' alike also match everything below a matching directory
-    if info.dir_only:
-        rights = ["/*"]
-    elif isinstance(toks[-1], STARS):
-        rights = [""]
-    else:
-        rights = ["", "/*"]
-    pats = []
-    for b in bodies:
-        for left in lefts:
-            for right in rights:
-                pats.append(_collapse(left + b + right))
-    return _dedupe(pats), exact
+        return bodies, [""]
+    if mode is PatternMode.ANCHORED or isinstance(toks[0], STARS):
+        return bodies, [""]
+    return bodies, ["", "*/"]
+
+
+def _rights(toks: Sequence[Token], dir_only: bool) -> list[str]:
+    """What may follow a body: version 2's '+' and '-' alike also match everything below a
+    matching directory."""
+    if dir_only:
+        return ["/*"]
+    if isinstance(toks[-1], STARS):
+        return [""]
+    return ["", "/*"]
 
 
 def _collapse(p: str) -> str:
     # '**' is the same as '*' for fnmatch; keep patterns short
     return re.sub(r"\*{2,}", "*", p)
-
-
-def _dedupe(pats: Iterable[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for p in pats:
-        seen.setdefault(p, None)
-    return list(seen)
 
 
 def translate_for_aws(filters: FilterList) -> AwsFilterPlan:
@@ -245,7 +243,7 @@ def _pairs(args: Sequence[str]) -> list[tuple[bool, str]]:
     if len(args) % 2:
         raise ValueError("aws filter args must come in (--include|--exclude, pattern) pairs")
     out = []
-    for flag, pat in zip(args[::2], args[1::2]):
+    for flag, pat in zip(args[::2], args[1::2], strict=True):
         if flag not in ("--include", "--exclude"):
             raise ValueError(f"not an aws filter flag: {flag!r}")
         out.append((flag == "--include", pat))
@@ -336,7 +334,7 @@ def explicit_aws_args(selected: Sequence[str], all_paths: Sequence[str]) -> tupl
     try:
         out: list[str] = []
 
-        def emit(node: _Node, prefix: str, state: bool, is_root: bool) -> None:
+        def emit(node: _Node, prefix: str, state: bool) -> None:
             cost(node, state)
             if memo[(id(node), state)][1]:
                 state = not state
@@ -345,9 +343,9 @@ def explicit_aws_args(selected: Sequence[str], all_paths: Sequence[str]) -> tupl
                 if s != state:
                     out.extend(["--include" if s else "--exclude", prefix + escape_fnmatch(name)])
             for name, child in sorted(node.children.items()):
-                emit(child, prefix + escape_fnmatch(name) + "/", state, False)
+                emit(child, prefix + escape_fnmatch(name) + "/", state)
 
-        emit(root, "", True, True)
+        emit(root, "", True)
     finally:
         sys.setrecursionlimit(old)
     return tuple(out)
@@ -373,7 +371,7 @@ class AwsRun:
 
 @dataclass(frozen=True)
 class AwsFilterChoice:
-    mechanism: str  # "none" (no rules), "native", "verified" (native args checked on the listing) or "explicit"
+    mechanism: Mechanism  # NONE (no rules), NATIVE, VERIFIED (native args checked on the listing) or EXPLICIT
     args: tuple[str, ...]
     selected: tuple[str, ...] | None  # the evaluator's selection when a listing was used
     inexact_rules: tuple[str, ...] = ()
@@ -449,7 +447,7 @@ def explicit_aws_runs(selected: Sequence[str], all_paths: Sequence[str],
         one = (process_cost + len(paths) * max(1, len(args) // 2), [AwsRun(prefix, args)])
         children: dict[str, list[str]] = {}
         direct = []
-        for p, rel in zip(paths, rel_all):
+        for p, rel in zip(paths, rel_all, strict=True):
             head, slash, _ = rel.partition("/")
             if slash:
                 children.setdefault(head, []).append(p)
@@ -485,28 +483,28 @@ def choose_aws_filter_args(filters: FilterList, listing: Sequence[str] | None = 
     run would make too many pattern tests.
     """
     if not filters:
-        return AwsFilterChoice("none", (), None)
+        return AwsFilterChoice(Mechanism.NONE, (), None)
     plan = translate_for_aws(filters)
     if plan.exact:
-        return AwsFilterChoice("native", plan.args, None)
+        return AwsFilterChoice(Mechanism.NATIVE, plan.args, None)
     if listing is None:
         raise ValueError("inexact aws translation: a listing of the source is required")
     paths = list(listing)
     selected = [p for p, _ in filters.select_paths((p, 0) for p in paths)]
     emulated = aws_select_paths(plan.args, paths)
     if emulated == selected:
-        return AwsFilterChoice("verified", plan.args, tuple(selected), plan.inexact_rules)
+        return AwsFilterChoice(Mechanism.VERIFIED, plan.args, tuple(selected), plan.inexact_rules)
     corrected = _corrected_args(plan.args, selected, emulated, paths)
     explicit = explicit_aws_args(selected, paths)
     single = min((corrected, explicit), key=len)
     single_cost = len(paths) * (len(single) // 2)
     if single_cost <= 2 * process_cost:
-        return AwsFilterChoice("explicit", single, tuple(selected), plan.inexact_rules, cost=single_cost)
+        return AwsFilterChoice(Mechanism.EXPLICIT, single, tuple(selected), plan.inexact_rules, cost=single_cost)
     runs = explicit_aws_runs(selected, paths, process_cost=process_cost)
     runs_cost = _runs_cost(runs, paths, process_cost)
     if len(runs) == 1 and not runs[0].subdir or runs_cost >= single_cost:
-        return AwsFilterChoice("explicit", single, tuple(selected), plan.inexact_rules, cost=single_cost)
-    return AwsFilterChoice("explicit", (), tuple(selected), plan.inexact_rules, runs, cost=runs_cost)
+        return AwsFilterChoice(Mechanism.EXPLICIT, single, tuple(selected), plan.inexact_rules, cost=single_cost)
+    return AwsFilterChoice(Mechanism.EXPLICIT, (), tuple(selected), plan.inexact_rules, runs, cost=runs_cost)
 
 
 def _runs_cost(runs: Sequence[AwsRun], paths: Sequence[str], process_cost: int) -> int:

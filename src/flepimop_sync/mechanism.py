@@ -1,0 +1,59 @@
+"""How a plan's selection reaches the tool: the one ``Mechanism`` vocabulary ``s3filters``
+chooses from and ``plan`` (and the summary line, ``--plan``/``--json``) reports.
+
+The value is the short name (``"explicit"``); ``text`` is what a user reads.  Imports nothing
+of the package.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Mechanism(str, Enum):
+    NONE = "none"  # no filters: everything
+    RSYNC = "rsync"  # rsync's own filter rules
+    RSYNC_FILE = "rsync-file"  # a single file
+    NATIVE = "native"  # aws --include/--exclude, an exact translation
+    VERIFIED = "verified"  # aws --include/--exclude, checked against the source listing
+    EXPLICIT = "explicit"  # aws patterns computed from the source listing
+    STAGED = "staged"  # the explicit selection staged as links, synced without filters
+    AWS_FILE = "aws-file"  # aws s3 cp of a single file
+    RCLONE = "rclone"  # the fast engine's explicit list
+    RCLONE_FILE = "rclone-file"  # the fast engine, a single file
+
+    @property
+    def text(self) -> str:
+        return _TEXT[self]
+
+    # A member is its short name wherever a string is: equal, hashed and printed as it.
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+_TEXT = {
+    Mechanism.NONE: "no filters",
+    Mechanism.RSYNC: "rsync filter rules",
+    Mechanism.RSYNC_FILE: "rsync (single file)",
+    Mechanism.NATIVE: "aws native include/exclude (exact translation)",
+    Mechanism.VERIFIED: "aws native include/exclude (verified against the source listing)",
+    Mechanism.EXPLICIT: "aws explicit selection (computed from the source listing)",
+    Mechanism.STAGED: "aws explicit selection, staged as links (computed from the source listing)",
+    Mechanism.AWS_FILE: "aws s3 cp (single file)",
+    Mechanism.RCLONE: "rclone explicit list (selection and changes computed from both listings)",
+    Mechanism.RCLONE_FILE: "rclone copyto (single file)",
+}
+_BY_TEXT = {text: mechanism for mechanism, text in _TEXT.items()}
+
+
+def as_mechanism(value: "Mechanism | str") -> Mechanism:
+    """A member from itself, its short name or its text (a plan built elsewhere may say either)."""
+    if isinstance(value, Mechanism):
+        return value
+    return _BY_TEXT.get(value) or Mechanism(value)
