@@ -428,7 +428,8 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
             for what, argv in _commands(job, todo, deletions, lambda name, paths: _write(tmp, f"{name}.txt", paths)):
                 _run(runner, argv, job.env, what, plan)
                 commands.append(list(argv))
-                _report_moves(job, todo if what != "rclone delete" else [], deletions if what == "rclone delete" else [])
+                deleting = what == "rclone delete"
+                _report_moves(job, deletions if deleting else todo, deleting=deleting)
         finally:
             runner.inherit_fds = ()
     transferred = {"files": len(todo), "bytes": sum(job.source[p][0] for p in todo)}
@@ -444,17 +445,18 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
     return result
 
 
-def _report_moves(job: _Job, copied: Sequence[str], deleted: Sequence[str]) -> None:
-    """The lines aws prints for each file, for -vv."""
+def _report_moves(job: _Job, paths: Sequence[str], *, deleting: bool) -> None:
+    """The lines aws prints for each file it copies or deletes, for -vv."""
     plan = job.plan
     r = plan.resolved
     src_dir, dst_dir = r.source.as_dir().text, r.destination.as_dir().text
-    for path in copied:
+    for path in paths:
+        if deleting:
+            job.reporter.detail(f"delete: {dst_dir}{path}")
+            continue
         shown_src = r.source.text if plan.source_is_file else src_dir + path
         shown_dst = r.destination.text if plan.source_is_file else dst_dir + path
         job.reporter.detail(f"{job.direction}: {shown_src} to {shown_dst}")
-    for path in deleted:
-        job.reporter.detail(f"delete: {dst_dir}{path}")
 
 
 def _engine_version(job: _Job) -> str:
