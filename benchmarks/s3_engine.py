@@ -108,6 +108,10 @@ class Bench:
     def __init__(self, work: Path, s3: S3Server, pairs: int):
         self.work, self.s3, self.pairs = work, s3, pairs
         self.env = dict(s3.env, PYTHONPATH=str(REPO / "src"))
+        # as benchmarks/run.py: bytecode is compiled once, as a pip install does, outside the repository
+        # (with PYTHONDONTWRITEBYTECODE=1, set on these machines, every run recompiles our modules)
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         self.n = 0
 
     def fresh(self, kind: str) -> str:
