@@ -95,7 +95,7 @@ class Result:
 
     @property
     def ratios(self) -> list[float]:
-        return [o / b for o, b in zip(self.ours, self.base) if b > 0]
+        return [o / b for o, b in zip(self.ours, self.base, strict=False) if b > 0]
 
     @property
     def ratio(self) -> float | None:
@@ -224,9 +224,9 @@ def _expect_files(path: Path, n: int) -> Callable[[int], str | None]:
 
 # ---------------------------------------------------------------------------------------------
 # figures
-def fig_help(b: Bench) -> tuple[Side, Side]:
-    return (Side(argv=lambda i: [*FLEPIMOP, "sync", "--help"]),
-            Side(argv=lambda i: [PY, "-c", "import click, yaml"]))
+def fig_help(_b: Bench) -> tuple[Side, Side]:
+    return (Side(argv=lambda _i: [*FLEPIMOP, "sync", "--help"]),
+            Side(argv=lambda _i: [PY, "-c", "import click, yaml"]))
 
 
 def _rsync_setup(b: Bench, label: str) -> tuple[str, Path, Path, int]:
@@ -247,7 +247,7 @@ def fig_dryrun(b: Bench) -> tuple[Side, Side]:
     base = [*base[:cut], "--dry-run", *base[cut:]]
     ours = [*FLEPIMOP, "sync", "--dry-run", "-p", "hpc", config]
     empty = _expect_files(target, 0)
-    return Side(argv=lambda i: ours, check=empty), Side(argv=lambda i: base, check=empty)
+    return Side(argv=lambda _i: ours, check=empty), Side(argv=lambda _i: base, check=empty)
 
 
 def fig_first(b: Bench) -> tuple[Side, Side]:
@@ -258,8 +258,8 @@ def fig_first(b: Bench) -> tuple[Side, Side]:
         _clear(target)           # previous run's files does not land in the next timed run
         os.sync()
     check = _expect_files(target, n)
-    return (Side(argv=lambda i: ours, reset=reset, check=check),
-            Side(argv=lambda i: base, reset=reset, check=check))
+    return (Side(argv=lambda _i: ours, reset=reset, check=check),
+            Side(argv=lambda _i: base, reset=reset, check=check))
 
 
 def fig_noop(b: Bench) -> tuple[Side, Side]:
@@ -271,7 +271,7 @@ def fig_noop(b: Bench) -> tuple[Side, Side]:
         raise FigureError(f"initial sync failed: {done.stderr[-2000:]}")
     ours = [*FLEPIMOP, "sync", "-p", "hpc", config]
     check = _expect_files(target, n)
-    return Side(argv=lambda i: ours, check=check), Side(argv=lambda i: base, check=check)
+    return Side(argv=lambda _i: ours, check=check), Side(argv=lambda _i: base, check=check)
 
 
 def _s3_config(b: Bench, name: str, src: Path, filters: list[str]) -> str:
@@ -337,7 +337,7 @@ def fig_snakemake(b: Bench) -> tuple[Side, Side]:
         ours, base, cwd = snakemake_bench.prepare(b, REPO, SNAKEMAKE, b.sizes["protocols"])
     except snakemake_bench.Skipped as why:
         raise FigureError(f"skipped: {why}") from None
-    return Side(argv=lambda i: ours, cwd=cwd), Side(argv=lambda i: base, cwd=cwd)
+    return Side(argv=lambda _i: ours, cwd=cwd), Side(argv=lambda _i: base, cwd=cwd)
 
 
 FIGURES = [

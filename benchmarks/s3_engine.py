@@ -90,10 +90,28 @@ def local_count(root: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root)) if root.exists() else 0
 
 
+def s3_holds(s3: S3Server, bucket: str, n: int, prefix_of):
+    """check(side): does the side's prefix (``prefix_of(side)``) hold n objects?"""
+    return lambda side: s3_count(s3, bucket, prefix_of(side)) == n
+
+
+def local_holds(n: int, last: dict[str, str]):
+    """check(side): does the side's last download directory hold n files?  (It is removed after.)"""
+    def check(side: str) -> bool:
+        ok = local_count(Path(last[side])) == n
+        shutil.rmtree(last[side], ignore_errors=True)
+        return ok
+    return check
+
+
 class Bench:
     def __init__(self, work: Path, s3: S3Server, pairs: int):
         self.work, self.s3, self.pairs = work, s3, pairs
         self.env = dict(s3.env, PYTHONPATH=str(REPO / "src"))
+        # as benchmarks/run.py: bytecode is compiled once, as a pip install does, outside the repository
+        # (with PYTHONDONTWRITEBYTECODE=1, set on these machines, every run recompiles our modules)
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         self.n = 0
 
     def fresh(self, kind: str) -> str:
@@ -161,7 +179,7 @@ def run(args) -> dict:
                         target = f"s3://{bucket}/{last[side]}/"
                         return bench.ours(f"{src}/", target) if side == "ours" else bench.aws(f"{src}/", target)
                     results.append(bench.pair(f"up-{label}", make_up,
-                                              lambda side, n=len(paths): s3_count(s3, bucket, last[side] + "/") == n))
+                                              s3_holds(s3, bucket, len(paths), lambda side: last[side] + "/")))
                 if f"down-{label}" in only:
                     seed_server(s3, bucket, f"all-{label}", src)
 
@@ -170,11 +188,7 @@ def run(args) -> dict:
                         source = f"s3://{bucket}/all-{label}/"
                         return bench.ours(source, last[side] + "/") if side == "ours" else bench.aws(source, last[side])
 
-                    def check_down(side, n=len(paths)):
-                        ok = local_count(Path(last[side])) == n
-                        shutil.rmtree(last[side], ignore_errors=True)
-                        return ok
-                    results.append(bench.pair(f"down-{label}", make_down, check_down))
+                    results.append(bench.pair(f"down-{label}", make_down, local_holds(len(paths), last)))
                 shutil.rmtree(src)
 
             if "noop-20k" in only:
@@ -184,7 +198,7 @@ def run(args) -> dict:
                 target = f"s3://{bucket}/noop/"
                 results.append(bench.pair("noop-20k", lambda side: bench.ours(f"{src}/", target) if side == "ours"
                                           else bench.aws(f"{src}/", target),
-                                          lambda side, n=len(paths): s3_count(s3, bucket, "noop/") == n))
+                                          s3_holds(s3, bucket, len(paths), lambda _side: "noop/")))
 
             if "explicit-100k" in only:
                 dirs, per_dir = sizes["explicit"]
@@ -196,7 +210,7 @@ def run(args) -> dict:
                     "explicit-100k",
                     lambda side: bench.ours(f"{src}/", target, "+ *hnpi*.*") if side == "ours"
                     else bench.aws(f"{src}/", target, "--exclude=*", "--include=*.hnpi.parquet"),
-                    lambda side, n=len(selected): s3_count(s3, bucket, "explicit/") == n))
+                    s3_holds(s3, bucket, len(selected), lambda _side: "explicit/")))
     return {"results": results, "pairs": args.pairs, "mode": "quick" if q else "full", "sizes": sizes}
 
 

@@ -12,16 +12,21 @@ rclone's own matching or change detection is trusted; the engine is exact by con
    ``SizeAndLastModifiedSync``): an upload or S3->S3 copy when the size differs or the
    source is newer than the target, a download when the size differs or the local file is
    newer than the S3 object; missing files always move;
-4. rclone gets that explicit list (``--files-from-raw`` with ``--no-traverse
-   --no-check-dest``: it moves those files and nothing else), then, with ``--delete``, the
-   explicit list of selected target files missing at the source (``rclone delete``).
+4. rclone gets that explicit list (``--files-from-raw`` with ``--no-check-dest``: it moves
+   those files and nothing else; an S3 source's files are found by listing their directories
+   when that takes fewer requests than a HEAD per file, ``lists_cheaper``), then, with
+   ``--delete``, the explicit list of selected target files missing at the source
+   (``rclone delete``).
 
 Downloads keep S3's LastModified as the local mtime (``--use-server-modtime``), as aws does,
 so a re-sync in either direction, or by either engine, moves nothing.  A rerun after an
 interruption recomputes the lists: it resumes.
 
 The first half of this module is pure (argv, environment, parsing, comparison); ``run`` at
-the end orchestrates one sync, starting every process through ``runner.Runner``.
+the end orchestrates one sync in named steps (``_open``, ``_source_files``, ``_announce``,
+then ``_dry_run`` or ``_sync``, both built on ``_compare`` and ``_commands``: the dry run
+shows exactly the commands the real run executes), starting every process through
+``runner.Runner``.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ import re
 import stat
 import tempfile
 import time
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
+from .report import format_argv
 
 ENGINES = ("aws", "rclone")
 RCLONE = "rclone"
@@ -143,14 +150,57 @@ def lsjson_argv(end: End) -> tuple[str, ...]:
     # The listing is the first contact with the endpoint: 3 low-level attempts (aws makes a few
     # too) so an unreachable endpoint fails in seconds; rclone's default 10, with backoff, hung
     # for many minutes.  Transfers keep rclone's retries: they start only once the listing worked.
+    # Its debug log (a dozen lines: no line per object) names rclone's version, which saves the
+    # receipt a separate `rclone version` start (~0.25 s of CPU, seconds on a loaded machine).
+    base = [a for a in RCLONE_BASE if not a.startswith("--log-level=")]
     return (RCLONE, "lsjson", "-R", "--files-only", "--no-mimetype", "--fast-list", "--low-level-retries=3",
-            *RCLONE_BASE, rclone_path(end.as_dir()))
+            *base, "--log-level=DEBUG", rclone_path(end.as_dir()))
+
+
+_LOGGED_VERSION = re.compile(r' DEBUG : rclone: Version "([^"]+)" starting')
+_DEBUG_LINE = re.compile(r"^\S+ \S+ DEBUG : .*(?:\n|$)", re.MULTILINE)
+
+
+def version_from_log(stderr: str) -> str:
+    """rclone's version as ``rclone version`` prints it ("rclone v1.75.2"), from a debug log."""
+    match = _LOGGED_VERSION.search(stderr)
+    return f"rclone {match.group(1)}" if match else ""
+
+
+def without_debug(stderr: str) -> str:
+    """A log without its DEBUG lines: what rclone would have said at its default level."""
+    return _DEBUG_LINE.sub("", stderr)
+
+
+def lists_cheaper(todo: Sequence[str], listed: int) -> bool:
+    """Should rclone find the files to copy from an S3 source by listing the directories that
+    hold them, rather than by one HEAD request per file (``--no-traverse``)?
+
+    Listing costs one request per directory on the way to a file, plus one per further page of
+    1,000 entries (objects and subdirectories: fewer than twice ``listed``, the number of
+    objects at the source, in all); HEADs cost one request per file.  Small files are latency-bound, so half the requests of a download
+    is about half its time.
+    """
+    dirs = {""}
+    for path in todo:
+        parent = path.rpartition("/")[0]
+        while parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+    return len(dirs) + 2 * listed // 1000 < len(todo)
 
 
 def copy_argv(source: End, destination: End, list_file: str, *, interactive: bool = False,
-              transfers: int = TRANSFERS) -> tuple[str, ...]:
-    """Copy exactly the files named in ``list_file`` (one path a line, relative to the source)."""
-    argv = [RCLONE, "copy", *RCLONE_BASE, f"--files-from-raw={list_file}", "--no-traverse", "--no-check-dest",
+              transfers: int = TRANSFERS, traverse: bool = False) -> tuple[str, ...]:
+    """Copy exactly the files named in ``list_file`` (one path a line, relative to the source).
+
+    ``--no-check-dest``: the change rule already decided, the target is not looked at again.
+    The source's files are found with ``--no-traverse`` (a stat, or a HEAD on S3, per file) or,
+    with ``traverse``, by listing their directories (see ``lists_cheaper``); either way rclone
+    moves the listed files that exist and nothing else.
+    """
+    argv = [RCLONE, "copy", *RCLONE_BASE, f"--files-from-raw={list_file}",
+            *(() if traverse else ("--no-traverse",)), "--no-check-dest",
             f"--transfers={transfers}", f"--checkers={transfers}", "--s3-no-head"]
     if interactive:
         argv.append("--progress")
@@ -248,90 +298,140 @@ def step_failed(what: str, protocol, returncode: int, stderr: str, env: Mapping[
 
 
 # -- running (every process through runner.Runner) -------------------------------------
+@dataclass
+class _Job:
+    """One fast-engine sync in progress: what the steps below share."""
+
+    plan: Any
+    runner: Any
+    reporter: Any
+    env: dict[str, str]  # the RCLONE_S3_* configuration of the ':s3:' remote
+    direction: str  # "upload", "download" or "copy" (S3 -> S3)
+    version: str = ""  # from the first listing's log (see lsjson_argv), else `rclone version`
+    source: dict[str, tuple[int, int]] = field(default_factory=dict)  # selected: {path: (size, mtime_us)}
+    listed: dict[str, tuple[int, int]] | None = None  # everything an S3 source holds (its listing)
+    skipped: list[str] = field(default_factory=list)  # selected links and special files (local source)
+
+
 def run(plan, runner, reporter, *, started: str, start: float) -> dict[str, Any]:
     """One fast-engine sync: the same result document, dry run and messages as the aws path."""
-    from . import execute
+    job = _open(plan, runner, reporter)
+    job.source = _source_files(job)
+    result = _announce(job, started)
+    if plan.resolved.dry_run:
+        return _dry_run(job, result, start)
+    return _sync(job, result, start)
 
+
+def _open(plan, runner, reporter) -> _Job:
     r = plan.resolved
     if runner.which(RCLONE) is None:
         raise UsageError(f"{r.protocol.where('engine')}: engine 'rclone' is not installed ({INSTALL_HINT})")
-    version = _version(runner)
     config_text = _read_aws_config(runner.base_env)
     env = rclone_env(aws_settings(r.protocol, runner.base_env, config_text))
     direction = ("copy" if r.destination.kind == EndKind.S3 else "download") if r.source.kind == EndKind.S3 else "upload"
+    return _Job(plan, runner, reporter, env, direction)
 
-    skipped: list[str] = []
-    source = _source_files(plan, runner, env, skipped)  # selected: {path: (size, mtime_us)}
-    if skipped:
-        reporter.info(f"note: {len(skipped)} selected symbolic link(s) or special file(s) skipped: S3 stores "
-                      f"regular files only and links are never followed ({', '.join(map(repr, skipped[:5]))})")
+
+def _announce(job: _Job, started: str) -> dict[str, Any]:
+    """The notes, guards and headline the aws path gives before moving anything; the result's start."""
+    from . import execute
+
+    plan, reporter = job.plan, job.reporter
+    r = plan.resolved
+    if job.skipped:
+        reporter.info(f"note: {len(job.skipped)} selected symbolic link(s) or special file(s) skipped: S3 stores "
+                      f"regular files only and links are never followed ({', '.join(map(repr, job.skipped[:5]))})")
     if r.source.kind == EndKind.S3 and r.destination.kind == EndKind.LOCAL:  # the aws path's guard
-        execute._refuse_writes_through_links(plan, sorted((p, size) for p, (size, _) in source.items()), runner, reporter)
+        execute._refuse_writes_through_links(plan, _selection(job), job.runner, reporter)
     reporter.info(execute._headline(plan))
-    result: dict[str, Any] = {**plan.to_json(), "engine_version": version, "started": started,
-                              "config_files": [r.protocol.file]}
-    result["selected"] = {"files": len(source), "bytes": sum(size for size, _ in source.values())}
-    if skipped:
-        result["skipped"] = skipped
-    selection = sorted((p, size) for p, (size, _) in source.items())
+    result: dict[str, Any] = {**plan.to_json(), "started": started, "config_files": [r.protocol.file]}
+    result["selected"] = {"files": len(job.source), "bytes": sum(size for size, _ in job.source.values())}
+    if job.skipped:
+        result["skipped"] = job.skipped
+    return result
 
-    if r.dry_run:  # the same comparison the real run makes, reported as the aws path reports it
-        execute._check_target_parent(plan, runner)
-        if plan.source_is_file:
-            todo, deletions = sorted(source), []
-        else:
-            target = _target_files(plan, runner, env, source, everything=r.delete)
-            todo = changed(source, target, direction)
-            deletions = _deletions(plan, source, target) if r.delete else []
-        if reporter.verbosity >= 1:
-            reporter.info(f"engine rclone {version}: the selection is compared with the target as aws compares "
-                          "it, then handed to rclone as an explicit list (--files-from-raw)")
-        return execute.report_dry_run(selection, [(p, source[p][0]) for p in todo], deletions, result, reporter,
-                                      start)
 
-    if r.delete and not source:  # nothing selected: refuse, as the aws path does, if nothing is there at all
+def _selection(job: _Job) -> list[tuple[str, int]]:
+    return sorted((p, size) for p, (size, _) in job.source.items())
+
+
+def _compare(job: _Job) -> tuple[list[str], list[str]]:
+    """What to copy (aws' change rule) and, with --delete, what to delete at the target."""
+    r = job.plan.resolved
+    if job.plan.source_is_file:
+        return sorted(job.source), []  # aws s3 cp: always copied
+    target = _target_files(job, everything=r.delete)
+    todo = changed(job.source, target, job.direction)
+    deletions = _deletions(job.plan, job.source, target) if r.delete else []
+    check_listable(todo + deletions)
+    return todo, deletions
+
+
+def _commands(job: _Job, todo: Sequence[str], deletions: Sequence[str], list_file) -> list[tuple[str, tuple[str, ...]]]:
+    """The rclone commands of a sync, (step name, argv) in order; ``list_file(name, paths)`` names
+    the explicit list each one reads (a temporary file in a real run, a placeholder in a dry run)."""
+    r, interactive = job.plan.resolved, job.reporter.is_tty
+    if job.plan.source_is_file:
+        return [("rclone copyto", copyto_argv(r.source, r.destination, interactive=interactive))]
+    steps = []
+    if todo:
+        large = sum(job.source[p][0] for p in todo) >= LARGE_MEAN * len(todo)
+        traverse = r.source.kind == EndKind.S3 and job.listed is not None and lists_cheaper(todo, len(job.listed))
+        steps.append(("rclone copy", copy_argv(r.source, r.destination, list_file("copy", todo),
+                                               interactive=interactive, traverse=traverse,
+                                               transfers=LARGE_TRANSFERS if large else TRANSFERS)))
+    if deletions:
+        steps.append(("rclone delete", delete_argv(r.destination, list_file("delete", deletions))))
+    return steps
+
+
+def _dry_run(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
+    """The same comparison and commands the real run makes, reported as the aws path reports them."""
+    from . import execute
+    from .listing import Listing
+
+    plan, reporter = job.plan, job.reporter
+    execute._check_target_parent(plan, job.runner)
+    todo, deletions = _compare(job)
+    result["engine_version"] = _engine_version(job)
+    listing = None if job.listed is None else Listing(files=tuple(sorted((p, s) for p, (s, _) in job.listed.items())))
+    execute._warn_unmatched_includes(plan, listing, job.runner, reporter)
+    if reporter.verbosity >= 1:
+        reporter.info(f"engine {result['engine_version']}: the selection is compared with the target as aws "
+                      "compares it, then handed to rclone as an explicit list (--files-from-raw)")
+        reporter.info("commands a real run would execute:")
+        shown = {"copy": "transfer", "delete": "delete"}  # the real run's lists are temporary files
+        for _, argv in _commands(job, todo, deletions,
+                                 lambda name, paths: f"<list of the {len(paths)} file(s) to {shown[name]}>"):
+            reporter.info(f"  {format_argv(argv, reporter.env)}")
+        for path, size in _selection(job):
+            reporter.info(f"  selected: {path}  ({size} bytes)")
+    return execute.report_dry_run(_selection(job), [(p, job.source[p][0]) for p in todo], deletions, result,
+                                  reporter, start)
+
+
+def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
+    from . import execute
+
+    plan, runner, reporter = job.plan, job.runner, job.reporter
+    r = plan.resolved
+    if r.delete and not job.source:  # nothing selected: refuse, as the aws path does, if nothing is there at all
         execute._refuse_delete_from_empty_source(plan, None, runner, reporter)
     commands: list[list[str]] = []
-    transferred = {"files": 0, "bytes": 0}
-    with execute.DestinationLock(r.destination, r.protocol, runner) as lock, tempfile.TemporaryDirectory(prefix="flepimop-sync-") as tmp:
-        runner.inherit_fds = lock.fds
-        try:
-            execute._prepare_target(plan)  # a missing target's last level, as on the aws path
-            if plan.source_is_file:
-                todo = sorted(source)  # aws s3 cp: always copied
-                argv = copyto_argv(r.source, r.destination, interactive=reporter.is_tty)
-                _run(runner, argv, env, "rclone copyto", plan)
-                commands.append(list(argv))
-                deletions: list[str] = []
-            else:
-                target = _target_files(plan, runner, env, source, everything=r.delete)
-                todo = changed(source, target, direction)
-                deletions = _deletions(plan, source, target) if r.delete else []
-                check_listable(todo + deletions)
-                if todo:
-                    large = sum(source[p][0] for p in todo) >= LARGE_MEAN * len(todo)
-                    argv = copy_argv(r.source, r.destination, _write(tmp, "copy.txt", todo),
-                                     interactive=reporter.is_tty, transfers=LARGE_TRANSFERS if large else TRANSFERS)
-                    _run(runner, argv, env, "rclone copy", plan)
-                    commands.append(list(argv))
-            verb = {"upload": "upload", "download": "download", "copy": "copy"}[direction]
-            src_dir, dst_dir = r.source.as_dir().text, r.destination.as_dir().text
-            for path in todo:  # the lines aws prints, for -vv
-                shown_src = r.source.text if plan.source_is_file else src_dir + path
-                shown_dst = r.destination.text if plan.source_is_file else dst_dir + path
-                reporter.detail(f"{verb}: {shown_src} to {shown_dst}")
-            transferred = {"files": len(todo), "bytes": sum(source[p][0] for p in todo)}
-            if deletions:
-                argv = delete_argv(r.destination, _write(tmp, "delete.txt", deletions))
-                _run(runner, argv, env, "rclone delete", plan)
-                commands.append(list(argv))
-                for path in deletions:
-                    reporter.detail(f"delete: {dst_dir}{path}")
-        finally:
-            runner.inherit_fds = ()
+    with execute.DestinationLock(r.destination, r.protocol, runner) as lock, runner.inheriting(lock.fds), \
+            tempfile.TemporaryDirectory(prefix="flepimop-sync-") as tmp:
+        execute._prepare_target(plan)  # a missing target's last level, as on the aws path
+        todo, deletions = _compare(job)
+        for what, argv in _commands(job, todo, deletions, lambda name, paths: _write(tmp, f"{name}.txt", paths)):
+            _run(runner, argv, job.env, what, plan)
+            commands.append(list(argv))
+            deleting = what == "rclone delete"
+            _report_moves(job, deletions if deleting else todo, deleting=deleting)
+    transferred = {"files": len(todo), "bytes": sum(job.source[p][0] for p in todo)}
     seconds = time.monotonic() - start
-    result.update(status="ok", transferred=transferred, seconds=round(seconds, 3), finished=execute.now_iso(),
-                  commands=commands)
+    result.update(engine_version=_engine_version(job), status="ok", transferred=transferred,
+                  seconds=round(seconds, 3), finished=execute.now_iso(), commands=commands)
     if r.delete:
         result["deleted"] = deletions
     reporter.result(
@@ -339,6 +439,26 @@ def run(plan, runner, reporter, *, started: str, start: float) -> dict[str, Any]
         f"in {seconds:.1f}s ({r.protocol.name}: {r.source.text} -> {r.destination.text})"
     )
     return result
+
+
+def _report_moves(job: _Job, paths: Sequence[str], *, deleting: bool) -> None:
+    """The lines aws prints for each file it copies or deletes, for -vv."""
+    plan = job.plan
+    r = plan.resolved
+    src_dir, dst_dir = r.source.as_dir().text, r.destination.as_dir().text
+    for path in paths:
+        if deleting:
+            job.reporter.detail(f"delete: {dst_dir}{path}")
+            continue
+        shown_src = r.source.text if plan.source_is_file else src_dir + path
+        shown_dst = r.destination.text if plan.source_is_file else dst_dir + path
+        job.reporter.detail(f"{job.direction}: {shown_src} to {shown_dst}")
+
+
+def _engine_version(job: _Job) -> str:
+    if not job.version:
+        job.version = _version(job.runner)
+    return job.version
 
 
 def _version(runner) -> str:
@@ -370,12 +490,14 @@ def _write(tmp: str, name: str, paths: Sequence[str]) -> str:
     return path
 
 
-def _list_s3(end: End, plan, runner, env: Mapping[str, str]) -> dict[str, tuple[int, int]]:
-    done = runner.run(lsjson_argv(end), env=env)
+def _list_s3(job: _Job, end: End) -> dict[str, tuple[int, int]]:
+    done = job.runner.run(lsjson_argv(end), env=job.env)
+    job.version = job.version or version_from_log(done.stderr)
+    stderr = without_debug(done.stderr)
     if done.returncode != 0:
-        if "directory not found" in done.stderr.lower() and "nosuchbucket" not in done.stderr.lower():
+        if "directory not found" in stderr.lower() and "nosuchbucket" not in stderr.lower():
             return {}  # an empty prefix: nothing there yet
-        raise step_failed(f"listing {end.text}", plan.protocol, done.returncode, done.stderr, runner.base_env)
+        raise step_failed(f"listing {end.text}", job.plan.protocol, done.returncode, stderr, job.runner.base_env)
     return parse_lsjson(done.stdout)
 
 
@@ -391,13 +513,13 @@ def _stat_us(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns // 1000
 
 
-def _source_files(plan, runner, env, skipped: list[str]) -> dict[str, tuple[int, int]]:
+def _source_files(job: _Job) -> dict[str, tuple[int, int]]:
     """The evaluator's selection at the source, with sizes and mtimes (selected links and special
-    files go to ``skipped``)."""
+    files go to ``job.skipped``; an S3 source's whole listing to ``job.listed``)."""
     from . import filters as filter_rules
 
-    r = plan.resolved
-    if plan.source_is_file:
+    r = job.plan.resolved
+    if job.plan.source_is_file:
         have = _stat_us(r.source.path)
         assert have is not None
         return {os.path.basename(r.source.path): have}
@@ -412,27 +534,26 @@ def _source_files(plan, runner, env, skipped: list[str]) -> dict[str, tuple[int,
             if have is not None:
                 out[path] = have
             else:
-                skipped.append(path)
+                job.skipped.append(path)
         return out
-    listing = _list_s3(r.source, plan, runner, env)
+    listing = job.listed = _list_s3(job, r.source)
     if not listing:  # a mistyped prefix: an error, as on the aws path (issue 12 point 4)
         from .execute import _require_s3_objects
         from .listing import Listing
 
-        _require_s3_objects(plan, Listing(files=()))
+        _require_s3_objects(job.plan, Listing(files=()))
     if not r.rules:
         return listing
     return {path: listing[path] for path, _ in r.rules.select_paths(sorted((p, s) for p, (s, _) in listing.items()))}
 
 
-def _target_files(plan, runner, env, source: Mapping[str, tuple[int, int]], *, everything: bool):
+def _target_files(job: _Job, *, everything: bool) -> dict[str, tuple[int, int]]:
     """What the target holds: every file (``everything``, for --delete) or just the selected paths."""
     from . import filters as filter_rules
 
-    r = plan.resolved
-    dest = r.destination
+    dest = job.plan.resolved.destination
     if dest.kind == EndKind.S3:
-        return _list_s3(dest, plan, runner, env)
+        return _list_s3(job, dest)
     root = dest.path or "."
     if everything:
         if not os.path.isdir(root):
@@ -444,7 +565,7 @@ def _target_files(plan, runner, env, source: Mapping[str, tuple[int, int]], *, e
                 out[path] = have
         return out
     out = {}
-    for path in source:
+    for path in job.source:
         have = _stat_us(os.path.join(root, path))
         if have is not None:
             out[path] = have

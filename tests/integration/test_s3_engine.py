@@ -161,6 +161,89 @@ def test_empty_source_with_delete_is_refused(s3, run_cli, tmp_path):
     assert list(s3.list(bucket)) == ["x/keep.txt"]
 
 
+# -- the dry run shows what the real run does ------------------------------------------------
+MANY = {f"model_output/USA/r1/hnpi/{i:09d}.hnpi.parquet": b"h%d" % i for i in range(30)}
+# (direction, source files, --delete?, does the copy HEAD each file (--no-traverse)?)
+DRY_COMMANDS = [
+    ("upload", FILES, True, True),      # a local source: a stat per file
+    ("download", FILES, True, True),    # 8 files in 7 directories: 8 HEADs beat 12 listings
+    ("download", MANY, False, False),   # 30 files in one directory: its 6 listings beat 30 HEADs
+]
+
+
+@pytest.mark.parametrize("direction,files,delete,heads", DRY_COMMANDS,
+                         ids=["upload", "download, few a directory", "download, many a directory"])
+def test_dry_run_verbose_prints_the_commands_the_real_run_executes(s3, run_cli, tmp_path, direction, files, delete,
+                                                                   heads):
+    """-n -v names the real run's rclone commands, argv for argv; only the explicit lists, temporary
+    files in the real run, are a placeholder naming how many files they hold."""
+    import shlex
+
+    bucket = s3.make_bucket()
+    local = tmp_path / "local"
+    if direction == "upload":
+        make_tree(local, files)
+        s3.client.put_object(Bucket=bucket, Key="x/stale.txt", Body=b"selected, missing at the source")
+        proto = {"type": "s3sync", "source": f"{local}/", "target": f"s3://{bucket}/x/"}
+    else:
+        make_tree(local, {"stale.txt": b"selected, missing at the source"})
+        for rel, data in files.items():
+            s3.client.put_object(Bucket=bucket, Key=f"x/{rel}", Body=data)
+        proto = {"type": "s3sync", "source": f"s3://{bucket}/x/", "target": f"{local}/"}
+    proto.update(filters=["- llik/"], delete=delete)
+    cfg = write_config(tmp_path / "c.yml", {"p": proto})
+    dry = sync(run_cli, s3, cfg, "rclone", "-n", "-v")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    at = lines.index("commands a real run would execute:")
+    shown = [shlex.split(line) for line in lines[at + 1:] if line.startswith("  rclone ")]
+    real = _json(sync(run_cli, s3, cfg, "rclone", "--json"))
+    moved = len([p for p in files if "llik" not in p])
+    counts = [moved] + ([1] if delete else [])
+    assert real["transferred"]["files"] == moved and real.get("deleted", []) == (["stale.txt"] if delete else [])
+    assert len(shown) == len(real["commands"]) == len(counts)
+    for dry_argv, real_argv, count, verb in zip(shown, real["commands"], counts,
+                                                ("transfer", "delete")[:len(counts)], strict=True):
+        listed = [a for a in real_argv if a.startswith("--files-from-raw=")]
+        assert len(listed) == 1
+        expected = [f"--files-from-raw=<list of the {count} file(s) to {verb}>" if a in listed else a
+                    for a in real_argv]
+        assert dry_argv == expected
+    assert ("--no-traverse" in real["commands"][0]) is heads
+
+
+# Issue 12 point 5 on this engine: the dry run warns (stderr) about an include rule that matches
+# nothing at the source, as the aws path does.  (filters, the rule texts the warnings name)
+UNMATCHED = [
+    (["+ *hnpi*", "+ 20240502_000000/", "- *"], ["+ 20240502_000000/"]),
+    (["+ *.csv", "s no-such-text"], ["s no-such-text"]),
+    (["- llik/", "- no-such-dir/"], []),
+]
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+@pytest.mark.parametrize("filters,named", UNMATCHED)
+def test_dry_run_warns_about_includes_that_match_nothing(s3, run_cli, tmp_path, direction, filters, named):
+    warned = {}
+    bucket = s3.make_bucket()
+    src = make_tree(tmp_path / "src")
+    for rel, data in FILES.items():
+        s3.client.put_object(Bucket=bucket, Key=f"full/{rel}", Body=data)
+    for engine in ENGINES:
+        if direction == "upload":
+            proto = {"type": "s3sync", "source": f"{src}/", "target": f"s3://{bucket}/{engine}/"}
+        else:
+            proto = {"type": "s3sync", "source": f"s3://{bucket}/full/", "target": f"{tmp_path}/{engine}/"}
+        cfg = write_config(tmp_path / f"{engine}.yml", {"p": {**proto, "filters": filters}})
+        done = sync(run_cli, s3, cfg, engine, "-n")
+        assert done.returncode == 0, done.stderr
+        warned[engine] = [line.split("'")[1] for line in done.stderr.splitlines()
+                          if "matches no file or directory" in line]
+        assert "matches no file" not in done.stdout and not (tmp_path / engine).exists()
+    assert warned == {"aws": named, "rclone": named}
+    assert set(s3.list(bucket)) == {f"full/{rel}" for rel in FILES}  # nothing written
+
+
 # -- what counts as changed: aws' rules (size, then modification time) -------------------
 def _set_mtime(path: Path, when: float) -> None:
     os.utime(path, (when, when))

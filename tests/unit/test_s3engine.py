@@ -84,3 +84,45 @@ def test_parse_lsjson_times_to_microseconds():
     text = '[{"Path":"a/b","Size":3,"ModTime":"1970-01-01T00:00:01.123456789Z","IsDir":false},' \
            '{"Path":"a","Size":-1,"ModTime":"1970-01-01T00:00:00Z","IsDir":true}]'
     assert s3engine.parse_lsjson(text) == {"a/b": (3, 1_123_456)}
+
+
+# (files to copy, objects listed at the source, list their directories rather than HEAD each file?)
+FIND = [
+    ([f"d{i % 20}/f{i}" for i in range(2000)], 2000, True),     # 21 listings (+4 pages) << 2,000 HEADs
+    ([f"a/b/c/f{i}" for i in range(5)], 5, True),               # 4 listings < 5 HEADs
+    ([f"a/b/c/f{i}" for i in range(4)], 4, False),              # 4 listings = 4 HEADs: keep the HEADs
+    ([f"d{i}/f" for i in range(50)], 100, False),               # one file a directory: 51 listings > 50 HEADs
+    ([f"run/f{i}" for i in range(5)], 1_000_000, False),        # 5 files in a huge source: 5 HEADs
+    ([f"run/f{i}" for i in range(5000)], 1_000_000, True),      # 2 + 2,000 pages < 5,000 HEADs
+    ([], 10, False),
+]
+
+
+@pytest.mark.parametrize("todo,listed,lists", FIND)
+def test_lists_cheaper_counts_requests(todo, listed, lists):
+    assert s3engine.lists_cheaper(todo, listed) is lists
+
+
+def test_copy_argv_finds_files_by_listing_or_by_head():
+    args = (parse_end("s3://b/p/"), parse_end("/data/x/"), "/tmp/list")
+    head = s3engine.copy_argv(*args)
+    listing = s3engine.copy_argv(*args, traverse=True)
+    assert "--no-traverse" in head and "--no-traverse" not in listing
+    assert set(head) - set(listing) == {"--no-traverse"}
+    assert "--no-check-dest" in listing and "--files-from-raw=/tmp/list" in listing and "--fast-list" not in listing
+
+
+LOG = ('2026/12/01 19:21:35 DEBUG : Setting --s3-region "us-east-1" from environment variable\n'
+       '2026/12/01 19:21:35 DEBUG : rclone: Version "v1.75.2" starting with parameters ["rclone" "lsjson"]\n'
+       '2026/12/01 19:21:36 ERROR : : error listing: directory not found\n'
+       '2026/12/01 19:21:36 DEBUG : 5 go routines active\n'
+       '2026/12/01 19:21:36 Failed to lsjson: directory not found\n')
+
+
+def test_the_listing_log_names_the_version_and_errors_survive_without_debug():
+    assert "--log-level=DEBUG" in s3engine.lsjson_argv(parse_end("s3://b/p/"))
+    assert "--log-level=NOTICE" not in s3engine.lsjson_argv(parse_end("s3://b/p/"))
+    assert s3engine.version_from_log(LOG) == "rclone v1.75.2"
+    assert s3engine.version_from_log("") == ""
+    assert s3engine.without_debug(LOG) == ("2026/12/01 19:21:36 ERROR : : error listing: directory not found\n"
+                                           "2026/12/01 19:21:36 Failed to lsjson: directory not found\n")
