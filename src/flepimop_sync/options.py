@@ -1,7 +1,7 @@
 """What the user asked for on top of the config: the CLI and the Snakemake wrapper
 both build one ``SyncOptions`` (params are mapped to it in exactly one place each).
-The rules about the options themselves live here: --no-filter excludes -f/-a/-e (checked
-when the options are made)."""
+--no-filter excludes -f/-a/-e: checked when the options are made, by the filter language's
+one home of that rule (``filters.check_no_filter``)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,9 @@ class SyncOptions:
     engine: str | None = None  # s3sync: "aws" or "rclone" (None: the protocol's, else aws)
 
     def __post_init__(self) -> None:
-        if self.no_filter and (self.filters or self.fprefix or self.fsuffix):  # the one home of this rule
-            from .errors import UsageError
+        from .filters import check_no_filter  # the one home of the rule (build_rules checks it too)
 
-            raise UsageError("--no-filter cannot be combined with -f/--filter, -a/--fprefix or -e/--fsuffix")
+        check_no_filter(self.no_filter, self.filters, self.fprefix, self.fsuffix)
 
     @property
     def touches_ends_or_filters(self) -> list[str]:
