@@ -5,8 +5,9 @@ The rules have the same shape as the ones the workflow in ``workflow/`` generate
 ``flepimop_sync.api.rule_params`` (config files, options and the digest of what the rule
 moves, ``api.meaning``, so a rule reruns exactly when that changes, never on argv spelling)
 and a body that calls
-``flepimop_sync.api.run_rule``. No flag is built in a Snakefile. This module must not
-import snakemake (it is slow to import and optional).
+``flepimop_sync.api.run_rule``. No flag is built in a Snakefile. Also the conda env files the
+workflow hands to Snakemake (``deployable_env``: relative pip paths made absolute, gempyor from a
+configurable source). This module must not import snakemake (it is slow to import and optional).
 """
 
 from __future__ import annotations
