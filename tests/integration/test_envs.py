@@ -9,7 +9,8 @@ config ``gempyor_source``: a wheel built once from the vendored sdist), into a f
 and the packages are imported and ``flepimop-sync --help`` run inside (the CLI has no
 ``--version``: the installed version is read from the metadata). The venv sees this
 environment's packages
-(``--system-site-packages``) and index pins (``awscli==X``) are installed by name, so nothing
+(``--system-site-packages``; for the calibrate env also the cached gempyor client venv's, for
+gempyor's own dependencies) and index pins (``awscli==X``) are installed by name, so nothing
 is downloaded: that those exact versions exist on PyPI is not tested here either.
 """
 
@@ -136,7 +137,7 @@ def _gempyor_wheel(sdist: Path) -> Path:
 
 
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=_ids(ENV_FILES))
-def test_pip_section_installs(env_file, tmp_path):
+def test_pip_section_installs(env_file, tmp_path, request):
     """Install the env's pip section, as deployed, into a fresh venv; import and run inside."""
     pip = _pip(_env(env_file))
     wants_gempyor = any(entry.startswith("gempyor") for entry in pip)
@@ -157,6 +158,16 @@ def test_pip_section_installs(env_file, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the venv's own packages only
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
+    if wants_gempyor:
+        # gempyor's own dependencies (confuse, ...) are not in this environment: take them from the
+        # cached gempyor client venv (a .pth: after the fresh venv's own packages), so nothing is
+        # downloaded; gempyor itself is installed into the fresh venv from gempyor_source
+        client = request.getfixturevalue("gempyor_client")
+        site = subprocess.run([str(client.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        Path(own, "gempyor-client-deps.pth").write_text(site + "\n")
     done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
                            "-r", str(tmp_path / "requirements.txt")],
                           capture_output=True, text=True, timeout=600, env=env)
