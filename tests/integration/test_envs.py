@@ -160,14 +160,19 @@ def test_pip_section_installs(env_file, tmp_path, request):
     python = venv / "bin" / "python"
     if wants_gempyor:
         # gempyor's own dependencies (confuse, ...) are not in this environment: take them from the
-        # cached gempyor client venv (a .pth: after the fresh venv's own packages), so nothing is
+        # cached gempyor client venv (a .pth to its packages minus gempyor), so nothing is
         # downloaded; gempyor itself is installed into the fresh venv from gempyor_source
         client = request.getfixturevalue("gempyor_client")
         site = subprocess.run([str(client.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                               capture_output=True, text=True, check=True).stdout.strip()
         own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
-        Path(own, "gempyor-client-deps.pth").write_text(site + "\n")
+        deps = tmp_path / "gempyor-deps"  # the client's packages but gempyor itself
+        deps.mkdir()
+        for item in Path(site).iterdir():
+            if not item.name.lower().startswith("gempyor"):
+                (deps / item.name).symlink_to(item)
+        Path(own, "gempyor-client-deps.pth").write_text(f"{deps}\n")
     done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
                            "-r", str(tmp_path / "requirements.txt")],
                           capture_output=True, text=True, timeout=600, env=env)
