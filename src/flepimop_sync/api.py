@@ -9,6 +9,7 @@ digest of ``meaning``, what the rule would move, so reruns follow meaning and no
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,9 +17,10 @@ import platform
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from . import filters as filter_rules
 from . import plan as planning
 from .config import SyncConfig, load_config
-from .endpoints import EndKind
+from .endpoints import EndKind, check_nesting
 from .options import SyncOptions
 from .report import Reporter, redact, redact_json
 
@@ -165,20 +167,23 @@ def rule_digest(params: Mapping[str, Any], *, config: SyncConfig | None = None) 
 #: Protocol keys that say *where* an end is (which store, which account, which shell): part of
 #: the meaning although they are not ends.
 _WHERE_KEYS = ("endpoint_url", "profile", "region", "rsh")
-#: The tool each transfer type runs when the plan does not name one.
-_DEFAULT_TOOL = {"rsync": "rsync", "s3sync": "aws"}
 
 
 def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: Sequence[str] = (),
             config: SyncConfig | None = None) -> dict[str, Any]:
     """The canonical record of what a run would move, and nothing about how we spell it.
 
-    Transfers: the protocol type, the tool, the resolved source/target/destination, the
-    resolved filter list normalised to ``"<action> <pattern>"`` (so ``P`` and ``+ P`` are one
-    rule; the implicit ``- **`` tail included), the options that change the outcome (mkpath,
-    delete) and where the ends are (endpoint, profile, region, remote shell). Git: mode,
-    remote, branch, path. Never the argv: a flepimop-sync upgrade that spells a command
-    differently (one more rsync flag) must not rerun hours of calibration downstream.
+    Transfers: the protocol type, the tool (rsync; for s3sync the engine: aws or rclone),
+    the resolved source/target/destination, the resolved filter list normalised to
+    ``"<action> <pattern>"`` (so ``P`` and ``+ P`` are one rule; the implicit ``- **`` tail
+    included), the options that change the outcome (mkpath, delete) and where the ends are
+    (endpoint, profile, region, remote shell). Git: mode, remote, branch, path. Never the
+    argv: a flepimop-sync upgrade that spells a command differently (one more rsync flag)
+    must not rerun hours of calibration downstream.
+
+    Cheap on purpose (a campaign computes one per node while Snakemake builds its DAG): the
+    ends are resolved and checked as ``plan.resolve`` does, but no command is built and a
+    filter list is compiled once per distinct list of rules (``_meaning_filters``).
     """
     config = config or load_config(config_files)
     protocol = config.get(options.protocol)
@@ -190,15 +195,20 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
         record.update(tool="git", mode=mode, remote=protocol.settings.remote, branch=protocol.settings.branch,
                       path=protocol.settings.path)
         return record
-    plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
-    r = plan.resolved
+    from .execute import probe_source
+
+    source, target = planning.resolve_ends(protocol, options)
+    source_is_file = probe_source(protocol, source, strict=False)
+    destination = planning.landing(source, target, source_is_file=source_is_file)
+    check_nesting(source, destination, planning._where(protocol, options))
     record.update(
-        tool=_tool_of(plan),
-        source=r.source.text,
-        target=r.target.text,
-        destination=r.destination.text,
-        filters=[f"{rule.action} {rule.pattern}" for rule in r.rules.rules],
-        options={"mkpath": bool(r.mkpath), "delete": bool(r.delete)},
+        tool=_tool(protocol, options),
+        source=source.text,
+        target=target.text,
+        destination=destination.text,
+        filters=list(_meaning_filters(protocol.filters, options, source_is_file)),
+        options={"mkpath": bool(options.mkpath or protocol.settings.mkpath),
+                 "delete": bool(options.delete or planning.config_deletes(protocol, reverse=options.reverse))},
         where={k: v for k in _WHERE_KEYS if (v := getattr(protocol.settings, k, None)) is not None},
     )
     if extra_files:
@@ -206,15 +216,40 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
     return record
 
 
-def _tool_of(plan: "planning.Plan") -> str:
-    """The program a plan runs: the plan's own ``tool`` when it has one, else its first
-    step's program, else the type's default (a plan whose steps wait for a listing)."""
-    named = getattr(plan, "tool", None)
-    if named:
-        return str(named)
-    if isinstance(plan, planning.Plan) and plan.steps:
-        return os.path.basename(plan.steps[0].argv[0])
-    return _DEFAULT_TOOL.get(plan.protocol.type, plan.protocol.type)
+def _tool(protocol: Any, options: SyncOptions) -> str:
+    """The program that moves the files: rsync, or the s3sync engine (as ``plan.build`` picks it)."""
+    from .errors import UsageError
+
+    engine = options.engine or getattr(protocol.settings, "engine", None) or "aws"
+    if protocol.type != "s3sync":
+        if engine != "aws":
+            raise UsageError(f"{protocol.where()}: --engine applies to s3sync protocols only")
+        return protocol.type
+    return engine
+
+
+def _meaning_filters(config_rules: Any, options: SyncOptions, source_is_file: bool) -> tuple[str, ...]:
+    """The resolved filter list as ``"<action> <pattern>"`` texts, built by ``plan.filter_list``
+    as a run builds it. Lists without ``$NAME`` are memoised: a campaign's runs share a few
+    lists, and compiling one is most of a meaning's cost. A list with a variable is built every
+    time (the environment may differ between calls)."""
+    texts = [t for t, _ in config_rules or ()] + [*options.filters, *options.fprefix, *options.fsuffix]
+    key = (tuple(config_rules or ()), options.filters, options.fprefix, options.fsuffix, options.no_filter,
+           planning.source_replaced(options), source_is_file)
+    if any("$" in t for t in texts):
+        return _build_meaning_filters(*key)
+    return _cached_meaning_filters(*key)
+
+
+def _build_meaning_filters(config_rules, override, prefix, suffix, no_filter, source_replaced,
+                           source_is_file) -> tuple[str, ...]:
+    rules = filter_rules.build_rules(config_rules, override=override, prefix=prefix, suffix=suffix,
+                                     no_filter=no_filter, source_replaced=source_replaced,
+                                     source_is_file=source_is_file)
+    return tuple(f"{rule.action} {rule.pattern}" for rule in rules.rules)
+
+
+_cached_meaning_filters = functools.lru_cache(maxsize=4096)(_build_meaning_filters)
 
 
 def resolved_digest(config_files: Sequence[str], options: SyncOptions, *, extra_files: Sequence[str] = (),

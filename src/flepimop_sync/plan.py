@@ -188,6 +188,21 @@ def resolve_ends(protocol: Protocol, options: SyncOptions, *,
     return src, tgt
 
 
+def source_replaced(options: SyncOptions) -> bool:
+    """Did -s replace the protocol's source (not a '+ ' append)? Then its -a/-e includes narrow
+    the list (filters.build_rules)."""
+    return options.source is not None and not options.source.startswith(APPEND_PREFIX)
+
+
+def landing(src: End, tgt: End, *, source_is_file: bool) -> End:
+    """Where the source's contents land: the target itself for a directory written with a
+    trailing slash (or a root); else below it, under the source's name. A single file always
+    lands inside the target, like a directory's contents do."""
+    if source_is_file or not (src.trailing_slash or not src.basename):
+        return tgt.child(src.basename)
+    return tgt
+
+
 def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False,
             env: Mapping[str, str] | None = None, ends: tuple[End, End] | None = None) -> Resolved:
     """Apply --source/--target (replace or append), filters, --reverse.  ``ends``: what
@@ -200,15 +215,10 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         suffix=options.fsuffix,
         no_filter=options.no_filter,
         env=env,
-        # -s that replaces the source (not a '+ ' append): its -a/-e includes narrow the list
-        source_replaced=options.source is not None and not options.source.startswith(APPEND_PREFIX),
+        source_replaced=source_replaced(options),
         source_is_file=source_is_file,
     )
-    # A single file always lands inside the target, like a directory's contents do.
-    if source_is_file or not (src.trailing_slash or not src.basename):
-        destination = tgt.child(src.basename)
-    else:
-        destination = tgt
+    destination = landing(src, tgt, source_is_file=source_is_file)
     check_nesting(src, destination, _where(protocol, options))
     return Resolved(
         protocol=protocol,

@@ -14,7 +14,6 @@
 
 import copy
 import functools
-import hashlib
 from pathlib import Path
 
 import yaml
@@ -23,7 +22,7 @@ from snakemake.exceptions import WorkflowError
 from flepimop_sync import api as fsapi
 from flepimop_sync.errors import SyncError
 from flepimop_sync.filters import parse_rule
-from flepimop_sync.smk import rule_names
+from flepimop_sync.smk import rule_names, write_deployable_env
 
 STEPS = ("resume_fetch", "calibrate", "snapshot")
 #: String keys of a step in which '{run}' stands for the run's name (and its filters). The
@@ -334,15 +333,38 @@ def plain(values):
     return (first,)
 
 
+def run_template(values, template):
+    """``template`` as a plain value Snakemake fills per job, when it is a string whose only
+    braces are '{run}' and every run's value is it with '{run}' = the run's name (``values``:
+    run name -> value): Snakemake's wildcard filling is much cheaper than a function per job
+    and gives the same params. Else None."""
+    if not isinstance(template, str) or not values:
+        return None
+    rest = template.replace("{run}", "")
+    if "{" in rest or "}" in rest:
+        return None
+    if any(value != template.replace("{run}", run) for run, value in values.items()):
+        return None
+    return (template,)
+
+
+def shared_param(values, template=None):
+    """The plain value every run shares, else the '{run}' template they all follow, else None
+    (``values``: run name -> value)."""
+    return plain(list(values.values())) or run_template(values, template)
+
+
 def step_params(step):
-    """params of a sync step's per-run rules: a plain value where every run agrees, else one
-    function of {run} (the digest always: it also names an unknown run)."""
+    """params of a sync step's per-run rules: a plain value where every run agrees (or a
+    '{run}' template, see run_template), else one function of {run} (the digest always: it
+    also names an unknown run)."""
     runs = runs_with(step)
     params = {}
     for key in SYNC_PARAM_KEYS:
         shared = None
         if key != "digest":
-            shared = plain([run_sync_params(step, run)[key] for run in runs])
+            values = {run: run_sync_params(step, run)[key] for run in runs}
+            shared = shared_param(values, config[step].get(key))
         params[key] = shared[0] if shared else _param_of(step, key)
     return params
 
@@ -370,7 +392,11 @@ def calibrate_outputs(wildcards):
 
 
 def calibrate_resume_dir(wildcards):
-    section = the_run(wildcards)["calibrate"]
+    return calibrate_resume_dir_of(the_run(wildcards)["name"])
+
+
+def calibrate_resume_dir_of(run):
+    section = RUNS[run]["calibrate"]
     return section["resume_dir"] or section["outputs"]
 
 
@@ -407,43 +433,50 @@ def calibrate_mode(wildcards):
 
 
 def calibrate_params():
-    shared = plain([RUNS[run]["model_config"] for run in runs_with("calibrate")])
-    mode = plain([calibrate_mode_of(run) for run in runs_with("calibrate")])
+    runs = runs_with("calibrate")
+    shared = plain([RUNS[run]["model_config"] for run in runs])
+    mode = plain([calibrate_mode_of(run) for run in runs])
+    campaign = config["calibrate"]
+    outputs = shared_param(
+        {run: RUNS[run]["calibrate"]["outputs"] for run in runs}, campaign["outputs"]
+    )
+    resume_dir = shared_param(
+        {run: calibrate_resume_dir_of(run) for run in runs},
+        campaign["resume_dir"] or campaign["outputs"],
+    )
     return {
         "command": calibrate_command,
         "model_config": shared[0] if shared else calibrate_model_config,
         "run": "{run}",
-        "outputs": calibrate_outputs,
-        "resume_dir": calibrate_resume_dir,
+        "outputs": outputs[0] if outputs else calibrate_outputs,
+        "resume_dir": resume_dir[0] if resume_dir else calibrate_resume_dir,
         "env": calibrate_env,
         "run_entry": calibrate_run_entry,
         "calibrate": mode[0] if mode else calibrate_mode,
     }
 
 
-#: The gempyor line of envs/calibrate.yaml (the default source: a pinned flepiMoP commit).
-GEMPYOR_LINE_PREFIX = "      - gempyor @ "
+#: Where the workflow writes the conda env files it hands to Snakemake (working directory).
+DEPLOYED_ENVS = ".snakemake/flepimop-sync/envs"
 
 
 def calibrate_env_file():
-    """The calibrate step's conda env (relative to rules/): envs/calibrate.yaml, or, with
-    config `gempyor_source`, a copy of it with the gempyor line replaced, written next to it
-    (same directory, so its relative `-e ../..` still names this checkout; the name carries
-    a digest of the content, so another source gets another env)."""
-    source = config["gempyor_source"]
-    if not source:
-        return "../envs/calibrate.yaml"
-    envs = WORKFLOW_DIR / "envs"
-    lines = (envs / "calibrate.yaml").read_text().splitlines()
-    text = "\n".join(
-        f"      - {source}" if line.startswith(GEMPYOR_LINE_PREFIX) else line
-        for line in lines
+    """The calibrate step's conda env: envs/calibrate.yaml as deployable_env writes it (this
+    checkout's path made absolute; with config `gempyor_source`, that gempyor instead of the
+    pinned flepiMoP commit). See flepimop_sync.smk.deployable_env for why a copy."""
+    return write_deployable_env(
+        str(WORKFLOW_DIR / "envs" / "calibrate.yaml"),
+        DEPLOYED_ENVS,
+        gempyor_source=config["gempyor_source"],
     )
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    variant = envs / f"calibrate.{digest}.yaml"
-    if not variant.exists():
-        variant.write_text(f"{text}\n")
-    return f"../envs/{variant.name}"
+
+
+def sync_env_file():
+    """The sync steps' conda env: the wrapper's environment.yaml, deployable (see above)."""
+    return write_deployable_env(
+        str(WORKFLOW_DIR / "wrappers" / "flepimop-sync" / "environment.yaml"),
+        DEPLOYED_ENVS,
+    )
 
 
 def calibrate_input():

@@ -13,6 +13,8 @@ rule resume_fetch_run:
     log:
         run_log("resume_fetch"),
     localrule: LOCAL_SYNC
+    conda:
+        SYNC_ENV
     params:
         **step_params("resume_fetch"),
     message:
@@ -29,7 +31,7 @@ rule calibrate_run:
     log:
         run_log("calibrate"),
     conda:
-        calibrate_env_file()
+        CALIBRATE_ENV
     threads: calibrate_thread_count()
     resources:
         **calibrate_resources(),
@@ -48,7 +50,7 @@ rule snapshot_run:
         run_log("snapshot"),
     localrule: LOCAL_SYNC
     conda:
-        "../wrappers/flepimop-sync/environment.yaml"
+        SYNC_ENV
     params:
         **snapshot_params(),
     message:

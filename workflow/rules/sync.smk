@@ -13,6 +13,8 @@ for protocol_name in SYNC.protocols:
         log:
             sync_log(SYNC_RULES[protocol_name]),
         localrule: LOCAL_SYNC
+        conda:
+            SYNC_ENV
         params:
             **sync_params(protocol_name),
         message:

@@ -120,72 +120,91 @@ def calibrate(run: str, model_config: str, cfg: dict, receipt: Path, log: Path, 
         return 1
 
     with open(log, "a", encoding="utf-8") as handle:
-        if mode == "command":
-            values = {"model_config": model_config, "run": run, "outputs": outputs, "resume_dir": resume_dir,
-                      "python": sys.executable}
-            if not cfg.get("command"):
-                return fail("config key 'calibrate.command' is not set (needed with calibrate.mode: command)")
-            command = cfg["command"].format(**{k: shlex.quote(str(v)) for k, v in values.items()})
-            body["command"] = command
-            handle.write(f"$ {command}\n")
-            handle.flush()
-            code = subprocess.run(command, shell=True, env=env, stdout=handle, stderr=subprocess.STDOUT,  # noqa: S602
-                                  stdin=subprocess.DEVNULL, check=False).returncode
-            body["exit_code"] = code
-            if code != 0:
-                return fail(f"command failed with exit {code}: {command}")
-        elif mode == "batch-calibrate":
-            try:
-                argv = batch_calibrate_argv(cfg, model_config, env)
-            except CalibrateError as error:
-                return fail(str(error))
-            body["command"] = shlex.join(argv)
-            handle.write(f"$ {shlex.join(argv)}\n")
-            handle.flush()
-            try:
-                done = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                      check=False)
-            except OSError as error:
-                return fail(f"cannot run {argv[0]!r}: {error}")
-            handle.write(done.stdout + done.stderr)
-            handle.flush()
-            sub = slurm_jobs.parse_batch_calibrate_log(done.stdout + "\n" + done.stderr)
-            body.update(exit_code=done.returncode, job_ids=sub.job_ids)
-            if sub.job_name:
-                body["flepimop_run_id"] = sub.job_name
-            if done.returncode != 0 or sub.sbatch_failures or len(sub.job_ids) != sub.sbatch_calls:
-                why = (f"exit {done.returncode}" if done.returncode else
-                       f"{sub.sbatch_calls} sbatch run(s) but {len(sub.job_ids)} job id(s) reported")
-                submitted = f"; submitted and left as they are: {', '.join(sub.job_ids)}" if sub.job_ids else ""
-                return fail(f"batch-calibrate failed ({why}){submitted}")
-            if not sub.job_ids:
-                return fail("batch-calibrate submitted no job (no 'Extracted job ID of: N' in its -vv log)")
-            wait = {**WAIT_DEFAULTS, **(cfg.get("wait") or {})}
-            timeout = None if wait["timeout_hours"] is None else float(wait["timeout_hours"]) * 3600
-
-            def note(message: str) -> None:
-                handle.write(f"{now()} {message}\n")
-                handle.flush()
-
-            note(f"waiting for SLURM job(s) {', '.join(sub.job_ids)} (poll every {wait['poll_seconds']} s)")
-            try:
-                ends = slurm_jobs.wait_for(sub.job_ids, poll=float(wait["poll_seconds"]), timeout=timeout,
-                                           log=note)
-            except slurm_jobs.SchedulerError as error:
-                return fail(f"{error}")
-            body["jobs"] = [e.as_dict() for e in ends]
-            bad = [e for e in ends if not e.ok]
-            if bad:
-                return fail("calibration jobs did not all complete: " + "; ".join(
-                    f"job {e.job_id} {e.state}" + (f" exit {e.exit_code}" if e.exit_code else "")
-                    + (f" tasks {e.tasks}" if e.tasks else "") + (f" ({e.note})" if e.note else "") for e in ends))
-        else:
-            return fail(f"config key 'calibrate.mode': unknown mode {mode!r} (command or batch-calibrate)")
+        try:
+            if mode == "command":
+                values = {"model_config": model_config, "run": run, "outputs": outputs, "resume_dir": resume_dir,
+                          "python": sys.executable}
+                run_command(cfg, values, env, handle, body)
+            elif mode == "batch-calibrate":
+                run_batch_calibrate(cfg, model_config, env, handle, body)
+            else:
+                raise CalibrateError(f"config key 'calibrate.mode': unknown mode {mode!r} (command or batch-calibrate)")
+        except CalibrateError as error:
+            return fail(str(error))
     body.update(finished=now(), status="ok")
     if failed.exists():
         failed.unlink()
     receipt.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def run_command(cfg: dict, values: dict, env: dict, handle, body: dict) -> None:
+    """Mode ``command``: the blocking shell command, placeholders filled shell-quoted."""
+    if not cfg.get("command"):
+        raise CalibrateError("config key 'calibrate.command' is not set (needed with calibrate.mode: command)")
+    command = cfg["command"].format(**{k: shlex.quote(str(v)) for k, v in values.items()})
+    body["command"] = command
+    handle.write(f"$ {command}\n")
+    handle.flush()
+    code = subprocess.run(command, shell=True, env=env, stdout=handle, stderr=subprocess.STDOUT,  # noqa: S602
+                          stdin=subprocess.DEVNULL, check=False).returncode
+    body["exit_code"] = code
+    if code != 0:
+        raise CalibrateError(f"command failed with exit {code}: {command}")
+
+
+def run_batch_calibrate(cfg: dict, model_config: str, env: dict, handle, body: dict) -> None:
+    """Mode ``batch-calibrate``: submit, read the job ids from its log, wait for every job."""
+    argv = batch_calibrate_argv(cfg, model_config, env)
+    body["command"] = shlex.join(argv)
+    handle.write(f"$ {shlex.join(argv)}\n")
+    handle.flush()
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              check=False)
+    except OSError as error:
+        raise CalibrateError(f"cannot run {argv[0]!r}: {error}") from None
+    handle.write(done.stdout + done.stderr)
+    handle.flush()
+    sub = slurm_jobs.parse_batch_calibrate_log(done.stdout + "\n" + done.stderr)
+    body.update(exit_code=done.returncode, job_ids=sub.job_ids)
+    if sub.job_name:
+        body["flepimop_run_id"] = sub.job_name
+    check_submission(done.returncode, sub)
+    wait_for_jobs(cfg, sub.job_ids, handle, body)
+
+
+def check_submission(returncode: int, sub) -> None:
+    """batch-calibrate exited 0 and every sbatch it ran reported a job id."""
+    if returncode != 0 or sub.sbatch_failures or len(sub.job_ids) != sub.sbatch_calls:
+        why = (f"exit {returncode}" if returncode else
+               f"{sub.sbatch_calls} sbatch run(s) but {len(sub.job_ids)} job id(s) reported")
+        submitted = f"; submitted and left as they are: {', '.join(sub.job_ids)}" if sub.job_ids else ""
+        raise CalibrateError(f"batch-calibrate failed ({why}){submitted}")
+    if not sub.job_ids:
+        raise CalibrateError("batch-calibrate submitted no job (no 'Extracted job ID of: N' in its -vv log)")
+
+
+def wait_for_jobs(cfg: dict, job_ids: list, handle, body: dict) -> None:
+    """Wait until every job has ended (their ends in ``body["jobs"]``); CalibrateError unless all completed."""
+    wait = {**WAIT_DEFAULTS, **(cfg.get("wait") or {})}
+    timeout = None if wait["timeout_hours"] is None else float(wait["timeout_hours"]) * 3600
+
+    def note(message: str) -> None:
+        handle.write(f"{now()} {message}\n")
+        handle.flush()
+
+    note(f"waiting for SLURM job(s) {', '.join(job_ids)} (poll every {wait['poll_seconds']} s)")
+    try:
+        ends = slurm_jobs.wait_for(job_ids, poll=float(wait["poll_seconds"]), timeout=timeout, log=note)
+    except slurm_jobs.SchedulerError as error:
+        raise CalibrateError(f"{error}") from None
+    body["jobs"] = [e.as_dict() for e in ends]
+    bad = [e for e in ends if not e.ok]
+    if bad:
+        raise CalibrateError("calibration jobs did not all complete: " + "; ".join(
+            f"job {e.job_id} {e.state}" + (f" exit {e.exit_code}" if e.exit_code else "")
+            + (f" tasks {e.tasks}" if e.tasks else "") + (f" ({e.note})" if e.note else "") for e in ends))
 
 
 def main(argv=None) -> int:
