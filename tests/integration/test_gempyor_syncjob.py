@@ -74,26 +74,30 @@ def our_flepimop_first(tmp_path: Path, env: dict) -> dict:
     return env
 
 
-@pytest.mark.parametrize("kind", ["rsync", "s3sync"])
-def test_batch_calibrate_sync_job_runs_with_our_cli(kind, gempyor_client, sshd, s3, tmp_path):
+def run_sync_job(kind: str, files: dict, filters, gempyor_client, sshd, s3, tmp_path: Path):
+    """Write ``files`` into a project whose config has one protocol 'push' (model_output/ to the
+    test sshd or S3, with ``filters``), render gempyor's sync job for it, run the job's lines
+    exactly as written; -> (what landed under <target>/RUN/, the job's CompletedProcess)."""
     project = tmp_path / "project"
-    for rel in PROJECT:
+    for rel in files:
         (project / rel).parent.mkdir(parents=True, exist_ok=True)
         (project / rel).write_text(rel)
+    extra = "" if filters is None else f"    filters: {filters!r}\n"
     if kind == "rsync":
         remote = tmp_path / "remote"
         remote.mkdir()
-        protocol = f"type: rsync\n    source: model_output/\n    target: {sshd.remote(remote)}/\n"
+        protocol = f"type: rsync\n    source: model_output/\n    target: {sshd.remote(remote)}/\n{extra}"
         env = sshd.env
     else:
         bucket = s3.make_bucket()
         protocol = (f"type: s3sync\n    source: model_output/\n    target: s3://{bucket}/project/\n"
-                    f"    endpoint_url: {s3.endpoint}\n")
+                    f"    endpoint_url: {s3.endpoint}\n{extra}")
         env = s3.env
     (project / "config.yml").write_text(f"name: sample\nsync:\n  push:\n    {protocol}")
     script = render_sync_job(gempyor_client, project, "push", tmp_path / "render")
     job = script[script.index("flepimop sync"):]
     assert job.count("flepimop sync") == 4 and "--source manifest.json" in job
+    assert f"--fprefix '+ {RUN}*.pdf'" in job
     done = subprocess.run(["bash", "-e", "-c", job], cwd=project, env=our_flepimop_first(tmp_path, env),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -104,6 +108,12 @@ def test_batch_calibrate_sync_job_runs_with_our_cli(kind, gempyor_client, sshd, 
         keys = s3.list(bucket)
         assert all(k.startswith(f"project/{RUN}/") for k in keys), keys
         got = {k[len(f"project/{RUN}/"):] for k in keys}
+    return got, done
+
+
+@pytest.mark.parametrize("kind", ["rsync", "s3sync"])
+def test_batch_calibrate_sync_job_runs_with_our_cli(kind, gempyor_client, sshd, s3, tmp_path):
+    got, _ = run_sync_job(kind, PROJECT, None, gempyor_client, sshd, s3, tmp_path)
     assert got == {dest for dest in PROJECT.values() if dest}
 
 
@@ -143,35 +153,7 @@ FILTERS = [
 @pytest.mark.parametrize("kind", ["rsync", "s3sync"])
 @pytest.mark.parametrize("filters, notes, protocol_scope", FILTERS)
 def test_sync_job_pushes_that_run_only(kind, filters, notes, protocol_scope, gempyor_client, sshd, s3, tmp_path):
-    project = tmp_path / "project"
-    for rel in RUN_FILES:
-        (project / rel).parent.mkdir(parents=True, exist_ok=True)
-        (project / rel).write_text(rel)
-    extra = "" if filters is None else f"    filters: {filters!r}\n"
-    if kind == "rsync":
-        remote = tmp_path / "remote"
-        remote.mkdir()
-        protocol = f"type: rsync\n    source: model_output/\n    target: {sshd.remote(remote)}/\n{extra}"
-        env = sshd.env
-    else:
-        bucket = s3.make_bucket()
-        protocol = (f"type: s3sync\n    source: model_output/\n    target: s3://{bucket}/project/\n"
-                    f"    endpoint_url: {s3.endpoint}\n{extra}")
-        env = s3.env
-    (project / "config.yml").write_text(f"name: sample\nsync:\n  push:\n    {protocol}")
-    script = render_sync_job(gempyor_client, project, "push", tmp_path / "render")
-    job = script[script.index("flepimop sync"):]
-    assert job.count("flepimop sync") == 4 and f"--fprefix '+ {RUN}*.pdf'" in job
-    done = subprocess.run(["bash", "-e", "-c", job], cwd=project, env=our_flepimop_first(tmp_path, env),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    if kind == "rsync":
-        got = {str(p.relative_to(remote / RUN)) for p in (remote / RUN).rglob("*") if p.is_file()}
-        assert {p.name for p in remote.iterdir()} == {RUN}
-    else:
-        keys = s3.list(bucket)
-        assert all(k.startswith(f"project/{RUN}/") for k in keys), keys
-        got = {k[len(f"project/{RUN}/"):] for k in keys}
+    got, done = run_sync_job(kind, RUN_FILES, filters, gempyor_client, sshd, s3, tmp_path)
     assert got == {dest for dest in {**RUN_FILES, **protocol_scope}.values() if dest}
     noted = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
     assert len(noted) == notes, done.stderr
