@@ -57,16 +57,12 @@ def write_tree(root: Path, count: int, size: int, dirs: int) -> list[str]:
 
 
 def explicit_tree(root: Path, dirs: int, per_dir: int) -> list[str]:
-    """As benchmarks/explicit_scale.py: every directory is named hnpi* and holds one stray file ('+ *hnpi*.*' leaves it out under contract v2)."""
-    selected = []
-    for d in range(dirs):
-        base = root / f"model_output/USA/run{d // 100:02d}/hnpi{d:04d}"
-        base.mkdir(parents=True)
-        for i in range(per_dir - 1):
-            (base / f"{i:09d}.x.hnpi.parquet").write_bytes(b"x")
-        (base / "notes.txt").write_bytes(b"n")
-        selected += [f"{base.relative_to(root)}/{i:09d}.x.hnpi.parquet" for i in range(per_dir - 1)]
-    return selected
+    """benchmarks/explicit_scale.py's tree: every directory is named hnpi* and holds one stray file
+    ('+ *hnpi*.*' leaves it out under contract v2); -> the selected paths."""
+    sys.path.insert(0, str(HERE))
+    from explicit_scale import make_tree
+
+    return make_tree(root, dirs, per_dir)
 
 
 def seed_server(s3: S3Server, bucket: str, prefix: str, src: Path, paths: list[str] | None = None) -> None:

@@ -342,3 +342,17 @@ def tree(root: os.PathLike | str, *, links: bool = True) -> dict[str, bytes]:
     root = Path(root)
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file() and (links or not p.is_symlink())}
+
+
+def random_trees(base: os.PathLike | str, n_trees: int, lists_per_tree: int,
+                 first_seed: int = 20240501) -> list[tuple[int, Path, list[str], list[list[str]]]]:
+    """The differential suites' random trees under ``base``: for each, (seed, root, its paths,
+    ``lists_per_tree`` random filter lists), seeded so a failure names what to replay."""
+    out = []
+    for i in range(n_trees):
+        seed = first_seed + i
+        rng = random.Random(seed)
+        root = Path(base) / f"tree{i}"
+        paths = make_random_tree(root, rng, n_files=rng.randint(60, 150))
+        out.append((seed, root, paths, [random_filter_list(rng, paths) for _ in range(lists_per_tree)]))
+    return out

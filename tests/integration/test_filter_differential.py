@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from trees import WORKED_CASES, list_files, make_random_tree, make_worked_tree, random_filter_list  # noqa: E402
+from trees import WORKED_CASES, list_files, make_worked_tree, random_trees  # noqa: E402
 
 from flepimop_sync.filters import FilterList, build_rules  # noqa: E402
 from flepimop_sync.s3filters import choose_aws_filter_args, translate_for_aws  # noqa: E402
@@ -58,16 +57,7 @@ def _need(tool: str) -> None:
 @pytest.fixture(scope="session")
 def trees(tmp_path_factory):
     """(seed, root, paths) for the random trees plus their filter lists."""
-    base = tmp_path_factory.mktemp("difftrees")
-    out = []
-    for i in range(N_TREES):
-        seed = 20240501 + i
-        rng = random.Random(seed)
-        root = base / f"tree{i}"
-        paths = make_random_tree(root, rng, n_files=rng.randint(60, 150))
-        lists = [random_filter_list(rng, paths) for _ in range(LISTS_PER_TREE)]
-        out.append((seed, root, paths, lists))
-    return out
+    return random_trees(tmp_path_factory.mktemp("difftrees"), N_TREES, LISTS_PER_TREE)
 
 
 @pytest.fixture(scope="session")

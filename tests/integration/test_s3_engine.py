@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpers import write_config
-from trees import list_files, make_random_tree, random_filter_list, tree, write_tree  # noqa: E402
+from trees import list_files, random_trees, tree, write_tree  # noqa: E402
 
 from flepimop_sync.filters import build_rules  # noqa: E402
 
@@ -452,12 +452,7 @@ def test_rclone_random_lists_up_and_down(s3, tmp_path):
     env = dict(s3.env)
     bucket = s3.make_bucket()
     jobs = []
-    for t in range(N_TREES):
-        seed = 20240501 + t
-        rng = random.Random(seed)
-        root = tmp_path / f"tree{t}"
-        paths = make_random_tree(root, rng, n_files=rng.randint(60, 150))
-        lists = [random_filter_list(rng, paths) for _ in range(LISTS_PER_TREE)]
+    for t, (seed, root, paths, lists) in enumerate(random_trees(tmp_path, N_TREES, LISTS_PER_TREE)):
         _sync_in_process(s3, env, f"{root}/", f"s3://{bucket}/tree{t}/", [])
         for k, texts in enumerate(lists):
             jobs.append((seed, t, k, root, paths, texts))
