@@ -18,8 +18,11 @@ rclone's own matching or change detection is trusted; the engine is exact by con
    ``--delete``, the explicit list of selected target files missing at the source
    (``rclone delete``).
 
-Downloads keep S3's LastModified as the local mtime (``--use-server-modtime``), as aws does,
-so a re-sync in either direction, or by either engine, moves nothing.  A rerun after an
+Downloads keep S3's LastModified as the local mtime, as aws does: the listed time, cut to the
+second as aws cuts it, is set on each downloaded file after the copy (``_keep_listed_times``;
+rclone's own time comes from a HEAD per file with ``--no-traverse``, and some servers' HEAD
+disagrees with their listing by a second), so a re-sync in either direction, or by either
+engine, moves nothing.  A rerun after an
 interruption recomputes the lists: it resumes.
 
 The first half of this module is pure (argv, environment, parsing, comparison); ``run`` at
@@ -428,6 +431,8 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
             commands.append(list(argv))
             deleting = what == "rclone delete"
             _report_moves(job, deletions if deleting else todo, deleting=deleting)
+        if job.direction == "download" and not plan.source_is_file:
+            _keep_listed_times(job, todo)
     transferred = {"files": len(todo), "bytes": sum(job.source[p][0] for p in todo)}
     seconds = time.monotonic() - start
     result.update(engine_version=_engine_version(job), status="ok", transferred=transferred,
@@ -439,6 +444,18 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
         f"in {seconds:.1f}s ({r.protocol.name}: {r.source.text} -> {r.destination.text})"
     )
     return result
+
+
+def _keep_listed_times(job: _Job, paths: Sequence[str]) -> None:
+    """Give each downloaded file the object's listed LastModified cut to the second, the time
+    aws gives it, whatever time rclone took from the server (see the module docstring)."""
+    root = job.plan.resolved.destination.as_dir().text
+    for path in paths:
+        seconds = job.source[path][1] // 1_000_000
+        try:
+            os.utime(root + path, (seconds, seconds), follow_symlinks=False)
+        except FileNotFoundError:  # vanished at the source between the listing and the copy
+            pass
 
 
 def _report_moves(job: _Job, paths: Sequence[str], *, deleting: bool) -> None:
