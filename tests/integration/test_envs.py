@@ -33,8 +33,10 @@ from gempyor_fixtures import locate, skip_or_fail
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV_FILES = sorted([*(ROOT / "workflow" / "envs").glob("*.yaml"),
-                    *(ROOT / "workflow" / "wrappers").glob("*/environment.yaml")])
+#: every env file (a wrapper's environment.yaml that links to another env is that env)
+ENV_FILES = sorted(path for path in [*(ROOT / "workflow" / "envs").glob("*.yaml"),
+                                     *(ROOT / "workflow" / "wrappers").glob("*/environment.yaml")]
+                   if not path.is_symlink())
 #: a conda package pinned to one version, as snakemake-wrappers writes it (`samtools =1.21`)
 CONDA_PIN = re.compile(r"^[A-Za-z0-9_.-]+ =\d+(\.\d+)*$")
 #: an index requirement pinned to one version
@@ -59,6 +61,19 @@ def _ids(paths):
 
 def test_every_env_is_found():
     assert _ids(ENV_FILES) == ["workflow/envs/calibrate.yaml", "workflow/wrappers/flepimop-sync/environment.yaml"]
+
+
+# (wrapper, the env its environment.yaml links to: the one its rule's conda: directive names)
+LINKED_ENVS = [
+    ("flepimop-calibrate", "workflow/envs/calibrate.yaml"),
+    ("flepimop-snapshot", "workflow/wrappers/flepimop-sync/environment.yaml"),
+]
+
+
+@pytest.mark.parametrize("wrapper,env", LINKED_ENVS)
+def test_step_wrappers_link_to_the_env_their_rule_uses(wrapper, env):
+    link = ROOT / "workflow" / "wrappers" / wrapper / "environment.yaml"
+    assert link.is_symlink() and link.resolve() == (ROOT / env).resolve()
 
 
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=_ids(ENV_FILES))

@@ -6,14 +6,19 @@
 #
 # Sync params come from flepimop_sync.api.rule_params: the config files, the SyncOptions
 # fields and the digest of what the step would move (api.meaning: resolved ends, filters,
-# options, type, tool; never the argv). Snakemake's params rerun-trigger therefore reruns a
-# step exactly when what it moves changes. resume_fetch and sync_* run the wrapper in
-# wrappers/flepimop-sync, which maps params -> SyncOptions with the same API function;
-# snapshot runs scripts/snapshot.py (its '{run}' is gempyor's run id, known only from the
-# calibrate receipt, so the script fills it). No flag is built here.
+# options, type, tool; never the argv), computed once per distinct section with '{run}' a
+# constant (DIGEST_RUN; the run's name is in the node's path). Snakemake's params
+# rerun-trigger therefore reruns a step exactly when what it moves changes. resume_fetch and
+# sync_* run the wrapper in wrappers/flepimop-sync, which maps params -> SyncOptions with the
+# same API function; calibrate and snapshot run wrappers/flepimop-calibrate and
+# wrappers/flepimop-snapshot (scripts/calibrate.py, scripts/snapshot.py: the snapshot's '{run}'
+# is gempyor's run id, known only from the calibrate receipt, so the script fills it). Params
+# are plain values wherever every run agrees (see `plain`): 1,000 runs plan in seconds. No
+# flag is built here.
 
 import copy
 import functools
+import json
 from pathlib import Path
 
 import yaml
@@ -99,7 +104,10 @@ def load_sync(files):
 
 
 def merged(base, override):
-    """A step section with a run's overrides on top (mappings merged key by key)."""
+    """A step section with a run's overrides on top (mappings merged key by key). Without
+    overrides, the campaign's section itself: runs share it, nothing here mutates it."""
+    if not override:
+        return base
     out = copy.deepcopy(base)
     for key, value in (override or {}).items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -128,8 +136,11 @@ def load_runs(config):
         if name in runs:
             raise WorkflowError(f"config key 'runs': run {name!r} is listed twice")
         run = {"name": name, "model_config": entry.get("model_config") or MODEL_CONFIG}
+        run["templates"] = {
+            step: merged(config[step], entry.get(step)) for step in STEPS
+        }
         for step in STEPS:
-            section = merged(config[step], entry.get(step))
+            section = run["templates"][step]
             # the snapshot's {run} is filled by scripts/snapshot.py (gempyor's run id)
             run[step] = section if step == "snapshot" else with_run(section, name)
         runs[name] = run
@@ -189,19 +200,52 @@ def sync_params(protocol, **options):
         raise WorkflowError(f"flepimop-sync: protocol {protocol!r}: {error}") from None
 
 
-@functools.lru_cache(maxsize=None)
-def run_sync_params(step, run):
-    section = RUNS[run][step]
-    options = {
+#: What '{run}' becomes in a step's digest: one constant, so every run whose section is
+#: the campaign's (or the same override) shares one digest, computed once. The run's name
+#: needs no part in it: it is in the node's own output path.
+DIGEST_RUN = "_run_"
+
+
+def sync_step_options(run_name, step, section):
+    """The SyncOptions fields of a sync step's section ('{run}' already filled)."""
+    return {
         "source": section["source"],
         "target": section["target"],
         "filters": normalised_filters(
-            section["filters"], f"runs: {run}: {step}.filters"
+            section["filters"], f"runs: {run_name}: {step}.filters"
         ),
         "mkpath": section["mkpath"] or None,
     }
-    params = sync_params(section["protocol"], **options)
+
+
+@functools.lru_cache(maxsize=None)
+def run_sync_params(step, run):
+    """The run's params, the digest that of its section with '{run}' = DIGEST_RUN."""
+    section = RUNS[run][step]
+    params = {"config_files": list(CONFIG_FILES), "protocol": section["protocol"]}
+    options = sync_step_options(run, step, section)
+    params.update(
+        (key, value) for key, value in options.items() if value not in (None, [])
+    )
+    params["digest"] = section_digest(
+        step, RUNS[run]["templates"][step], f"runs: {run}: {step}"
+    )
     return {key: params.get(key) for key in SYNC_PARAM_KEYS}
+
+
+_DIGESTS = {}
+
+
+def section_digest(step, template, where):
+    """api.meaning's digest of a sync step's section (unexpanded) with '{run}' =
+    DIGEST_RUN, once per distinct section (a campaign of 1,000 runs computes one or two).
+    """
+    key = (step, json.dumps(template, sort_keys=True, default=str))
+    if key not in _DIGESTS:
+        section = with_run(template, DIGEST_RUN)
+        options = sync_step_options(DIGEST_RUN, step, section)
+        _DIGESTS[key] = sync_params(section["protocol"], **options)["digest"]
+    return _DIGESTS[key]
 
 
 def normalised_filters(rules, origin):
@@ -211,10 +255,22 @@ def normalised_filters(rules, origin):
     if rules is None:
         return None
     try:
-        parsed = [parse_rule(text, origin) for text in rules]
+        return list(_normalised(tuple(rules)))
+    except SyncError:
+        pass
+    try:  # again, uncached, for the error naming where the rule is
+        [parse_rule(text, origin) for text in rules]
     except SyncError as error:
         raise WorkflowError(f"flepimop-sync: {error}") from None
-    return [f"{rule.action} {rule.pattern}" for rule in parsed]
+    raise AssertionError("unreachable")
+
+
+@functools.lru_cache(maxsize=None)
+def _normalised(rules):
+    return tuple(
+        f"{rule.action} {rule.pattern}"
+        for rule in (parse_rule(text, "config") for text in rules)
+    )
 
 
 #: The params every per-run sync rule has (a key is None when a run does not use it; the
@@ -251,9 +307,10 @@ SNAPSHOT_OPTION_KEYS = (
 
 @functools.lru_cache(maxsize=None)
 def snapshot_options(run):
-    """The run's snapshot for scripts/snapshot.py: config files, protocol, the run's name
-    and the section's keys with '{run}' unexpanded (filters normalised: respelling one
-    reruns nothing)."""
+    """The run's snapshot for scripts/snapshot.py: config files, protocol and the section's
+    keys with '{run}' unexpanded (filters normalised: respelling one reruns nothing). The
+    run's name is a param of its own ('{run}'), so runs sharing the campaign's section
+    share one plain value."""
     section = RUNS[run]["snapshot"]
     where = f"runs: {run}: snapshot"
     options = {key: copy.deepcopy(section[key]) for key in SNAPSHOT_OPTION_KEYS}
@@ -262,32 +319,36 @@ def snapshot_options(run):
     return {
         "config_files": list(CONFIG_FILES),
         "protocol": section["protocol"],
-        "run": run,
         **options,
     }
 
 
 @functools.lru_cache(maxsize=None)
 def snapshot_digest(run):
-    """What the run's main push would move (api.meaning) with '{run}' = the run's name, so
-    editing the protocol or the section reruns the snapshot (with batch-calibrate the pushed
-    run id is gempyor's, known only from the calibrate receipt, an input of the rule).
+    """What the run's main push would move (api.meaning) with '{run}' = DIGEST_RUN, so
+    editing the protocol or the section reruns the snapshot (the pushed run id is gempyor's,
+    known only from the calibrate receipt, an input of the rule). Once per distinct section.
     """
     options = snapshot_options(run)
-    section = with_run(
-        {key: options[key] for key in SNAPSHOT_OPTION_KEYS}, run, SNAPSHOT_RUN_KEYS
-    )
-    extra = [section["manifest"]] if section["manifest"] else None
-    return sync_params(
-        options["protocol"],
-        source=section["source"],
-        target=section["target"],
-        filters=section["filters"],
-        fprefix=section["fprefix"],
-        fsuffix=section["fsuffix"],
-        mkpath=section["mkpath"] or None,
-        extra_files=extra,
-    )["digest"]
+    key = ("snapshot", json.dumps(options, sort_keys=True, default=str))
+    if key not in _DIGESTS:
+        section = with_run(
+            {name: options[name] for name in SNAPSHOT_OPTION_KEYS},
+            DIGEST_RUN,
+            SNAPSHOT_RUN_KEYS,
+        )
+        extra = [section["manifest"]] if section["manifest"] else None
+        _DIGESTS[key] = sync_params(
+            options["protocol"],
+            source=section["source"],
+            target=section["target"],
+            filters=section["filters"],
+            fprefix=section["fprefix"],
+            fsuffix=section["fsuffix"],
+            mkpath=section["mkpath"] or None,
+            extra_files=extra,
+        )["digest"]
+    return _DIGESTS[key]
 
 
 def snapshot_protocol(wildcards):
@@ -303,13 +364,17 @@ def snapshot_digest_of(wildcards):
 
 
 def snapshot_params():
-    """params of snapshot_run: ``options`` always a function ('{run}' in it is not a
-    wildcard), the protocol plain when every run agrees, the digest per run."""
-    shared = plain([RUNS[run]["snapshot"]["protocol"] for run in runs_with("snapshot")])
+    """params of snapshot_run: each a plain value when every run agrees (the common case: a
+    function costs Snakemake a call per job), else a function of {run}."""
+    runs = runs_with("snapshot")
+    protocol = plain([RUNS[run]["snapshot"]["protocol"] for run in runs])
+    options = plain([snapshot_options(run) for run in runs])
+    digest = plain([snapshot_digest(run) for run in runs])
     return {
-        "protocol": shared[0] if shared else snapshot_protocol,
-        "options": snapshot_options_of,
-        "digest": snapshot_digest_of,
+        "protocol": protocol[0] if protocol else snapshot_protocol,
+        "run": "{run}",
+        "options": options[0] if options else snapshot_options_of,
+        "digest": digest[0] if digest else snapshot_digest_of,
     }
 
 
@@ -323,14 +388,23 @@ def _param_of(step, key):
 
 def plain(values):
     """The one value every run shares, or None: a plain value costs Snakemake nothing per
-    job, a function is called for every job (1,000 runs: thousands of calls). Never a value
-    with braces (Snakemake would read them as wildcards)."""
+    job, a function is called for every job (1,000 runs: thousands of calls). Never a string
+    (or a list of strings) with braces: Snakemake would read them as wildcards (it passes
+    other values, mappings included, as they are)."""
     if not values:
         return None
     first = values[0]
-    if any(v != first for v in values[1:]) or "{" in repr(first) or "}" in repr(first):
+    if any(v != first for v in values[1:]) or _has_wildcard_braces(first):
         return None
     return (first,)
+
+
+def _has_wildcard_braces(value):
+    """Would Snakemake fill wildcards in this params value (a string, or a list's strings)?"""
+    texts = (
+        [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    )
+    return any(isinstance(t, str) and ("{" in t or "}" in t) for t in texts)
 
 
 def run_template(values, template):
@@ -379,10 +453,6 @@ def calibrate_inputs(wildcards):
     return []
 
 
-def calibrate_command(wildcards):
-    return the_run(wildcards)["calibrate"]["command"]
-
-
 def calibrate_model_config(wildcards):
     return the_run(wildcards)["model_config"]
 
@@ -400,42 +470,29 @@ def calibrate_resume_dir_of(run):
     return section["resume_dir"] or section["outputs"]
 
 
-def calibrate_env(wildcards):
-    """The run's extra environment; FLEPI_RUN_INDEX is the run's name (gempyor reads it)."""
-    run = the_run(wildcards)
-    return dict(run["calibrate"]["env"], FLEPI_RUN_INDEX=run["name"])
+#: The keys of a run's calibrate section that scripts/calibrate.py reads as
+#: ``params.calibrate`` (with outputs, resume_dir, model_config and the run's name, every key
+#: of the section that changes what the calibration does: threads, resources and enabled do
+#: not). One mapping: Snakemake passes a mapping as it is, so a command's '{model_config}'
+#: is not read as a wildcard and runs that share the campaign's section share one value.
+CALIBRATE_KEYS = ("mode", "command", "batch_calibrate", "wait", "env")
 
 
-def calibrate_run_entry(wildcards):
-    """The run's resolved entry for scripts/calibrate.py: name, model config and calibrate
-    section (campaign defaults, with the run's overrides on top). Not the sync sections: a params
-    value, so editing a run's snapshot must not rerun its calibration."""
-    run = the_run(wildcards)
-    return {
-        "name": run["name"],
-        "model_config": run["model_config"],
-        "calibrate": run["calibrate"],
-    }
-
-
-#: The keys of a run's calibrate section that scripts/calibrate.py reads as ``params.calibrate``.
-CALIBRATE_MODE_KEYS = ("mode", "batch_calibrate", "wait")
-
-
-def calibrate_mode_of(run):
+def calibrate_section_of(run):
     section = RUNS[run]["calibrate"]
-    return {key: copy.deepcopy(section[key]) for key in CALIBRATE_MODE_KEYS}
+    return {key: copy.deepcopy(section[key]) for key in CALIBRATE_KEYS}
 
 
-def calibrate_mode(wildcards):
-    """The run's effective mode, batch_calibrate and wait (campaign's, run's overrides on top)."""
-    return calibrate_mode_of(the_run(wildcards)["name"])
+def calibrate_section(wildcards):
+    """The run's calibrate keys (campaign's, run's overrides on top); scripts/calibrate.py
+    gives the command FLEPI_RUN_INDEX = the run's name (gempyor reads it)."""
+    return calibrate_section_of(the_run(wildcards)["name"])
 
 
 def calibrate_params():
     runs = runs_with("calibrate")
     shared = plain([RUNS[run]["model_config"] for run in runs])
-    mode = plain([calibrate_mode_of(run) for run in runs])
+    section = plain([calibrate_section_of(run) for run in runs])
     campaign = config["calibrate"]
     outputs = shared_param(
         {run: RUNS[run]["calibrate"]["outputs"] for run in runs}, campaign["outputs"]
@@ -445,14 +502,11 @@ def calibrate_params():
         campaign["resume_dir"] or campaign["outputs"],
     )
     return {
-        "command": calibrate_command,
         "model_config": shared[0] if shared else calibrate_model_config,
         "run": "{run}",
         "outputs": outputs[0] if outputs else calibrate_outputs,
         "resume_dir": resume_dir[0] if resume_dir else calibrate_resume_dir,
-        "env": calibrate_env,
-        "run_entry": calibrate_run_entry,
-        "calibrate": mode[0] if mode else calibrate_mode,
+        "calibrate": section[0] if section else calibrate_section,
     }
 
 

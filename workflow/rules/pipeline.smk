@@ -1,5 +1,5 @@
 # The campaign: per run, fetch the resume files of a previous run, calibrate, snapshot
-# exactly that run (scripts/snapshot.py: as `flepimop batch-calibrate`'s sync job, the
+# exactly that run (wrappers/flepimop-snapshot, scripts/snapshot.py: as `flepimop batch-calibrate`'s sync job, the
 # run's files under the outputs, its *.pdf/*.h5, the manifest, to target '+ <run>').
 #
 # Each step is one rule with a {run} wildcard (results/{run}/receipts/<step>.json); the
@@ -37,8 +37,8 @@ rule calibrate_run:
         **calibrate_resources(),
     params:
         **calibrate_params(),
-    script:
-        "../scripts/calibrate.py"
+    wrapper:
+        CALIBRATE_WRAPPER
 
 
 rule snapshot_run:
@@ -55,8 +55,8 @@ rule snapshot_run:
         **snapshot_params(),
     message:
         "snapshot {wildcards.run}: push the run's outputs with protocol {params.protocol!r}"
-    script:
-        "../scripts/snapshot.py"
+    wrapper:
+        SNAPSHOT_WRAPPER
 
 
 rule resume_fetch:

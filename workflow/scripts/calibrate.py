@@ -104,6 +104,7 @@ def calibrate(run: str, model_config: str, cfg: dict, receipt: Path, log: Path, 
     env.update({"FLEPI_RUN_INDEX": str(run), "FLEPIMOP_RUN_ID": str(run), "FLEPIMOP_MODEL_CONFIG": str(model_config),
                 "FLEPIMOP_OUTPUTS": str(outputs), "FLEPIMOP_RESUME_DIR": str(resume_dir)})
     env.update({str(k): str(v) for k, v in dict(cfg.get("env") or {}).items()})
+    env["FLEPI_RUN_INDEX"] = str(run)  # the run gempyor writes is the workflow's run, whatever env says
     receipt.parent.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     failed = Path(f"{receipt}.failed")
@@ -220,11 +221,12 @@ def main(argv=None) -> int:
     return calibrate(args.run, args.model_config, cfg, Path(args.receipt), Path(args.log))
 
 
-if "snakemake" in globals():
-    _p = snakemake.params  # noqa: F821 - injected by Snakemake
-    _cfg = dict(_p.calibrate)
-    _cfg.update(command=_p.command, env=dict(_p.env))
-    sys.exit(calibrate(str(_p.run), str(_p.model_config), _cfg, Path(snakemake.output[0]),  # noqa: F821
-                       Path(snakemake.log[0]), outputs=str(_p.outputs), resume_dir=str(_p.resume_dir)))  # noqa: F821
-elif __name__ == "__main__":
+def run_job(smk) -> int:
+    """The calibrate_run job: ``smk`` is the ``snakemake`` object of wrappers/flepimop-calibrate."""
+    p = smk.params
+    return calibrate(str(p.run), str(p.model_config), dict(p.calibrate), Path(smk.output[0]), Path(smk.log[0]),
+                     outputs=str(p.outputs), resume_dir=str(p.resume_dir))
+
+
+if __name__ == "__main__":
     sys.exit(main())

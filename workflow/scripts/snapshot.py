@@ -125,8 +125,8 @@ def snapshot(p: Mapping[str, Any], receipt: Path, log: Path | None, calibrate_re
     return 0
 
 
-if "snakemake" in globals():
-    _smk = globals()["snakemake"]
-    _cal = _smk.input.calibrate if "calibrate" in _smk.input.keys() else None
-    sys.exit(snapshot(dict(_smk.params.options), Path(_smk.output[0]), Path(_smk.log[0]) if _smk.log else None,
-                      _cal, digest=_smk.params.digest))
+def run_job(smk) -> int:
+    """The snapshot_run job: ``smk`` is the ``snakemake`` object of wrappers/flepimop-snapshot."""
+    calibrate_receipt = smk.input.calibrate if "calibrate" in smk.input.keys() else None
+    return snapshot(dict(smk.params.options, run=str(smk.params.run)), Path(smk.output[0]),
+                    Path(smk.log[0]) if smk.log else None, calibrate_receipt, digest=smk.params.digest)
