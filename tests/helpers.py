@@ -169,6 +169,18 @@ def cli_running(args: Iterable[str], env: Mapping[str, str], until: Callable[[],
             proc.wait()
 
 
+@contextmanager
+def paused(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """``proc`` stopped (SIGSTOP; the process only, its children go on) for the block: a run
+    caught holding its destination lock keeps holding it however long the block takes on a
+    loaded machine, instead of racing it to the end of its transfer."""
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+
 def new_mark() -> str:
     return f"rel-{uuid.uuid4().hex}"
 

@@ -21,6 +21,7 @@ from helpers import (
     make_big_tree,
     marked_pids,
     new_mark,
+    paused,
     received_bytes,
     s3_digests,
     start_cli,
@@ -73,12 +74,13 @@ def test_second_run_of_same_protocol_refuses_naming_the_lock(slow_pull, sshd, ru
     cfg = write_config(tmp_path / "c.yml", {"pull": {"type": "rsync", "source": f"{sshd.alias}:{remote}/",
                                                      "target": f"{local}/"}})
     with cli_running(["sync", cfg], slow_env, lambda: received_bytes(local) > 300_000) as first:
-        before = tree_digest(local)
-        second = run_cli(["sync", cfg], env=env)
-        _refused(second, lock_dir)
-        # a dry run writes nothing, so it does not need the lock
-        dry = run_cli(["sync", "-n", cfg], env=env)
-        assert dry.returncode == 0, dry.stderr
+        with paused(first):
+            before = tree_digest(local)
+            second = run_cli(["sync", cfg], env=env)
+            _refused(second, lock_dir)
+            # a dry run writes nothing, so it does not need the lock
+            dry = run_cli(["sync", "-n", cfg], env=env)
+            assert dry.returncode == 0, dry.stderr
         out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     assert tree_digest(local) == digests
@@ -97,7 +99,8 @@ def test_other_spelling_or_protocol_for_the_same_target_refuses(slow_pull, sshd,
     })
     with cli_running(["sync", cfg], slow_env, lambda: received_bytes(local) > 300_000, cwd=tmp_path) as first:
         (tmp_path / "x").mkdir()
-        second = run_cli(["sync", "-p", "same_place", cfg], env=env, cwd=tmp_path)
+        with paused(first):
+            second = run_cli(["sync", "-p", "same_place", cfg], env=env, cwd=tmp_path)
         _refused(second, lock_dir)
         out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
@@ -204,9 +207,10 @@ def test_local_spellings_and_nested_destinations_share_one_lock(slow_pull, sshd,
         "second": {"type": "rsync", "source": f"{other_src}/", "target": target, "mkpath": True},
     })
     with cli_running(["sync", cfg], slow_env, lambda: received_bytes(local) > 300_000, cwd=tmp_path) as first:
-        for extra in ([], ["--delete"]):
-            second = run_cli(["sync", "-p", "second", *extra, cfg], env=env, cwd=tmp_path)
-            _refused(second, lock_dir)
+        with paused(first):
+            for extra in ([], ["--delete"]):
+                second = run_cli(["sync", "-p", "second", *extra, cfg], env=env, cwd=tmp_path)
+                _refused(second, lock_dir)
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert tree_digest(local) == digests  # nothing of the second run landed
@@ -256,7 +260,8 @@ def test_remote_spellings_and_nested_destinations_share_one_lock(sshd, run_cli, 
                    "rsh": f"ssh -F {two_aliases}"},
     })
     with cli_running(["sync", "-p", "push", cfg], slow_env, lambda: received_bytes(remote) > 300_000) as first:
-        second = run_cli(["sync", "-p", "second", "--delete", cfg], env=env)
+        with paused(first):
+            second = run_cli(["sync", "-p", "second", "--delete", cfg], env=env)
         _refused(second, lock_dir)
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
