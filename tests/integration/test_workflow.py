@@ -350,6 +350,20 @@ def test_campaign_of_three_runs_targets_noop_and_added_run(tmp_path, campaign_en
     assert bad.returncode != 0 and "no run named 'nope'" in bad.stdout + bad.stderr, show(bad)
 
 
+@pytest.mark.parametrize("step", ["calibrate", "snapshot"])
+def test_an_unknown_run_is_named_when_every_param_is_plain(tmp_path, campaign_env, s3, step):
+    """Runs sharing every section get plain params (no function per job, the 1,000-run figure):
+    a mistyped run in a target is still named, never planned."""
+    c = Campaign(tmp_path, campaign_env, s3, "unused")
+    c.config["resume_fetch"]["enabled"] = False
+    c.config["runs"] = [{"name": "r1"}, {"name": "r2"}]
+    c.write_config()
+    ok = c.snakemake("-n", f"results/r2/receipts/{step}.json")
+    assert ok.returncode == 0, show(ok)
+    bad = c.snakemake("-n", f"results/nope/receipts/{step}.json")
+    assert bad.returncode != 0 and "no run named 'nope'" in bad.stdout + bad.stderr, show(bad)
+
+
 def test_reruns_follow_meaning(tmp_path, campaign_env, s3, run_cli):
     c = Campaign(tmp_path, campaign_env, s3, s3.make_bucket())
     first = c.snakemake()

@@ -152,6 +152,12 @@ def runs_with(step):
     return [name for name, run in RUNS.items() if run[step]["enabled"]]
 
 
+def run_name(wildcards):
+    """The run's name, a params function of every per-run rule: whatever else is plain, an
+    unknown run (a mistyped target) is named as such instead of being planned."""
+    return the_run(wildcards)["name"]
+
+
 def the_run(wildcards):
     try:
         return RUNS[wildcards.run]
@@ -206,13 +212,13 @@ def sync_params(protocol, **options):
 DIGEST_RUN = "_run_"
 
 
-def sync_step_options(run_name, step, section):
+def sync_step_options(name, step, section):
     """The SyncOptions fields of a sync step's section ('{run}' already filled)."""
     return {
         "source": section["source"],
         "target": section["target"],
         "filters": normalised_filters(
-            section["filters"], f"runs: {run_name}: {step}.filters"
+            section["filters"], f"runs: {name}: {step}.filters"
         ),
         "mkpath": section["mkpath"] or None,
     }
@@ -227,16 +233,14 @@ def run_sync_params(step, run):
     params.update(
         (key, value) for key, value in options.items() if value not in (None, [])
     )
-    params["digest"] = section_digest(
-        step, RUNS[run]["templates"][step], f"runs: {run}: {step}"
-    )
+    params["digest"] = section_digest(step, RUNS[run]["templates"][step])
     return {key: params.get(key) for key in SYNC_PARAM_KEYS}
 
 
 _DIGESTS = {}
 
 
-def section_digest(step, template, where):
+def section_digest(step, template):
     """api.meaning's digest of a sync step's section (unexpanded) with '{run}' =
     DIGEST_RUN, once per distinct section (a campaign of 1,000 runs computes one or two).
     """
@@ -372,7 +376,7 @@ def snapshot_params():
     digest = plain([snapshot_digest(run) for run in runs])
     return {
         "protocol": protocol[0] if protocol else snapshot_protocol,
-        "run": "{run}",
+        "run": run_name,
         "options": options[0] if options else snapshot_options_of,
         "digest": digest[0] if digest else snapshot_digest_of,
     }
@@ -503,7 +507,7 @@ def calibrate_params():
     )
     return {
         "model_config": shared[0] if shared else calibrate_model_config,
-        "run": "{run}",
+        "run": run_name,
         "outputs": outputs[0] if outputs else calibrate_outputs,
         "resume_dir": resume_dir[0] if resume_dir else calibrate_resume_dir,
         "calibrate": section[0] if section else calibrate_section,
