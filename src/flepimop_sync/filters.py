@@ -46,6 +46,7 @@ Python's backtracking ``re``; all others keep the fast combined regex.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -182,10 +183,19 @@ def parse_rule(text: str, origin: str, env: Mapping[str, str] | None = None) -> 
     defaults to ``os.environ``); raise :class:`FilterError` naming the rule and its origin."""
     if not isinstance(text, str):
         raise _fail(str(text), origin, f"a filter must be a string, not {type(text).__name__}")
+    if "$" not in text:
+        return _parse_literal(text, origin)
     expanded = expand_env(text, origin, env)
     # errors in the expanded text also show the rule as written
     shown = origin if expanded == text else f"{origin}; written {text!r}"
     return _parse_expanded(expanded, shown, origin)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_literal(text: str, origin: str) -> Rule:
+    """A rule without ``$`` is the same whatever the environment: parsed once (the config's
+    syntax check at load and the rule list at run time share it; a Rule is immutable)."""
+    return _parse_expanded(text, origin, origin)
 
 
 def _parse_expanded(text: str, origin: str, rule_origin: str) -> Rule:
