@@ -22,8 +22,9 @@ Downloads keep S3's LastModified as the local mtime, as aws does: the listed tim
 second as aws cuts it, is set on each downloaded file after the copy (``_keep_listed_times``;
 rclone's own time comes from a HEAD per file with ``--no-traverse``, and some servers' HEAD
 disagrees with their listing by a second), so a re-sync in either direction, or by either
-engine, moves nothing.  A rerun after an
-interruption recomputes the lists: it resumes.
+engine, moves nothing.  A file that vanished at the source between the listing and the copy
+fails the sync, naming it, as rsync fails (exit 24): rclone itself skips it with exit 0
+(``_check_arrived``).  A rerun after an interruption recomputes the lists: it resumes.
 
 The first half of this module is pure (argv, environment, parsing, comparison); ``run`` at
 the end orchestrates one sync in named steps (``_open``, ``_source_files``, ``_announce``,
@@ -431,6 +432,8 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
             commands.append(list(argv))
             deleting = what == "rclone delete"
             _report_moves(job, deletions if deleting else todo, deleting=deleting)
+        if todo and not plan.source_is_file:
+            _check_arrived(job, todo)
         if job.direction == "download" and not plan.source_is_file:
             _keep_listed_times(job, todo)
     transferred = {"files": len(todo), "bytes": sum(job.source[p][0] for p in todo)}
@@ -444,6 +447,40 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
         f"in {seconds:.1f}s ({r.protocol.name}: {r.source.text} -> {r.destination.text})"
     )
     return result
+
+
+#: How far a downloaded file's time may be from the listed LastModified (rclone takes it from a
+#: HEAD, which some servers give a second off the listing; see _keep_listed_times).
+ARRIVAL_SLACK_US = 2_000_000
+
+
+def _check_arrived(job: _Job, todo: Sequence[str]) -> None:
+    """Fail, as rsync fails with exit 24, when a file to copy did not arrive: rclone skips a file
+    that vanished at the source between our listing and its copy silently, with exit 0, so the
+    summary would count it.  Downloads: each file is at the target with the listed size and
+    time.  Uploads: a file gone from the source is looked for at the target (one listing, only
+    then).  S3 -> S3 copies are not checked."""
+    r = job.plan.resolved
+    if job.direction == "download":
+        root = r.destination.as_dir().text
+        missing = []
+        for path in todo:
+            have, (size, mtime) = _stat_us(root + path), job.source[path]
+            if have is None or have[0] != size or abs(have[1] - mtime) > ARRIVAL_SLACK_US:
+                missing.append(path)
+    elif job.direction == "upload":
+        root = r.source.as_dir().text
+        gone = [path for path in todo if _stat_us(root + path) is None]
+        target = _list_s3(job, r.destination) if gone else {}
+        missing = [path for path in gone if path not in target]
+    else:
+        return
+    if missing:
+        shown = ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        raise StepFailed(
+            f"protocol '{r.protocol.name}': rclone copy: {len(missing)} selected file(s) vanished or changed at "
+            f"the source during the transfer and did not arrive as listed ({shown}); run the sync again",
+            step="rclone copy", returncode=0)
 
 
 def _keep_listed_times(job: _Job, paths: Sequence[str]) -> None:

@@ -307,6 +307,52 @@ def test_downloads_keep_the_s3_time_and_resync_across_engines_is_a_no_op(s3, run
     assert mtimes["aws"] == mtimes["rclone"] == {rel: listed[rel] for rel in FILES}
 
 
+#: rclone, except that just before a copy starts (after our listing) the file named in
+#: $VANISH_LOCAL, or the object named in $VANISH_S3, is removed: a real race, made certain.
+VANISHING_RCLONE = """#!/bin/sh
+if [ "$1" = copy ]; then
+  if [ -n "$VANISH_LOCAL" ]; then rm -f -- "$VANISH_LOCAL"; fi
+  if [ -n "$VANISH_S3" ]; then "$REAL_RCLONE" deletefile --config= "$VANISH_S3" || exit 99; fi
+fi
+exec "$REAL_RCLONE" "$@"
+"""
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_a_file_vanishing_before_the_copy_fails_the_sync(s3, run_cli, tmp_path, direction):
+    """rclone skips a file that vanished between our listing and its copy silently, with exit 0:
+    the sync fails naming it (as rsync fails, exit 24) instead of counting it as transferred."""
+    shim = tmp_path / "bin" / "rclone"
+    shim.parent.mkdir()
+    shim.write_text(VANISHING_RCLONE)
+    shim.chmod(0o755)
+    env = dict(s3.env, PATH=f"{shim.parent}{os.pathsep}{s3.env.get('PATH', os.environ['PATH'])}",
+               REAL_RCLONE=shutil.which("rclone"))
+    bucket = s3.make_bucket()
+    src = make_tree(tmp_path / "src")
+    gone = sorted(FILES)[0]
+    dst = tmp_path / "dst"
+    if direction == "upload":
+        proto = {"type": "s3sync", "source": f"{src}/", "target": f"s3://{bucket}/x/"}
+        vanish = {"VANISH_LOCAL": str(src / gone)}
+    else:
+        up = write_config(tmp_path / "up.yml", {"p": {"type": "s3sync", "source": f"{src}/",
+                                                      "target": f"s3://{bucket}/x/"}})
+        _json(sync(run_cli, s3, up, "aws", "--json"))
+        proto = {"type": "s3sync", "source": f"s3://{bucket}/x/", "target": f"{dst}/"}
+        vanish = {"VANISH_S3": f":s3:{bucket}/x/{gone}"}
+    cfg = write_config(tmp_path / "c.yml", {"p": proto})
+    control = run_cli(["sync", "--engine", "rclone", "-n", cfg], env=env)  # the shim alone changes nothing
+    assert control.returncode == 0, control.stderr
+    done = run_cli(["sync", "--engine", "rclone", cfg], env=dict(env, **vanish))
+    assert done.returncode == 1, done.stderr
+    assert "1 selected file(s) vanished or changed" in done.stderr and repr(gone) in done.stderr, done.stderr
+    arrived = set(s3.list(bucket, "x/")) if direction == "upload" else {f"x/{p}" for p in list_files(dst)}
+    assert arrived == {f"x/{p}" for p in FILES if p != gone}
+    again = run_cli(["sync", "--engine", "rclone", "--json", cfg], env=env)  # the rerun: in sync, nothing lost
+    assert json.loads(again.stdout)["transferred"]["files"] == 0, again.stderr
+
+
 def test_interrupted_upload_resumes(s3, run_cli, tmp_path):
     bucket = s3.make_bucket()
     src = tmp_path / "src"
