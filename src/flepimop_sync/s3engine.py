@@ -497,7 +497,7 @@ def _keep_listed_times(job: _Job, paths: Sequence[str]) -> None:
         seconds = job.source[path][1] // 1_000_000
         try:
             os.utime(root + path, (seconds, seconds), follow_symlinks=False)
-        except FileNotFoundError:  # vanished at the source between the listing and the copy
+        except FileNotFoundError:  # removed locally since _check_arrived saw it: nothing to stamp
             pass
 
 

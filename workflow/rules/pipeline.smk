@@ -1,6 +1,8 @@
 # The campaign: per run, fetch the resume files of a previous run, calibrate, snapshot
-# exactly that run (wrappers/flepimop-snapshot, scripts/snapshot.py: as `flepimop batch-calibrate`'s sync job, the
-# run's files under the outputs, its *.pdf/*.h5, the manifest, to target '+ <run>').
+# exactly that run (wrappers/flepimop-snapshot over scripts/snapshot.py: as `flepimop
+# batch-calibrate`'s sync job, the run's files under the outputs, its *.pdf/*.h5, the
+# manifest, to target '+ <run>'). calibrate: wrappers/flepimop-calibrate over
+# scripts/calibrate.py. Wrappers, not `script:`: see docs/performance.md (Snakemake).
 #
 # Each step is one rule with a {run} wildcard (results/{run}/receipts/<step>.json); the
 # rules `resume_fetch`, `calibrate` and `snapshot` (no wildcard) are targets for that

@@ -24,7 +24,8 @@ On failure (non-zero exit, a job that failed, was cancelled, timed out, or whose
 can vouch for) there is no receipt, `<receipt>.failed` names every job and its final state,
 and the rule fails, so nothing downstream runs.
 
-Interface (also runnable outside Snakemake, e.g. from a `shell:` rule):
+The workflow runs it through wrappers/flepimop-calibrate (``run_job``). Also runnable outside
+Snakemake, e.g. from a `shell:` rule:
 
     python calibrate.py --run RUN --model-config FILE --calibrate-config JSON
                         --receipt PATH --log PATH
@@ -101,10 +102,10 @@ def calibrate(run: str, model_config: str, cfg: dict, receipt: Path, log: Path, 
     outputs = outputs or cfg.get("outputs", "model_output")
     resume_dir = resume_dir or cfg.get("resume_dir") or outputs
     env = dict(os.environ)
-    env.update({"FLEPI_RUN_INDEX": str(run), "FLEPIMOP_RUN_ID": str(run), "FLEPIMOP_MODEL_CONFIG": str(model_config),
+    env.update({"FLEPIMOP_RUN_ID": str(run), "FLEPIMOP_MODEL_CONFIG": str(model_config),
                 "FLEPIMOP_OUTPUTS": str(outputs), "FLEPIMOP_RESUME_DIR": str(resume_dir)})
     env.update({str(k): str(v) for k, v in dict(cfg.get("env") or {}).items()})
-    env["FLEPI_RUN_INDEX"] = str(run)  # the run gempyor writes is the workflow's run, whatever env says
+    env["FLEPI_RUN_INDEX"] = str(run)  # last: the run gempyor writes is the workflow's, whatever env says
     receipt.parent.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     failed = Path(f"{receipt}.failed")
