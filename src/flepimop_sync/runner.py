@@ -2,7 +2,8 @@
 
 Every child runs from an argv list (never a shell) in its own process group, so a
 SIGINT, SIGTERM or SIGHUP (terminal or ssh session closed) to flepimop-sync stops the
-whole child tree (rsync's ssh, aws' workers) and leaves nothing behind: stopping the
+whole child tree (rsync's ssh, aws' workers, git's hooks; the stop waits until no live
+process is left in the group, not just the child) and leaves nothing behind: stopping the
 local ssh closes the connection, and the remote rsync exits with it.  On Linux each
 child also gets ``PR_SET_PDEATHSIG`` (SIGINT), so even a SIGKILLed flepimop-sync does
 not leave writers running (and holding the destination lock) for ever.
@@ -106,7 +107,7 @@ class Runner:
         seconds for that on a loaded machine, hence the long first grace.
         """
         with self._lock:
-            children = [c for c in self._children if c.poll() is None]
+            children = [c for c in self._children if c.poll() is None or _group_alive(c.pid)]
         for sig, grace in ((signal.SIGINT, 8.0), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
             if not children:
                 return
@@ -118,7 +119,11 @@ class Runner:
                     child.wait(timeout=max(0.05, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     pass
-            children = [c for c in children if c.poll() is None]
+            # Its whole group too: a git hook (or any grandchild) may outlive git by a moment,
+            # and nothing may still write once we roll back or report the stop.
+            while any(_group_alive(c.pid) for c in children) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            children = [c for c in children if c.poll() is None or _group_alive(c.pid)]
 
     @contextlib.contextmanager
     def inheriting(self, fds: Sequence[int]) -> Iterator["Runner"]:
@@ -243,6 +248,32 @@ class Runner:
                          b"".join(err_chunks).decode("utf-8", "replace"), time.monotonic() - start)
         self.reporter.debug(f"exit {done.returncode} after {done.seconds:.2f}s: {argv[0]}")
         return done
+
+
+def _group_alive(pgid: int) -> bool:
+    """Is a live process (not a zombie) left in process group ``pgid``?  Zombies are skipped
+    (an orphan may wait a while for its reaper; it writes nothing); where there is no /proc
+    (macOS), any member counts."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc/self"):
+        return True
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat_line = handle.read()
+        except OSError:
+            continue
+        fields = stat_line[stat_line.rfind(b")") + 2:].split()  # state, ppid, pgrp, ... after "(comm)"
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            return True
+    return False
 
 
 def _kill_group(proc: subprocess.Popen, signum: int) -> None:
