@@ -315,6 +315,7 @@ class _Job:
     source: dict[str, tuple[int, int]] = field(default_factory=dict)  # selected: {path: (size, mtime_us)}
     listed: dict[str, tuple[int, int]] | None = None  # everything an S3 source holds (its listing)
     skipped: list[str] = field(default_factory=list)  # selected links and special files (local source)
+    target: dict[str, tuple[int, int]] = field(default_factory=dict)  # what _compare found at the target
 
 
 def run(plan, runner, reporter, *, started: str, start: float) -> dict[str, Any]:
@@ -365,7 +366,7 @@ def _compare(job: _Job) -> tuple[list[str], list[str]]:
     r = job.plan.resolved
     if job.plan.source_is_file:
         return sorted(job.source), []  # aws s3 cp: always copied
-    target = _target_files(job, everything=r.delete)
+    target = job.target = _target_files(job, everything=r.delete)
     todo = changed(job.source, target, job.direction)
     deletions = _deletions(job.plan, job.source, target) if r.delete else []
     check_listable(todo + deletions)
@@ -427,14 +428,13 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
             tempfile.TemporaryDirectory(prefix="flepimop-sync-") as tmp:
         execute._prepare_target(plan)  # a missing target's last level, as on the aws path
         todo, deletions = _compare(job)
-        before = _download_stats(job, todo)
         for what, argv in _commands(job, todo, deletions, lambda name, paths: _write(tmp, f"{name}.txt", paths)):
             _run(runner, argv, job.env, what, plan)
             commands.append(list(argv))
             deleting = what == "rclone delete"
             _report_moves(job, deletions if deleting else todo, deleting=deleting)
         if todo and not plan.source_is_file:
-            _check_arrived(job, todo, before)
+            _check_arrived(job, todo)
         if job.direction == "download" and not plan.source_is_file:
             _keep_listed_times(job, todo)
     transferred = {"files": len(todo), "bytes": sum(job.source[p][0] for p in todo)}
@@ -450,29 +450,21 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
     return result
 
 
-def _download_stats(job: _Job, todo: Sequence[str]) -> dict[str, tuple[int, int] | None]:
-    """A download's files to copy as they are at the target before the copy (_check_arrived)."""
-    if job.direction != "download" or job.plan.source_is_file:
-        return {}
-    root = job.plan.resolved.destination.as_dir().text
-    return {path: _stat_us(root + path) for path in todo}
-
-
-def _check_arrived(job: _Job, todo: Sequence[str], before: Mapping[str, tuple[int, int] | None]) -> None:
+def _check_arrived(job: _Job, todo: Sequence[str]) -> None:
     """Fail, as rsync fails with exit 24, when a file to copy did not arrive: rclone skips a file
     that vanished at the source between our listing and its copy silently, with exit 0, so the
     summary would count it.  Downloads: each file is at the target with the listed size, and
-    was written (not the file that was there before, ``before``; its time is not compared: some
-    servers' HEAD, where rclone takes it, is seconds off their listing).  Uploads: a file gone
-    from the source is looked for at the target (one listing, only then).  S3 -> S3 copies are
-    not checked."""
+    was written (its stat differs from what ``_compare`` found there, ``job.target``; its time
+    is not compared with the listing: some servers' HEAD, where rclone takes it, is seconds off
+    their listing).  Uploads: a file gone from the source is looked for at the target (one
+    listing, only then).  S3 -> S3 copies are not checked."""
     r = job.plan.resolved
     if job.direction == "download":
         root = r.destination.as_dir().text
         missing = []
         for path in todo:
             have = _stat_us(root + path)
-            if have is None or have[0] != job.source[path][0] or have == before.get(path):
+            if have is None or have[0] != job.source[path][0] or have == job.target.get(path):
                 missing.append(path)
     elif job.direction == "upload":
         root = r.source.as_dir().text

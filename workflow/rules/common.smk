@@ -240,16 +240,26 @@ def run_sync_params(step, run):
 _DIGESTS = {}
 
 
+def memoised_digest(kind, section, compute):
+    """compute() once per (kind, distinct section): digests are the costly part of planning
+    (a campaign of 1,000 runs usually has one or two distinct sections per step)."""
+    key = (kind, json.dumps(section, sort_keys=True, default=str))
+    if key not in _DIGESTS:
+        _DIGESTS[key] = compute()
+    return _DIGESTS[key]
+
+
 def section_digest(step, template):
     """api.meaning's digest of a sync step's section (unexpanded) with '{run}' =
-    DIGEST_RUN, once per distinct section (a campaign of 1,000 runs computes one or two).
+    DIGEST_RUN, once per distinct section.
     """
-    key = (step, json.dumps(template, sort_keys=True, default=str))
-    if key not in _DIGESTS:
+
+    def compute():
         section = with_run(template, DIGEST_RUN)
         options = sync_step_options(DIGEST_RUN, step, section)
-        _DIGESTS[key] = sync_params(section["protocol"], **options)["digest"]
-    return _DIGESTS[key]
+        return sync_params(section["protocol"], **options)["digest"]
+
+    return memoised_digest(step, template, compute)
 
 
 def normalised_filters(rules, origin):
@@ -334,15 +344,15 @@ def snapshot_digest(run):
     known only from the calibrate receipt, an input of the rule). Once per distinct section.
     """
     options = snapshot_options(run)
-    key = ("snapshot", json.dumps(options, sort_keys=True, default=str))
-    if key not in _DIGESTS:
+
+    def compute():
         section = with_run(
             {name: options[name] for name in SNAPSHOT_OPTION_KEYS},
             DIGEST_RUN,
             SNAPSHOT_RUN_KEYS,
         )
         extra = [section["manifest"]] if section["manifest"] else None
-        _DIGESTS[key] = sync_params(
+        return sync_params(
             options["protocol"],
             source=section["source"],
             target=section["target"],
@@ -352,7 +362,8 @@ def snapshot_digest(run):
             mkpath=section["mkpath"] or None,
             extra_files=extra,
         )["digest"]
-    return _DIGESTS[key]
+
+    return memoised_digest("snapshot", options, compute)
 
 
 def snapshot_protocol(wildcards):
