@@ -51,7 +51,7 @@ SNAKEMAKE = str(BIN / "snakemake") if (BIN / "snakemake").exists() else "snakema
 
 SIZES = {
     "full": {"files": 100_000, "s3_files": 5_000, "dirs": 1_000, "protocols": 50, "pairs": 5, "help_pairs": 21},
-    "quick": {"files": 2_000, "s3_files": 200, "dirs": 50, "protocols": 50, "pairs": 3, "help_pairs": 3},
+    "quick": {"files": 400, "s3_files": 40, "dirs": 10, "protocols": 10, "pairs": 3, "help_pairs": 3},
 }
 RSYNC_FILTERS = ["- *.tmp", "- .snakemake/"]  # realistic: scratch files and Snakemake state stay home
 BUCKET = "bench"

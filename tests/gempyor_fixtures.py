@@ -102,6 +102,26 @@ def _install(sdist: Path) -> Path:
     return venv
 
 
+def gempyor_wheel(sdist: Path) -> Path:
+    """A wheel of the vendored gempyor sdist, built once per sdist and cached as the gempyor
+    fixtures cache their venv (building the sdist is most of an install's time)."""
+    digest = hashlib.sha256(sdist.read_bytes()).hexdigest()[:16]
+    base = Path(os.environ.get("FLEPIMOP_SYNC_TEST_CACHE", Path.home() / ".cache" / "flepimop-sync-tests"))
+    home = base / f"gempyor-wheel-{digest}"
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".lock", "w") as lock:  # xdist workers build once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        wheels = sorted(home.glob("gempyor-*.whl"))
+        if not wheels:
+            done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(home), str(sdist)],
+                                  capture_output=True, text=True, timeout=1800)
+            if done.returncode != 0:
+                skip_or_fail(f"pip wheel {sdist} failed: {done.stderr.strip()[-500:]}")
+            wheels = sorted(home.glob("gempyor-*.whl"))
+    return wheels[-1]
+
+
+
 @pytest.fixture(scope="session")
 def gempyor_client() -> GempyorClient:
     sdist, _examples, reason = locate()
@@ -122,4 +142,4 @@ def gempyor_examples(tmp_path_factory) -> Path:
     return out
 
 
-__all__ = ["GempyorClient", "gempyor_client", "gempyor_examples", "locate", "skip_or_fail"]
+__all__ = ["GempyorClient", "gempyor_client", "gempyor_wheel", "gempyor_examples", "locate", "skip_or_fail"]

@@ -16,8 +16,6 @@ is downloaded: that those exact versions exist on PyPI is not tested here either
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
 import re
 import subprocess
@@ -28,7 +26,7 @@ import pytest
 import yaml
 
 from flepimop_sync import smk
-from gempyor_fixtures import locate, skip_or_fail
+from gempyor_fixtures import gempyor_wheel, locate, skip_or_fail
 
 pytestmark = pytest.mark.integration
 
@@ -132,25 +130,6 @@ def test_written_env_is_content_addressed(tmp_path):
     assert f"-e {ROOT}" in _pip(_env(Path(first)))
 
 
-def _gempyor_wheel(sdist: Path) -> Path:
-    """A wheel of the vendored gempyor sdist, built once per sdist and cached as the gempyor
-    fixtures cache their venv (building the sdist is most of an install's time)."""
-    digest = hashlib.sha256(sdist.read_bytes()).hexdigest()[:16]
-    base = Path(os.environ.get("FLEPIMOP_SYNC_TEST_CACHE", Path.home() / ".cache" / "flepimop-sync-tests"))
-    home = base / f"gempyor-wheel-{digest}"
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:  # xdist workers build once
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        wheels = sorted(home.glob("gempyor-*.whl"))
-        if not wheels:
-            done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(home), str(sdist)],
-                                  capture_output=True, text=True, timeout=1800)
-            if done.returncode != 0:
-                skip_or_fail(f"pip wheel {sdist} failed: {done.stderr.strip()[-500:]}")
-            wheels = sorted(home.glob("gempyor-*.whl"))
-    return wheels[-1]
-
-
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=_ids(ENV_FILES))
 def test_pip_section_installs(env_file, tmp_path, request):
     """Install the env's pip section, as deployed, into a fresh venv; import and run inside."""
@@ -161,7 +140,7 @@ def test_pip_section_installs(env_file, tmp_path, request):
         sdist, _examples, reason = locate()
         if sdist is None:
             skip_or_fail(reason)
-        source = str(_gempyor_wheel(sdist))  # config gempyor_source: the vendored release, built once
+        source = str(gempyor_wheel(sdist))  # config gempyor_source: the vendored release, built once
     deployed = _pip(_env(Path(smk.write_deployable_env(str(env_file), str(tmp_path / "envs"),
                                                        gempyor_source=source))))
     if source:

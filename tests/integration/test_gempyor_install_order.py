@@ -9,12 +9,14 @@ environment and the cached gempyor venv, so nothing is fetched per test):
 | gempyor | gempyor's | gempyor's own sync | gempyor's | ours |
 """
 
+import fcntl
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from gempyor_fixtures import gempyor_wheel
 
 pytestmark = pytest.mark.integration
 
@@ -23,17 +25,25 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def wheels(tmp_path_factory, gempyor_client):
-    out = tmp_path_factory.mktemp("wheels")
-    ours = tmp_path_factory.mktemp("flepimop-sync-src")  # a copy: building in-tree writes build/
-    for item in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / item, ours / item)
-    shutil.copytree(REPO / "src", ours / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for source in (ours, gempyor_client.sdist):
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)],
-                       check=True, capture_output=True, text=True, timeout=900)
-    ours = next(out.glob("flepimop_sync-*.whl"))
-    theirs = next(out.glob("gempyor-*.whl"))
-    return {"flepimop-sync": ours, "gempyor": theirs}
+    """Both wheels: gempyor's built once per sdist and cached (gempyor_wheel), ours once per run
+    (under xdist the workers share the base temp directory's parent; the first to take the lock
+    builds it)."""
+    shared = tmp_path_factory.getbasetemp().parent / "install-order-wheel"
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / ".complete").exists():
+            ours = shared / "flepimop-sync-src"  # a copy: building in-tree writes build/
+            shutil.rmtree(ours, ignore_errors=True)
+            ours.mkdir()
+            for item in ("pyproject.toml", "README.md"):
+                shutil.copy(REPO / item, ours / item)
+            shutil.copytree(REPO / "src", ours / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(shared / "out"),
+                            str(ours)], check=True, capture_output=True, text=True, timeout=900)
+            (shared / ".complete").touch()
+    return {"flepimop-sync": next((shared / "out").glob("flepimop_sync-*.whl")),
+            "gempyor": gempyor_wheel(gempyor_client.sdist)}
 
 
 def _venv(path: Path, gempyor_client) -> Path:
