@@ -7,7 +7,7 @@ naming what is missing; under ``CI=true`` a skip is a failure (CI has the vendor
 
 ``gempyor_client``: gempyor pip-installed into its own venv (``--system-site-packages``, so it
 reuses this environment's packages and never touches the main environment's ``flepimop``
-script), cached across runs under ``~/.cache/flepimop-sync-tests/gempyor-<sdist sha256>/``
+script), cached across runs under ``~/.cache/flepimop-sync-tests/gempyor-<sdist sha256>-py<X.Y>/``
 (about 40 s the first time). ``gempyor_examples``: the vendored tutorials and info/cluster files,
 unpacked once per session.
 """
@@ -86,7 +86,7 @@ class GempyorClient:
 def _install(sdist: Path) -> Path:
     digest = hashlib.sha256(sdist.read_bytes()).hexdigest()[:16]
     base = Path(os.environ.get("FLEPIMOP_SYNC_TEST_CACHE", Path.home() / ".cache" / "flepimop-sync-tests"))
-    home = base / f"gempyor-{digest}"
+    home = base / f"gempyor-{digest}-py{sys.version_info[0]}.{sys.version_info[1]}"  # a venv is one Python's
     home.mkdir(parents=True, exist_ok=True)
     venv = home / "venv"
     with open(home / ".lock", "w") as lock:  # xdist workers install once
@@ -143,3 +143,17 @@ def gempyor_examples(tmp_path_factory) -> Path:
 
 
 __all__ = ["GempyorClient", "gempyor_client", "gempyor_wheel", "gempyor_examples", "locate", "skip_or_fail"]
+
+
+if __name__ == "__main__":
+    # `python tests/gempyor_fixtures.py`: build this Python's client venv before the suite, outside
+    # its network isolation (scripts/test.sh does so for Python 3.10, whose gempyor dependencies
+    # are not on this machine's local package index). Nothing to do without the vendored sdist.
+    found, _examples, why = locate()
+    if found is None:
+        print(f"gempyor client: not prepared ({why})")
+    else:
+        try:
+            print(f"gempyor client: {_install(found)}")
+        except BaseException as error:  # skip_or_fail raises pytest's outcome exceptions
+            raise SystemExit(f"gempyor client: {error}") from None
