@@ -49,8 +49,8 @@ if [[ -n "$PY310" ]]; then
     VENV310="${TMPDIR:-/tmp}/flepimop-sync-py310"
     [[ -x "$VENV310/bin/python" ]] || "$PY310" -m venv "$VENV310"
     "$VENV310/bin/python" -m pip install -q --disable-pip-version-check -e ".[cli-tests]"
-    # gempyor's client venv on 3.10, built here: its dependencies (numba, ...) come from the package
-    # index, which the suite's network isolation cannot reach (cached in ~/.cache/flepimop-sync-tests)
+    # gempyor's client venv on 3.10, built here: its dependencies (numba, confuse, ...) come from the
+    # package index, which the suite's network isolation cannot reach (cached in ~/.cache/flepimop-sync-tests)
     "$VENV310/bin/python" tests/gempyor_fixtures.py
     echo "[test] $("$VENV310/bin/python" --version): pytest tests/unit ${PY310_INTEGRATION[*]}"
     # the venv's bin first: its aws and rclone, as a modeller's 3.10 environment has them
@@ -62,6 +62,11 @@ elif [[ -n "${CI:-}" ]]; then
 else
     echo "[test] SKIP: the Python 3.10 leg (no python3.10 found; set PY310=...)" >&2
 fi
+
+# The real flepiMoP client for the main run, built before the suite for the same reason as on 3.10:
+# the suite's network isolation leaves pip only the local index, which lacks some of gempyor's
+# dependencies on a fresh machine (a no-op when ~/.cache/flepimop-sync-tests already holds it).
+"$PYTHON" tests/gempyor_fixtures.py
 
 # --maxschedchunk 1: each worker holds only the test it runs and the next one, so the long tests,
 # which tests/slow_first.py orders first, go to whichever worker is free (the default hands each

@@ -147,13 +147,16 @@ __all__ = ["GempyorClient", "gempyor_client", "gempyor_wheel", "gempyor_examples
 
 if __name__ == "__main__":
     # `python tests/gempyor_fixtures.py`: build this Python's client venv before the suite, outside
-    # its network isolation (scripts/test.sh does so for Python 3.10, whose gempyor dependencies
-    # are not on this machine's local package index). Nothing to do without the vendored sdist.
+    # its network isolation (scripts/test.sh does, for each Python it tests with: some of gempyor's
+    # dependencies are not on a fresh machine's local package index). Nothing to do without the
+    # vendored sdist.
     found, _examples, why = locate()
     if found is None:
         print(f"gempyor client: not prepared ({why})")
     else:
         try:
             print(f"gempyor client: {_install(found)}")
-        except BaseException as error:  # skip_or_fail raises pytest's outcome exceptions
-            raise SystemExit(f"gempyor client: {error}") from None
+        except (Exception, pytest.skip.Exception, pytest.fail.Exception) as error:  # skip_or_fail's outcomes
+            if os.environ.get("CI", "").lower() == "true":
+                raise SystemExit(f"gempyor client: {error}") from None
+            print(f"gempyor client: not prepared ({error}); the real-client tests will skip, saying why")
