@@ -7,7 +7,7 @@ naming what is missing; under ``CI=true`` a skip is a failure (CI has the vendor
 
 ``gempyor_client``: gempyor pip-installed into its own venv (``--system-site-packages``, so it
 reuses this environment's packages and never touches the main environment's ``flepimop``
-script), cached across runs under ``~/.cache/flepimop-sync-tests/gempyor-<sdist sha256>-py<X.Y>/``
+script), cached across runs under ``~/.cache/flepimop-sync-tests/gempyor-py<X.Y>-<sdist sha256>/``
 (about 40 s the first time). ``gempyor_examples``: the vendored tutorials and info/cluster files,
 unpacked once per session.
 """
@@ -83,11 +83,17 @@ class GempyorClient:
         return self.bin / "flepimop"
 
 
-def _install(sdist: Path) -> Path:
+def _cache(sdist: Path, kind: str) -> Path:
+    """~/.cache/flepimop-sync-tests/gempyor-<kind><sdist sha256> ($FLEPIMOP_SYNC_TEST_CACHE), made."""
     digest = hashlib.sha256(sdist.read_bytes()).hexdigest()[:16]
     base = Path(os.environ.get("FLEPIMOP_SYNC_TEST_CACHE", Path.home() / ".cache" / "flepimop-sync-tests"))
-    home = base / f"gempyor-{digest}-py{sys.version_info[0]}.{sys.version_info[1]}"  # a venv is one Python's
+    home = base / f"gempyor-{kind}{digest}"
     home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def _install(sdist: Path) -> Path:
+    home = _cache(sdist, f"py{sys.version_info[0]}.{sys.version_info[1]}-")  # a venv is one Python's
     venv = home / "venv"
     with open(home / ".lock", "w") as lock:  # xdist workers install once
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -105,10 +111,7 @@ def _install(sdist: Path) -> Path:
 def gempyor_wheel(sdist: Path) -> Path:
     """A wheel of the vendored gempyor sdist, built once per sdist and cached as the gempyor
     fixtures cache their venv (building the sdist is most of an install's time)."""
-    digest = hashlib.sha256(sdist.read_bytes()).hexdigest()[:16]
-    base = Path(os.environ.get("FLEPIMOP_SYNC_TEST_CACHE", Path.home() / ".cache" / "flepimop-sync-tests"))
-    home = base / f"gempyor-wheel-{digest}"
-    home.mkdir(parents=True, exist_ok=True)
+    home = _cache(sdist, "wheel-")  # a pure-Python wheel: one for every Python
     with open(home / ".lock", "w") as lock:  # xdist workers build once
         fcntl.flock(lock, fcntl.LOCK_EX)
         wheels = sorted(home.glob("gempyor-*.whl"))
@@ -119,7 +122,6 @@ def gempyor_wheel(sdist: Path) -> Path:
                 skip_or_fail(f"pip wheel {sdist} failed: {done.stderr.strip()[-500:]}")
             wheels = sorted(home.glob("gempyor-*.whl"))
     return wheels[-1]
-
 
 
 @pytest.fixture(scope="session")
