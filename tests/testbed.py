@@ -271,6 +271,12 @@ def isolated_env(workdir: Path, base: Mapping[str, str] | None = None) -> dict[s
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     })
+    # This interpreter's scripts (aws, rclone, snakemake, flepimop) first, as an activated venv
+    # has them: a version manager's shim (pyenv: bash plus several helper processes) costs ~0.1 s
+    # of CPU on every call, and the suite makes thousands.
+    bindir = os.path.dirname(sys.executable)
+    parts = env.get("PATH", os.defpath).split(os.pathsep)
+    env["PATH"] = os.pathsep.join([bindir, *(p for p in parts if p != bindir)])
     return env
 
 
