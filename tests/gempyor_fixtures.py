@@ -14,7 +14,6 @@ unpacked once per session.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import build_once
 
 ROOT = Path(__file__).resolve().parent.parent
 SDIST_GLOB = "gempyor-*.tar.gz"
@@ -93,35 +93,32 @@ def _cache(sdist: Path, kind: str) -> Path:
 
 
 def _install(sdist: Path) -> Path:
-    home = _cache(sdist, f"py{sys.version_info[0]}.{sys.version_info[1]}-")  # a venv is one Python's
-    venv = home / "venv"
-    with open(home / ".lock", "w") as lock:  # xdist workers install once
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / ".complete").exists():
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-            done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(sdist)],
-                                  capture_output=True, text=True, timeout=1800)
-            if done.returncode != 0:
-                skip_or_fail(f"pip install {sdist} failed: {done.stderr.strip()[-500:]}")
-            (venv / ".complete").touch()
-    return venv
+    def build(home: Path) -> None:
+        venv = home / "venv"
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+        done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(sdist)],
+                              capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            skip_or_fail(f"pip install {sdist} failed: {done.stderr.strip()[-500:]}")
+
+    # a venv is one Python's
+    return build_once(_cache(sdist, f"py{sys.version_info[0]}.{sys.version_info[1]}-"), build) / "venv"
 
 
 def gempyor_wheel(sdist: Path) -> Path:
     """A wheel of the vendored gempyor sdist, built once per sdist and cached as the gempyor
     fixtures cache their venv (building the sdist is most of an install's time)."""
-    home = _cache(sdist, "wheel-")  # a pure-Python wheel: one for every Python
-    with open(home / ".lock", "w") as lock:  # xdist workers build once
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        wheels = sorted(home.glob("gempyor-*.whl"))
-        if not wheels:
-            done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(home), str(sdist)],
-                                  capture_output=True, text=True, timeout=1800)
-            if done.returncode != 0:
-                skip_or_fail(f"pip wheel {sdist} failed: {done.stderr.strip()[-500:]}")
-            wheels = sorted(home.glob("gempyor-*.whl"))
-    return wheels[-1]
+    def build(home: Path) -> None:
+        for stale in home.glob("gempyor-*.whl"):
+            stale.unlink()
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(home), str(sdist)],
+                              capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            skip_or_fail(f"pip wheel {sdist} failed: {done.stderr.strip()[-500:]}")
+
+    home = build_once(_cache(sdist, "wheel-"), build)  # a pure-Python wheel: one for every Python
+    return sorted(home.glob("gempyor-*.whl"))[-1]
 
 
 @pytest.fixture(scope="session")

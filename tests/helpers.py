@@ -1,4 +1,5 @@
-"""Shared helpers of the suite: configs, files, S3 objects, background CLI runs and processes.
+"""Shared helpers of the suite: configs, files, S3 objects, background CLI runs and processes,
+and `build_once` (a cached build shared by xdist workers under a lock).
 
 File trees themselves (building and reading them) live in tests/trees.py.  Both are found through
 pytest's ``pythonpath`` (pyproject.toml).  Nothing here talks to anything but 127.0.0.1: ssh
@@ -8,6 +9,7 @@ loopback endpoint with dummy credentials.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import signal
@@ -61,6 +63,21 @@ up.start()
 pump(child.stdout.fileno(), 1, lambda: None)
 sys.exit(child.wait())
 '''
+
+
+def build_once(folder: Path, build: Callable[[Path], None]) -> Path:
+    """``build(folder)`` unless a previous build completed; ``folder`` either way.
+
+    xdist workers (and concurrent runs sharing the cache) build once: the first to take the
+    folder's lock builds, the others wait for it and find the completion mark.  A build that
+    raises (or skips) leaves no mark, so the next caller tries again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".complete").exists():
+            build(folder)
+            (folder / ".complete").touch()
+    return folder
 
 
 def write_config(path: Path, protocols: dict) -> Path:

@@ -9,7 +9,6 @@ environment and the cached gempyor venv, so nothing is fetched per test):
 | gempyor | gempyor's | gempyor's own sync | gempyor's | ours |
 """
 
-import fcntl
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from gempyor_fixtures import gempyor_wheel
+from helpers import build_once
 
 pytestmark = pytest.mark.integration
 
@@ -28,20 +28,17 @@ def wheels(tmp_path_factory, gempyor_client):
     """Both wheels: gempyor's built once per sdist and cached (gempyor_wheel), ours once per run
     (under xdist the workers share the base temp directory's parent; the first to take the lock
     builds it)."""
-    shared = tmp_path_factory.getbasetemp().parent / "install-order-wheel"
-    shared.mkdir(exist_ok=True)
-    with open(shared / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / ".complete").exists():
-            ours = shared / "flepimop-sync-src"  # a copy: building in-tree writes build/
-            shutil.rmtree(ours, ignore_errors=True)
-            ours.mkdir()
-            for item in ("pyproject.toml", "README.md"):
-                shutil.copy(REPO / item, ours / item)
-            shutil.copytree(REPO / "src", ours / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-            subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(shared / "out"),
-                            str(ours)], check=True, capture_output=True, text=True, timeout=900)
-            (shared / ".complete").touch()
+    def build(shared: Path) -> None:
+        ours = shared / "flepimop-sync-src"  # a copy: building in-tree writes build/
+        shutil.rmtree(ours, ignore_errors=True)
+        ours.mkdir()
+        for item in ("pyproject.toml", "README.md"):
+            shutil.copy(REPO / item, ours / item)
+        shutil.copytree(REPO / "src", ours / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(shared / "out"),
+                        str(ours)], check=True, capture_output=True, text=True, timeout=900)
+
+    shared = build_once(tmp_path_factory.getbasetemp().parent / "install-order-wheel", build)
     return {"flepimop-sync": next((shared / "out").glob("flepimop_sync-*.whl")),
             "gempyor": gempyor_wheel(gempyor_client.sdist)}
 
