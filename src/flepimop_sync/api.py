@@ -46,24 +46,40 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
     return body
 
 
-def tool_versions() -> dict[str, str]:
-    """Versions of the tools a receipt depends on (best effort, never fails)."""
+ALL_TOOLS = ("rsync", "aws", "git")
+
+
+def tool_versions(tools: Sequence[str] = ALL_TOOLS) -> dict[str, str]:
+    """Versions of flepimop-sync, Python and ``tools`` (best effort, never fails)."""
     from . import __version__
 
+    return {"flepimop-sync": __version__, "python": platform.python_version(),
+            **{tool: _tool_version(tool) for tool in tools}}
+
+
+def tools_of(result: Mapping[str, Any]) -> tuple[str, ...]:
+    """The program a run's result says did the work: its receipt names that one's version
+    (``aws --version`` alone starts the whole aws CLI, ~1 s of CPU: not for an rsync run)."""
+    if result.get("type") == "s3sync":
+        return (str(result.get("engine") or "aws"),)
+    return (str(result["type"]),) if result.get("type") in ("rsync", "git") else ALL_TOOLS
+
+
+@functools.lru_cache(maxsize=None)
+def _tool_version(tool: str) -> str:
+    """First line of ``<tool> --version`` (``rclone version``), once per process: a rule that
+    also pushes its extra files asks once."""
     from .errors import SyncError
     from .runner import Runner
 
-    versions = {"flepimop-sync": __version__, "python": platform.python_version()}
+    argv = [tool, "version"] if tool == "rclone" else [tool, "--version"]
     with Runner(Reporter(verbosity=0, json_mode=True)) as runner:
-        for tool in ("rsync", "aws", "git"):
-            try:
-                done = runner.run([tool, "--version"], timeout=20)
-            except (OSError, SyncError):  # missing, not executable, or no answer
-                versions[tool] = "not installed"
-                continue
-            text = (done.stdout or done.stderr).strip().splitlines()
-            versions[tool] = text[0] if text else "unknown"
-    return versions
+        try:
+            done = runner.run(argv, timeout=20)
+        except (OSError, SyncError):  # missing, not executable, or no answer
+            return "not installed"
+    text = (done.stdout or done.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
 
 
 def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: str | os.PathLike[str] | None = None,
@@ -89,7 +105,9 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
             if log_handle:
                 print(f"error: {redact(str(error), env)}", file=log_handle)
             raise
-        result["tool_versions"] = tool_versions()
+        # a fast engine's run already asked its version
+        known = {result["engine"]: result["engine_version"]} if result.get("engine_version") else {}
+        result["tool_versions"] = {**tool_versions([t for t in tools_of(result) if t not in known]), **known}
         result["config_files"] = list(config_files)
         if receipt:
             _write_json(Path(receipt), result, env)

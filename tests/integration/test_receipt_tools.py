@@ -1,0 +1,57 @@
+"""A receipt names the version of the program that moved the files, and only that one.
+
+Asking ``aws --version`` starts the whole aws CLI (about a second of CPU): a campaign's rsync and
+git rules must not pay it for a line their receipts do not need.  Each row runs a real rule
+(``api.run_rule``) with the real tool against the suite's servers.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flepimop_sync import api
+from helpers import write_config
+from trees import write_tree
+
+pytestmark = pytest.mark.integration
+
+FILES = {"model_output/r1/hnpi/a.parquet": b"hnpi", "model_output/r1/llik/b.parquet": b"llik"}
+
+
+@pytest.mark.parametrize(("kind", "engine", "version_prefix"), [
+    ("rsync", None, "rsync  version"),
+    ("s3sync", "aws", "aws-cli/"),
+    ("s3sync", "rclone", "rclone v"),
+])
+def test_receipt_names_the_tool_that_moved_the_files(kind, engine, version_prefix, s3, tmp_path, monkeypatch):
+    src = write_tree(tmp_path / "src", FILES)
+    if kind == "rsync":
+        target = f"{tmp_path / 'dst'}/"
+        env = None
+    else:
+        target = f"s3://{s3.make_bucket()}/x/"
+        env = dict(s3.env)
+        for key, value in env.items():  # the engines read credentials and endpoint from the environment
+            monkeypatch.setenv(key, value)
+    protocol = {"type": kind, "source": f"{src}/", "target": target, **({"engine": engine} if engine else {})}
+    cfg = write_config(tmp_path / "c.yml", {"p": protocol})
+    receipt = tmp_path / "receipt.json"
+    api.run_rule(api.rule_params(str(cfg), protocol="p"), receipt=receipt, env=env)
+    versions = json.loads(receipt.read_text())["tool_versions"]
+    tool = engine or kind
+    assert set(versions) == {"flepimop-sync", "python", tool}, versions
+    assert versions[tool].startswith(version_prefix), versions
+
+
+@pytest.mark.parametrize(("result", "tools"), [
+    ({"type": "rsync"}, ("rsync",)),
+    ({"type": "git"}, ("git",)),
+    ({"type": "s3sync", "engine": "aws"}, ("aws",)),
+    ({"type": "s3sync", "engine": "rclone"}, ("rclone",)),
+    ({"type": "s3sync"}, ("aws",)),
+    ({}, ("rsync", "aws", "git")),  # a run that failed before its type was known
+])
+def test_tools_of(result, tools):
+    assert api.tools_of(result) == tools
