@@ -274,7 +274,7 @@ def _aws_sync(env, src: str, dst: str, args, dryrun: bool) -> set[str]:
 
 
 _BATCH_WORKER = r"""
-import io, json, os, sys
+import io, json, logging, os, sys
 import awscli.clidriver
 driver = awscli.clidriver.create_clidriver()  # what the aws executable builds, built once
 jobs = json.load(open(sys.argv[1], encoding="utf-8"))
@@ -284,10 +284,14 @@ for argv, cwd in jobs:
     out, err = io.StringIO(), io.StringIO()
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
+    # each main() adds a stream handler to the 'awscli' logger: keep one command's worth, as
+    # the aws executable has, instead of one more for every command run before
+    handlers = list(logging.getLogger("awscli").handlers)
     try:
         rc = driver.main(argv)
     finally:
         sys.stdout, sys.stderr = saved
+        logging.getLogger("awscli").handlers[:] = handlers
     results.append([rc, out.getvalue(), err.getvalue()])
 json.dump(results, open(sys.argv[2], "w", encoding="utf-8"))
 """
