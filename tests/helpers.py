@@ -28,10 +28,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MARK_VAR = "FLEPIMOP_RELIABILITY_MARK"
 
 # A relay that rate-limits both directions of a remote shell (used as RSYNC_RSH prefix), so a
-# transfer lasts long enough to be killed or interrupted half-way, deterministically.
+# transfer lasts long enough to be killed or interrupted half-way, deterministically.  Once the
+# file named by RELIABILITY_RELEASE exists it relays at full speed: a test that has seen what it
+# needed half-way lets the transfer finish without waiting out the throttle.
 THROTTLE = r'''
 import os, subprocess, sys, threading, time
 rate = float(os.environ.get("RELIABILITY_RATE", "4000000"))
+release = os.environ.get("RELIABILITY_RELEASE")
 os.set_blocking(0, True)  # rsync may hand us non-blocking pipe ends: EAGAIN is not EOF
 os.set_blocking(1, True)
 child = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
@@ -46,7 +49,7 @@ def pump(src, dst, close):
             break
         sent += len(data)
         ahead = sent / rate - (time.monotonic() - start)
-        if ahead > 0:
+        if ahead > 0 and not (release and os.path.exists(release)):
             time.sleep(ahead)
         try:
             _write_all(dst, data)
@@ -130,11 +133,13 @@ def make_big_tree(root: Path, count: int = 20, size: int = 5 * 1024 * 1024, sub:
     return digests
 
 
-def throttled_rsh(tmp: Path, rsh: str, rate: int) -> str:
-    """An RSYNC_RSH value: our throttling relay around ``rsh`` (the test bed's ``ssh -F ...``)."""
+def throttled_rsh(tmp: Path, rsh: str, rate: int, release: Path | None = None) -> str:
+    """An RSYNC_RSH value: our throttling relay around ``rsh`` (the test bed's ``ssh -F ...``);
+    once the file ``release`` exists (``release.touch()``) the relay runs at full speed."""
     script = tmp / "throttle_relay.py"
     script.write_text(THROTTLE)
-    return f"env RELIABILITY_RATE={rate} {sys.executable} {script} {rsh}"
+    released = f"RELIABILITY_RELEASE={release} " if release else ""
+    return f"env RELIABILITY_RATE={rate} {released}{sys.executable} {script} {rsh}"
 
 
 def aws_throttle_config(tmp: Path, bandwidth: str = "2MB/s", multipart_threshold: str = "64MB",

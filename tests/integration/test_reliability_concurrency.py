@@ -56,10 +56,21 @@ def slow_pull(sshd, tmp_path):
 
 
 def _lock_envs(sshd, tmp_path):
-    """(lock dir, sshd env using it, the same env through a 1 MB/s relay for the slow first run)."""
+    """(lock dir, sshd env using it, the same env through a 1 MB/s relay for the slow first run,
+    which runs at full speed after ``_full_speed(tmp_path)``)."""
     lock_dir = tmp_path / "locks"
     env = dict(sshd.env, FLEPIMOP_SYNC_LOCK_DIR=str(lock_dir))
-    return lock_dir, env, dict(env, RSYNC_RSH=throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000))
+    return lock_dir, env, dict(env, RSYNC_RSH=throttled_rsh(tmp_path, sshd.rsh, rate=1_000_000,
+                                                             release=_release_file(tmp_path)))
+
+
+def _release_file(tmp_path):
+    return tmp_path / "throttle-released"
+
+
+def _full_speed(tmp_path):
+    """The second runs are done: the slow first run need not stay slow to the end."""
+    _release_file(tmp_path).touch()
 
 
 def _clobbering_source(root):
@@ -81,6 +92,7 @@ def test_second_run_of_same_protocol_refuses_naming_the_lock(slow_pull, sshd, ru
             # a dry run writes nothing, so it does not need the lock
             dry = run_cli(["sync", "-n", cfg], env=env)
             assert dry.returncode == 0, dry.stderr
+        _full_speed(tmp_path)
         out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     assert tree_digest(local) == digests
@@ -102,6 +114,7 @@ def test_other_spelling_or_protocol_for_the_same_target_refuses(slow_pull, sshd,
         with paused(first):
             second = run_cli(["sync", "-p", "same_place", cfg], env=env, cwd=tmp_path)
         _refused(second, lock_dir)
+        _full_speed(tmp_path)
         out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     assert tree_digest(local) == digests
@@ -211,6 +224,7 @@ def test_local_spellings_and_nested_destinations_share_one_lock(slow_pull, sshd,
             for extra in ([], ["--delete"]):
                 second = run_cli(["sync", "-p", "second", *extra, cfg], env=env, cwd=tmp_path)
                 _refused(second, lock_dir)
+        _full_speed(tmp_path)
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert tree_digest(local) == digests  # nothing of the second run landed
@@ -229,6 +243,7 @@ def test_sibling_destinations_do_not_block_each_other(slow_pull, sshd, run_cli, 
     with cli_running(["sync", cfg], slow_env, lambda: received_bytes(local) > 300_000) as first:
         second = run_cli(["sync", "-p", "sibling", cfg], env=env)
         assert second.returncode == 0, second.stderr
+        _full_speed(tmp_path)
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert (sibling / "f.txt").read_text() == "x"
@@ -263,6 +278,7 @@ def test_remote_spellings_and_nested_destinations_share_one_lock(sshd, run_cli, 
         with paused(first):
             second = run_cli(["sync", "-p", "second", "--delete", cfg], env=env)
         _refused(second, lock_dir)
+        _full_speed(tmp_path)
         out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert tree_digest(remote) == digests
