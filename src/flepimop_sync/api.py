@@ -67,15 +67,14 @@ def tools_of(result: Mapping[str, Any]) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=None)
 def _tool_version(tool: str) -> str:
-    """First line of ``<tool> --version`` (``rclone version``), once per process: a rule that
-    also pushes its extra files asks once."""
+    """First line of ``<tool> --version``, once per process: a rule that also pushes its extra
+    files asks once."""
     from .errors import SyncError
     from .runner import Runner
 
-    argv = [tool, "version"] if tool == "rclone" else [tool, "--version"]
     with Runner(Reporter(verbosity=0, json_mode=True)) as runner:
         try:
-            done = runner.run(argv, timeout=20)
+            done = runner.run([tool, "--version"], timeout=20)
         except (OSError, SyncError):  # missing, not executable, or no answer
             return "not installed"
     text = (done.stdout or done.stderr).strip().splitlines()
