@@ -344,7 +344,8 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
                       env: Mapping[str, str] | None = None, *, config: SyncConfig | None = None) -> list[dict[str, Any]]:
     """The files of the selection as they are at the destination after a run, for audits:
     ``[{"path", "size"}]`` (paths relative to the destination), plus ``"etag"`` for an S3
-    destination. One listing of the destination (rsync --list-only, aws s3api, or a walk)."""
+    destination. One listing of the destination (``listing.list_end``: rsync, aws s3api, or a walk)
+    and, for an S3 source, one of the source for its ETags."""
     from .execute import list_end
     from .runner import Runner
 
@@ -354,16 +355,16 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
     # a single file lands as <target>/<name>: list the target and pick it
     listed = r.target if source_is_file else r.destination
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
-        if listed.kind == EndKind.S3:
-            entries = _s3_objects(listed, protocol, runner)
-        else:
-            entries = {path: {"path": path, "size": size}
-                       for path, size in list_end(listed, protocol, runner).files}
+        listing = list_end(listed, protocol, runner)
         # a download: the ETags are the source's (the objects the files were copied from)
-        origin = _s3_objects(r.source, protocol, runner) if r.source.kind == EndKind.S3 else {}
-    for path, entry in entries.items():
-        if path in origin and "etag" not in entry:
-            entry["etag"] = origin[path]["etag"]
+        downloaded = r.source.kind == EndKind.S3 and listed.kind != EndKind.S3
+        origin = list_end(r.source, protocol, runner).etags if downloaded else {}
+    entries: dict[str, dict[str, Any]] = {}
+    for path, size in listing.files:
+        entries[path] = {"path": path, "size": size}
+        etag = listing.etags.get(path, origin.get(path))
+        if etag is not None:
+            entries[path]["etag"] = etag
     if source_is_file:
         name = r.source.basename
         return [entries[name]] if name in entries else []
@@ -372,27 +373,6 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
     else:
         keep = set(entries)
     return [entries[p] for p in sorted(keep)]
-
-
-def _s3_objects(end: "Any", protocol: "Any", runner: "Any") -> dict[str, dict[str, Any]]:
-    """Every object below an S3 end with size and ETag (``aws s3api list-objects-v2``, which
-    pages by itself), keyed by the path relative to the end."""
-    from .errors import StepFailed
-
-    from .listing import s3_listing_argv
-
-    prefix = end.as_dir().path.partition("/")[2]
-    done = runner.run(s3_listing_argv(end, protocol))
-    if done.returncode != 0:
-        raise StepFailed(f"listing {end.text} for the receipt failed: {done.stderr.strip().splitlines()[-1:]}",
-                         step="receipt listing", returncode=done.returncode)
-    body = json.loads(done.stdout) if done.stdout.strip() else {}
-    out: dict[str, dict[str, Any]] = {}
-    for item in body.get("Contents") or ():
-        key = item["Key"][len(prefix):]
-        if key and not key.endswith("/"):
-            out[key] = {"path": key, "size": int(item["Size"]), "etag": str(item.get("ETag", "")).strip('"')}
-    return out
 
 
 def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[str, str] | None, *,

@@ -9,7 +9,7 @@ escapes), from machine-readable sources only:
   ``LC_ALL=C``, so each entry is one line whose name is the rest of the line after a fixed
   prefix, with every control and non-ASCII byte escaped as ``\\#ooo`` (undone by
   ``rsync_unescape``); the itemize type tells links from files;
-- S3: ``aws s3api list-objects-v2 --output json`` (every page; keys and sizes as stored).
+- S3: ``aws s3api list-objects-v2 --output json`` (every page; keys, sizes and ETags as stored).
 
 Symbolic links (and other non-regular entries) follow the backend: rsync -a copies them as
 links, so an rsync listing carries them as entries (size 0, never descended); S3 stores no
@@ -26,8 +26,8 @@ import re
 import stat
 import sys
 import tempfile
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping
 
 from .endpoints import EndKind
 from .errors import StepFailed
@@ -46,6 +46,8 @@ class Listing:
 
     files: tuple[tuple[str, int], ...]
     skipped: tuple[str, ...] = ()
+    # an S3 listing's ETags (quotes removed; "" where the service sent none), for the receipts' audit list
+    etags: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def paths(self) -> list[str]:
@@ -211,7 +213,9 @@ def s3_listing_argv(end: "End", protocol: "Protocol") -> list[str]:
             "--output=json", *aws_global_args(protocol)]
 
 
-def parse_s3_listing(stdout: str, prefix: str) -> list[tuple[str, int]]:
+def parse_s3_objects(stdout: str, prefix: str) -> list[tuple[str, int, str]]:
+    """Every file object below ``prefix`` in an ``s3api list-objects-v2`` answer: sorted
+    (relative path, size, ETag without its quotes)."""
     document = json.loads(stdout) if stdout.strip() else {}
     files = []
     for obj in document.get("Contents") or ():
@@ -220,8 +224,12 @@ def parse_s3_listing(stdout: str, prefix: str) -> list[tuple[str, int]]:
             continue
         rel = key[len(prefix):]
         if rel and not rel.endswith("/"):  # 'dir/' objects are folder markers, not files
-            files.append((rel, int(obj.get("Size", 0))))
+            files.append((rel, int(obj.get("Size", 0)), str(obj.get("ETag") or "").strip('"')))
     return sorted(files)
+
+
+def parse_s3_listing(stdout: str, prefix: str) -> list[tuple[str, int]]:
+    return [(rel, size) for rel, size, _ in parse_s3_objects(stdout, prefix)]
 
 
 def list_s3(end: "End", protocol: "Protocol", runner: "Runner") -> Listing:
@@ -229,8 +237,9 @@ def list_s3(end: "End", protocol: "Protocol", runner: "Runner") -> Listing:
     if done.returncode != 0:
         raise step_failed("listing the S3 end", done, protocol, runner.base_env)
     try:
-        files = parse_s3_listing(done.stdout, end.as_dir().path.partition("/")[2])
+        objects = parse_s3_objects(done.stdout, end.as_dir().path.partition("/")[2])
     except (ValueError, KeyError, TypeError) as exc:
         raise StepFailed(f"protocol '{protocol.name}': listing the S3 end: unreadable answer ({exc})",
                          step="listing the S3 end", returncode=1) from None
-    return Listing(files=tuple(files))
+    return Listing(files=tuple((rel, size) for rel, size, _ in objects),
+                   etags={rel: etag for rel, _, etag in objects})

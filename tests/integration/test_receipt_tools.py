@@ -53,3 +53,21 @@ def test_receipt_names_the_tool_that_moved_the_files(kind, engine, version_prefi
 ])
 def test_tools_of(result, tools):
     assert api.tools_of(result) == tools
+
+
+def test_a_failed_audit_listing_is_one_line_naming_the_protocol(s3, tmp_path):
+    """The receipt's audit list reads S3 through the listing every run uses, so its failure is
+    worded (and its secrets masked) as every tool failure is: one line, the protocol, a hint."""
+    from flepimop_sync.errors import StepFailed
+    from flepimop_sync.options import SyncOptions
+
+    src = write_tree(tmp_path / "src", FILES)
+    missing = f"{s3.make_bucket()}-missing"
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{src}/", "target": f"s3://{missing}/x/"}})
+    env = dict(s3.env)
+    with pytest.raises(StepFailed) as caught:
+        api.destination_files([str(cfg)], SyncOptions(protocol="p"), env)
+    message = str(caught.value)
+    assert message.startswith("protocol 'p': listing the S3 end failed (aws exit "), message
+    assert "the bucket does not exist" in message and "\n" not in message, message
+    assert env["AWS_SECRET_ACCESS_KEY"] not in message

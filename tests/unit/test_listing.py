@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flepimop_sync.listing import LocalTree, links_on_the_way, parse_rsync_listing, parse_s3_listing
+from flepimop_sync.listing import LocalTree, links_on_the_way, parse_rsync_listing, parse_s3_listing, parse_s3_objects
 
 # one itemized line ('%i %l %n' under LC_ALL=C) -> the entry (None: not an entry)
 RSYNC_LINES = [
@@ -34,6 +34,22 @@ def test_s3_json_keys_are_exact():
                         {"Key": "p/dir/", "Size": 0}, {"Key": "p/a b/c", "Size": 2}]}
     assert parse_s3_listing(json.dumps(doc), "p/") == [(" lead.csv", 3), ("a b/c", 2), ("new\nline", 1)]
     assert parse_s3_listing("", "p/") == []
+
+
+# an s3api object -> (path, size, ETag) as the receipts' audit list records it (None: not a file)
+S3_OBJECTS = [
+    ({"Key": "p/a.csv", "Size": 3, "ETag": '"9e1d"'}, ("a.csv", 3, "9e1d")),
+    ({"Key": "p/multi.parquet", "Size": 9, "ETag": '"ab12-2"'}, ("multi.parquet", 9, "ab12-2")),
+    ({"Key": "p/no-etag", "Size": 1}, ("no-etag", 1, "")),
+    ({"Key": "p/null-etag", "Size": 1, "ETag": None}, ("null-etag", 1, "")),
+    ({"Key": "p/dir/", "Size": 0, "ETag": '"d41d"'}, None),
+    ({"Key": "other/x", "Size": 1, "ETag": '"x"'}, None),
+]
+
+
+@pytest.mark.parametrize("obj,entry", S3_OBJECTS, ids=[o["Key"] for o, _ in S3_OBJECTS])
+def test_s3_objects_with_etags(obj, entry):
+    assert parse_s3_objects(json.dumps({"Contents": [obj]}), "p/") == ([entry] if entry else [])
 
 
 def test_links_on_the_way():
