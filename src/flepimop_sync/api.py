@@ -83,11 +83,12 @@ def _tool_version(tool: str) -> str:
 
 def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: str | os.PathLike[str] | None = None,
                  log: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
-                 config: SyncConfig | None = None) -> dict[str, Any]:
+                 config: SyncConfig | None = None, listings: "dict[str, Any] | None" = None) -> dict[str, Any]:
     """Run one protocol and write its receipt (JSON). Raises SyncError on failure,
     after writing a receipt with ``status: failed`` to ``<receipt>.failed`` (never to
     the receipt path itself, so Snakemake does not take a failed run as done).
-    ``config``: the configs already loaded from ``config_files``."""
+    ``config``: the configs already loaded from ``config_files``; ``listings``: see
+    ``execute.sync``."""
     from .errors import SyncError
     from .execute import now_iso, sync
 
@@ -97,7 +98,7 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
                             stream=log_handle or Reporter().stream, out=log_handle or Reporter().out)
         started = now_iso()
         try:
-            result = sync(config_files, options, reporter, env=env, config=config)
+            result = sync(config_files, options, reporter, env=env, config=config, listings=listings)
         except SyncError as error:
             if receipt:
                 _write_failure(receipt, options, config_files, error, started, env)
@@ -298,12 +299,14 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     options = options_from_params(params)
     extra_files = [str(f) for f in (dict(params).get("extra_files") or ())]
     started = now_iso()
+    listings: dict[str, Any] = {}  # the run's own source listing, reused for the audit list's ETags
     try:
-        result = run_protocol(config_files, options, receipt=None, log=log, env=env)  # (logs a config error)
+        result = run_protocol(config_files, options, receipt=None, log=log, env=env,  # (logs a config error)
+                              listings=listings)
         config = load_config(config_files)  # once more, for the extra files and the receipt
         if result.get("type") != "git":
             if "selected" not in result:
-                result["selected"] = _selection(config_files, options, env, config=config)
+                result["selected"] = _selection(config_files, options, env, config=config, listings=listings)
             extras = []
             for path in extra_files:
                 if not os.path.isfile(path):
@@ -319,7 +322,7 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
         raise
     if result.get("type") != "git":
         try:
-            result["files"] = destination_files(config_files, options, env, config=config)
+            result["files"] = destination_files(config_files, options, env, config=config, listings=listings)
         except SyncError as error:  # the sync itself succeeded: say why the audit list is missing
             result["files_error"] = str(error)
     result.update(where_and_when())
@@ -341,11 +344,14 @@ def where_and_when() -> dict[str, Any]:
 
 
 def destination_files(config_files: Sequence[str], options: SyncOptions,
-                      env: Mapping[str, str] | None = None, *, config: SyncConfig | None = None) -> list[dict[str, Any]]:
+                      env: Mapping[str, str] | None = None, *, config: SyncConfig | None = None,
+                      listings: "Mapping[str, Any] | None" = None) -> list[dict[str, Any]]:
     """The files of the selection as they are at the destination after a run, for audits:
     ``[{"path", "size"}]`` (paths relative to the destination), plus ``"etag"`` for an S3
-    destination. One listing of the destination (``listing.list_end``: rsync, aws s3api, or a walk)
-    and, for an S3 source, one of the source for its ETags."""
+    object (the destination's for an upload, the source's for a download). One listing of the
+    destination (``listing.list_end``: rsync, aws s3api, or a walk) and, for a download, the
+    source's: the one the run itself made when ``listings`` (``execute.sync``) holds it (what
+    the files were copied from), else a new one."""
     from .execute import list_end
     from .runner import Runner
 
@@ -358,7 +364,10 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
         listing = list_end(listed, protocol, runner)
         # a download: the ETags are the source's (the objects the files were copied from)
         downloaded = r.source.kind == EndKind.S3 and listed.kind != EndKind.S3
-        origin = list_end(r.source, protocol, runner).etags if downloaded else {}
+        origin: Mapping[str, str] = {}
+        if downloaded:
+            known = (listings or {}).get(r.source.text)
+            origin = (known or list_end(r.source, protocol, runner)).etags
     entries: dict[str, dict[str, Any]] = {}
     for path, size in listing.files:
         entries[path] = {"path": path, "size": size}
@@ -376,15 +385,16 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
 
 
 def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[str, str] | None, *,
-               config: SyncConfig | None = None) -> dict[str, int]:
-    """What the filters select at the source (files, bytes): one listing, nothing moved."""
+               config: SyncConfig | None = None, listings: "dict[str, Any] | None" = None) -> dict[str, int]:
+    """What the filters select at the source (files, bytes): one listing, nothing moved (and
+    left in ``listings``, see ``execute.sync``, for the audit list's ETags)."""
     from .execute import select_source
     from .runner import Runner
 
     protocol = (config or load_config(config_files)).get(options.protocol)
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
-        chosen = select_source(plan, runner, runner.reporter)
+        chosen = select_source(plan, runner, runner.reporter, listings=listings)
     return {"files": len(chosen), "bytes": sum(size for _, size in chosen)}
 
 

@@ -47,8 +47,10 @@ def now_iso() -> str:
 # ---------------------------------------------------------------------------
 def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, *,
          env: Mapping[str, str] | None = None, cwd: str | None = None,
-         config: SyncConfig | None = None) -> dict[str, Any]:
-    """Load the config, run the chosen protocol, return the result (JSON-ready)."""
+         config: SyncConfig | None = None, listings: "dict[str, Listing] | None" = None) -> dict[str, Any]:
+    """Load the config, run the chosen protocol, return the result (JSON-ready).  ``listings``
+    (optional, filled in): the source listing the run made, if it made one, keyed by the
+    source's text, so a receipt's audit list reuses it instead of listing the source again."""
     config = config or load_config(config_files)
     protocol = config.get(options.protocol)
     if env is not None:
@@ -57,7 +59,7 @@ def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, 
         with Runner(reporter, env=env) as runner:
             if protocol.type == "git":
                 return run_git(protocol, options, runner, reporter, cwd=cwd)
-            return run_transfer(protocol, options, runner, reporter)
+            return run_transfer(protocol, options, runner, reporter, listings=listings)
     except OSError as exc:  # the environment (an unreadable directory, a full disk): one line, exit 1
         raise StepFailed(f"protocol '{protocol.name}': {describe_os_error(exc)}") from None
 
@@ -76,9 +78,10 @@ def run_git(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: 
     return result
 
 
-def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter) -> dict[str, Any]:
+def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter, *,
+                 listings: "dict[str, Listing] | None" = None) -> dict[str, Any]:
     """An rsync or s3sync run: plan, look at the source, finalize the plan, then the dry run or
-    the transfer."""
+    the transfer (``listings``: see ``sync``)."""
     start = time.monotonic()
     started = now_iso()
     ends = planning.resolve_ends(protocol, options, env=runner.base_env)
@@ -93,6 +96,8 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
 
         return s3engine.run(draft, runner, reporter, started=started, start=start)
     source = _look_at_source(draft, options, runner, reporter)
+    if listings is not None and source.listing is not None and not draft.source_is_file:
+        listings[draft.resolved.source.text] = source.listing
     plan = _final_plan(draft, source.listing, options, runner, reporter)
     reporter.info(_headline(plan))
     result: dict[str, Any] = {
@@ -690,13 +695,15 @@ def _refuse_delete_from_empty_source(plan: planning.Plan, listing: "Listing | No
 
 
 def select_source(plan: planning.Plan, runner: Runner, reporter: Reporter,
-                  skipped: "list[str] | None" = None) -> list[tuple[str, int]]:
+                  skipped: "list[str] | None" = None, *,
+                  listings: "dict[str, Listing] | None" = None) -> list[tuple[str, int]]:
     """What the rules select at the source: sorted (relative path, size).
 
     A local directory is walked once with the rules applied during the walk (subtrees the
     leading '-' rules exclude are never entered, and only selected files are stat'ed); other
     sources are listed, then filtered.  Links are never followed; for a backend that does not
     copy links (S3) selected links and special files are left out and added to ``skipped``.
+    ``listings``: see ``sync`` (a listing made here is left there).
     """
     r = plan.resolved
     if not plan.source_is_file and r.source.kind == EndKind.LOCAL and r.rules:
@@ -711,6 +718,8 @@ def select_source(plan: planning.Plan, runner: Runner, reporter: Reporter,
             skipped.extend(odd)
         return chosen
     listing = list_source(plan, runner, reporter)
+    if listings is not None and not plan.source_is_file:
+        listings[r.source.text] = listing
     if skipped is not None:
         skipped.extend(p for p in listing.skipped if not r.rules or r.rules.selects(p))
     if plan.source_is_file or not r.rules:

@@ -71,3 +71,45 @@ def test_a_failed_audit_listing_is_one_line_naming_the_protocol(s3, tmp_path):
     assert message.startswith("protocol 'p': listing the S3 end failed (aws exit "), message
     assert "the bucket does not exist" in message and "\n" not in message, message
     assert env["AWS_SECRET_ACCESS_KEY"] not in message
+
+
+# filters -> the files they select; does the run itself list the S3 source (before the copy)?
+DOWNLOAD_FILTERS = [
+    # native: aws selects; the receipt's selection count lists the source, the audit reuses it
+    (["+ r1/hnpi/**"], ["r1/hnpi/a.parquet"], False),
+    # aws cannot say it alone: the run lists the source to verify, the receipt reuses that listing
+    (["+ */hnpi/*.parquet", "+ */llik/*"], ["r1/hnpi/a.parquet", "r1/llik/b.parquet"], True),
+]
+
+
+@pytest.mark.parametrize(("filters", "want", "run_lists"), DOWNLOAD_FILTERS, ids=["native", "listed by the run"])
+def test_a_download_rule_lists_its_s3_source_once(filters, want, run_lists, s3, tmp_path):
+    """The audit list's ETags are the source's, and a download rule lists its S3 source once:
+    the run's listing (what the files were copied from), or the one that counted the selection,
+    serves the receipt's ETags too."""
+    import os
+    import shutil
+
+    bucket = s3.make_bucket()
+    for path, body in FILES.items():
+        s3.put(bucket, f"src/{path}", body)
+    calls = tmp_path / "aws-calls.txt"
+    shim = tmp_path / "bin" / "aws"  # the real aws, each call's argv noted first
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{calls}"\nexec "{shutil.which("aws", path=s3.env["PATH"])}" "$@"\n')
+    shim.chmod(0o755)
+    env = dict(s3.env, PATH=f"{shim.parent}{os.pathsep}{s3.env['PATH']}")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/src/model_output/",
+                                                  "target": f"{tmp_path / 'dst'}/", "filters": filters}})
+    receipt = tmp_path / "receipt.json"
+    api.run_rule(api.rule_params(str(cfg), protocol="p"), receipt=receipt, env=env)
+    body = json.loads(receipt.read_text())
+    objects = {key[len("src/model_output/"):]: s3.client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+               for key in s3.list(bucket, "src/")}
+    assert [(f["path"], f["etag"]) for f in body["files"]] == [(p, objects[p]) for p in want]
+    lines = calls.read_text().splitlines()
+    source_listings = [line for line in lines if line.startswith(f"s3api list-objects-v2 --bucket={bucket} ")]
+    assert len(source_listings) == 1, lines
+    assert body["selected"] == {"files": len(want), "bytes": sum(len(FILES[f"model_output/{p}"]) for p in want)}
+    synced = next(i for i, line in enumerate(lines) if line.startswith("s3 sync "))
+    assert (lines.index(source_listings[0]) < synced) == run_lists, lines
