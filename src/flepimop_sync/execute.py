@@ -756,10 +756,12 @@ def _run_rsync_step(step: planning.Step, plan: planning.Plan, runner: Runner, re
             reporter.detail(line)
 
     done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
+    name = step.name
     if done.returncode in (3, 11) and _make_remote_target(plan, done, runner):
+        name = f"{step.name} (run again after creating the target {plan.resolved.target.text})"
         done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
     if done.returncode != 0:
-        raise _step_failed(step.name, done, plan.protocol, runner.base_env)
+        raise _step_failed(name, done, plan.protocol, runner.base_env)
     return {"files": stats.get("Number of regular files transferred", 0),
             "bytes": stats.get("Total transferred file size", 0)}
 

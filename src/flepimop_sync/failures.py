@@ -3,7 +3,7 @@
 The line names the protocol and the step, the tool's exit status and what it means (rsync's
 documented exit codes, the aws messages users meet most, or the operating-system cause the tool
 printed, which wins over an exit code's usual guesses) and the tool's own most telling line,
-with secrets masked.  Every caller that turns a finished process into an error comes here.
+with secrets masked (or that it printed none).  Every caller that turns a finished process into an error comes here.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def step_failed(step: str, done: "Completed", protocol: "Protocol", env: Mapping
         meaning, last = cause
     if code < 0:
         meaning = f"killed by signal {-code}"
-    detail = f": {redact(last, env)}" if last else ""  # tools may print credentials
+    # tools may print credentials; a silent failure is said to be one, so that nobody looks for a line
+    detail = f": {redact(last, env)}" if last else f": {tool} printed no message"
     return StepFailed(
         f"protocol '{protocol.name}': {step} failed ({tool} exit {code}: {meaning}){detail}",
         step=step, returncode=code,
@@ -100,12 +101,13 @@ def _os_cause(text: str) -> "tuple[str, str] | None":
     return None
 
 
-_RSYNC_CAUSE = re.compile(r"^rsync: .*failed: .+ \(\d+\)$")
+_RSYNC_CAUSE = re.compile(r"^rsync: .*\bfailed\b.*: .+ \(\d+\)$")
 
 
 def _rsync_cause_line(text: str) -> str:
-    """rsync's first concrete OS error (e.g. 'mkstemp "..." failed: Read-only file system (30)'):
-    its last line is only a summary ('some files/attrs were not transferred')."""
+    """rsync's first concrete OS error (e.g. 'mkstemp "..." failed: Read-only file system (30)',
+    'send_files failed to open "...": Permission denied (13)'): its last line is only a summary
+    ('some files/attrs were not transferred')."""
     for line in text.replace("\r", "\n").splitlines():
         line = line.strip()
         if _RSYNC_CAUSE.match(line):
