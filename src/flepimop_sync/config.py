@@ -373,6 +373,14 @@ def _parse_yaml(path: str, text: str) -> Any:
         raise ConfigError(f"{path}: YAML nested too deeply") from None
 
 
+def load_yaml(path: str | os.PathLike[str]) -> Any:
+    """One YAML file, read and parsed as config files are (libyaml's C parser when present,
+    duplicate keys refused with line and column, the size and depth bounds); any failure is
+    a one-line ConfigError naming the file.  The workflow reads its schema through this."""
+    path = str(path)
+    return _parse_yaml(path, _read_text(path))
+
+
 def load_config(paths: Sequence[str | os.PathLike[str]]) -> SyncConfig:
     """Read, merge and validate the ``sync:`` sections of ``paths`` (later wins)."""
     if not paths:

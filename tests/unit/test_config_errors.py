@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from flepimop_sync.cli import flepimop, run_command
+from flepimop_sync.errors import ConfigError
 
 # (id, yaml text, fragments the one-line message must contain)
 # "{file}" stands for the config file's path.
@@ -186,6 +188,39 @@ def test_c_loader_is_used_and_agrees_with_the_python_loader():
             yaml.load("x: 1\na: 1\na: 2\n", Loader=loader)  # noqa: S506
         assert (info.value.problem_mark.line, info.value.problem_mark.column) == (2, 0)
 
+
+
+LOAD_YAML = [
+    # (what, file text, parsed document or the fragments of the one-line error)
+    ("the workflow's schema", None, "ok"),
+    ("a mapping", "a: 1\nb: [x, y]\n", {"a": 1, "b": ["x", "y"]}),
+    ("duplicate key", "a: 1\na: 2\n", ["{file}", "duplicate key 'a'", "line 2, column 1"]),
+    ("not YAML", "a: [1\n", ["{file}"]),
+    ("empty", "", ["{file}", "empty"]),
+]
+
+
+@pytest.mark.parametrize("what,text,expected", LOAD_YAML, ids=[r[0] for r in LOAD_YAML])
+def test_load_yaml_reads_one_file_as_config_files_are_read(tmp_path, what, text, expected):
+    """config.load_yaml: the workflow's schema goes through the config loader (libyaml, duplicate
+    keys refused), not PyYAML's pure-Python safe_load."""
+    from flepimop_sync.config import load_yaml
+
+    if text is None:
+        path = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+        assert load_yaml(path)["type"] == "object"
+        return
+    path = tmp_path / "f.yaml"
+    path.write_text(text)
+    if isinstance(expected, dict):
+        assert load_yaml(path) == expected
+        return
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment.format(file=path) in message, message
 
 @pytest.fixture
 def run(tmp_path, capsys, monkeypatch):
