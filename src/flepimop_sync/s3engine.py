@@ -24,7 +24,8 @@ rclone's own time comes from a HEAD per file with ``--no-traverse``, and some se
 disagrees with their listing by a second), so a re-sync in either direction, or by either
 engine, moves nothing.  A file that vanished at the source between the listing and the copy
 fails the sync, naming it, as rsync fails (exit 24): rclone itself skips it with exit 0
-(``_check_arrived``).  A rerun after an interruption recomputes the lists: it resumes.
+(``_check_arrived``; an S3 -> S3 copy costs one more listing of the target for it).  A rerun
+after an interruption recomputes the lists: it resumes.
 
 The first half of this module is pure (argv, environment, parsing, comparison); ``run`` at
 the end orchestrates one sync in named steps (``_open``, ``_source_files``, ``_announce``,
@@ -457,7 +458,11 @@ def _check_arrived(job: _Job, todo: Sequence[str]) -> None:
     was written (its stat differs from what ``_compare`` found there, ``job.target``; its time
     is not compared with the listing: some servers' HEAD, where rclone takes it, is seconds off
     their listing).  Uploads: a file gone from the source is looked for at the target (one
-    listing, only then).  S3 -> S3 copies are not checked."""
+    listing, only then).  S3 -> S3 copies: each file is at the target with the listed size, and
+    was rewritten (its listing differs from ``job.target``); a target object that looks unchanged
+    is missing only if the source object is gone or changed too (LastModified has one-second
+    resolution: a same-size rewrite within the second of the old object looks unchanged).  One
+    listing of the target after the copy and, only for such suspects, one of the source."""
     r = job.plan.resolved
     if job.direction == "download":
         root = r.destination.as_dir().text
@@ -471,8 +476,13 @@ def _check_arrived(job: _Job, todo: Sequence[str]) -> None:
         gone = [path for path in todo if _stat_us(root + path) is None]
         target = _list_s3(job, r.destination) if gone else {}
         missing = [path for path in gone if path not in target]
-    else:
-        return
+    else:  # an S3 end has no cheaper look than a listing
+        after = _list_s3(job, r.destination)
+        suspects = [path for path in todo if path not in after or after[path][0] != job.source[path][0]
+                    or after[path] == job.target.get(path)]
+        source_now = _list_s3(job, r.source) if suspects else {}
+        missing = [path for path in suspects if path not in after or after[path][0] != job.source[path][0]
+                   or source_now.get(path) != job.source[path]]
     if missing:
         shown = ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else "")
         raise StepFailed(

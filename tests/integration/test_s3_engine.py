@@ -318,7 +318,7 @@ exec "$REAL_RCLONE" "$@"
 """
 
 
-@pytest.mark.parametrize("direction", ["upload", "download"])
+@pytest.mark.parametrize("direction", ["upload", "download", "S3 to S3"])
 def test_a_file_vanishing_before_the_copy_fails_the_sync(s3, run_cli, tmp_path, direction):
     """rclone skips a file that vanished between our listing and its copy silently, with exit 0:
     the sync fails naming it (as rsync fails, exit 24) instead of counting it as transferred."""
@@ -339,7 +339,8 @@ def test_a_file_vanishing_before_the_copy_fails_the_sync(s3, run_cli, tmp_path, 
         up = write_config(tmp_path / "up.yml", {"p": {"type": "s3sync", "source": f"{src}/",
                                                       "target": f"s3://{bucket}/x/"}})
         _json(sync(run_cli, s3, up, "aws", "--json"))
-        proto = {"type": "s3sync", "source": f"s3://{bucket}/x/", "target": f"{dst}/"}
+        target = f"{dst}/" if direction == "download" else f"s3://{bucket}/copy/"
+        proto = {"type": "s3sync", "source": f"s3://{bucket}/x/", "target": target}
         vanish = {"VANISH_S3": f":s3:{bucket}/x/{gone}"}
     cfg = write_config(tmp_path / "c.yml", {"p": proto})
     control = run_cli(["sync", "--engine", "rclone", "-n", cfg], env=env)  # the shim alone changes nothing
@@ -347,7 +348,9 @@ def test_a_file_vanishing_before_the_copy_fails_the_sync(s3, run_cli, tmp_path, 
     done = run_cli(["sync", "--engine", "rclone", cfg], env=dict(env, **vanish))
     assert done.returncode == 1, done.stderr
     assert "1 selected file(s) vanished or changed" in done.stderr and repr(gone) in done.stderr, done.stderr
-    arrived = set(s3.list(bucket, "x/")) if direction == "upload" else {f"x/{p}" for p in list_files(dst)}
+    arrived = {"upload": lambda: set(s3.list(bucket, "x/")),
+               "download": lambda: {f"x/{p}" for p in list_files(dst)},
+               "S3 to S3": lambda: {"x/" + key[len("copy/"):] for key in s3.list(bucket, "copy/")}}[direction]()
     assert arrived == {f"x/{p}" for p in FILES if p != gone}
     again = run_cli(["sync", "--engine", "rclone", "--json", cfg], env=env)  # the rerun: in sync, nothing lost
     assert json.loads(again.stdout)["transferred"]["files"] == 0, again.stderr
