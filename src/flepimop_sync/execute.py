@@ -178,17 +178,22 @@ def _transfer(plan: planning.Plan, listing: Listing | None, result: dict[str, An
     """The real run: the checks that need no lock, then the steps under the destination lock."""
     resolved = plan.resolved
     checked = listing is not None
-    if not checked and resolved.destination.kind == EndKind.LOCAL and not os.path.isdir(resolved.destination.path or "."):
-        _require_s3_objects(plan, None, runner)  # aws would create the destination even for nothing
-        checked = True
+    # A download into a missing directory: aws creates it even when the source holds nothing.
+    # The levels this run creates are removed again (when still empty) if the run fails or is
+    # refused, so a refused run changes nothing on disk without an `aws s3 ls` (~1 s) before it.
+    created = [] if checked or resolved.source.kind != EndKind.S3 else _missing_levels(resolved.destination)
     if resolved.delete:
         _refuse_delete_from_empty_source(plan, listing, runner, reporter)
-    with DestinationLock(resolved.destination, resolved.protocol, runner) as lock, runner.inheriting(lock.fds):
-        # (the writers hold the lock too: see Runner.inheriting)
-        transferred, commands = _run_steps(plan, result, runner, reporter)
-    if not transferred["files"] and not checked:
-        # nothing moved: a mistyped S3 prefix looks exactly like this, so make sure the source exists
-        _require_s3_objects(plan, None, runner)
+    try:
+        with DestinationLock(resolved.destination, resolved.protocol, runner) as lock, runner.inheriting(lock.fds):
+            # (the writers hold the lock too: see Runner.inheriting)
+            transferred, commands = _run_steps(plan, result, runner, reporter)
+        if not transferred["files"] and not checked:
+            # nothing moved: a mistyped S3 prefix looks exactly like this, so make sure the source exists
+            _require_s3_objects(plan, None, runner)
+    except BaseException:
+        _remove_if_empty(created)
+        raise
     seconds = time.monotonic() - start
     result.update(status="ok", transferred=transferred, seconds=round(seconds, 3), finished=now_iso(),
                   commands=commands)
@@ -543,6 +548,30 @@ def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
             raise _step_failed("checking the target (dry run)", done, r.protocol, runner.base_env)
     raise StepFailed(f"protocol '{r.protocol.name}': the target's parent {parent!r} does not exist, so the real "
                      "run would fail; create it or use --mkpath", step="checking the target")
+
+
+def _missing_levels(end: End) -> list[str]:
+    """The missing directories of a local end, deepest first (what a run would create)."""
+    if end.kind != EndKind.LOCAL:
+        return []
+    missing = []
+    path = os.path.abspath(end.path or ".")
+    while not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _remove_if_empty(directories: Sequence[str]) -> None:
+    """Remove each directory (deepest first) that is still empty: rmdir never removes a file."""
+    for path in directories:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 def _prepare_target(plan: planning.Plan) -> None:

@@ -320,16 +320,34 @@ def test_dry_run_reports_deletions_from_aws_itself(s3, run_cli, tmp_path, local_
     assert "x/stale.csv" in s3.list(bucket)  # nothing was changed
 
 
+# (source, target below tmp_path, options, what the one-line error says); nothing is created
+EMPTY_OR_MISSING_SOURCE = [
+    ("s3://{bucket}/projcet/", "back/", [], ["s3://{bucket}/projcet/", "holds no objects"]),
+    ("s3://{bucket}/projcet/", "back/a/b/", ["--mkpath"], ["s3://{bucket}/projcet/", "holds no objects"]),
+    ("s3://no-such-bucket-flepimop/x/", "back/a/", ["--mkpath"], ["bucket does not exist"]),
+]
+
+
+@pytest.mark.parametrize("source,target,options,fragments", EMPTY_OR_MISSING_SOURCE,
+                         ids=["empty prefix", "empty prefix, --mkpath", "missing bucket, --mkpath"])
 @pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
-def test_empty_s3_source_prefix_is_an_error(s3, run_cli, tmp_path, local_tree, dry):
+def test_empty_s3_source_prefix_is_an_error(s3, run_cli, tmp_path, local_tree, dry, source, target, options,
+                                            fragments):
+    """A download from an empty prefix or a missing bucket fails in one line and leaves no trace:
+    the directories the run would have created are not there afterwards."""
     bucket = s3.make_bucket()
     upload_all(s3, run_cli, tmp_path, local_tree, bucket, prefix="project/")
-    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/projcet/",
-                                                  "target": f"{tmp_path}/back/"}})
-    done = run_cli(["sync", *(["-n"] if dry else []), cfg], env=s3.env)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": source.format(bucket=bucket),
+                                                  "target": f"{tmp_path}/{target}"}})
+    done = run_cli(["sync", *(["-n"] if dry else []), *options, cfg], env=s3.env, timeout=180)
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert f"s3://{bucket}/projcet/" in done.stderr and "holds no objects" in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    for fragment in fragments:
+        assert fragment.format(bucket=bucket) in errors[0], done.stderr
     assert not (tmp_path / "back").exists()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == sorted([*before, Path("c.yml")])
 
 
 def test_dry_run_fails_where_the_real_run_fails(s3, run_cli, tmp_path, local_tree):
