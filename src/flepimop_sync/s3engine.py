@@ -478,11 +478,10 @@ def _check_arrived(job: _Job, todo: Sequence[str]) -> None:
         missing = [path for path in gone if path not in target]
     else:  # an S3 end has no cheaper look than a listing
         after = _list_s3(job, r.destination)
-        suspects = [path for path in todo if path not in after or after[path][0] != job.source[path][0]
-                    or after[path] == job.target.get(path)]
+        sized = {path for path in todo if path in after and after[path][0] == job.source[path][0]}
+        suspects = [path for path in todo if path not in sized or after[path] == job.target.get(path)]
         source_now = _list_s3(job, r.source) if suspects else {}
-        missing = [path for path in suspects if path not in after or after[path][0] != job.source[path][0]
-                   or source_now.get(path) != job.source[path]]
+        missing = [path for path in suspects if path not in sized or source_now.get(path) != job.source[path]]
     if missing:
         shown = ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else "")
         raise StepFailed(

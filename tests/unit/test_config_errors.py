@@ -189,10 +189,8 @@ def test_c_loader_is_used_and_agrees_with_the_python_loader():
         assert (info.value.problem_mark.line, info.value.problem_mark.column) == (2, 0)
 
 
-
 LOAD_YAML = [
     # (what, file text, parsed document or the fragments of the one-line error)
-    ("the workflow's schema", None, "ok"),
     ("a mapping", "a: 1\nb: [x, y]\n", {"a": 1, "b": ["x", "y"]}),
     ("duplicate key", "a: 1\na: 2\n", ["{file}", "duplicate key 'a'", "line 2, column 1"]),
     ("not YAML", "a: [1\n", ["{file}"]),
@@ -202,14 +200,10 @@ LOAD_YAML = [
 
 @pytest.mark.parametrize("what,text,expected", LOAD_YAML, ids=[r[0] for r in LOAD_YAML])
 def test_load_yaml_reads_one_file_as_config_files_are_read(tmp_path, what, text, expected):
-    """config.load_yaml: the workflow's schema goes through the config loader (libyaml, duplicate
-    keys refused), not PyYAML's pure-Python safe_load."""
+    """config.load_yaml, the config files' own reader (libyaml, duplicate keys refused, one-line
+    errors naming the file), for the other YAML files the package reads."""
     from flepimop_sync.config import load_yaml
 
-    if text is None:
-        path = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-        assert load_yaml(path)["type"] == "object"
-        return
     path = tmp_path / "f.yaml"
     path.write_text(text)
     if isinstance(expected, dict):
@@ -221,6 +215,17 @@ def test_load_yaml_reads_one_file_as_config_files_are_read(tmp_path, what, text,
     assert "\n" not in message
     for fragment in expected:
         assert fragment.format(file=path) in message, message
+
+
+def test_the_workflow_schema_loads_through_load_yaml():
+    """The workflow reads its schema with config.load_yaml (rules/common.smk), not PyYAML's
+    pure-Python safe_load."""
+    from flepimop_sync.config import load_yaml
+
+    root = Path(__file__).resolve().parents[2]
+    assert load_yaml(root / "workflow" / "schemas" / "config.schema.yaml")["type"] == "object"
+    assert "load_yaml(schema_file)" in (root / "workflow" / "rules" / "common.smk").read_text()
+
 
 @pytest.fixture
 def run(tmp_path, capsys, monkeypatch):
