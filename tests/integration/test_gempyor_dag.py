@@ -80,6 +80,10 @@ def test_blocking_simulate_names_the_run_and_snapshot_is_that_run(tmp_path, gemp
                  "outputs": "model_output"})
     p.config["model_config"] = "config_sample_2pop_modifiers.yml"
     (p.root / "config.yaml").write_text(yaml.safe_dump(p.config))
+    # gempyor's own code, files and names, with numba's documented switch to run it interpreted:
+    # JIT-compiling the rk4 step took ~27 s of CPU per scenario (60 s for this config), the
+    # interpreted run of this small model ~1 s; nothing this test checks depends on compiled code
+    p.env["NUMBA_DISABLE_JIT"] = "1"
     proc = p.snakemake()
     assert proc.returncode == 0, show(proc) + (p.root / "results" / RUN / "logs" / "calibrate.log").read_text()
     cal = p.receipt("calibrate")
