@@ -270,6 +270,10 @@ def isolated_env(workdir: Path, base: Mapping[str, str] | None = None) -> dict[s
         "https_proxy": DEAD_PROXY,
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
+        # pip (test_envs installs the workflow's pip sections) asks the package index for the
+        # build backend and would retry the dead proxy 5 times with backoff (~10 s per install)
+        # before taking it from the machine's local wheels: one refused connection is the answer
+        "PIP_RETRIES": "0",
     })
     # This interpreter's scripts (aws, rclone, snakemake, flepimop) first, as an activated venv
     # has them: a version manager's shim (pyenv: bash plus several helper processes) costs ~0.1 s
