@@ -37,7 +37,7 @@ import fnmatch
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from flepimop_sync.filters import (STARS, Action, AnyByte, ByteSet, DStar, FilterList, Lit, PatternMode, Rule, Slash,
                                    Star, Token, _analyse)
@@ -260,21 +260,47 @@ def aws_selects(args: Sequence[str], relpath: str) -> bool:
     return status
 
 
+_GLOB_CHARS = re.compile(r"[*?[]")
+
+
 def aws_select_paths(args: Sequence[str], paths: Iterable[str]) -> list[str]:
-    """:func:`aws_selects` over many paths (patterns compiled once); sorted selected paths."""
-    compiled = [
-        (include, re.compile(fnmatch.translate(posixpath.join(_EMU_ROOT, pat))).match)
-        for include, pat in reversed(_pairs(args))
-    ]
+    """:func:`aws_selects` over many paths; sorted selected paths.
+
+    Indexed, since an explicit selection has thousands of patterns and a listing 100k paths:
+    the path (relative part) that a pattern without glob characters names is found by one
+    lookup, and the patterns ``P*`` with a literal ``P`` (a whole directory: ``*`` crosses
+    ``/``) by one lookup per distinct ``P`` length; only the other patterns are matched as
+    fnmatch regexes, newest first, and only while they could still beat the best match found.
+    """
+    pairs = _pairs(args)
+    literal: dict[str, int] = {}  # the full path a pattern names -> index of its last such pattern
+    prefix: dict[str, int] = {}  # P of a 'P*' pattern (P literal) -> index of its last such pattern
+    general: list[tuple[int, Callable[[str], object]]] = []
+    for i, (_include, pat) in enumerate(pairs):
+        full = posixpath.join(_EMU_ROOT, pat)
+        if not _GLOB_CHARS.search(full):
+            literal[full] = i
+        elif full.endswith("*") and not _GLOB_CHARS.search(full[:-1]):
+            prefix[full[:-1]] = i
+        else:
+            general.append((i, re.compile(fnmatch.translate(full)).match))
+    general.reverse()
+    lengths = sorted({len(head) for head in prefix})
     out = []
     for p in paths:
         full = _EMU_ROOT + "/" + p
-        status = True
-        for include, match in compiled:
-            if match(full):
-                status = include
+        best = literal.get(full, -1)
+        for n in lengths:
+            if n > len(full):
                 break
-        if status:
+            best = max(best, prefix.get(full[:n], -1))
+        for i, match in general:
+            if i <= best:
+                break
+            if match(full):
+                best = i
+                break
+        if best < 0 or pairs[best][0]:
             out.append(p)
     out.sort()
     return out

@@ -610,6 +610,33 @@ def test_aws_selects(args, path, expected):
     assert (aws_select_paths(args, [path]) == [path]) is expected
 
 
+def test_aws_select_paths_is_aws_selects_on_random_patterns():
+    """The indexed emulation (literal paths and literal 'P*' looked up, the rest matched) selects
+    what fnmatch pattern by pattern selects (``aws_selects``), on random paths and patterns that
+    mix the three kinds, repeat, shadow each other and use fnmatch's specials."""
+    rng = random.Random(11)
+    names = ["a", "b", "ab", "x.csv", "[1]", "*", "a?", "final", "é"]
+    checked = 0
+    for _ in range(300):
+        paths = sorted({"/".join(rng.choice(names) for _ in range(rng.randint(1, 4))) for _ in range(30)})
+        args: list[str] = []
+        for _ in range(rng.randint(0, 12)):
+            kind = rng.random()
+            p = rng.choice(paths)
+            if kind < 0.3:
+                pat = escape_fnmatch(p)  # one path, as the explicit encoding names it
+            elif kind < 0.5:
+                pat = escape_fnmatch(p.rsplit("/", 1)[0] + "/") + "*" if "/" in p else "*"  # a whole directory
+            elif kind < 0.6:
+                pat = p  # unescaped: '[1]', '*', 'a?' are globs
+            else:
+                pat = rng.choice(["*", "*.csv", "a*", "*/a", "?", "a/*/b", "[ab]*", "/a/*", "**", "a/", "*b"])
+            args += [rng.choice(["--include", "--exclude"]), pat]
+        assert aws_select_paths(args, paths) == [p for p in paths if aws_selects(args, p)], args
+        checked += 1
+    assert checked == 300
+
+
 def test_escape_fnmatch():
     for name in ["a[1]*?b", "plain", "x]y", "é*", "\\["]:
         assert fnmatch.fnmatchcase(name, escape_fnmatch(name))
