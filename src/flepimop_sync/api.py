@@ -15,7 +15,7 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from . import filters as filter_rules
 from . import plan as planning
@@ -23,6 +23,10 @@ from .config import SyncConfig, load_config
 from .endpoints import EndKind, check_nesting
 from .options import SyncOptions
 from .report import Reporter, redact, redact_json
+
+if TYPE_CHECKING:  # imported where they run: the Snakefile imports api to build params and needs neither
+    from .execute import Outcome
+    from .listing import Listing
 
 
 def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: SyncConfig | None = None) -> dict[str, Any]:
@@ -83,14 +87,20 @@ def _tool_version(tool: str) -> str:
 
 def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: str | os.PathLike[str] | None = None,
                  log: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
-                 config: SyncConfig | None = None, listings: "dict[str, Any] | None" = None) -> dict[str, Any]:
+                 config: SyncConfig | None = None) -> dict[str, Any]:
     """Run one protocol and write its receipt (JSON). Raises SyncError on failure,
     after writing a receipt with ``status: failed`` to ``<receipt>.failed`` (never to
     the receipt path itself, so Snakemake does not take a failed run as done).
-    ``config``: the configs already loaded from ``config_files``; ``listings``: see
-    ``execute.sync``."""
+    ``config``: the configs already loaded from ``config_files``."""
+    return _run_protocol(config_files, options, receipt=receipt, log=log, env=env, config=config).result
+
+
+def _run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: str | os.PathLike[str] | None,
+                  log: str | os.PathLike[str] | None, env: Mapping[str, str] | None,
+                  config: SyncConfig | None) -> "Outcome":
+    """``run_protocol``, with the source listing the run made (``execute.Outcome``)."""
     from .errors import SyncError
-    from .execute import now_iso, sync
+    from .execute import now_iso, run
 
     log_handle = open(log, "a", encoding="utf-8") if log else None  # noqa: SIM115
     try:
@@ -98,20 +108,21 @@ def run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt: 
                             stream=log_handle or Reporter().stream, out=log_handle or Reporter().out)
         started = now_iso()
         try:
-            result = sync(config_files, options, reporter, env=env, config=config, listings=listings)
+            outcome = run(config_files, options, reporter, env=env, config=config)
         except SyncError as error:
             if receipt:
                 _write_failure(receipt, options, config_files, error, started, env)
             if log_handle:
                 print(f"error: {redact(str(error), env)}", file=log_handle)
             raise
+        result = outcome.result
         # a fast engine's run already asked its version
         known = {result["engine"]: result["engine_version"]} if result.get("engine_version") else {}
         result["tool_versions"] = {**tool_versions([t for t in tools_of(result) if t not in known]), **known}
         result["config_files"] = list(config_files)
         if receipt:
             _write_json(Path(receipt), result, env)
-        return result
+        return outcome
     finally:
         if log_handle:
             log_handle.close()
@@ -299,14 +310,18 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     options = options_from_params(params)
     extra_files = [str(f) for f in (dict(params).get("extra_files") or ())]
     started = now_iso()
-    listings: dict[str, Any] = {}  # the run's own source listing, reused for the audit list's ETags
     try:
-        result = run_protocol(config_files, options, receipt=None, log=log, env=env,  # (logs a config error)
-                              listings=listings)
+        outcome = _run_protocol(config_files, options, receipt=None, log=log, env=env,  # (logs a config error)
+                                config=None)
+        result = outcome.result
+        # the source listing the run made: the audit list reads the source's ETags from it
+        source_listing = outcome.source_listing
         config = load_config(config_files)  # once more, for the extra files and the receipt
         if result.get("type") != "git":
             if "selected" not in result:
-                result["selected"] = _selection(config_files, options, env, config=config, listings=listings)
+                result["selected"], listed = _selection(config_files, options, env, config=config)
+                if source_listing is None:
+                    source_listing = listed
             extras = []
             for path in extra_files:
                 if not os.path.isfile(path):
@@ -322,7 +337,8 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
         raise
     if result.get("type") != "git":
         try:
-            result["files"] = destination_files(config_files, options, env, config=config, listings=listings)
+            result["files"] = destination_files(config_files, options, env, config=config,
+                                                source_listing=source_listing)
         except SyncError as error:  # the sync itself succeeded: say why the audit list is missing
             result["files_error"] = str(error)
     result.update(where_and_when())
@@ -345,13 +361,13 @@ def where_and_when() -> dict[str, Any]:
 
 def destination_files(config_files: Sequence[str], options: SyncOptions,
                       env: Mapping[str, str] | None = None, *, config: SyncConfig | None = None,
-                      listings: "Mapping[str, Any] | None" = None) -> list[dict[str, Any]]:
+                      source_listing: "Listing | None" = None) -> list[dict[str, Any]]:
     """The files of the selection as they are at the destination after a run, for audits:
     ``[{"path", "size"}]`` (paths relative to the destination), plus ``"etag"`` for an S3
     object (the destination's for an upload, the source's for a download). One listing of the
     destination (``listing.list_end``: rsync, aws s3api, or a walk) and, for a download, the
-    source's: the one the run itself made when ``listings`` (``execute.sync``) holds it (what
-    the files were copied from), else a new one."""
+    source's: ``source_listing``, the one the run itself made (``execute.Outcome``: what the
+    files were copied from), else a new one."""
     from .execute import list_end
     from .runner import Runner
 
@@ -366,8 +382,7 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
         downloaded = r.source.kind == EndKind.S3 and listed.kind != EndKind.S3
         origin: Mapping[str, str] = {}
         if downloaded:
-            known = (listings or {}).get(r.source.text)
-            origin = (known or list_end(r.source, protocol, runner)).etags
+            origin = (source_listing if source_listing is not None else list_end(r.source, protocol, runner)).etags
     entries: dict[str, dict[str, Any]] = {}
     for path, size in listing.files:
         entries[path] = {"path": path, "size": size}
@@ -385,17 +400,17 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
 
 
 def _selection(config_files: Sequence[str], options: SyncOptions, env: Mapping[str, str] | None, *,
-               config: SyncConfig | None = None, listings: "dict[str, Any] | None" = None) -> dict[str, int]:
-    """What the filters select at the source (files, bytes): one listing, nothing moved (and
-    left in ``listings``, see ``execute.sync``, for the audit list's ETags)."""
-    from .execute import select_source
+               config: SyncConfig | None = None) -> "tuple[dict[str, int], Listing | None]":
+    """What the filters select at the source (files, bytes): one listing, nothing moved; and
+    that listing when the source was listed (the audit list reads the source's ETags from it)."""
+    from .execute import select_and_list_source
     from .runner import Runner
 
     protocol = (config or load_config(config_files)).get(options.protocol)
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     with Runner(Reporter(verbosity=0, json_mode=True), env=env) as runner:
-        chosen = select_source(plan, runner, runner.reporter, listings=listings)
-    return {"files": len(chosen), "bytes": sum(size for _, size in chosen)}
+        chosen, listing = select_and_list_source(plan, runner, runner.reporter)
+    return {"files": len(chosen), "bytes": sum(size for _, size in chosen)}, listing
 
 
 def rule_params(config_files: Sequence[str] | str, *, config: SyncConfig | None = None,

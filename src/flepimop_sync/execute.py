@@ -9,8 +9,9 @@ deletion, preview and probe commands, ``listing`` lists an end, ``lock`` holds t
 words a tool's failure, and ``runner.Runner`` starts every process.  It decides the run-time
 facts the plan is given (is the source a local file: ``probe_source``; the listings; a stage
 directory) and owns what happens on disk around the steps (target creation, stage links,
-glob-free aliases).  ``sync`` is the one entry point shared by the CLI and the Snakemake
-wrapper; it returns a JSON-ready result (also the receipt body).
+glob-free aliases).  ``sync`` is the CLI's entry point: a JSON-ready result; ``run``, the
+Snakemake wrapper's (through ``api``): that result (the receipt body) with the source listing
+the run made (``Outcome``), which the receipt's audit list reuses.
 """
 
 from __future__ import annotations
@@ -45,12 +46,27 @@ def now_iso() -> str:
 
 
 # ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """A finished run: its JSON-ready result (what the CLI prints, the body of a receipt) and the
+    listing of the source the run made, if it made one (a receipt's audit list reads the
+    source's ETags from it instead of listing the source again)."""
+
+    result: dict[str, Any]
+    source_listing: Listing | None = None
+
+
 def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, *,
          env: Mapping[str, str] | None = None, cwd: str | None = None,
-         config: SyncConfig | None = None, listings: "dict[str, Listing] | None" = None) -> dict[str, Any]:
-    """Load the config, run the chosen protocol, return the result (JSON-ready).  ``listings``
-    (optional, filled in): the source listing the run made, if it made one, keyed by the
-    source's text, so a receipt's audit list reuses it instead of listing the source again."""
+         config: SyncConfig | None = None) -> dict[str, Any]:
+    """Load the config, run the chosen protocol, return the result (JSON-ready)."""
+    return run(config_files, options, reporter, env=env, cwd=cwd, config=config).result
+
+
+def run(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, *,
+        env: Mapping[str, str] | None = None, cwd: str | None = None,
+        config: SyncConfig | None = None) -> Outcome:
+    """``sync``, with the source listing the run made (``Outcome``)."""
     config = config or load_config(config_files)
     protocol = config.get(options.protocol)
     if env is not None:
@@ -58,8 +74,8 @@ def sync(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, 
     try:
         with Runner(reporter, env=env) as runner:
             if protocol.type == "git":
-                return run_git(protocol, options, runner, reporter, cwd=cwd)
-            return run_transfer(protocol, options, runner, reporter, listings=listings)
+                return Outcome(run_git(protocol, options, runner, reporter, cwd=cwd))
+            return run_transfer(protocol, options, runner, reporter)
     except OSError as exc:  # the environment (an unreadable directory, a full disk): one line, exit 1
         raise StepFailed(f"protocol '{protocol.name}': {describe_os_error(exc)}") from None
 
@@ -78,10 +94,9 @@ def run_git(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: 
     return result
 
 
-def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter, *,
-                 listings: "dict[str, Listing] | None" = None) -> dict[str, Any]:
+def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: Reporter) -> Outcome:
     """An rsync or s3sync run: plan, look at the source, finalize the plan, then the dry run or
-    the transfer (``listings``: see ``sync``)."""
+    the transfer."""
     start = time.monotonic()
     started = now_iso()
     ends = planning.resolve_ends(protocol, options, env=runner.base_env)
@@ -94,10 +109,9 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     if draft.engine != "aws":  # a fast engine lists, compares and moves the selection itself
         from . import s3engine
 
-        return s3engine.run(draft, runner, reporter, started=started, start=start)
+        return Outcome(s3engine.run(draft, runner, reporter, started=started, start=start))
     source = _look_at_source(draft, options, runner, reporter)
-    if listings is not None and source.listing is not None and not draft.source_is_file:
-        listings[draft.resolved.source.text] = source.listing
+    source_listing = None if draft.source_is_file else source.listing
     plan = _final_plan(draft, source.listing, options, runner, reporter)
     reporter.info(_headline(plan))
     result: dict[str, Any] = {
@@ -112,8 +126,8 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     if options.dry_run:
         assert source.selection is not None
         _warn_unmatched_includes(plan, source.listing, runner, reporter)
-        return _dry_run(plan, source.selection, result, runner, reporter, start)
-    return _transfer(plan, source.listing, result, runner, reporter, start)
+        return Outcome(_dry_run(plan, source.selection, result, runner, reporter, start), source_listing)
+    return Outcome(_transfer(plan, source.listing, result, runner, reporter, start), source_listing)
 
 
 @dataclass(frozen=True)
@@ -724,36 +738,41 @@ def _refuse_delete_from_empty_source(plan: planning.Plan, listing: "Listing | No
 
 
 def select_source(plan: planning.Plan, runner: Runner, reporter: Reporter,
-                  skipped: "list[str] | None" = None, *,
-                  listings: "dict[str, Listing] | None" = None) -> list[tuple[str, int]]:
+                  skipped: "list[str] | None" = None) -> list[tuple[str, int]]:
     """What the rules select at the source: sorted (relative path, size).
 
     A local directory is walked once with the rules applied during the walk (subtrees the
     leading '-' rules exclude are never entered, and only selected files are stat'ed); other
     sources are listed, then filtered.  Links are never followed; for a backend that does not
     copy links (S3) selected links and special files are left out and added to ``skipped``.
-    ``listings``: see ``sync`` (a listing made here is left there).
     """
+    return select_and_list_source(plan, runner, reporter, skipped)[0]
+
+
+def select_and_list_source(plan: planning.Plan, runner: Runner, reporter: Reporter,
+                           skipped: "list[str] | None" = None) -> tuple[list[tuple[str, int]], Listing | None]:
+    """``select_source``, and the listing of the source directory it was made from (None when
+    a local directory was walked with the rules instead, or the source is a single file)."""
     r = plan.resolved
     if not plan.source_is_file and r.source.kind == EndKind.LOCAL and r.rules:
         reporter.debug(f"selecting from {r.source.text}")
         if not os.path.isdir(r.source.path or "."):
-            return []
+            return [], None
         chosen = r.rules.select_local(r.source.path or ".")
         if listing_mod.copies_links(r.protocol):
-            return chosen
+            return chosen, None
         chosen, odd = regular_only(r.source.path or ".", chosen)
         if skipped is not None:
             skipped.extend(odd)
-        return chosen
+        return chosen, None
     listing = list_source(plan, runner, reporter)
-    if listings is not None and not plan.source_is_file:
-        listings[r.source.text] = listing
     if skipped is not None:
         skipped.extend(p for p in listing.skipped if not r.rules or r.rules.selects(p))
-    if plan.source_is_file or not r.rules:
-        return list(listing.files)
-    return r.rules.select_paths(listing.files)
+    if plan.source_is_file:
+        return list(listing.files), None
+    if not r.rules:
+        return list(listing.files), listing
+    return r.rules.select_paths(listing.files), listing
 
 
 # -- running steps ---------------------------------------------------------------
