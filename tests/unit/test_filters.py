@@ -893,7 +893,7 @@ def test_hostile_pattern_in_select_local(tmp_path):
 
 def test_long_rule_parses_in_linear_time():
     """4x the rule length is 4x the Python lines executed (exact counts, never 16x); the 100,000
-    character rule also finishes: a bound against minutes of work in C, ~1 s of CPU here."""
+    character rule also parses in seconds of CPU (~1 s here; a bound against work in C)."""
     import time
 
     def work(n: int) -> None:
@@ -904,7 +904,7 @@ def test_long_rule_parses_in_linear_time():
     assert large < 4.5 * small, (small, large)
     start = time.process_time()
     work(100_000)
-    assert time.process_time() - start < 20, "a 100,000 character rule took minutes"
+    assert time.process_time() - start < 5.0, "a 100,000 character rule took more than 5 s of CPU"
 
 
 def test_nfa_agrees_with_the_regex_on_random_patterns():
