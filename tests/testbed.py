@@ -591,6 +591,30 @@ class S3Server(_DaemonServer):
             data = data.encode()
         self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
+    def seed(self, bucket: str, trees: Iterable[tuple[str, Path, Iterable[str]]], timeout: float = 30) -> None:
+        """Starting objects for a test: for each (prefix, root, paths), ``root/<path>`` as the
+        object ``<prefix>/<path>``.  ``rclone serve s3`` serves the files of its data directory, so
+        they are written there (a fresh modification time, as an upload's) and polled until
+        listed: thousands of objects in a second, where a PUT each costs milliseconds.  moto
+        gets the PUTs."""
+        trees = [(prefix, Path(root), list(paths)) for prefix, root, paths in trees]
+        if self.backend != "rclone":
+            for prefix, root, paths in trees:
+                for p in paths:
+                    self.put(bucket, f"{prefix}/{p}", (root / p).read_bytes())
+            return
+        for prefix, root, paths in trees:
+            for p in paths:
+                dest = self.data_dir / bucket / prefix / p
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(root / p, dest)
+        deadline = time.monotonic() + timeout
+        for prefix, _root, paths in trees:
+            while set(self.list(bucket, f"{prefix}/")) != {f"{prefix}/{p}" for p in paths}:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the S3 server never listed {bucket}/{prefix}/ whole")
+                time.sleep(0.2)
+
     def url(self, bucket: str, prefix: str = "") -> str:
         return f"s3://{bucket}/{prefix}"
 

@@ -205,10 +205,14 @@ def _aws_env(srv) -> dict[str, str]:
     return env
 
 
-def _put_tree(srv, bucket: str, prefix: str, root: Path, paths) -> None:
-    client = srv.client
-    for p in paths:
-        client.put_object(Bucket=bucket, Key=f"{prefix}/{p}", Body=(root / p).read_bytes())
+def _put_trees(srv, bucket: str, trees) -> None:
+    """Each (prefix, root, paths): the tree's files as objects under ``prefix/``."""
+    if hasattr(srv, "seed"):  # the test bed's server (tests/testbed.py): all at once
+        srv.seed(bucket, trees)
+        return
+    for prefix, root, paths in trees:
+        for p in paths:
+            srv.client.put_object(Bucket=bucket, Key=f"{prefix}/{p}", Body=(root / p).read_bytes())
 
 
 def _list_keys(srv, bucket: str, prefix: str) -> set[str]:
@@ -346,7 +350,7 @@ def test_aws_worked_cases_dryrun_and_real(s3srv, worked, tmp_path):
     root, paths = worked
     env = _aws_env(s3srv)
     bucket = s3srv.make_bucket()
-    _put_tree(s3srv, bucket, "full", root, paths)
+    _put_trees(s3srv, bucket, [("full", root, paths)])
     batch = AwsBatch(env, tmp_path)
     jobs = []
     for i, case in enumerate(WORKED_CASES):
@@ -392,8 +396,8 @@ def test_aws_random(s3srv, trees, tmp_path):
     bucket = s3srv.make_bucket()
     batch = AwsBatch(env, tmp_path)
     jobs = []
+    _put_trees(s3srv, bucket, [(f"tree{t}", root, paths) for t, (_seed, root, paths, _lists) in enumerate(trees)])
     for t, (seed, root, paths, lists) in enumerate(trees):
-        _put_tree(s3srv, bucket, f"tree{t}", root, paths)
         for k, texts in enumerate(lists):
             f = fl(texts)
             choice = choose_aws_filter_args(f, paths)

@@ -500,27 +500,6 @@ def _sync_in_process(s3, env, source: str, target: str, texts, *, delete: bool =
         return run_sync([str(cfg)], options, reporter, env=env)
 
 
-def _seed_objects(s3, env, bucket: str, seeds) -> None:
-    """A test's starting objects: for each (prefix, root, paths), the tree's files under prefix/.
-    The test bed's ``rclone serve s3`` serves the files of its data directory as objects: they are
-    written there (an upload's fresh modification time), then polled until listed. Any other
-    server gets an upload through the fast engine, no filter."""
-    if getattr(s3, "backend", None) != "rclone":
-        for prefix, root, _paths in seeds:
-            _sync_in_process(s3, env, f"{root}/", f"s3://{bucket}/{prefix}/", [])
-        return
-    for prefix, root, paths in seeds:
-        for p in paths:
-            dest = s3.data_dir / bucket / prefix / p
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / p, dest)
-    deadline = time.monotonic() + 30
-    for prefix, _root, paths in seeds:
-        while set(s3.list(bucket, f"{prefix}/")) != {f"{prefix}/{p}" for p in paths}:
-            assert time.monotonic() < deadline, f"the server never listed {prefix}/ whole"
-            time.sleep(0.2)
-
-
 def test_rclone_random_lists_up_and_down(s3, tmp_path):
     """200 random lists over 10 random trees, uploaded and downloaded by the fast engine (every 4th
     with --delete against a target holding more than the source): 0 mismatches with the evaluator."""
@@ -533,7 +512,7 @@ def test_rclone_random_lists_up_and_down(s3, tmp_path):
             jobs.append((seed, t, k, root, paths, texts))
             if k % DELETE_EVERY == 0:  # --delete's target starts with the whole tree
                 seeds.append((f"del{t}_{k}", root, paths))
-    _seed_objects(s3, env, bucket, seeds)
+    s3.seed(bucket, seeds)
 
     def run(job):
         seed, t, k, root, paths, texts = job
