@@ -154,6 +154,23 @@ def test_s3_aws_cli(s3, tmp_path):
     assert r.returncode != 0
 
 
+def test_s3_seed_serves_trees_as_objects(s3, tmp_path):
+    """seed(): each tree's files become objects under its prefix, contents and all, listed before
+    it returns (the rclone backend's data directory, or PUTs), and aws downloads them whole."""
+    files = {"a/one.csv": b"1", "a/b/two.parquet": b"22", "odd name [x].txt": b"333"}
+    root = tmp_path / "tree"
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    bucket = s3.make_bucket()
+    s3.seed(bucket, [("p", root, files), ("q/r", root, ["a/one.csv"])])
+    assert s3.list(bucket) == {**{f"p/{k}": len(v) for k, v in files.items()}, "q/r/a/one.csv": 1}
+    assert s3.get(bucket, "p/a/b/two.parquet") == b"22"
+    down = tmp_path / "down"
+    run(["aws", "s3", "sync", "--only-show-errors", f"s3://{bucket}/p/", down], s3.env)
+    assert {str(f.relative_to(down)): f.read_bytes() for f in down.rglob("*") if f.is_file()} == files
+
+
 def test_s3_without_endpoint_fails_locally(base_env):
     """An aws call that forgets the endpoint dies on the dead loopback proxy, not on the internet."""
     env = dict(base_env)
