@@ -150,8 +150,7 @@ def _look_at_source(plan: "planning.Plan | planning.DraftPlan", options: SyncOpt
     if isinstance(plan, planning.DraftPlan):  # the whole listing is needed (finalize verifies against it)
         listing = list_source(plan, runner, reporter)
         _require_s3_objects(plan, listing)
-        selection = resolved.rules.select_paths(listing.files) if resolved.rules else list(listing.files)
-        skipped = [p for p in listing.skipped if not resolved.rules or resolved.rules.selects(p)]
+        selection, skipped = _select_listed(resolved.rules, listing)
     elif options.dry_run or (resolved.source.kind == EndKind.LOCAL and not listing_mod.copies_links(resolved.protocol)):
         # (a real S3 upload walks the source too: the links aws will skip are named, not lost silently)
         selection = select_source(plan, runner, reporter, skipped=skipped)
@@ -766,13 +765,20 @@ def select_and_list_source(plan: planning.Plan, runner: Runner, reporter: Report
             skipped.extend(odd)
         return chosen, None
     listing = list_source(plan, runner, reporter)
+    chosen, odd = _select_listed(r.rules, listing)
     if skipped is not None:
-        skipped.extend(p for p in listing.skipped if not r.rules or r.rules.selects(p))
-    if plan.source_is_file:
+        skipped.extend(odd)
+    if plan.source_is_file:  # the file itself, whatever the rules say
         return list(listing.files), None
-    if not r.rules:
-        return list(listing.files), listing
-    return r.rules.select_paths(listing.files), listing
+    return chosen, listing
+
+
+def _select_listed(rules: FilterList | None, listing: Listing) -> tuple[list[tuple[str, int]], list[str]]:
+    """The listed files the rules select (all without rules), and the selected entries the
+    listing left out (links and special files, which S3 cannot store)."""
+    if not rules:
+        return list(listing.files), list(listing.skipped)
+    return rules.select_paths(listing.files), [p for p in listing.skipped if rules.selects(p)]
 
 
 # -- running steps ---------------------------------------------------------------
