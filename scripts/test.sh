@@ -49,6 +49,7 @@ if [[ -n "$PY310" ]]; then
     VENV310="${TMPDIR:-/tmp}/flepimop-sync-py310"
     [[ -x "$VENV310/bin/python" ]] || "$PY310" -m venv "$VENV310"
     "$VENV310/bin/python" -m pip install -q --disable-pip-version-check -e ".[cli-tests]"
+    "$VENV310/bin/python" -m compileall -q src tests >/dev/null  # as scripts/setup.sh does for 3.11
     # gempyor's client venv on 3.10, built here: its dependencies (numba, confuse, ...) come from the
     # package index, which the suite's network isolation cannot reach (cached in ~/.cache/flepimop-sync-tests)
     "$VENV310/bin/python" tests/gempyor_fixtures.py
