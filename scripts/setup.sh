@@ -93,7 +93,7 @@ else
 fi
 # An editable install leaves this checkout's modules uncompiled (pip compiles only what it copies),
 # and where PYTHONDONTWRITEBYTECODE is set (as on this machine) every `flepimop sync`
-# recompiled them: ~0.15 s of CPU on each of the suite's ~1,000 runs. Compiled once here (Python
+# recompiled them: ~0.15 s of CPU on each of the suite's ~820 runs. Compiled once here (Python
 # checks each .pyc against its source's mtime and size, so an edited module is compiled afresh).
 "$PYTHON" -m compileall -q src tests benchmarks >/dev/null
 # pyenv only exposes new console scripts (flepimop, flepimop-sync) after a rehash.
