@@ -90,12 +90,11 @@ def test_same_files_and_output_as_aws(s3, run_cli, tmp_path, name, source, targe
     outcome = {}
     for engine in ENGINES:
         bucket = s3.make_bucket()
-        # Seeded, not PUT: for about a second after a PUT, `rclone serve s3` answers a HEAD with
-        # the object's time as its VFS first held it, which can fall in the second before the
-        # one its later listings report (1.3% of 1,500 PUTs under load).  rclone's S3->S3 copy
-        # stamps the copy with the HEAD's time, so the next sync would see the source as newer
-        # and copy it again.  Real S3 never moves a LastModified; seeded objects are read from
-        # disk and keep one time.
+        # Seeded, not PUT: for about a second after a PUT, `rclone serve s3`'s HEAD can name the
+        # second before the one its listings report, and rclone's S3->S3 copy stamps the copy
+        # with the HEAD's time (13 of 1,000 copies under load): the next sync sees that source
+        # as newer and copies it again.  Real S3 stamps a copy with the copy's time; seeded
+        # objects are read from disk and keep one time (tests/testbed.py, S3Server).
         s3.seed(bucket, [("full", src, FILES)])
         dst = tmp_path / f"dst-{engine}"
         fmt = {"src": src, "s3": f"s3://{bucket}", "dst": dst}
