@@ -497,7 +497,7 @@ class S3Server(_DaemonServer):
     backend="moto": ``moto_server`` (in-memory: buckets are LOST on stop()/start()).
     backend="rclone": ``rclone serve s3`` over ``<root>/data`` (state survives restarts; files
     written straight into ``data/<bucket>/`` show up within ~1 s).  For about a second after a
-    PUT its HEAD may name the second before the one its listings report (13 of 1,000 objects
+    PUT its HEAD may name the second before the one its listings report (20 of 1,500 objects
     under load), and it stamps a copy with the X-Amz-Meta-Mtime rclone sends (the HEAD's time):
     tests that compare times after an S3 -> S3 copy ``seed()`` their objects (read from disk,
     one time each).
