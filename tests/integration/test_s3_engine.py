@@ -90,11 +90,9 @@ def test_same_files_and_output_as_aws(s3, run_cli, tmp_path, name, source, targe
     outcome = {}
     for engine in ENGINES:
         bucket = s3.make_bucket()
-        # Seeded, not PUT: for about a second after a PUT, `rclone serve s3`'s HEAD can name the
-        # second before the one its listings report, and rclone's S3->S3 copy stamps the copy
-        # with the HEAD's time (13 of 1,000 copies under load): the next sync sees that source
-        # as newer and copies it again.  Real S3 stamps a copy with the copy's time; seeded
-        # objects are read from disk and keep one time (tests/testbed.py, S3Server).
+        # Seeded, not PUT: right after a PUT the rclone test server's HEAD can name the second
+        # before, an S3->S3 copy is stamped with it and the re-sync copies it again (the server's
+        # quirk, measured, is described once: tests/testbed.py, S3Server).
         s3.seed(bucket, [("full", src, FILES)])
         dst = tmp_path / f"dst-{engine}"
         fmt = {"src": src, "s3": f"s3://{bucket}", "dst": dst}
