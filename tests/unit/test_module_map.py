@@ -108,3 +108,53 @@ def test_the_import_reader(tmp_path, source, expected):
     """The reader itself, on a table of import forms (so a form it missed cannot hide an import)."""
     (tmp_path / "probe.py").write_text(source)
     assert package_imports("probe", package=tmp_path, modules=[*MODULES, "probe"]) == expected
+
+
+# What starts a process, by the module that offers it: importing subprocess (or a module built to
+# start processes), or calling one of os's spawning functions.
+SPAWNING_MODULES = ("subprocess", "multiprocessing", "pty", "asyncio", "concurrent.futures.process")
+SPAWNING_OS = ("system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp")
+SPAWNING_OS_PREFIXES = ("exec", "spawn")
+
+
+def process_starts(source: str) -> list[str]:
+    """What in ``source`` could start a process (imports of spawning modules, calls of os's)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [f"import {a.name}" for a in node.names if a.name.startswith(SPAWNING_MODULES)]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            if node.module.startswith(SPAWNING_MODULES):
+                found.append(f"from {node.module} import ...")
+            elif node.module == "os":
+                found += [f"from os import {a.name}" for a in node.names
+                          if a.name in SPAWNING_OS or a.name.startswith(SPAWNING_OS_PREFIXES)]
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os"
+              and (node.attr in SPAWNING_OS or node.attr.startswith(SPAWNING_OS_PREFIXES))):
+            found.append(f"os.{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_only_the_runner_starts_processes(module):
+    """README map: `runner` is the only place that starts processes (issue 14 point 1)."""
+    starts = process_starts((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    if module == "runner":
+        assert "import subprocess" in starts  # the scan sees the one place that does
+    else:
+        assert starts == [], f"{module} could start a process without the runner: {starts}"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("import subprocess", ["import subprocess"]),
+    ("from subprocess import run", ["from subprocess import ..."]),
+    ("def f():\n    import multiprocessing.pool\n", ["import multiprocessing.pool"]),
+    ("import os\nos.system('x')", ["os.system"]),
+    ("import os\nos.execvp('x', ['x'])", ["os.execvp"]),
+    ("import os\nf = os.posix_spawn", ["os.posix_spawn"]),
+    ("from os import spawnlp", ["from os import spawnlp"]),
+    ("import os\nos.environ.get('X'); os.path.join('a')", []),
+    ("from .runner import Runner", []),
+])
+def test_the_process_start_reader(source, expected):
+    assert process_starts(source) == expected
