@@ -62,9 +62,10 @@ def package_imports(module: str, package: Path = PACKAGE, modules: Sequence[str]
                 visit(other)
             return
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 or node.module == "flepimop_sync":
-                found.update([node.module.split(".")[0]] if node.level and node.module
-                             else [alias.name for alias in node.names])
+            if node.level == 1 and node.module:  # from .x import y
+                found.add(node.module.split(".")[0])
+            elif node.level == 1 or node.module == "flepimop_sync":  # from . import x
+                found.update(alias.name for alias in node.names)
             elif node.module and node.module.startswith("flepimop_sync."):
                 found.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
