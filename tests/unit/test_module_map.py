@@ -116,6 +116,9 @@ def test_the_import_reader(tmp_path, source, expected):
 SPAWNING_MODULES = ("subprocess", "multiprocessing", "pty", "asyncio", "concurrent.futures.process")
 SPAWNING_OS = ("system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp")
 SPAWNING_OS_PREFIXES = ("exec", "spawn")
+# concurrent.futures offers its process pool by name from the package itself, not only from
+# concurrent.futures.process
+SPAWNING_NAMES = ("ProcessPoolExecutor",)
 
 
 def process_starts(source: str) -> list[str]:
@@ -130,9 +133,13 @@ def process_starts(source: str) -> list[str]:
             elif node.module == "os":
                 found += [f"from os import {a.name}" for a in node.names
                           if a.name in SPAWNING_OS or a.name.startswith(SPAWNING_OS_PREFIXES)]
+            else:
+                found += [f"from {node.module} import {a.name}" for a in node.names if a.name in SPAWNING_NAMES]
         elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os"
               and (node.attr in SPAWNING_OS or node.attr.startswith(SPAWNING_OS_PREFIXES))):
             found.append(f"os.{node.attr}")
+        elif isinstance(node, ast.Attribute) and node.attr in SPAWNING_NAMES:
+            found.append(f".{node.attr}")
     return found
 
 
@@ -154,6 +161,9 @@ def test_only_the_runner_starts_processes(module):
     ("import os\nos.execvp('x', ['x'])", ["os.execvp"]),
     ("import os\nf = os.posix_spawn", ["os.posix_spawn"]),
     ("from os import spawnlp", ["from os import spawnlp"]),
+    ("from concurrent.futures import ProcessPoolExecutor", ["from concurrent.futures import ProcessPoolExecutor"]),
+    ("import concurrent.futures\nconcurrent.futures.ProcessPoolExecutor()", [".ProcessPoolExecutor"]),
+    ("from concurrent.futures import ThreadPoolExecutor", []),
     ("import os\nos.environ.get('X'); os.path.join('a')", []),
     ("from .runner import Runner", []),
 ])
