@@ -337,9 +337,10 @@ def test_a_file_vanishing_before_the_copy_fails_the_sync(s3, run_cli, tmp_path, 
         proto = {"type": "s3sync", "source": f"{src}/", "target": f"s3://{bucket}/x/"}
         vanish = {"VANISH_LOCAL": str(src / gone)}
     else:
-        up = write_config(tmp_path / "up.yml", {"p": {"type": "s3sync", "source": f"{src}/",
-                                                      "target": f"s3://{bucket}/x/"}})
-        _json(sync(run_cli, s3, up, "aws", "--json"))
+        # Seeded, not PUT: right after a PUT the rclone test server's HEAD can name the second
+        # before, an S3->S3 copy is stamped with it and the rerun below would copy it again (the
+        # server's quirk, measured, is described once: tests/testbed.py, S3Server).
+        s3.seed(bucket, [("x", src, FILES)])
         target = f"{dst}/" if direction == "download" else f"s3://{bucket}/copy/"
         proto = {"type": "s3sync", "source": f"s3://{bucket}/x/", "target": target}
         vanish = {"VANISH_S3": f":s3:{bucket}/x/{gone}"}
