@@ -246,15 +246,9 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
 
 
 def _tool(protocol: Any, options: SyncOptions) -> str:
-    """The program that moves the files: rsync, or the s3sync engine (as ``plan.build`` picks it)."""
-    from .errors import UsageError
-
-    engine = options.engine or getattr(protocol.settings, "engine", None) or "aws"
-    if protocol.type != "s3sync":
-        if engine != "aws":
-            raise UsageError(f"{protocol.where()}: --engine applies to s3sync protocols only")
-        return protocol.type
-    return engine
+    """The program that moves the files: rsync, or the s3sync engine (``plan.engine_for``)."""
+    engine = planning.engine_for(protocol, options)
+    return engine.value if protocol.type == "s3sync" else protocol.type
 
 
 def _meaning_filters(config_rules: Any, options: SyncOptions, source_is_file: bool) -> tuple[str, ...]:

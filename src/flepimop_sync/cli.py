@@ -23,6 +23,8 @@ from typing import Sequence
 
 import click
 
+from .mechanism import Engine  # (light: imports nothing of the package)
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 SYNC_EPILOG = """\b
@@ -63,7 +65,7 @@ def _options(f):
         click.option("--mkpath", is_flag=True, help="Create the target's missing parent directories."),
         click.option("--delete", is_flag=True,
                      help="Delete target files missing from the source (only files the filters select)."),
-        click.option("--engine", type=click.Choice(["aws", "rclone"]), default=None,
+        click.option("--engine", type=click.Choice([e.value for e in Engine]), default=None,
                      help="s3sync: the tool that moves the files (default: the protocol's 'engine', else aws; "
                           "rclone is the fast engine, pip install 'flepimop-sync[fast]')."),
         click.option("-n", "--dry-run", is_flag=True, help="Contact both ends; show what would be transferred and deleted; change nothing."),

@@ -37,6 +37,7 @@ from .filters import Action, FilterList
 from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
 from . import listing as listing_mod
 from .lock import DestinationLock
+from .mechanism import Engine
 from .options import SyncOptions
 from .report import Reporter, format_argv
 from .runner import Completed, Runner
@@ -106,7 +107,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         reporter.warn(warning)
     reporter.detail(f"protocol {protocol.name!r} ({protocol.type}) from {protocol.file}")
     report_filters(protocol, draft.resolved.rules, reporter)
-    if draft.engine != "aws":  # a fast engine lists, compares and moves the selection itself
+    if draft.engine is not Engine.AWS:  # a fast engine lists, compares and moves the selection itself
         from . import s3engine
 
         return Outcome(s3engine.run(draft, runner, reporter, started=started, start=start))

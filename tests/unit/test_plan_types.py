@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from flepimop_sync import plan as planning
+from flepimop_sync import api, plan as planning
 from flepimop_sync.config import load_config
 from flepimop_sync.errors import StepFailed, UsageError
-from flepimop_sync.mechanism import Mechanism, as_mechanism
+from flepimop_sync.mechanism import Engine, Mechanism, as_mechanism
 from flepimop_sync.options import SyncOptions
 from flepimop_sync.report import Reporter
 from flepimop_sync.runner import Runner
@@ -65,6 +65,47 @@ def test_s3filters_and_plan_share_one_mechanism_vocabulary(rules, mechanism):
 @pytest.mark.parametrize("value", [Mechanism.RCLONE, "rclone", Mechanism.RCLONE.text])
 def test_a_mechanism_from_its_name_or_its_text(value):
     assert as_mechanism(value) is Mechanism.RCLONE and f"{as_mechanism(value)}" == "rclone"
+
+
+# protocol, --engine, the engine (or the start of the refusal): plan.engine_for is the one home of the choice
+ENGINE_CHOICES = [
+    ("snap", None, Engine.AWS),                  # the schema's default
+    ("snap", "rclone", Engine.RCLONE),
+    ("snap", "aws", Engine.AWS),
+    ("fast", None, Engine.RCLONE),               # the protocol's engine key
+    ("fast", "aws", Engine.AWS),                 # --engine wins
+    ("push", None, Engine.AWS),                  # rsync moves its own files
+    ("push", "aws", Engine.AWS),
+    ("push", "rclone", "c.yml: protocol 'push': --engine applies to s3sync protocols only"),
+    ("push", "ftp", "c.yml: protocol 'push': --engine applies to s3sync protocols only"),
+    ("snap", "ftp", "c.yml: protocol 'snap' key 'engine': unknown engine 'ftp' (known: aws, rclone)"),
+]
+
+
+@pytest.mark.parametrize("name,engine,expected", ENGINE_CHOICES, ids=[f"{n}-{e}" for n, e, _ in ENGINE_CHOICES])
+def test_one_home_chooses_the_engine_for_runs_and_for_meaning(tmp_path, name, engine, expected):
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(
+        "sync:\n"
+        "  push: {type: rsync, source: model_output, target: 'hpc:/scratch/runs/'}\n"
+        "  snap: {type: s3sync, source: model_output/, target: 's3://bucket/p/'}\n"
+        "  fast: {type: s3sync, source: model_output/, target: 's3://bucket/p/', engine: rclone}\n")
+    (tmp_path / "model_output").mkdir()
+    protocol, options = load_config([str(cfg)]).get(name), SyncOptions(protocol=name, engine=engine)
+    if isinstance(expected, Engine):
+        assert planning.engine_for(protocol, options) is expected
+        plan = planning.build(protocol, options)
+        assert plan.engine is (expected if protocol.type == "s3sync" else Engine.AWS)
+        tool = api.meaning([str(cfg)], options)["tool"]
+        assert tool == (expected.value if protocol.type == "s3sync" else "rsync")
+        if protocol.type == "s3sync":
+            assert plan.to_json()["engine"] == expected.value and type(plan.to_json()["engine"]) is str
+        return
+    for refused in (lambda: planning.engine_for(protocol, options), lambda: planning.build(protocol, options),
+                    lambda: api.meaning([str(cfg)], options)):
+        with pytest.raises(UsageError) as err:
+            refused()
+        assert str(err.value).replace(str(tmp_path) + "/", "") == expected
 
 
 # protocol, options, argv on a terminal (with_progress), argv otherwise
