@@ -1,9 +1,10 @@
-"""Tool failures in words: a failed rsync/aws (or other) run -> one ``StepFailed`` line.
+"""Tool failures in words: a failed rsync/aws/rclone (or other) run -> one ``StepFailed`` line.
 
-The line names the protocol and the step, the tool's exit status and what it means (rsync's
-documented exit codes, the aws messages users meet most, or the operating-system cause the tool
-printed, which wins over an exit code's usual guesses) and the tool's own most telling line,
-with secrets masked (or that it printed none).  Every caller that turns a finished process into an error comes here.
+The line names the protocol and the step, the tool's exit status and what it means (rsync's and
+rclone's documented exit codes, the S3 messages users meet most, in the same words whichever
+S3 tool printed them, or the operating-system cause the tool printed, which wins over an exit
+code's usual guesses) and the tool's own most telling line, with secrets masked (or that it
+printed none).  Every caller that turns a finished process into an error comes here.
 """
 
 from __future__ import annotations
@@ -37,22 +38,68 @@ RSYNC_EXIT = {
     255: "ssh failed: host unreachable, authentication refused, or the connection was cut",
 }
 
+RCLONE_EXIT = {
+    1: "syntax or usage error",
+    2: "error not otherwise categorised",
+    3: "directory not found (does the bucket exist?)",
+    4: "file not found",
+    5: "temporary error (a rerun may succeed)",
+    6: "less serious errors (NoRetry errors)",
+    7: "fatal error (e.g. credentials refused, or the account is suspended)",
+    8: "transfer limit exceeded",
+    9: "no files transferred",
+    10: "duration limit exceeded",
+}
+
+# What S3 users meet most, in one wording whichever tool met it (aws and rclone say it differently).
+NO_BUCKET = "the bucket does not exist"
+NO_CREDENTIALS = ("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                  "or the protocol's 'profile')")
+KEY_REFUSED = "the credentials were refused (invalid access key)"
+SECRET_REFUSED = "the credentials were refused (wrong secret key)"
+ACCESS_DENIED = "access denied by the S3 service"
+TOKEN_EXPIRED = "the session token has expired"
+UNREACHABLE = "the S3 endpoint is unreachable"
+CONNECTION_CLOSED = "the S3 endpoint closed the connection"
+NO_PROFILE = "the named AWS profile does not exist"
+TARGET_FULL = "the target filesystem is full"
+TARGET_DENIED = "permission denied at the target"
+TARGET_READ_ONLY = "the target filesystem is read-only"
+
+# (what aws prints, what it means), first match wins
 _AWS_HINTS = (
-    ("NoSuchBucket", "the bucket does not exist"),
-    ("Unable to locate credentials", "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the protocol's 'profile')"),
-    ("InvalidAccessKeyId", "the credentials were refused (invalid access key)"),
-    ("SignatureDoesNotMatch", "the credentials were refused (wrong secret key)"),
-    ("AccessDenied", "access denied by the S3 service"),
-    ("ExpiredToken", "the session token has expired"),
-    ("Could not connect to the endpoint URL", "the S3 endpoint is unreachable"),
-    ("Connection was closed", "the S3 endpoint closed the connection"),
-    ("ConnectionClosedError", "the S3 endpoint closed the connection"),
-    ("EndpointConnectionError", "the S3 endpoint is unreachable"),
-    ("The config profile", "the named AWS profile does not exist"),
+    ("NoSuchBucket", NO_BUCKET),
+    ("Unable to locate credentials", NO_CREDENTIALS),
+    ("InvalidAccessKeyId", KEY_REFUSED),
+    ("SignatureDoesNotMatch", SECRET_REFUSED),
+    ("AccessDenied", ACCESS_DENIED),
+    ("ExpiredToken", TOKEN_EXPIRED),
+    ("Could not connect to the endpoint URL", UNREACHABLE),
+    ("Connection was closed", CONNECTION_CLOSED),
+    ("ConnectionClosedError", CONNECTION_CLOSED),
+    ("EndpointConnectionError", UNREACHABLE),
+    ("The config profile", NO_PROFILE),
     ("does not exist", "a path does not exist"),
-    ("No space left on device", "the target filesystem is full"),
-    ("Permission denied", "permission denied at the target"),
-    ("Read-only file system", "the target filesystem is read-only"),
+    ("No space left on device", TARGET_FULL),
+    ("Permission denied", TARGET_DENIED),
+    ("Read-only file system", TARGET_READ_ONLY),
+)
+
+# (what rclone prints, lower case, what it means), first match wins; before its exit code's meaning
+_RCLONE_HINTS = (
+    ("nosuchbucket", NO_BUCKET),
+    ("invalidaccesskeyid", KEY_REFUSED),
+    ("signaturedoesnotmatch", SECRET_REFUSED),
+    ("accessdenied", ACCESS_DENIED),
+    ("expiredtoken", TOKEN_EXPIRED),
+    ("nocredentialproviders", NO_CREDENTIALS),
+    ("failed to get shared config profile", NO_PROFILE),
+    ("connection refused", UNREACHABLE),
+    ("no such host", UNREACHABLE),
+    ("directory not found", "the source does not exist"),
+    ("no space left on device", TARGET_FULL),
+    ("permission denied", TARGET_DENIED),
+    ("read-only file system", TARGET_READ_ONLY),
 )
 
 
@@ -63,12 +110,7 @@ def step_failed(step: str, done: "Completed", protocol: "Protocol", env: Mapping
     code = done.returncode
     last = (_rsync_cause_line(done.stderr) if tool == "rsync" else "") or _last_error_line(done.stderr) \
         or _last_error_line(done.stdout)
-    if tool == "rsync":
-        meaning = RSYNC_EXIT.get(code, "see rsync's message")
-    elif tool == "aws":
-        meaning = next((hint for needle, hint in _AWS_HINTS if needle in done.stderr), "see aws's message")
-    else:
-        meaning = "see its message"
+    meaning = _meaning(tool, code, done.stderr)
     cause = _os_cause(done.stderr + "\n" + done.stdout)
     if cause:  # the tool named the cause: say it, not the exit code's usual guesses
         meaning, last = cause
@@ -82,13 +124,27 @@ def step_failed(step: str, done: "Completed", protocol: "Protocol", env: Mapping
     )
 
 
+def _meaning(tool: str, code: int, stderr: str) -> str:
+    """What a tool's exit means: its documented exit code (rsync), the S3 message it printed
+    (aws; rclone, whose exit codes are less telling than its messages), else its message."""
+    if tool == "rsync":
+        return RSYNC_EXIT.get(code, "see rsync's message")
+    if tool == "aws":
+        return next((hint for needle, hint in _AWS_HINTS if needle in stderr), "see aws's message")
+    if tool == "rclone":
+        low = stderr.lower()
+        return next((hint for needle, hint in _RCLONE_HINTS if needle in low),
+                    RCLONE_EXIT.get(code, "see rclone's message"))
+    return "see its message"
+
+
 # Causes a tool reports from the operating system, most specific first: when one is in the
 # output it is the reason (a full disk makes rsync's sender end on "Broken pipe").
 _OS_CAUSES = (
-    ("No space left on device", "the target filesystem is full: No space left on device"),
+    ("No space left on device", f"{TARGET_FULL}: No space left on device"),
     ("Disk quota exceeded", "the disk quota is exceeded: Disk quota exceeded"),
     ("File too large", "a file exceeds the allowed size (file size limit or quota): File too large"),
-    ("Read-only file system", "the target filesystem is read-only"),
+    ("Read-only file system", TARGET_READ_ONLY),
 )
 
 

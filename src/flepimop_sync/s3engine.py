@@ -44,11 +44,12 @@ import re
 import stat
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
+from .failures import step_failed
 from .mechanism import Engine, Mechanism
 from .report import format_argv
 
@@ -60,36 +61,6 @@ LARGE_MEAN = 1 << 20
 # Never read a user's rclone.conf: everything comes from the AWS settings, through the environment.
 # No mtime metadata on uploads (aws stores none): the object's LastModified is its time, for both engines.
 RCLONE_BASE = ("--config=", "--use-server-modtime", "--s3-no-system-metadata", "--s3-no-check-bucket", "--stats=0", "--log-level=NOTICE")
-
-# rclone's documented exit codes
-RCLONE_EXIT = {
-    1: "syntax or usage error",
-    2: "error not otherwise categorised",
-    3: "directory not found (does the bucket exist?)",
-    4: "file not found",
-    5: "temporary error (a rerun may succeed)",
-    6: "less serious errors (NoRetry errors)",
-    7: "fatal error (e.g. credentials refused, or the account is suspended)",
-    8: "transfer limit exceeded",
-    9: "no files transferred",
-    10: "duration limit exceeded",
-}
-_HINTS = (
-    ("NoSuchBucket", "the bucket does not exist"),
-    ("InvalidAccessKeyId", "the credentials were refused (invalid access key)"),
-    ("SignatureDoesNotMatch", "the credentials were refused (wrong secret key)"),
-    ("AccessDenied", "access denied by the S3 service"),
-    ("ExpiredToken", "the session token has expired"),
-    ("NoCredentialProviders", "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                              "AWS_SECRET_ACCESS_KEY, or the protocol's 'profile')"),
-    ("failed to get shared config profile", "the named AWS profile does not exist"),
-    ("connection refused", "the S3 endpoint is unreachable"),
-    ("no such host", "the S3 endpoint is unreachable"),
-    ("directory not found", "the source does not exist"),
-    ("no space left on device", "the target filesystem is full"),
-    ("permission denied", "permission denied at the target"),
-    ("read-only file system", "the target filesystem is read-only"),
-)
 
 
 # -- planning (pure) ---------------------------------------------------------------
@@ -281,21 +252,6 @@ def check_listable(paths: Iterable[str]) -> None:
     for p in paths:
         if "\n" in p or "\r" in p:
             raise UsageError(f"{p!r} contains a line break; the rclone engine cannot name it (use --engine aws)")
-
-
-def step_failed(what: str, protocol, returncode: int, stderr: str, env: Mapping[str, str] | None) -> StepFailed:
-    from .report import redact
-
-    low = stderr.lower()
-    meaning = next((hint for needle, hint in _HINTS if needle.lower() in low),
-                   RCLONE_EXIT.get(returncode, "see rclone's message"))
-    if returncode < 0:
-        meaning = f"killed by signal {-returncode}"
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    last = next((line for line in reversed(lines) if "ERROR" in line or "Failed" in line), lines[-1] if lines else "")
-    detail = f": {redact(last[:300], env)}" if last else ""
-    return StepFailed(f"protocol '{protocol.name}': {what} failed (rclone exit {returncode}: {meaning}){detail}",
-                      step=what, returncode=returncode)
 
 
 # -- running (every process through runner.Runner) -------------------------------------
@@ -536,7 +492,7 @@ def _read_aws_config(env: Mapping[str, str]) -> str | None:
 def _run(runner, argv: Sequence[str], env: Mapping[str, str], what: str, plan):
     done = runner.stream(argv, env=env, live=runner.reporter.is_tty)
     if done.returncode != 0:
-        raise step_failed(what, plan.protocol, done.returncode, done.stderr, runner.base_env)
+        raise step_failed(what, done, plan.protocol, runner.base_env)
     return done
 
 
@@ -554,7 +510,9 @@ def _list_s3(job: _Job, end: End) -> dict[str, tuple[int, int]]:
     if done.returncode != 0:
         if "directory not found" in stderr.lower() and "nosuchbucket" not in stderr.lower():
             return {}  # an empty prefix: nothing there yet
-        raise step_failed(f"listing {end.text}", job.plan.protocol, done.returncode, stderr, job.runner.base_env)
+        # (its debug lines, asked for to learn rclone's version, are not its message)
+        raise step_failed(f"listing {end.text}", replace(done, stderr=stderr), job.plan.protocol,
+                          job.runner.base_env)
     return parse_lsjson(done.stdout)
 
 

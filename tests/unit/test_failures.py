@@ -38,6 +38,21 @@ CASES = [
     ("git", 128, "", "fatal: not a git repository\nhint: run git init\n",
      "protocol 'p': sync failed (git exit 128: see its message): fatal: not a git repository"),
     ("git", 1, "nothing to commit\n", "", "protocol 'p': sync failed (git exit 1: see its message): nothing to commit"),
+    # rclone: its message says more than its exit code, and S3's causes read as they do for aws
+    ("rclone", 3, "", "2026/12/03 12:00:00 ERROR : : error reading source root directory: directory not found\n"
+     "2026/12/03 12:00:00 ERROR : Attempt 1/1 failed with 1 errors and: NoSuchBucket: The specified bucket "
+     "does not exist\n",
+     "protocol 'p': sync failed (rclone exit 3: the bucket does not exist): 2026/12/03 12:00:00 ERROR : "
+     "Attempt 1/1 failed with 1 errors and: NoSuchBucket: The specified bucket does not exist"),
+    ("rclone", 1, "", f"2026/12/03 12:00:00 ERROR : x: Failed to copy: SignatureDoesNotMatch: key {SECRET}\n",
+     "protocol 'p': sync failed (rclone exit 1: the credentials were refused (wrong secret key)): "
+     "2026/12/03 12:00:00 ERROR : x: Failed to copy: SignatureDoesNotMatch: key ***"),
+    ("rclone", 5, "", "2026/12/03 12:00:00 NOTICE: too many requests\n",
+     "protocol 'p': sync failed (rclone exit 5: temporary error (a rerun may succeed)): "
+     "2026/12/03 12:00:00 NOTICE: too many requests"),
+    ("rclone", 7, "", "", "protocol 'p': sync failed (rclone exit 7: fatal error (e.g. credentials refused, or the "
+     "account is suspended)): rclone printed no message"),
+    ("rclone", -15, "", "", "protocol 'p': sync failed (rclone exit -15: killed by signal 15): rclone printed no message"),
 ]
 
 
@@ -88,3 +103,26 @@ def test_a_failed_run_after_creating_the_remote_target_says_so(tmp_path):
     assert str(caught.value) == (
         f"protocol 'p': {plan.steps[0].name} (run again after creating the target hpc:proj/in) failed (rsync exit 11: "
         "error in file I/O (missing target parent? use --mkpath; full disk or read-only target?)): rsync printed no message")
+
+
+# (what aws prints, what rclone prints): one cause, one wording, whichever S3 tool met it
+SAME_CAUSE = [
+    ("An error occurred (NoSuchBucket)", "NoSuchBucket: The specified bucket does not exist"),
+    ("An error occurred (InvalidAccessKeyId)", "InvalidAccessKeyId: status code: 403"),
+    ("An error occurred (SignatureDoesNotMatch)", "SignatureDoesNotMatch: status code: 403"),
+    ("An error occurred (AccessDenied)", "AccessDenied: Access Denied"),
+    ("An error occurred (ExpiredToken)", "ExpiredToken: The provided token has expired"),
+    ("Unable to locate credentials", "NoCredentialProviders: no valid providers in chain"),
+    ('Could not connect to the endpoint URL: "http://127.0.0.1:9/b"', "dial tcp 127.0.0.1:9: connect: connection refused"),
+    ("The config profile (lab) could not be found", "failed to get shared config profile, lab"),
+]
+
+
+@pytest.mark.parametrize(("aws_says", "rclone_says"), SAME_CAUSE, ids=[c[1].split(":")[0] for c in SAME_CAUSE])
+def test_an_s3_cause_reads_the_same_from_either_tool(aws_says, rclone_says):
+    def meaning(tool, says):
+        text = str(step_failed("sync", Completed((tool,), 1, "", f"ERROR : {says}\n", 0.1), PROTOCOL))
+        return text.split(f"({tool} exit 1: ", 1)[1].split("): ", 1)[0]
+
+    said = meaning("aws", aws_says)
+    assert said == meaning("rclone", rclone_says) and not said.startswith("see "), said
