@@ -85,6 +85,12 @@ SETTINGS_TYPES: Mapping[str, type] = MappingProxyType(
 _END_KEYS = ("type", "source", "target", "filters")
 
 
+def protocol_where(file: str, name: str, key: str | None = None) -> str:
+    """Where a protocol (or one of its keys) is written, as every config error names it."""
+    text = f"{file}: protocol '{name}'"
+    return text if key is None else f"{text} key '{key}'"
+
+
 @dataclass(frozen=True)
 class Protocol:
     """One named sync protocol, validated and frozen (and hashable).
@@ -110,8 +116,7 @@ class Protocol:
             object.__setattr__(self, "settings", SETTINGS_TYPES[self.type]())
 
     def where(self, key: str | None = None) -> str:
-        text = f"{self.file}: protocol '{self.name}'"
-        return text if key is None else f"{text} key '{key}'"
+        return protocol_where(self.file, self.name, key)
 
     def definition(self) -> dict[str, Any]:
         """The protocol as configured (JSON-ready), for --json, receipts and rerun triggers."""
@@ -160,12 +165,16 @@ MAX_ALIAS_EXPANSION = 1_000_000
 _CLoader = getattr(yaml, "CSafeLoader", None)  # libyaml's C parser, when PyYAML was built with it
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_MERGE_TAKES = "a merge key '<<' takes a mapping or a list of mappings"
+
+
 def _construct_mapping(loader, node: yaml.MappingNode, deep: bool = False):
     """Refuse duplicate keys (YAML would silently keep the last), with line and column; merge
     keys (``<<: *base``) work as YAML defines them: the mapping's own keys override merged ones."""
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
+        if key_node.tag == _MERGE_TAG:
             continue
         key = loader.construct_object(key_node, deep=deep)
         try:
@@ -190,7 +199,7 @@ def _flatten_merges(node: yaml.MappingNode) -> None:
     groups: list[list] = []
     own: list = []
     for key_node, value_node in node.value:
-        if key_node.tag != "tag:yaml.org,2002:merge":
+        if key_node.tag != _MERGE_TAG:
             own.append((key_node, value_node))
             continue
         if isinstance(value_node, yaml.MappingNode):
@@ -198,12 +207,10 @@ def _flatten_merges(node: yaml.MappingNode) -> None:
         elif isinstance(value_node, yaml.SequenceNode):
             subs = list(value_node.value)
         else:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a merge key '<<' takes a mapping or a list of mappings", value_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, _MERGE_TAKES, value_node.start_mark)
         for sub in subs:
             if not isinstance(sub, yaml.MappingNode):
-                raise yaml.constructor.ConstructorError(
-                    None, None, "a merge key '<<' takes a mapping or a list of mappings", sub.start_mark)
+                raise yaml.constructor.ConstructorError(None, None, _MERGE_TAKES, sub.start_mark)
             _flatten_merges(sub)
             groups.append(list(sub.value))
     if groups:  # dict construction keeps the last of equal keys: earliest merge last, own keys after all
@@ -223,6 +230,15 @@ class _PyLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+def _at(mark: Any) -> str:
+    """Where in a YAML file, as every config error says it."""
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _too_deep(path: str, where: str) -> ConfigError:
+    return ConfigError(f"{path}: YAML nested deeper than {MAX_DEPTH} levels (at {where})")
 
 
 class _TooDeep(Exception):
@@ -307,9 +323,7 @@ def _check_node_graph(path: str, root: yaml.Node) -> None:
         depth = 1 + max((depths.get(id(c), 0) for c in children), default=0)
         sizes[key], depths[key] = size, depth
         if depth > MAX_DEPTH:
-            mark = node.start_mark
-            raise ConfigError(f"{path}: YAML nested deeper than {MAX_DEPTH} levels (at line {mark.line + 1}, "
-                              f"column {mark.column + 1})")
+            raise _too_deep(path, _at(node.start_mark))
         if size - len(sizes) > MAX_ALIAS_EXPANSION:
             raise ConfigError(f"{path}: YAML aliases expand the document to more than {MAX_ALIAS_EXPANSION:,} "
                               "values (an alias bomb?); refusing to load it")
@@ -357,15 +371,13 @@ def _parse_yaml(path: str, text: str) -> Any:
         finally:
             loader.dispose()
     except _TooDeep as exc:
-        mark = exc.mark
-        raise ConfigError(f"{path}: YAML nested deeper than {MAX_DEPTH} levels (at line {mark.line + 1}, "
-                          f"column {mark.column + 1})") from None
+        raise _too_deep(path, _at(exc.mark)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        where = _at(mark) if mark else "unknown position"
         problem = exc.problem or exc.context or "syntax error"
         if "nesting depth" in problem:  # PyYAML >= 6.0.4 stops deep documents itself: say it as we do
-            raise ConfigError(f"{path}: YAML nested deeper than {MAX_DEPTH} levels (at {where})") from None
+            raise _too_deep(path, where) from None
         raise ConfigError(f"{path}: YAML syntax error at {where}: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: YAML error: {' '.join(str(exc).split())}") from None
@@ -436,7 +448,7 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
         raise ConfigError(
             f"{path}: protocol {show_value(name)}: invalid name (use letters, digits, '_', '-', '.', at most 64 characters)"
         )
-    where = f"{path}: protocol '{name}'"
+    where = protocol_where(path, name)
     if not isinstance(body, dict):
         raise ConfigError(f"{where}: must be a mapping with a 'type' key, got {_kind(body)}")
     ptype = body.get("type")

@@ -158,8 +158,7 @@ def _checked_end(key: str, text: str, where: Callable[[str | None], str], error)
     end = parse_end(text)
     if end.kind == EndKind.REMOTE:
         if _bad_host(end.host):
-            raise error(f"{where(key)}: {show_value(text)} has an invalid host name {show_value(end.host)} "
-                        f"(for a local path, write {show_value('./' + text)})")
+            raise error(_invalid_host(where(key), text, end.host))
         if "\n" in end.path:  # rsync escapes remote paths with '\', and '\'+newline is a line continuation
             raise error(f"{where(key)}: {show_value(text)}: a remote path cannot contain a line break "
                         "(rsync cannot pass it to the remote shell literally)")
@@ -190,6 +189,11 @@ def _bad_host(host: str) -> bool:
                 or host.count("@") > 1 or host.startswith("@") or host.endswith("@"))
 
 
+def _invalid_host(where: str, text: str, host: str) -> str:
+    return (f"{where}: {show_value(text)} has an invalid host name {show_value(host)} "
+            f"(for a local path, write {show_value('./' + text)})")
+
+
 def _same_place(a: End, b: End) -> bool:
     if a.kind != b.kind or a.host != b.host:
         return False
@@ -214,8 +218,7 @@ def expand_end(text: str, env: Mapping[str, str], where: str, *, error=UsageErro
 
     written = parse_end(_VARIABLE.sub("x", text))
     if written.kind == EndKind.REMOTE and _bad_host(written.host):  # as written, before any expansion
-        raise error(f"{where}: {show_value(text)} has an invalid host name {show_value(written.host)} "
-                    f"(for a local path, write {show_value('./' + text)})")
+        raise error(_invalid_host(where, text, written.host))
     expanded = _VARIABLE.sub(value, text)
     if expanded.startswith("~") and parse_end(expanded).kind == EndKind.LOCAL:
         expanded = _expand_user(expanded, env, where, error)

@@ -39,7 +39,7 @@ from . import listing as listing_mod
 from .lock import DestinationLock
 from .mechanism import Engine
 from .options import SyncOptions
-from .report import Reporter, format_argv
+from .report import Reporter, format_argv, some
 from .runner import Completed, Runner
 
 def now_iso() -> str:
@@ -292,12 +292,6 @@ def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
         reporter.warn(f"{len(dropped)} selected file(s) changed into links or vanished since the listing and "
                       f"were not uploaded ({some(dropped)})")
     reporter.detail(f"staged {len(stage.files) - len(dropped)} selected file(s) as links in {stage.directory}")
-
-
-def some(paths: Sequence[str], limit: int = 5) -> str:
-    """The first few paths of a list, quoted, and how many more: how every message names files."""
-    shown = ", ".join(repr(p) for p in paths[:limit])
-    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
 def _refuse_writes_through_links(plan: planning.Plan, selection: "list[tuple[str, int]] | None",
@@ -555,6 +549,8 @@ def _require_s3_objects(plan: planning.Plan, listing: "Listing | None", runner: 
 
 
 # -- the target --------------------------------------------------------------------
+CHECKING_TARGET = "checking the target"  # the step that refuses a target whose parent is missing (dry and real runs)
+
 def _target_parent(end: End) -> str:
     path = end.path.rstrip("/")
     return posixpath.dirname(path) if "/" in path else ""
@@ -578,9 +574,9 @@ def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
         if done.returncode == 0:
             return
         if done.returncode != 23:  # 23: no such directory; anything else: the host itself failed
-            raise _step_failed("checking the target (dry run)", done, r.protocol, runner.base_env)
+            raise _step_failed(f"{CHECKING_TARGET} (dry run)", done, r.protocol, runner.base_env)
     raise StepFailed(f"protocol '{r.protocol.name}': the target's parent {parent!r} does not exist, so the real "
-                     "run would fail; create it or use --mkpath", step="checking the target")
+                     "run would fail; create it or use --mkpath", step=CHECKING_TARGET)
 
 
 def _missing_levels(end: End) -> list[str]:
@@ -619,7 +615,7 @@ def _prepare_target(plan: planning.Plan) -> None:
         if r.protocol.type == "rsync":
             return  # rsync fails itself, naming the directory
         raise StepFailed(f"protocol '{r.protocol.name}': the target's parent {parent!r} does not exist "
-                         "(create it or use --mkpath)", step="checking the target")
+                         "(create it or use --mkpath)", step=CHECKING_TARGET)
     if r.destination.text != r.target.text:
         try:
             os.makedirs(r.target.path) if r.mkpath else os.mkdir(r.target.path)
@@ -807,12 +803,7 @@ _AWS_DONE = re.compile(r"^(upload|download|copy|delete): ")
 
 
 def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter) -> dict[str, int]:
-    tool = step.argv[0]
-    if runner.which(tool) is None:
-        hint = {"aws": "install the AWS CLI: pip install awscli",
-                "rsync": "install rsync: apt-get install rsync (or your system's package manager)"}.get(tool, "")
-        raise StepFailed(f"{tool}: command not found", step=step.name, returncode=127, hint=hint or None)
-    if tool == "rsync":
+    if step.argv[0] == "rsync":  # (a missing tool: the runner says so, with how to install it)
         return _run_rsync_step(step, plan, runner, reporter)
     return _run_aws_step(step, plan, runner, reporter)
 

@@ -4,7 +4,10 @@ The line names the protocol and the step, the tool's exit status and what it mea
 rclone's documented exit codes, the S3 messages users meet most, in the same words whichever
 S3 tool printed them, or the operating-system cause the tool printed, which wins over an exit
 code's usual guesses) and the tool's own most telling line, with secrets masked (or that it
-printed none).  Every caller that turns a finished process into an error comes here.
+printed none).  Every transfer-side caller that turns a finished process into an error comes
+here (steps, dry runs, probes and listings of rsync and aws, and the rclone engine); git's
+failures are worded in ``gitsync``, where what they mean depends on the safety checks and the
+journal (refused, rolled back, exactly as before).
 """
 
 from __future__ import annotations
@@ -80,10 +83,11 @@ _AWS_HINTS = (
     ("EndpointConnectionError", UNREACHABLE),
     ("The config profile", NO_PROFILE),
     ("does not exist", "a path does not exist"),
-    ("No space left on device", TARGET_FULL),
     ("Permission denied", TARGET_DENIED),
-    ("Read-only file system", TARGET_READ_ONLY),
-)
+)  # (a full or read-only target: the operating system's cause, _OS_CAUSES, names it for every tool)
+
+#: rclone's word for a missing bucket or prefix (an empty prefix is no error to s3engine's listing)
+RCLONE_NOT_FOUND = "directory not found"
 
 # (what rclone prints, lower case, what it means), first match wins; before its exit code's meaning
 _RCLONE_HINTS = (
@@ -96,7 +100,7 @@ _RCLONE_HINTS = (
     ("failed to get shared config profile", NO_PROFILE),
     ("connection refused", UNREACHABLE),
     ("no such host", UNREACHABLE),
-    ("directory not found", "the source does not exist"),
+    (RCLONE_NOT_FOUND, "the source does not exist"),
     ("no space left on device", TARGET_FULL),
     ("permission denied", TARGET_DENIED),
     ("read-only file system", TARGET_READ_ONLY),

@@ -283,6 +283,9 @@ SLASH, STAR, DSTAR, ANY_BYTE = Slash(), Star(), DStar(), AnyByte()
 STARS = (Star, DStar)
 
 
+_ESCAPED_SLASH = "'\\/' (escaped '/') is not supported"
+
+
 def _tokenize(pat: bytes) -> list[Token]:
     toks: list[Token] = []
     n = len(pat)
@@ -294,7 +297,7 @@ def _tokenize(pat: bytes) -> list[Token]:
                 raise ValueError("dangling '\\' at the end of the pattern")
             nxt = pat[i + 1]
             if nxt == _SLASH:
-                raise ValueError("'\\/' (escaped '/') is not supported")
+                raise ValueError(_ESCAPED_SLASH)
             toks.append(Lit(nxt))
             i += 2
         elif c == _STAR:
@@ -382,7 +385,7 @@ def _analyse(pattern: str) -> PatternInfo:
     anchored = raw.startswith(b"/")
     dir_only = len(raw) > 1 and raw.endswith(b"/")
     if dir_only and (len(raw) - len(raw[:-1].rstrip(b"\\")) - 1) % 2 == 1:
-        raise ValueError("'\\/' (escaped '/') is not supported")
+        raise ValueError(_ESCAPED_SLASH)
     core = raw[1 if anchored else 0 : len(raw) - 1 if dir_only else len(raw)]
     if not core:
         raise ValueError("empty pattern")

@@ -75,7 +75,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from .config import Protocol
 from .errors import ConfigError, Interrupted, SafetyHalt, StepFailed, UsageError
 from .options import SyncOptions
-from .report import Reporter, redact
+from .report import Reporter, redact, some
 from .runner import Completed, Runner
 
 
@@ -1112,9 +1112,7 @@ def _show_name(name: str) -> str:
 
 
 def _names(names: Iterable[str], limit: int = SHOW_NAMES) -> str:
-    names = list(names)
-    shown = ", ".join(_show_name(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    return some(names, limit, show=_show_name)
 
 
 def _count(n: int | None) -> str:

@@ -174,9 +174,9 @@ def rsync_unescape(name: str) -> str:
 def rsync_listing_argv(end: "End", protocol: "Protocol", into: str) -> list[str]:
     """A dry-run transfer of the whole end into the empty directory ``into``: rsync itemizes
     every entry (links as links, nothing followed) and changes nothing."""
-    from .plan import rsync_rsh_args, rsync_sender_operand  # the remote sender globs its paths: escaped
+    from .plan import RSYNC_ITEMIZE, rsync_rsh_args, rsync_sender_operand  # the remote sender globs its paths: escaped
 
-    argv = ["rsync", "-n", "-r", "-l", "-D", "--out-format=%i %l %n", *rsync_rsh_args(protocol)]
+    argv = ["rsync", "-n", "-r", "-l", "-D", RSYNC_ITEMIZE, *rsync_rsh_args(protocol)]
     return argv + ["--", rsync_sender_operand(end.as_dir()), into.rstrip("/") + "/"]
 
 

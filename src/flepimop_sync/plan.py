@@ -33,6 +33,8 @@ from .mechanism import Engine, Mechanism, as_mechanism
 from .options import SyncOptions
 
 RSYNC_BASE = ("rsync", "-a", "--prune-empty-dirs")
+#: rsync's line per entry in its dry runs (flags, size, name), which listing and preview parse
+RSYNC_ITEMIZE = "--out-format=%i %l %n"
 #: Above this many estimated aws pattern tests (~2 s of filtering), an explicit upload is staged.
 STAGE_ABOVE_TESTS = 200_000
 
@@ -572,7 +574,7 @@ def rsync_preview_argv(argv: Sequence[str]) -> tuple[str, ...]:
     what rsync itself would send and delete."""
     out = [a for a in argv if a not in ("--itemize-changes", "--info=progress2")]
     tail = out.index("--")
-    out[tail:tail] = ["--dry-run", "--out-format=%i %l %n"]
+    out[tail:tail] = ["--dry-run", RSYNC_ITEMIZE]
     return tuple(out)
 
 

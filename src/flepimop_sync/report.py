@@ -3,7 +3,7 @@ secrets are masked.
 
 Level 0 prints results and warnings; -v the exact commands; -vv per-file detail;
 -vvv debug.  With --json, human text goes to stderr so stdout stays one JSON
-document.
+document.  ``some`` is how every message names files (the first few, and how many more).
 
 Secrets are masked by structure, here and nowhere else, and every output path comes through
 here (-v command lines via ``format_argv``, --plan/--json and receipts via ``redact_json``,
@@ -32,7 +32,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, TextIO
+from typing import Any, Callable, Iterable, Mapping, TextIO
 
 MASK = "***"
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID")
@@ -289,6 +289,14 @@ def redact_json(obj: Any, env: Mapping[str, str] | None = None, *, argv: bool = 
             return redact_argv(obj, env)
         return [redact_json(v, env, argv=argv) for v in obj]
     return obj
+
+
+def some(names: Iterable[str], limit: int = 5, show: Callable[[str], str] = repr) -> str:
+    """The first few names of a list, each as ``show`` writes it, and how many more: how every
+    message names files."""
+    names = list(names)
+    shown = ", ".join(show(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def format_argv(argv: Iterable[str], env: Mapping[str, str] | None = None) -> str:

