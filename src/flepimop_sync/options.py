@@ -23,7 +23,7 @@ class SyncOptions:
     delete: bool = False
     dry_run: bool = False
     verbosity: int = 0
-    engine: str | None = None  # s3sync: "aws" or "rclone" (None: the protocol's, else aws)
+    engine: str | None = None  # s3sync: an Engine name, "aws" or "rclone" (None: the protocol's, else aws; plan.engine_for)
 
     def __post_init__(self) -> None:
         from .filters import check_no_filter  # the one home of the rule (build_rules checks it too)
