@@ -551,6 +551,7 @@ def _require_s3_objects(plan: planning.Plan, listing: "Listing | None", runner: 
 # -- the target --------------------------------------------------------------------
 CHECKING_TARGET = "checking the target"  # the step that refuses a target whose parent is missing (dry and real runs)
 
+
 def _target_parent(end: End) -> str:
     path = end.path.rstrip("/")
     return posixpath.dirname(path) if "/" in path else ""

@@ -69,7 +69,9 @@ TARGET_FULL = "the target filesystem is full"
 TARGET_DENIED = "permission denied at the target"
 TARGET_READ_ONLY = "the target filesystem is read-only"
 
-# (what aws prints, what it means), first match wins
+# (what aws prints, what it means), first match wins.  A full or read-only target is not here: the
+# operating system's cause (_OS_CAUSES, in the C library's words) names it and wins over any hint.
+# rclone, a Go program, words those causes in lower case: its own table below has them.
 _AWS_HINTS = (
     ("NoSuchBucket", NO_BUCKET),
     ("Unable to locate credentials", NO_CREDENTIALS),
@@ -84,7 +86,7 @@ _AWS_HINTS = (
     ("The config profile", NO_PROFILE),
     ("does not exist", "a path does not exist"),
     ("Permission denied", TARGET_DENIED),
-)  # (a full or read-only target: the operating system's cause, _OS_CAUSES, names it for every tool)
+)
 
 #: rclone's word for a missing bucket or prefix (an empty prefix is no error to s3engine's listing)
 RCLONE_NOT_FOUND = "directory not found"

@@ -4,8 +4,9 @@ the tool) that ``s3filters`` chooses from and ``plan`` (and the summary line, ``
 files) that ``plan.engine_for`` picks from and the CLI offers.
 
 A member's value is its short name (``"explicit"``, ``"rclone"``), and a member is that string
-wherever a string is expected (equal, hashed, printed, JSON); ``Mechanism.text`` is what a user
-reads.  Imports nothing of the package.
+wherever a string is expected (equal, hashed, printed, JSON): ``Word``, the base of these
+vocabularies (and of ``s3engine.Direction``); ``Mechanism.text`` is what a user reads.  Imports
+nothing of the package.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from enum import Enum
 
 
-class _Word(str, Enum):
+class Word(str, Enum):
     """A member is its short name wherever a string is: equal, hashed and printed as it."""
 
     def __hash__(self) -> int:
@@ -26,12 +27,12 @@ class _Word(str, Enum):
         return format(self.value, spec)
 
 
-class Engine(_Word):
+class Engine(Word):
     AWS = "aws"  # aws s3 sync (the default)
     RCLONE = "rclone"  # the fast engine (s3engine), extra 'fast'
 
 
-class Mechanism(_Word):
+class Mechanism(Word):
     NONE = "none"  # no filters: everything
     RSYNC = "rsync"  # rsync's own filter rules
     RSYNC_FILE = "rsync-file"  # a single file

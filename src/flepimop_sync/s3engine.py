@@ -50,7 +50,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
 from .failures import RCLONE_NOT_FOUND, step_failed
-from .mechanism import Engine, Mechanism
+from .mechanism import Engine, Mechanism, Word
 from .report import some
 
 RCLONE = "rclone"
@@ -61,6 +61,20 @@ LARGE_MEAN = 1 << 20
 # Never read a user's rclone.conf: everything comes from the AWS settings, through the environment.
 # No mtime metadata on uploads (aws stores none): the object's LastModified is its time, for both engines.
 RCLONE_BASE = ("--config=", "--use-server-modtime", "--s3-no-system-metadata", "--s3-no-check-bucket", "--stats=0", "--log-level=NOTICE")
+
+
+class Direction(Word):
+    """Which way a sync moves files: it decides aws' change rule and how arrival is checked."""
+
+    UPLOAD = "upload"
+    DOWNLOAD = "download"
+    COPY = "copy"  # S3 -> S3
+
+    @classmethod
+    def of(cls, source: End, destination: End) -> "Direction":
+        if source.kind != EndKind.S3:
+            return cls.UPLOAD
+        return cls.COPY if destination.kind == EndKind.S3 else cls.DOWNLOAD
 
 
 # -- planning (pure) ---------------------------------------------------------------
@@ -216,7 +230,7 @@ def parse_lsjson(text: str) -> dict[str, tuple[int, int]]:
 
 
 def changed(source: Mapping[str, tuple[int, int]], target: Mapping[str, tuple[int, int]],
-            direction: str) -> list[str]:
+            direction: Direction | str) -> list[str]:
     """The selected source files ``aws s3 sync`` would transfer (awscli SizeAndLastModifiedSync).
 
     direction "upload"/"copy": size differs, or the source is newer than the target;
@@ -229,13 +243,14 @@ def changed(source: Mapping[str, tuple[int, int]], target: Mapping[str, tuple[in
     S3->S3 copy compares whole seconds: some servers stamp a copy with the source's time cut to
     the second (an HTTP date).
     """
-    unit = 1_000_000 if direction == "copy" else 1000
+    direction = Direction(direction)
+    unit = 1_000_000 if direction is Direction.COPY else 1000
     out = []
     for path, (size, mtime) in source.items():
         have = target.get(path)
         if have is None or have[0] != size:
             out.append(path)
-        elif direction == "download":
+        elif direction is Direction.DOWNLOAD:
             if have[1] // unit > mtime // unit:
                 out.append(path)
         elif have[1] // unit < mtime // unit:
@@ -263,7 +278,7 @@ class _Job:
     runner: Any
     reporter: Any
     env: dict[str, str]  # the RCLONE_S3_* configuration of the ':s3:' remote
-    direction: str  # "upload", "download" or "copy" (S3 -> S3)
+    direction: Direction
     version: str = ""  # from the first listing's log (see lsjson_argv), else `rclone version`
     source: dict[str, tuple[int, int]] = field(default_factory=dict)  # selected: {path: (size, mtime_us)}
     listed: dict[str, tuple[int, int]] | None = None  # everything an S3 source holds (its listing)
@@ -287,8 +302,7 @@ def _open(plan, runner, reporter) -> _Job:
         raise UsageError(f"{r.protocol.where('engine')}: engine 'rclone' is not installed ({INSTALL_HINT})")
     config_text = _read_aws_config(runner.base_env)
     env = rclone_env(aws_settings(r.protocol, runner.base_env, config_text))
-    direction = ("copy" if r.destination.kind == EndKind.S3 else "download") if r.source.kind == EndKind.S3 else "upload"
-    return _Job(plan, runner, reporter, env, direction)
+    return _Job(plan, runner, reporter, env, Direction.of(r.source, r.destination))
 
 
 def _announce(job: _Job, started: str) -> dict[str, Any]:
@@ -382,7 +396,7 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
             _report_moves(job, deletions if deleting else todo, deleting=deleting)
         if todo and not plan.source_is_file:
             _check_arrived(job, todo)
-        if job.direction == "download" and not plan.source_is_file:
+        if job.direction is Direction.DOWNLOAD and not plan.source_is_file:
             _keep_listed_times(job, todo)
     transferred = {"files": len(todo), "bytes": sum(job.source[p][0] for p in todo)}
     seconds = time.monotonic() - start
@@ -407,14 +421,14 @@ def _check_arrived(job: _Job, todo: Sequence[str]) -> None:
     resolution: a same-size rewrite within the second of the old object looks unchanged).  One
     listing of the target after the copy and, only for such suspects, one of the source."""
     r = job.plan.resolved
-    if job.direction == "download":
+    if job.direction is Direction.DOWNLOAD:
         root = r.destination.as_dir().text
         missing = []
         for path in todo:
             have = _stat_us(root + path)
             if have is None or have[0] != job.source[path][0] or have == job.target.get(path):
                 missing.append(path)
-    elif job.direction == "upload":
+    elif job.direction is Direction.UPLOAD:
         root = r.source.as_dir().text
         gone = [path for path in todo if _stat_us(root + path) is None]
         target = _list_s3(job, r.destination) if gone else {}

@@ -33,6 +33,20 @@ def test_changed_is_aws_rule(direction, src, dst, moves):
     assert s3engine.changed({"f": src}, target, direction) == (["f"] if moves else [])
 
 
+# (source, destination) -> the direction: it picks aws' change rule above
+DIRECTIONS = [
+    ("/data/x/", "s3://b/p/", s3engine.Direction.UPLOAD),
+    ("s3://b/p/", "/data/x/", s3engine.Direction.DOWNLOAD),
+    ("s3://b/p/", "s3://c/q/", s3engine.Direction.COPY),
+]
+
+
+@pytest.mark.parametrize("source,destination,direction", DIRECTIONS)
+def test_the_direction_of_a_sync(source, destination, direction):
+    got = s3engine.Direction.of(parse_end(source), parse_end(destination))
+    assert got is direction and f"{got}" == direction.value  # (the -vv lines say it as aws does: "upload: ...")
+
+
 class P:
     def __init__(self, **keys):
         self.settings = S3Settings(**keys)
