@@ -67,7 +67,8 @@ def test_a_mechanism_from_its_name_or_its_text(value):
     assert as_mechanism(value) is Mechanism.RCLONE and f"{as_mechanism(value)}" == "rclone"
 
 
-# protocol, --engine, the engine (or the start of the refusal): plan.engine_for is the one home of the choice
+# protocol, --engine, the engine (or the whole refusal, the config's directory left out): plan.engine_for is
+# the one home of the choice
 ENGINE_CHOICES = [
     ("snap", None, Engine.AWS),                  # the schema's default
     ("snap", "rclone", Engine.RCLONE),
