@@ -9,7 +9,8 @@ deletion, preview and probe commands, ``listing`` lists an end, ``lock`` holds t
 words a tool's failure, and ``runner.Runner`` starts every process.  It decides the run-time
 facts the plan is given (is the source a local file: ``probe_source``; the listings; a stage
 directory) and owns what happens on disk around the steps (target creation, stage links,
-glob-free aliases).  ``sync`` is the CLI's entry point: a JSON-ready result; ``run``, the
+glob-free aliases), and the report lines every engine prints (``report_done``, ``note_skipped``,
+``report_commands``, ``report_dry_run``: ``s3engine`` calls them too).  ``sync`` is the CLI's entry point: a JSON-ready result; ``run``, the
 Snakemake wrapper's (through ``api``): that result (the receipt body) with the source listing
 the run made (``Outcome``), which the receipt's audit list reuses.
 """
