@@ -21,6 +21,7 @@ from . import filters as filter_rules
 from . import plan as planning
 from .config import SyncConfig, load_config
 from .endpoints import EndKind, check_nesting
+from .mechanism import Engine, ProtocolType
 from .options import SyncOptions
 from .report import Reporter, redact, redact_json
 
@@ -33,9 +34,9 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
     """The resolved plan without running anything (no I/O beyond reading the configs)."""
     config = config or load_config(config_files)
     protocol = config.get(options.protocol)
-    body: dict[str, Any] = {"protocol": protocol.name, "type": protocol.type, "config_files": list(config.files),
+    body: dict[str, Any] = {"protocol": protocol.name, "type": protocol.type.value, "config_files": list(config.files),
                             "definition": protocol.definition()}
-    if protocol.type == "git":
+    if protocol.type is ProtocolType.GIT:
         mode = protocol.settings.mode
         from .gitsync import effective_mode  # the one home of the --reverse swap
         mode = effective_mode(mode, reverse=options.reverse).value
@@ -64,9 +65,12 @@ def tool_versions(tools: Sequence[str] = ALL_TOOLS) -> dict[str, str]:
 def tools_of(result: Mapping[str, Any]) -> tuple[str, ...]:
     """The program a run's result says did the work: its receipt names that one's version
     (``aws --version`` alone starts the whole aws CLI, ~1 s of CPU: not for an rsync run)."""
-    if result.get("type") == "s3sync":
-        return (str(result.get("engine") or "aws"),)
-    return (str(result["type"]),) if result.get("type") in ("rsync", "git") else ALL_TOOLS
+    ptype = result.get("type")
+    if ptype == ProtocolType.S3SYNC:
+        return (str(result.get("engine") or Engine.AWS),)
+    if ptype in (ProtocolType.RSYNC, ProtocolType.GIT):  # the tool of these types bears their name
+        return (str(ptype),)
+    return ALL_TOOLS
 
 
 @functools.lru_cache(maxsize=None)
@@ -216,8 +220,8 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
     """
     config = config or load_config(config_files)
     protocol = config.get(options.protocol)
-    record: dict[str, Any] = {"type": protocol.type}
-    if protocol.type == "git":
+    record: dict[str, Any] = {"type": protocol.type.value}
+    if protocol.type is ProtocolType.GIT:
         mode = protocol.settings.mode
         from .gitsync import effective_mode  # the one home of the --reverse swap
         mode = effective_mode(mode, reverse=options.reverse).value
@@ -248,7 +252,7 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
 def _tool(protocol: Any, options: SyncOptions) -> str:
     """The program that moves the files: rsync, or the s3sync engine (``plan.engine_for``)."""
     engine = planning.engine_for(protocol, options)
-    return engine.value if protocol.type == "s3sync" else protocol.type
+    return engine.value if protocol.type is ProtocolType.S3SYNC else protocol.type.value
 
 
 def _meaning_filters(config_rules: Any, options: SyncOptions, source_is_file: bool) -> tuple[str, ...]:
@@ -311,7 +315,7 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
         # the source listing the run made: the audit list reads the source's ETags from it
         source_listing = outcome.source_listing
         config = load_config(config_files)  # once more, for the extra files and the receipt
-        if result.get("type") != "git":
+        if result.get("type") != ProtocolType.GIT:
             if "selected" not in result:
                 result["selected"], listed = _selection(config_files, options, env, config=config)
                 if source_listing is None:
@@ -329,7 +333,7 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     except SyncError as error:
         _write_failure(receipt, options, config_files, error, started, env)
         raise
-    if result.get("type") != "git":
+    if result.get("type") != ProtocolType.GIT:
         try:
             result["files"] = destination_files(config_files, options, env, config=config,
                                                 source_listing=source_listing)

@@ -5,6 +5,7 @@ the same name replaces the earlier one (keeping the earlier one's position, so
 "the first protocol is the default" stays stable).  Every protocol is validated
 against the one JSON Schema shipped in ``schemas/sync.schema.json`` (the same file
 the Snakefile uses), and every error names the file, the protocol and the key.  A protocol's
+``type`` is a ``mechanism.ProtocolType`` (the schema's enum, word for word); its
 other keys become typed settings, one frozen dataclass per type (``RsyncSettings``,
 ``S3Settings``, ``GitSettings``, the schema's defaults filled in), built once here and read as
 attributes everywhere else.
@@ -24,9 +25,9 @@ from typing import Any, Mapping, Sequence, Union
 import yaml
 
 from .errors import ConfigError, show_value
+from .mechanism import ProtocolType
 
 SCHEMA_RESOURCE = "schemas/sync.schema.json"
-PROTOCOL_TYPES = ("rsync", "s3sync", "git")
 
 
 def schema_path() -> Path:
@@ -79,8 +80,8 @@ class GitSettings:
 
 
 ProtocolSettings = Union[RsyncSettings, S3Settings, GitSettings]
-SETTINGS_TYPES: Mapping[str, type] = MappingProxyType(
-    {"rsync": RsyncSettings, "s3sync": S3Settings, "git": GitSettings})
+SETTINGS_TYPES: Mapping[ProtocolType, type] = MappingProxyType(
+    {ProtocolType.RSYNC: RsyncSettings, ProtocolType.S3SYNC: S3Settings, ProtocolType.GIT: GitSettings})
 #: Protocol keys that are not settings (fields of Protocol itself).
 _END_KEYS = ("type", "source", "target", "filters")
 
@@ -103,7 +104,7 @@ class Protocol:
     """
 
     name: str
-    type: str
+    type: ProtocolType  # a string given here becomes its member
     file: str
     source: str | None = None
     target: str | None = None
@@ -112,7 +113,8 @@ class Protocol:
     settings_keys: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.settings is None and self.type in SETTINGS_TYPES:
+        object.__setattr__(self, "type", ProtocolType(self.type))
+        if self.settings is None:
             object.__setattr__(self, "settings", SETTINGS_TYPES[self.type]())
 
     def where(self, key: str | None = None) -> str:
@@ -120,7 +122,7 @@ class Protocol:
 
     def definition(self) -> dict[str, Any]:
         """The protocol as configured (JSON-ready), for --json, receipts and rerun triggers."""
-        out: dict[str, Any] = {"type": self.type}
+        out: dict[str, Any] = {"type": self.type.value}
         if self.source is not None:
             out["source"] = self.source
         if self.target is not None:
@@ -451,11 +453,13 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
     where = protocol_where(path, name)
     if not isinstance(body, dict):
         raise ConfigError(f"{where}: must be a mapping with a 'type' key, got {_kind(body)}")
-    ptype = body.get("type")
+    known = ", ".join(ProtocolType)
     if "type" not in body:
-        raise ConfigError(f"{where}: missing required key 'type' (one of {', '.join(PROTOCOL_TYPES)})")
-    if ptype not in PROTOCOL_TYPES:
-        raise ConfigError(f"{where} key 'type': {show_value(ptype)} is not one of {', '.join(PROTOCOL_TYPES)}")
+        raise ConfigError(f"{where}: missing required key 'type' (one of {known})")
+    try:
+        ptype = ProtocolType(body["type"])
+    except ValueError:  # any other value (a number, a list or a mapping too)
+        raise ConfigError(f"{where} key 'type': {show_value(body['type'])} is not one of {known}") from None
     sub = {"$defs": schema["$defs"], **schema["$defs"][ptype]}
     try:
         fast_ok = is_valid(body, sub)
@@ -542,17 +546,17 @@ def _semantic_checks(protocol: Protocol) -> None:
     from .endpoints import check_protocol_ends
 
     if protocol.filters is not None:
-        if protocol.type == "git":  # schema forbids it already; kept for clarity
+        if protocol.type is ProtocolType.GIT:  # schema forbids it already; kept for clarity
             raise ConfigError(f"{protocol.where('filters')}: git protocols take no filters (git uses .gitignore)")
         for text, origin in protocol.filters:
             # Syntax only: $NAME is expanded (and an unset one refused) when the protocol runs,
             # so a variable needed by one protocol does not break loading the others.
             filter_rules.parse_rule(text, origin, env=_ANY_VARIABLE)
-    if protocol.type != "git":
+    if protocol.type is not ProtocolType.GIT:
         check_protocol_ends(protocol.type, protocol.source or "", protocol.target or "", protocol.where)
 
 
-def _describe_schema_error(error: Any, ptype: str) -> str:
+def _describe_schema_error(error: Any, ptype: ProtocolType) -> str:
     """Turn a jsonschema error into ' key 'x': what is wrong' (the key is the point)."""
     path = list(error.absolute_path)
     validator = error.validator

@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Callable, Mapping
 
 from .errors import ConfigError, UsageError, show_value
+from .mechanism import ProtocolType
 
 APPEND_PREFIX = "+ "
 _BAD_HOST = re.compile(r"^-|[\s\x00-\x1f\x7f'\"`$;&|<>()\\*?\[\]{}!#~]")
@@ -137,14 +138,14 @@ def reverse_ends(source: str, target: str) -> tuple[str, str]:
 
 
 def check_protocol_ends(
-    ptype: str, source: str, target: str, where: Callable[[str | None], str], *, error=ConfigError
+    ptype: ProtocolType, source: str, target: str, where: Callable[[str | None], str], *, error=ConfigError
 ) -> tuple[End, End]:
     """Refuse ends that cannot work for this protocol type (message names file/protocol/key)."""
     src = _checked_end("source", source, where, error)
     tgt = _checked_end("target", target, where, error)
-    if ptype == "rsync":
+    if ptype == ProtocolType.RSYNC:
         _check_rsync_ends(src, tgt, where, error)
-    elif ptype == "s3sync":
+    elif ptype == ProtocolType.S3SYNC:
         _check_s3sync_ends(src, tgt, where, error)
     if _same_place(src, tgt):
         raise error(f"{where('target')}: source and target are the same place ({src.text!r}); nothing to sync")

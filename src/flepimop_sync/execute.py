@@ -38,7 +38,7 @@ from .filters import Action, FilterList
 from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
 from . import listing as listing_mod
 from .lock import DestinationLock
-from .mechanism import Engine
+from .mechanism import Engine, ProtocolType
 from .options import SyncOptions
 from .report import Reporter, format_argv, some
 from .runner import Completed, Runner
@@ -75,7 +75,7 @@ def run(config_files: Sequence[str], options: SyncOptions, reporter: Reporter, *
         reporter = reporter.with_env(env)  # mask the secrets of the environment the children get
     try:
         with Runner(reporter, env=env) as runner:
-            if protocol.type == "git":
+            if protocol.type is ProtocolType.GIT:
                 return Outcome(run_git(protocol, options, runner, reporter, cwd=cwd))
             return run_transfer(protocol, options, runner, reporter)
     except OSError as exc:  # the environment (an unreadable directory, a full disk): one line, exit 1
@@ -90,7 +90,7 @@ def run_git(protocol: Protocol, options: SyncOptions, runner: Runner, reporter: 
     started = now_iso()
     result = run_git_protocol(protocol, options, runner, reporter, cwd=cwd)
     result.setdefault("protocol", protocol.name)
-    result.setdefault("type", "git")
+    result.setdefault("type", ProtocolType.GIT.value)
     result["started"], result["finished"] = started, now_iso()
     result.setdefault("status", "ok")
     return result
@@ -250,7 +250,7 @@ def _run_steps(plan: planning.Plan, result: dict[str, Any], runner: Runner,
             transferred["bytes"] += outcome["bytes"]
             if resolved.delete and "deleted" in outcome:
                 result["deleted"] = sorted(result.get("deleted", []) + outcome["deleted"])
-        if resolved.delete and resolved.protocol.type == "rsync":
+        if resolved.delete and resolved.protocol.type is ProtocolType.RSYNC:
             result["deleted"] = _rsync_delete(plan, runner, reporter, commands)
     finally:
         if plan.stage:
@@ -377,7 +377,7 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
         plan, alias_dir = _alias_glob_roots(plan)
         if reporter.verbosity >= 1:
             argvs = [step.argv for step in plan.steps]
-            if r.delete and r.protocol.type == "rsync":  # see _rsync_delete
+            if r.delete and r.protocol.type is ProtocolType.RSYNC:  # see _rsync_delete
                 argvs.append(planning.rsync_delete_argv(r, "<directory skeleton>", "<the files listed as 'would delete'>"))
             report_commands(argvs, selection, reporter)
         sizes = {r.source.as_dir().text + path: size for path, size in selection}
@@ -391,7 +391,7 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
     finally:
         if alias_dir:
             shutil.rmtree(alias_dir, ignore_errors=True)
-    if r.delete and r.protocol.type == "rsync":
+    if r.delete and r.protocol.type is ProtocolType.RSYNC:
         # rsync runs without --delete; the real run deletes exactly this list (_rsync_delete)
         deletions = _planned_deletions(plan, selection, runner, reporter)
     return report_dry_run(selection, transfer, deletions, result, reporter, start)
@@ -614,7 +614,7 @@ def _prepare_target(plan: planning.Plan) -> None:
         return
     parent = _target_parent(r.target)
     if not r.mkpath and not os.path.isdir(parent or "."):
-        if r.protocol.type == "rsync":
+        if r.protocol.type is ProtocolType.RSYNC:
             return  # rsync fails itself, naming the directory
         raise StepFailed(f"protocol '{r.protocol.name}': the target's parent {parent!r} does not exist "
                          "(create it or use --mkpath)", step=CHECKING_TARGET)

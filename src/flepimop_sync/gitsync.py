@@ -74,6 +74,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from .config import Protocol
 from .errors import ConfigError, Interrupted, SafetyHalt, StepFailed, UsageError
+from .mechanism import ProtocolType
 from .options import SyncOptions
 from .report import Reporter, redact, some
 from .runner import Completed, Runner
@@ -133,7 +134,7 @@ class GitRecord:
     def as_dict(self) -> dict[str, Any]:
         """The JSON-ready summary (``--json``, receipts): these keys, in this order."""
         return {
-            "protocol": self.protocol, "type": "git", "mode": self.mode.value, "repo": self.repo,
+            "protocol": self.protocol, "type": ProtocolType.GIT.value, "mode": self.mode.value, "repo": self.repo,
             "remote": self.remote, "remote_url": self.remote_url, "branch": self.branch,
             "remote_branch": self.remote_branch, "ahead": self.ahead, "behind": self.behind,
             "action": None if self.action is None else self.action.value,
@@ -825,8 +826,8 @@ def refuse_transfer_options(protocol: Protocol, options: SyncOptions) -> None:
 
 def _check_protocol(protocol: Protocol, options: SyncOptions) -> GitMode:
     """Options and keys; returns the effective mode.  Starts no process."""
-    if protocol.type != "git":
-        raise ConfigError(f"{protocol.where('type')}: expected a git protocol, got {protocol.type!r}")
+    if protocol.type is not ProtocolType.GIT:
+        raise ConfigError(f"{protocol.where('type')}: expected a git protocol, got {protocol.type.value!r}")
     refuse_transfer_options(protocol, options)
     for key, value in (("filters", protocol.filters), ("source", protocol.source), ("target", protocol.target)):
         if value is not None:

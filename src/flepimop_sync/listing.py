@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Mapping
 from .endpoints import EndKind
 from .errors import StepFailed
 from .failures import step_failed
+from .mechanism import ProtocolType
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Protocol
@@ -56,7 +57,7 @@ class Listing:
 
 def copies_links(protocol: "Protocol") -> bool:
     """Does the protocol's backend copy symbolic links as links (rsync -a), or skip them (aws)?"""
-    return protocol.type == "rsync"
+    return protocol.type is ProtocolType.RSYNC
 
 
 def list_end(end: "End", protocol: "Protocol", runner: "Runner") -> Listing:

@@ -1,12 +1,14 @@
-"""How a plan's files are moved: the one ``Mechanism`` vocabulary (how the selection reaches
-the tool) that ``s3filters`` chooses from and ``plan`` (and the summary line, ``--plan``/
-``--json``) reports, and the one ``Engine`` vocabulary (which tool moves an s3sync protocol's
-files) that ``plan.engine_for`` picks from and the CLI offers.
+"""How a protocol's files are moved, in three vocabularies: ``ProtocolType`` (a protocol's
+``type:``, the kind of sync and so which tool family: rsync, s3sync, git), ``Engine`` (which tool
+moves an s3sync protocol's files, that ``plan.engine_for`` picks from and the CLI offers) and
+``Mechanism`` (how the selection reaches the tool, that ``s3filters`` chooses from and ``plan``,
+the summary line, ``--plan`` and ``--json`` report).
 
 A member's value is its short name (``"explicit"``, ``"rclone"``), and a member is that string
 wherever a string is expected (equal, hashed, printed, JSON): ``Word``, the base of these
-vocabularies (and of ``s3engine.Direction``); ``Mechanism.text`` is what a user reads.  Imports
-nothing of the package.
+vocabularies (and of ``s3engine.Direction``); ``Mechanism.text`` is what a user reads.  Its
+``repr`` and YAML are not a string's: records that leave the process (results, receipts, the
+rerun digests) hold ``.value``.  Imports nothing of the package.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ class Word(str, Enum):
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
+
+
+class ProtocolType(Word):
+    """A protocol's ``type:`` (the schema's enum lists the same words; a test holds them equal)."""
+
+    RSYNC = "rsync"  # local or [user@]host:path ends, rsync over ssh
+    S3SYNC = "s3sync"  # at least one s3:// end; aws s3 sync, or the rclone engine
+    GIT = "git"  # a repository: fetch/merge or push, no ends and no filters
 
 
 class Engine(Word):

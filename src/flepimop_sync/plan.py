@@ -29,7 +29,7 @@ from .endpoints import (End, EndKind, apply_option, check_nesting, check_protoco
                         parse_end, reverse_ends)
 from .endpoints import APPEND_PREFIX
 from .errors import UsageError
-from .mechanism import Engine, Mechanism, as_mechanism
+from .mechanism import Engine, Mechanism, ProtocolType, as_mechanism
 from .options import SyncOptions
 
 RSYNC_BASE = ("rsync", "-a", "--prune-empty-dirs")
@@ -140,14 +140,14 @@ def _plan_json(plan: "Plan | DraftPlan", steps: list[dict[str, Any]]) -> dict[st
     r = plan.resolved
     return {
         "protocol": r.protocol.name,
-        "type": r.protocol.type,
+        "type": r.protocol.type.value,
         "config_files": [r.protocol.file],
         "source": r.source.text,
         "target": r.target.text,
         "destination": r.destination.text,
         "filters": r.rules.as_texts(),
         "mechanism": plan.mechanism_text,
-        **({"engine": plan.engine.value} if r.protocol.type == "s3sync" else {}),
+        **({"engine": plan.engine.value} if r.protocol.type is ProtocolType.S3SYNC else {}),
         "dry_run": r.dry_run,
         "delete": r.delete,
         "steps": steps,
@@ -170,7 +170,7 @@ def resolve_ends(protocol: Protocol, options: SyncOptions, *,
                  env: Mapping[str, str] | None = None) -> tuple[End, End]:
     """Apply --source/--target (replace or append), expand ``$NAME`` and ``~`` (``env``: the
     environment the tools run with, default ours), then --reverse; check the resulting ends."""
-    if protocol.type == "git":
+    if protocol.type is ProtocolType.GIT:
         raise UsageError(f"protocol '{protocol.name}' is a git protocol; it has no ends to resolve")
     env = os.environ if env is None else env
     where = _where(protocol, options)
@@ -182,7 +182,7 @@ def resolve_ends(protocol: Protocol, options: SyncOptions, *,
     if options.reverse:
         source, target = reverse_ends(source, target)
     src, tgt = check_protocol_ends(protocol.type, source, target, where, error=UsageError)
-    if protocol.type == "rsync":
+    if protocol.type is ProtocolType.RSYNC:
         for key, end in (("source", src), ("target", tgt)):
             if end.kind == EndKind.REMOTE and "\\" in end.path and any(c in end.path for c in _GLOB):
                 # the remote sender glob-expands its paths; a backslash next to them has no exact escape
@@ -254,7 +254,7 @@ def engine_for(protocol: Protocol, options: SyncOptions) -> Engine:
     ``api.meaning``): ``--engine``, else the protocol's ``engine``, else aws; any other engine
     than aws applies to s3sync protocols only."""
     name = options.engine or (protocol.settings.engine if isinstance(protocol.settings, S3Settings) else Engine.AWS)
-    if name != Engine.AWS and protocol.type != "s3sync":
+    if name != Engine.AWS and protocol.type is not ProtocolType.S3SYNC:
         raise UsageError(f"{protocol.where()}: --engine applies to s3sync protocols only")
     try:
         return Engine(name)
@@ -273,7 +273,7 @@ def build(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = Fa
         from . import s3engine
 
         plan = s3engine.build_plan(resolved, engine, source_is_file=source_is_file)
-    elif protocol.type == "rsync":
+    elif protocol.type is ProtocolType.RSYNC:
         plan = _rsync_plan(resolved, source_is_file=source_is_file, verbosity=options.verbosity)
     else:
         plan = _s3_plan(resolved, source_is_file=source_is_file)

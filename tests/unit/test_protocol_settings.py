@@ -7,9 +7,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import yaml
 
+from flepimop_sync import api
 from flepimop_sync.config import (SETTINGS_TYPES, GitSettings, Protocol, RsyncSettings, S3Settings, load_config,
                                   load_schema)
+from flepimop_sync.mechanism import ProtocolType
+from flepimop_sync.options import SyncOptions
 
 # (protocol as YAML flow mapping, expected settings, expected definition)
 SETTINGS = [
@@ -46,7 +50,16 @@ def test_settings_are_typed_with_the_schema_defaults(tmp_path, body, settings, d
         protocol.settings.mkpath = True  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("ptype", ["rsync", "s3sync", "git"])
+def test_the_protocol_types_are_the_schemas():
+    """The schema's ``type`` enum (what the Snakefile validates) and the code's one vocabulary."""
+    schema = load_schema()
+    protocol = schema["$defs"]["protocol"]
+    assert protocol["properties"]["type"]["enum"] == [t.value for t in ProtocolType]
+    assert [case["if"]["properties"]["type"]["const"] for case in protocol["allOf"]] == [t.value for t in ProtocolType]
+    assert set(SETTINGS_TYPES) == set(ProtocolType) <= set(schema["$defs"])
+
+
+@pytest.mark.parametrize("ptype", list(ProtocolType))
 def test_settings_classes_match_the_schema(ptype):
     """One field per schema key besides type/source/target/filters, each with the schema's default."""
     schema = load_schema()["$defs"][ptype]["properties"]
@@ -60,3 +73,34 @@ def test_a_hand_built_protocol_gets_its_types_defaults():
     assert Protocol(name="p", type="git", file="f").settings == GitSettings()
     assert Protocol(name="p", type="rsync", file="f", source="a", target="b").settings == RsyncSettings()
     assert Protocol(name="p", type="s3sync", file="f").settings.engine == "aws"
+
+
+# (protocol as YAML flow mapping, its type)
+TYPES = [
+    ("{type: rsync, source: a/, target: b}", ProtocolType.RSYNC),
+    ("{type: s3sync, source: a/, target: 's3://b/p', endpoint_url: 'http://127.0.0.1:9'}", ProtocolType.S3SYNC),
+    ("{type: git}", ProtocolType.GIT),
+]
+
+
+@pytest.mark.parametrize("body,ptype", TYPES)
+def test_a_protocols_type_is_a_member_and_its_records_plain_strings(tmp_path, monkeypatch, body, ptype):
+    """The code branches on the member; what leaves the process (--plan/--json, receipts, the rerun
+    digests) holds the plain word, so YAML can write it and a digest does not depend on the enum."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"sync:\n  p: {body}\n")
+    protocol = load_config([str(cfg)]).default
+    assert protocol.type is ptype
+    records = {"definition": protocol.definition(), "plan": api.plan_as_json([str(cfg)], SyncOptions()),
+               "meaning": api.meaning([str(cfg)], SyncOptions())}
+    for name, record in records.items():
+        assert type(record["type"]) is str and record["type"] == ptype.value, name
+        assert yaml.safe_load(yaml.safe_dump(record))["type"] == ptype.value, name
+
+
+def test_a_hand_built_protocol_takes_its_type_as_a_word():
+    assert Protocol(name="p", type="rsync", file="f", source="a", target="b").type is ProtocolType.RSYNC
+    with pytest.raises(ValueError):
+        Protocol(name="p", type="rsyncc", file="f")
