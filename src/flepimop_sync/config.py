@@ -545,9 +545,7 @@ def _semantic_checks(protocol: Protocol) -> None:
     from . import filters as filter_rules
     from .endpoints import check_protocol_ends
 
-    if protocol.filters is not None:
-        if protocol.type is ProtocolType.GIT:  # schema forbids it already; kept for clarity
-            raise ConfigError(f"{protocol.where('filters')}: git protocols take no filters (git uses .gitignore)")
+    if protocol.filters is not None:  # (never for git: its schema has no filters key)
         for text, origin in protocol.filters:
             # Syntax only: $NAME is expanded (and an unset one refused) when the protocol runs,
             # so a variable needed by one protocol does not break loading the others.

@@ -8,10 +8,10 @@ as the JSON-ready summary (``--json``, receipts).  The homes of two git rules li
 :func:`refuse_transfer_options` (a git protocol takes no end or filter option; ``execute``
 calls it).
 
-Imports: the standard library, ``config`` (the protocol), ``errors``, ``options``, ``report``
-(output, redaction) and ``runner`` (``Runner.run``: every process starts there, argv lists,
-never a shell).  Unlike the transfer protocols, the git argv are built here, not in ``plan``:
-only these git commands ever run::
+Imports: the standard library, ``config`` (the protocol), ``errors``, ``mechanism`` (the
+protocol types), ``options``, ``report`` (output, redaction) and ``runner`` (``Runner.run``:
+every process starts there, argv lists, never a shell).  Unlike the transfer protocols, the
+git argv are built here, not in ``plan``: only these git commands ever run::
 
     git rev-parse / symbolic-ref / for-each-ref / remote / check-ref-format  (read only)
     git rev-list / log / merge-base / hash-object (no -w)                    (read only)
@@ -825,7 +825,8 @@ def refuse_transfer_options(protocol: Protocol, options: SyncOptions) -> None:
 
 
 def _check_protocol(protocol: Protocol, options: SyncOptions) -> GitMode:
-    """Options and keys; returns the effective mode.  Starts no process."""
+    """Options and keys; returns the effective mode.  Starts no process.  A loaded config was
+    checked by the schema already: these guard a protocol built by hand (``api`` callers)."""
     if protocol.type is not ProtocolType.GIT:
         raise ConfigError(f"{protocol.where('type')}: expected a git protocol, got {protocol.type.value!r}")
     refuse_transfer_options(protocol, options)
@@ -834,7 +835,7 @@ def _check_protocol(protocol: Protocol, options: SyncOptions) -> GitMode:
             raise ConfigError(f"{protocol.where(key)}: not allowed in a git protocol (git uses .gitignore and remotes)")
     mode = protocol.settings.mode
     if mode not in MODES:
-        raise ConfigError(f"{protocol.where('mode')}: {mode!r} is not one of pull, push")
+        raise ConfigError(f"{protocol.where('mode')}: {mode!r} is not one of {', '.join(MODES)}")
     for key in ("remote", "branch", "path"):
         value = getattr(protocol.settings, key)
         if value is None:
@@ -845,7 +846,7 @@ def _check_protocol(protocol: Protocol, options: SyncOptions) -> GitMode:
                               or value.startswith("refs/") or ".." in value):
             raise ConfigError(f"{protocol.where(key)}: {value!r} is not a valid git {key} name")
         if "\0" in value:
-            raise ConfigError(f"{protocol.where(key)}: contains a NUL character")
+            raise ConfigError(f"{protocol.where(key)}: contains a NUL byte")
     return effective_mode(mode, reverse=options.reverse)
 
 
@@ -1112,8 +1113,8 @@ def _show_name(name: str) -> str:
     return name if name.isprintable() and name.strip() == name and name else repr(name)
 
 
-def _names(names: Iterable[str], limit: int = SHOW_NAMES) -> str:
-    return some(names, limit, show=_show_name)
+def _names(names: Iterable[str]) -> str:
+    return some(names, SHOW_NAMES, show=_show_name)
 
 
 def _count(n: int | None) -> str:

@@ -12,7 +12,8 @@ import yaml
 from flepimop_sync import api
 from flepimop_sync.config import (SETTINGS_TYPES, GitSettings, Protocol, RsyncSettings, S3Settings, load_config,
                                   load_schema)
-from flepimop_sync.mechanism import ProtocolType
+from flepimop_sync.gitsync import GitMode
+from flepimop_sync.mechanism import Engine, ProtocolType
 from flepimop_sync.options import SyncOptions
 
 # (protocol as YAML flow mapping, expected settings, expected definition)
@@ -57,6 +58,14 @@ def test_the_protocol_types_are_the_schemas():
     assert protocol["properties"]["type"]["enum"] == [t.value for t in ProtocolType]
     assert [case["if"]["properties"]["type"]["const"] for case in protocol["allOf"]] == [t.value for t in ProtocolType]
     assert set(SETTINGS_TYPES) == set(ProtocolType) <= set(schema["$defs"])
+
+
+@pytest.mark.parametrize("defs,key,vocabulary", [("protocol", "type", ProtocolType), ("s3sync", "engine", Engine),
+                                                   ("git", "mode", GitMode)])
+def test_the_schema_refuses_what_the_codes_vocabularies_do_not_know(defs, key, vocabulary):
+    """The code converts these keys to its enums without checking them again: the schema's enum is
+    the vocabulary's words, in order."""
+    assert load_schema()["$defs"][defs]["properties"][key]["enum"] == [word.value for word in vocabulary]
 
 
 @pytest.mark.parametrize("ptype", list(ProtocolType))
