@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence, Union
 
 import yaml
 
-from .errors import ConfigError, show_value
+from .errors import ConfigError, has_nul, show_value
 from .mechanism import ProtocolType
 
 SCHEMA_RESOURCE = "schemas/sync.schema.json"
@@ -508,7 +508,7 @@ def _refuse_nul(body: Mapping[str, Any], where: str) -> None:
         for index, item in items:
             if isinstance(item, str) and "\x00" in item:
                 shown = key if index is None else f"{key}[{index}]"
-                raise ConfigError(f"{where} key '{shown}': contains a NUL byte")
+                raise ConfigError(has_nul(f"{where} key '{shown}'"))
 
 
 class _AnyVariable(dict):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Mapping
 
-from .errors import ConfigError, UsageError, show_value
+from .errors import ConfigError, UsageError, has_nul, show_value
 from .mechanism import ProtocolType
 
 APPEND_PREFIX = "+ "
@@ -155,7 +155,7 @@ def check_protocol_ends(
 def _checked_end(key: str, text: str, where: Callable[[str | None], str], error) -> End:
     """One end, refused when no protocol could use it (NUL, bad host, remote line break, no bucket)."""
     if "\x00" in text:
-        raise error(f"{where(key)}: contains a NUL byte")
+        raise error(has_nul(where(key)))
     end = parse_end(text)
     if end.kind == EndKind.REMOTE:
         if _bad_host(end.host):

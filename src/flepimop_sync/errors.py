@@ -5,7 +5,8 @@ process exit status in one place (``cli.main``) and prints ``str(error)`` as a
 single line, with secrets masked (``report.redact``) wherever it is printed or
 written (the Snakemake wrapper, receipts, logs).  Nothing else in the package
 decides exit codes.  Messages quote what the user wrote with ``show_value`` and word an
-``OSError`` with ``describe_os_error``, the same way everywhere.
+``OSError`` with ``describe_os_error`` and refuse a NUL byte with ``has_nul``, the same way
+everywhere.
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ def show_value(value: Any, limit: int = 120) -> str:
     if isinstance(value, str):
         return f"{shown[:limit - 20]}...{shown[0]} ({len(value)} characters)"
     return shown[:limit - 3] + "..."
+
+
+def has_nul(where: str) -> str:
+    """The refusal of a value holding a NUL byte (no path, host, option or argv element can carry
+    one), wherever it is found."""
+    return f"{where}: contains a NUL byte"
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -465,7 +465,7 @@ def _rsync_preview(step: planning.Step, plan: planning.Plan, runner: Runner, rep
         if reporter.verbosity >= 2:
             reporter.detail(line)
 
-    done = runner.stream(argv, env=step.env, on_stdout=on_line)
+    done = runner.stream(argv, on_stdout=on_line)
     if done.returncode != 0:
         raise _step_failed(f"{step.name} (dry run)", done, plan.protocol, runner.base_env)
 
@@ -507,7 +507,7 @@ def _aws_preview(step: planning.Step, plan: planning.Plan, runner: Runner,
         empty = tempfile.mkdtemp(prefix="flepimop-sync-dry-")
         argv[4] = empty + "/"
     try:
-        done = runner.stream(argv, env=step.env, on_stdout=on_line)
+        done = runner.stream(argv, on_stdout=on_line)
     finally:
         if empty:
             shutil.rmtree(empty, ignore_errors=True)
@@ -822,11 +822,11 @@ def _run_rsync_step(step: planning.Step, plan: planning.Plan, runner: Runner, re
         elif reporter.verbosity >= 2 and re.match(r"^[<>ch.*][fdLDS]", line):
             reporter.detail(line)
 
-    done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
+    done = runner.stream(step.argv, on_stdout=on_line, live=reporter.is_tty)
     name = step.name
     if done.returncode in (3, 11) and _make_remote_target(plan, done, runner):
         name = f"{step.name} (run again after creating the target {plan.resolved.target.text})"
-        done = runner.stream(step.argv, env=step.env, on_stdout=on_line, live=reporter.is_tty)
+        done = runner.stream(step.argv, on_stdout=on_line, live=reporter.is_tty)
     if done.returncode != 0:
         raise _step_failed(name, done, plan.protocol, runner.base_env)
     return {"files": stats.get("Number of regular files transferred", 0),
@@ -851,7 +851,7 @@ def _run_aws_step(step: planning.Step, plan: planning.Plan, runner: Runner, repo
         counts["files"] += 1
         counts["bytes"] += _aws_line_bytes(line, plan.resolved)
 
-    done = runner.stream(argv, env=step.env, on_stdout=on_aws_line, live=reporter.is_tty)
+    done = runner.stream(argv, on_stdout=on_aws_line, live=reporter.is_tty)
     if done.returncode != 0:
         raise _step_failed(step.name, done, plan.protocol, runner.base_env)
     return counts

@@ -73,7 +73,7 @@ from enum import Enum
 from typing import Any, Iterable, Iterator, Sequence
 
 from .config import Protocol
-from .errors import ConfigError, Interrupted, SafetyHalt, StepFailed, UsageError
+from .errors import ConfigError, Interrupted, SafetyHalt, StepFailed, UsageError, has_nul
 from .mechanism import ProtocolType
 from .options import SyncOptions
 from .report import Reporter, redact, some
@@ -846,7 +846,7 @@ def _check_protocol(protocol: Protocol, options: SyncOptions) -> GitMode:
                               or value.startswith("refs/") or ".." in value):
             raise ConfigError(f"{protocol.where(key)}: {value!r} is not a valid git {key} name")
         if "\0" in value:
-            raise ConfigError(f"{protocol.where(key)}: contains a NUL byte")
+            raise ConfigError(has_nul(protocol.where(key)))
     return effective_mode(mode, reverse=options.reverse)
 
 

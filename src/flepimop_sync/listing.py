@@ -229,10 +229,6 @@ def parse_s3_objects(stdout: str, prefix: str) -> list[tuple[str, int, str]]:
     return sorted(files)
 
 
-def parse_s3_listing(stdout: str, prefix: str) -> list[tuple[str, int]]:
-    return [(rel, size) for rel, size, _ in parse_s3_objects(stdout, prefix)]
-
-
 def list_s3(end: "End", protocol: "Protocol", runner: "Runner") -> Listing:
     done = runner.run(s3_listing_argv(end, protocol))
     if done.returncode != 0:

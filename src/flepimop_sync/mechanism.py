@@ -71,11 +71,3 @@ _TEXT = {
     Mechanism.RCLONE: "rclone explicit list (selection and changes computed from both listings)",
     Mechanism.RCLONE_FILE: "rclone copyto (single file)",
 }
-_BY_TEXT = {text: mechanism for mechanism, text in _TEXT.items()}
-
-
-def as_mechanism(value: "Mechanism | str") -> Mechanism:
-    """A member from itself, its short name or its text (a plan built elsewhere may say either)."""
-    if isinstance(value, Mechanism):
-        return value
-    return _BY_TEXT.get(value) or Mechanism(value)

@@ -6,7 +6,9 @@ glob characters) are passed in by ``execute``.
 
 Two phases, two types: ``build`` returns a ``Plan`` (every step's argv known) or, when no exact
 aws translation of the rules exists, a ``DraftPlan`` (no steps, so it cannot run) that
-``finalize`` completes from the source listing.  ``with_progress`` is the one place a terminal
+``finalize`` completes from the source listing.  The fast engine's ``Plan`` (``--engine
+rclone``, from ``s3engine.build_plan``) has no steps: its commands depend on both listings, so
+``s3engine`` builds them at run time.  ``with_progress`` is the one place a terminal
 changes an rsync or aws argv.
 
 The CLI and the Snakemake layer both consume this module.  The rsync and aws commands a
@@ -19,8 +21,7 @@ beside the code that reads their output: listings in ``listing``, git in ``gitsy
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from dataclasses import dataclass, replace
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from . import filters as filter_rules
@@ -29,7 +30,7 @@ from .endpoints import (End, EndKind, apply_option, check_nesting, check_protoco
                         parse_end, reverse_ends)
 from .endpoints import APPEND_PREFIX
 from .errors import UsageError
-from .mechanism import Engine, Mechanism, ProtocolType, as_mechanism
+from .mechanism import Engine, Mechanism, ProtocolType
 from .options import SyncOptions
 
 RSYNC_BASE = ("rsync", "-a", "--prune-empty-dirs")
@@ -42,11 +43,11 @@ STAGE_ABOVE_TESTS = 200_000
 
 @dataclass(frozen=True)
 class Step:
-    """One process to run: argv plus the environment additions it needs."""
+    """One process to run: its argv, named for messages (``name``: the tool's words, ``purpose``:
+    which ends)."""
 
     name: str
     argv: tuple[str, ...]
-    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     purpose: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -79,9 +80,9 @@ class Stage:
 
 @dataclass(frozen=True)
 class Plan:
-    """A plan that can run: every step's argv is known."""
+    """A plan that can run: every step's argv is known (the fast engine's plan has no steps:
+    its commands depend on both listings, so ``s3engine`` builds and runs them)."""
 
-    needs_listing: ClassVar[bool] = False
     resolved: Resolved
     mechanism: Mechanism
     steps: tuple[Step, ...]
@@ -94,7 +95,7 @@ class Plan:
     engine: Engine = Engine.AWS  # s3sync: the tool that moves the files (s3engine runs the others)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mechanism", as_mechanism(self.mechanism))
+        object.__setattr__(self, "mechanism", Mechanism(self.mechanism))
         object.__setattr__(self, "engine", Engine(self.engine))
 
     @property
@@ -117,7 +118,6 @@ class DraftPlan:
     rules): execute lists the source and ``finalize`` turns it into a ``Plan``.  It has no steps,
     so nothing can run it."""
 
-    needs_listing: ClassVar[bool] = True
     resolved: Resolved
     mechanism: Mechanism
     warnings: tuple[str, ...] = ()

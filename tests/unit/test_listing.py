@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flepimop_sync.listing import LocalTree, links_on_the_way, parse_rsync_listing, parse_s3_listing, parse_s3_objects
+from flepimop_sync.listing import LocalTree, links_on_the_way, parse_rsync_listing, parse_s3_objects
 
 # one itemized line ('%i %l %n' under LC_ALL=C) -> the entry (None: not an entry)
 RSYNC_LINES = [
@@ -32,8 +32,8 @@ def test_rsync_itemized_line(line, entry):
 def test_s3_json_keys_are_exact():
     doc = {"Contents": [{"Key": "p/ lead.csv", "Size": 3}, {"Key": "p/new\nline", "Size": 1},
                         {"Key": "p/dir/", "Size": 0}, {"Key": "p/a b/c", "Size": 2}]}
-    assert parse_s3_listing(json.dumps(doc), "p/") == [(" lead.csv", 3), ("a b/c", 2), ("new\nline", 1)]
-    assert parse_s3_listing("", "p/") == []
+    assert parse_s3_objects(json.dumps(doc), "p/") == [(" lead.csv", 3, ""), ("a b/c", 2, ""), ("new\nline", 1, "")]
+    assert parse_s3_objects("", "p/") == []
 
 
 # an s3api object -> (path, size, ETag) as the receipts' audit list records it (None: not a file)

@@ -55,12 +55,12 @@ def test_argv(config, name, opts, argv):
 
 def test_inexact_aws_rule_waits_for_the_listing(config):
     plan = planning.build(config.get("exact"), SyncOptions())
-    assert isinstance(plan, planning.DraftPlan) and plan.needs_listing and not hasattr(plan, "steps")
+    assert type(plan) is planning.DraftPlan and not hasattr(plan, "steps")
     listing = ["a/hnpi/x.csv", "a/hnpi.csv", "b/y.csv"]
     final = planning.finalize(plan, listing)
-    assert isinstance(final, planning.Plan)
+    assert type(final) is planning.Plan
     assert final.mechanism in (planning.Mechanism.VERIFIED, planning.Mechanism.EXPLICIT)
-    assert not final.needs_listing and final.steps[0].argv[:5] == ("aws", "s3", "sync", "model_output/",
+    assert final.steps[0].argv[:5] == ("aws", "s3", "sync", "model_output/",
                                                                     "s3://bucket/p/")
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 import pytest
 
 from flepimop_sync import api, plan as planning
 from flepimop_sync.config import load_config
 from flepimop_sync.errors import StepFailed, UsageError
-from flepimop_sync.mechanism import Engine, Mechanism, as_mechanism
+from flepimop_sync.mechanism import Engine, Mechanism
 from flepimop_sync.options import SyncOptions
 from flepimop_sync.report import Reporter
 from flepimop_sync.runner import Runner
@@ -62,9 +63,12 @@ def test_s3filters_and_plan_share_one_mechanism_vocabulary(rules, mechanism):
     assert got is mechanism and got == mechanism.value and {got} == {mechanism.value}
 
 
-@pytest.mark.parametrize("value", [Mechanism.RCLONE, "rclone", Mechanism.RCLONE.text])
-def test_a_mechanism_from_its_name_or_its_text(value):
-    assert as_mechanism(value) is Mechanism.RCLONE and f"{as_mechanism(value)}" == "rclone"
+@pytest.mark.parametrize("value", [Mechanism.RCLONE, "rclone"])
+def test_a_plans_mechanism_is_a_member_given_its_name(config, value):
+    plan = replace(planning.build(config.get("snap"), SyncOptions()), mechanism=value)
+    assert plan.mechanism is Mechanism.RCLONE and f"{plan.mechanism}" == "rclone"
+    with pytest.raises(ValueError):
+        replace(plan, mechanism=Mechanism.RCLONE.text)  # a user's words are not a plan's
 
 
 # protocol, --engine, the engine (or the whole refusal, the config's directory left out): plan.engine_for is
