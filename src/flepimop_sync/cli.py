@@ -1,7 +1,10 @@
 """Command line: parsing and printing only (option rules such as --no-filter with -f/-a/-e are
-checked by ``SyncOptions``).
+checked by ``SyncOptions``), and ``flepimop``'s other commands handed to flepiMoP's own CLI
+(``FlepimopGroup``: our ``flepimop`` script stands in for gempyor's, so ``flepimop
+batch-calibrate ...`` still runs gempyor's command, its output and exit status its own).
 
-Exit codes live here and nowhere else:
+Exit codes (numbered once, in ``errors``; ``run_command`` is the one place an outcome becomes
+one):
 
     0    success (or a dry run)
     1    a step failed at run time, or a safety check halted (nothing was changed)
@@ -18,14 +21,14 @@ config/plan machinery until a command actually runs.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Sequence
 
 import click
 
-from .mechanism import Engine  # (light: imports nothing of the package)
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, signal_exit  # (light: errors and mechanism import
+from .mechanism import Engine  # nothing of the package at import time)
 
 SYNC_EPILOG = """\b
 Examples:
@@ -143,7 +146,7 @@ def run_command(command: click.Command, args: Sequence[str] | None = None, prog_
         return error.exit_code
     except click.exceptions.Abort:
         _say("error: aborted")
-        return 130
+        return signal_exit(signal.SIGINT)
     except click.exceptions.Exit as exit_:
         return exit_.exit_code
     except click.UsageError as error:  # one line, like every other error (click prints four)
@@ -157,7 +160,7 @@ def run_command(command: click.Command, args: Sequence[str] | None = None, prog_
         return error.exit_code
     except KeyboardInterrupt:
         _say("error: interrupted")
-        return 130
+        return signal_exit(signal.SIGINT)
     except BrokenPipeError:
         return EXIT_FAILED
     except OSError as error:  # the environment (unreadable file, full disk...), not a bug

@@ -1,10 +1,11 @@
 """The one error family of flepimop-sync.
 
 Every user-facing failure is a ``SyncError``; the CLI maps ``exit_code`` to the
-process exit status in one place (``cli.main``) and prints ``str(error)`` as a
+process exit status in one place (``cli.run_command``) and prints ``str(error)`` as a
 single line, with secrets masked (``report.redact``) wherever it is printed or
-written (the Snakemake wrapper, receipts, logs).  Nothing else in the package
-decides exit codes.  Messages quote what the user wrote with ``show_value`` and word an
+written (the Snakemake wrapper, receipts, logs).  The exit codes are numbered here, once
+(``EXIT_*``, ``signal_exit``: each error class carries its own, and ``cli`` uses the same
+names for the outcomes that are not ours); nothing else in the package decides them.  Messages quote what the user wrote with ``show_value`` and word an
 ``OSError`` with ``describe_os_error`` and refuse a NUL byte with ``has_nul``, the same way
 everywhere.
 """
@@ -13,11 +14,18 @@ from __future__ import annotations
 
 from typing import Any
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def signal_exit(signum: int) -> int:
+    """The exit status of a run stopped by a signal, as a shell reports it: 128 + its number."""
+    return 128 + signum
+
 
 class SyncError(Exception):
     """Base class: a failure we can explain to the user in one line."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message)
@@ -34,13 +42,13 @@ class SyncError(Exception):
 class UsageError(SyncError):
     """Bad command-line usage. Nothing was run."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class ConfigError(SyncError):
     """Bad configuration (file, protocol or key named in the message). Nothing was run."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class FilterError(ConfigError):
@@ -50,7 +58,7 @@ class FilterError(ConfigError):
 class StepFailed(SyncError):
     """A step of the plan failed at run time (the tool's exit status is in the message)."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
     def __init__(self, message: str, *, step: str = "", returncode: int | None = None, hint: str | None = None):
         super().__init__(message, hint=hint)
@@ -61,7 +69,7 @@ class StepFailed(SyncError):
 class SafetyHalt(SyncError):
     """A safety check refused to go on (dirty git tree, lock held...). Nothing was changed."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
 
 class Interrupted(SyncError):
@@ -72,7 +80,7 @@ class Interrupted(SyncError):
 
         name = signal.Signals(signum).name
         super().__init__(f"interrupted by {name}; child processes were stopped, rerun the same command to resume")
-        self.exit_code = 128 + signum
+        self.exit_code = signal_exit(signum)
 
 
 def show_value(value: Any, limit: int = 120) -> str:
