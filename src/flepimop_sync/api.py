@@ -23,7 +23,7 @@ from .config import SyncConfig, load_config
 from .endpoints import EndKind, check_nesting
 from .mechanism import Engine, ProtocolType
 from .options import SyncOptions
-from .report import Reporter, redact, redact_json
+from .report import Reporter, now_iso, redact, redact_json
 
 if TYPE_CHECKING:  # imported where they run: the Snakefile imports api to build params and needs neither
     from .execute import Outcome
@@ -104,7 +104,7 @@ def _run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt:
                   config: SyncConfig | None) -> "Outcome":
     """``run_protocol``, with the source listing the run made (``execute.Outcome``)."""
     from .errors import SyncError
-    from .execute import now_iso, run
+    from .execute import run
 
     log_handle = open(log, "a", encoding="utf-8") if log else None  # noqa: SIM115
     try:
@@ -142,7 +142,6 @@ def _source_is_local_file(protocol, options: SyncOptions) -> bool:
 def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config_files: Sequence[str],
                    error: Exception, started: str, env: Mapping[str, str] | None) -> None:
     """``<receipt>.failed`` (never the receipt itself: Snakemake must not take a failure as done)."""
-    from .execute import now_iso
 
     failed = {"protocol": options.protocol, "config_files": list(config_files), "status": "failed",
               "error": redact(str(error), env), "exit_code": getattr(error, "exit_code", 1), "started": started,
@@ -302,7 +301,6 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     from dataclasses import replace
 
     from .errors import SyncError
-    from .execute import now_iso
 
     config_files = config_files_from_params(params)
     options = options_from_params(params)

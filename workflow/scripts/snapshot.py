@@ -36,7 +36,7 @@ from typing import Any, Mapping
 
 from flepimop_sync import api
 from flepimop_sync.errors import SyncError
-from flepimop_sync.execute import now_iso
+from flepimop_sync.report import now_iso
 from flepimop_sync.options import SyncOptions
 
 
