@@ -553,6 +553,13 @@ def _target_parent(end: End) -> str:
     return posixpath.dirname(path) if "/" in path else ""
 
 
+def _no_target_parent(r: planning.Resolved, parent: str, *, dry_run: bool = False) -> StepFailed:
+    """The refusal of a target whose parent is missing (before any transfer: nothing was written)."""
+    would = ", so the real run would fail" if dry_run else ""
+    return StepFailed(f"protocol '{r.protocol.name}': the target's parent {parent!r} does not exist{would} "
+                      "(create it or use --mkpath)", step=CHECKING_TARGET)
+
+
 def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
     """Plain rsync creates a missing target's last level, no more; --mkpath creates them all.
     The dry run checks what the real run would need (rsync --dry-run itself never fails there)."""
@@ -572,8 +579,7 @@ def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
             return
         if done.returncode != 23:  # 23: no such directory; anything else: the host itself failed
             raise _step_failed(f"{CHECKING_TARGET} (dry run)", done, r.protocol, runner.base_env)
-    raise StepFailed(f"protocol '{r.protocol.name}': the target's parent {parent!r} does not exist, so the real "
-                     "run would fail; create it or use --mkpath", step=CHECKING_TARGET)
+    raise _no_target_parent(r, parent, dry_run=True)
 
 
 def _missing_levels(end: End) -> list[str]:
@@ -611,8 +617,7 @@ def _prepare_target(plan: planning.Plan) -> None:
     if not r.mkpath and not os.path.isdir(parent or "."):
         if r.protocol.type is ProtocolType.RSYNC:
             return  # rsync fails itself, naming the directory
-        raise StepFailed(f"protocol '{r.protocol.name}': the target's parent {parent!r} does not exist "
-                         "(create it or use --mkpath)", step=CHECKING_TARGET)
+        raise _no_target_parent(r, parent)
     if r.destination.text != r.target.text:
         try:
             os.makedirs(r.target.path) if r.mkpath else os.mkdir(r.target.path)
