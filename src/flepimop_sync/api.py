@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from . import filters as filter_rules
 from . import plan as planning
 from .config import SyncConfig, load_config
-from .endpoints import EndKind, check_nesting
+from .endpoints import EndKind
 from .mechanism import Engine, ProtocolType
 from .options import SyncOptions
 from .report import Reporter, now_iso, redact, redact_json
@@ -37,11 +37,7 @@ def plan_as_json(config_files: Sequence[str], options: SyncOptions, *, config: S
     body: dict[str, Any] = {"protocol": protocol.name, "type": protocol.type.value, "config_files": list(config.files),
                             "definition": protocol.definition()}
     if protocol.type is ProtocolType.GIT:
-        mode = protocol.settings.mode
-        from .gitsync import effective_mode  # the one home of the --reverse swap
-        mode = effective_mode(mode, reverse=options.reverse).value
-        body.update(mode=mode, remote=protocol.settings.remote, branch=protocol.settings.branch,
-                    path=protocol.settings.path, dry_run=options.dry_run)
+        body.update(_git_fields(protocol, options), dry_run=options.dry_run)
         return body
     plan = planning.build(protocol, options, source_is_file=_source_is_local_file(protocol, options))
     body.update(plan.to_json())
@@ -221,31 +217,35 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
     protocol = config.get(options.protocol)
     record: dict[str, Any] = {"type": protocol.type.value}
     if protocol.type is ProtocolType.GIT:
-        mode = protocol.settings.mode
-        from .gitsync import effective_mode  # the one home of the --reverse swap
-        mode = effective_mode(mode, reverse=options.reverse).value
-        record.update(tool="git", mode=mode, remote=protocol.settings.remote, branch=protocol.settings.branch,
-                      path=protocol.settings.path)
+        record.update(tool="git", **_git_fields(protocol, options))
         return record
     from .execute import probe_source
 
     source, target = planning.resolve_ends(protocol, options)
     source_is_file = probe_source(protocol, source, strict=False)
-    destination = planning.landing(source, target, source_is_file=source_is_file)
-    check_nesting(source, destination, planning._where(protocol, options))
+    destination = planning.destination_of(protocol, options, source, target, source_is_file=source_is_file)
     record.update(
         tool=_tool(protocol, options),
         source=source.text,
         target=target.text,
         destination=destination.text,
         filters=list(_meaning_filters(protocol.filters, options, source_is_file)),
-        options={"mkpath": bool(options.mkpath or protocol.settings.mkpath),
-                 "delete": bool(options.delete or planning.config_deletes(protocol, reverse=options.reverse))},
+        options={"mkpath": planning.wants_mkpath(protocol, options), "delete": planning.wants_delete(protocol, options)},
         where={k: v for k in _WHERE_KEYS if (v := getattr(protocol.settings, k, None)) is not None},
     )
     if extra_files:
         record["extra_files"] = [str(f) for f in extra_files]
     return record
+
+
+def _git_fields(protocol: Any, options: SyncOptions) -> dict[str, Any]:
+    """A git protocol's mode (swapped by --reverse), remote, branch and path, as --plan and the
+    rerun digests record them."""
+    from .gitsync import effective_mode  # the one home of the --reverse swap
+
+    settings = protocol.settings
+    return {"mode": effective_mode(settings.mode, reverse=options.reverse).value, "remote": settings.remote,
+            "branch": settings.branch, "path": settings.path}
 
 
 def _tool(protocol: Any, options: SyncOptions) -> str:

@@ -221,19 +221,36 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         source_replaced=source_replaced(options),
         source_is_file=source_is_file,
     )
-    destination = landing(src, tgt, source_is_file=source_is_file)
-    check_nesting(src, destination, _where(protocol, options))
+    destination = destination_of(protocol, options, src, tgt, source_is_file=source_is_file)
     return Resolved(
         protocol=protocol,
         source=src,
         target=tgt,
         destination=destination,
         rules=rules,
-        mkpath=options.mkpath or bool(protocol.settings.mkpath),
-        delete=options.delete or config_deletes(protocol, reverse=options.reverse),
+        mkpath=wants_mkpath(protocol, options),
+        delete=wants_delete(protocol, options),
         dry_run=options.dry_run,
         reverse=options.reverse,
     )
+
+
+def destination_of(protocol: Protocol, options: SyncOptions, src: End, tgt: End, *, source_is_file: bool) -> End:
+    """Where the source's contents land (``landing``), refused when it holds the source or lies
+    inside it (``check_nesting``): for a run and for ``api.meaning``."""
+    destination = landing(src, tgt, source_is_file=source_is_file)
+    check_nesting(src, destination, _where(protocol, options))
+    return destination
+
+
+def wants_mkpath(protocol: Protocol, options: SyncOptions) -> bool:
+    """--mkpath, or the protocol's ``mkpath`` key."""
+    return bool(options.mkpath or protocol.settings.mkpath)
+
+
+def wants_delete(protocol: Protocol, options: SyncOptions) -> bool:
+    """--delete, or the protocol's ``delete`` key in this direction (``config_deletes``)."""
+    return bool(options.delete or config_deletes(protocol, reverse=options.reverse))
 
 
 def config_deletes(protocol: Protocol, *, reverse: bool) -> bool:
