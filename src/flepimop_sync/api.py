@@ -272,7 +272,7 @@ def _build_meaning_filters(config_rules, override, prefix, suffix, no_filter, so
     rules = filter_rules.build_rules(config_rules, override=override, prefix=prefix, suffix=suffix,
                                      no_filter=no_filter, source_replaced=source_replaced,
                                      source_is_file=source_is_file)
-    return tuple(f"{rule.action} {rule.pattern}" for rule in rules.rules)
+    return tuple(rule.canonical for rule in rules.rules)
 
 
 _cached_meaning_filters = functools.lru_cache(maxsize=4096)(_build_meaning_filters)

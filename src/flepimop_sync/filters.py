@@ -118,6 +118,12 @@ class Rule:
     def dir_only(self) -> bool:
         return self.action != Action.SUBSTRING and len(self.pattern) > 1 and self.pattern.endswith("/")
 
+    @property
+    def canonical(self) -> str:
+        """The rule as ``<action> <pattern>``, however it was written (``P`` and ``+ P`` are one
+        rule): what rerun digests and the workflow's params hold."""
+        return f"{self.action} {self.pattern}"
+
     def __str__(self) -> str:
         return self.text
 

@@ -421,6 +421,16 @@ def test_reruns_follow_meaning(tmp_path, campaign_env, s3, run_cli):
     assert changed(before, c.stamps()) == {"r1/resume_fetch", "r2/resume_fetch"}
 
 
+def test_an_unknown_protocol_in_sync_in_all_is_refused_as_the_cli_words_it(tmp_path, campaign_env, s3):
+    c = Campaign(tmp_path, campaign_env, s3, "unused")
+    c.config["sync_in_all"] = ["nope"]
+    c.write_config()
+    bad = c.snakemake("-n")
+    out = bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "config key 'sync_in_all': no protocol named 'nope' in " in out, show(bad)
+    assert "; available: " in out and "Traceback" not in out, show(bad)
+
+
 def test_config_booleans_from_the_command_line(tmp_path, campaign_env, s3):
     c = Campaign(tmp_path, campaign_env, s3, "unused")
     for value in ("false", "true", "False"):

@@ -102,6 +102,16 @@ def load_sync(files):
         raise WorkflowError(f"flepimop-sync: {error}") from None
 
 
+def check_protocols_named(sync, names, key):
+    """Each of ``names`` a protocol of the sync, else flepimop-sync's own one-line refusal (which
+    lists the available ones), under the workflow config's ``key``."""
+    for name in names:
+        try:
+            sync.get(name)
+        except SyncError as error:
+            raise WorkflowError(f"config key {key!r}: {error}") from None
+
+
 def merged(base, override):
     """A step section with a run's overrides on top (mappings merged key by key). Without
     overrides, the campaign's section itself: runs share it, nothing here mutates it."""
@@ -280,10 +290,7 @@ def normalised_filters(rules, origin):
 
 @functools.lru_cache(maxsize=None)
 def _normalised(rules):
-    return tuple(
-        f"{rule.action} {rule.pattern}"
-        for rule in (parse_rule(text, "config") for text in rules)
-    )
+    return tuple(parse_rule(text, "config").canonical for text in rules)
 
 
 #: The params every per-run sync rule has (a key is None when a run does not use it; the
