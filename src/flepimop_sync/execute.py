@@ -379,7 +379,7 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
         transfer: list[tuple[str, int]] = []
         deletions: list[str] = []
         for step in plan.steps:
-            if step.argv[0] == "rsync":
+            if r.protocol.type is ProtocolType.RSYNC:
                 _rsync_preview(step, plan, runner, reporter, transfer, deletions)
             else:
                 _aws_preview(step, plan, runner, sizes, transfer, deletions)
@@ -805,7 +805,7 @@ _AWS_DONE = re.compile(r"^(upload|download|copy|delete): ")
 
 
 def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter) -> dict[str, int]:
-    if step.argv[0] == "rsync":  # (a missing tool: the runner says so, with how to install it)
+    if plan.protocol.type is ProtocolType.RSYNC:  # every step of its plan is an rsync (an s3sync's: aws)
         return _run_rsync_step(step, plan, runner, reporter)
     return _run_aws_step(step, plan, runner, reporter)
 
