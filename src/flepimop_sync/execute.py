@@ -9,10 +9,14 @@ deletion, preview and probe commands, ``listing`` lists an end, ``lock`` holds t
 words a tool's failure, and ``runner.Runner`` starts every process.  It decides the run-time
 facts the plan is given (is the source a local file: ``probe_source``; the listings; a stage
 directory) and owns what happens on disk around the steps (target creation, stage links,
-glob-free aliases), and the report lines every engine prints (``report_done``, ``note_skipped``,
-``report_commands``, ``report_dry_run``: ``s3engine`` calls them too).  ``sync`` is the CLI's entry point: a JSON-ready result; ``run``, the
-Snakemake wrapper's (through ``api``): that result (the receipt body) with the source listing
-the run made (``Outcome``), which the receipt's audit list reuses.
+glob-free aliases), and what every engine says and checks before and after moving files, which
+``s3engine`` calls too: the headline (``headline``), the guards (``refuse_writes_through_links``,
+``refuse_delete_from_empty_source``, ``require_s3_objects``, ``check_target_parent``,
+``warn_unmatched_includes``), the target's creation (``prepare_target``) and the report lines
+(``report_done``, ``note_skipped``, ``report_commands``, ``report_dry_run``).  ``sync`` is the
+CLI's entry point: a JSON-ready result; ``run``, the Snakemake wrapper's (through ``api``): that
+result (the receipt body) with the source listing the run made (``Outcome``), which the
+receipt's audit list reuses.
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     source = _look_at_source(draft, options, runner, reporter)
     source_listing = None if draft.source_is_file else source.listing
     plan = _final_plan(draft, source.listing, options, runner, reporter)
-    reporter.info(_headline(plan))
+    reporter.info(headline(plan))
     result: dict[str, Any] = {
         **plan.to_json(),
         "started": started,
@@ -122,7 +126,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         result["skipped"] = source.skipped
     if options.dry_run:
         assert source.selection is not None
-        _warn_unmatched_includes(plan, source.listing, runner, reporter)
+        warn_unmatched_includes(plan, source.listing, runner, reporter)
         return Outcome(_dry_run(plan, source.selection, result, runner, reporter, start), source_listing)
     return Outcome(_transfer(plan, source.listing, result, runner, reporter, start), source_listing)
 
@@ -146,14 +150,14 @@ def _look_at_source(plan: "planning.Plan | planning.DraftPlan", options: SyncOpt
     skipped: list[str] = []
     if isinstance(plan, planning.DraftPlan):  # the whole listing is needed (finalize verifies against it)
         listing = list_source(plan, runner, reporter)
-        _require_s3_objects(plan, listing)
+        require_s3_objects(plan, listing)
         selection, skipped = _select_listed(resolved.rules, listing)
     elif options.dry_run or (resolved.source.kind == EndKind.LOCAL and not listing_mod.copies_links(resolved.protocol)):
         # (a real S3 upload walks the source too: the links aws will skip are named, not lost silently)
         selection = select_source(plan, runner, reporter, skipped=skipped)
     note_skipped(skipped, reporter)
     if resolved.source.kind == EndKind.S3 and resolved.destination.kind == EndKind.LOCAL:
-        _refuse_writes_through_links(plan, selection, runner, reporter)
+        refuse_writes_through_links(plan, selection, runner, reporter)
     return _Source(listing, selection, skipped)
 
 
@@ -191,14 +195,14 @@ def _transfer(plan: planning.Plan, listing: Listing | None, result: dict[str, An
     # refused, so a refused run changes nothing on disk without an `aws s3 ls` (~1 s) before it.
     created = [] if checked or resolved.source.kind != EndKind.S3 else _missing_levels(resolved.destination)
     if resolved.delete:
-        _refuse_delete_from_empty_source(plan, listing, runner, reporter)
+        refuse_delete_from_empty_source(plan, listing, runner, reporter)
     try:
         with DestinationLock(resolved.destination, resolved.protocol, runner) as lock, runner.inheriting(lock.fds):
             # (the writers hold the lock too: see Runner.inheriting)
             transferred, commands = _run_steps(plan, result, runner, reporter)
         if not transferred["files"] and not checked:
             # nothing moved: a mistyped S3 prefix looks exactly like this, so make sure the source exists
-            _require_s3_objects(plan, None, runner)
+            require_s3_objects(plan, None, runner)
     except BaseException:
         _remove_if_empty(created)
         raise
@@ -234,7 +238,7 @@ def _run_steps(plan: planning.Plan, result: dict[str, Any], runner: Runner,
     commands: list[list[str]] = []
     alias_dir = None
     try:
-        _prepare_target(plan)
+        prepare_target(plan)
         plan, alias_dir = _alias_glob_roots(plan, create=True)
         if plan.stage:
             _stage_links(plan, reporter)
@@ -290,7 +294,7 @@ def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
     reporter.detail(f"staged {len(stage.files) - len(dropped)} selected file(s) as links in {stage.directory}")
 
 
-def _refuse_writes_through_links(plan: planning.Plan, selection: "list[tuple[str, int]] | None",
+def refuse_writes_through_links(plan: planning.Plan, selection: "list[tuple[str, int]] | None",
                                  runner: Runner, reporter: Reporter) -> None:
     """An S3 download writes each key's file below the local destination; aws (even with
     --no-follow-symlinks) writes *through* a symbolic link to a directory found on the way,
@@ -333,7 +337,7 @@ def _aws_tuning(env: Mapping[str, str]) -> dict[str, int]:
     return knobs
 
 
-def _headline(plan: planning.Plan) -> str:
+def headline(plan: planning.Plan) -> str:
     r = plan.resolved
     verb = "dry run" if r.dry_run else "sync"
     return f"{verb} '{r.protocol.name}' ({r.protocol.type}): {r.source.text} -> {r.destination.text} [{plan.mechanism_text}]"
@@ -365,8 +369,8 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
     transfer and delete (``rsync --dry-run --itemize-changes``, ``aws s3 sync --dryrun``); fail
     where the real run would fail.  The report (selection, commands) goes to stdout."""
     r = plan.resolved
-    _require_s3_objects(plan, Listing(files=tuple(selection)) if selection else None, runner)
-    _check_target_parent(plan, runner)
+    require_s3_objects(plan, Listing(files=tuple(selection)) if selection else None, runner)
+    check_target_parent(plan, runner)
     alias_dir = None
     try:
         plan, alias_dir = _alias_glob_roots(plan)
@@ -524,7 +528,7 @@ def _relative_to_end(path: str, end: End, operand: str) -> str:
     return path
 
 
-def _require_s3_objects(plan: planning.Plan, listing: "Listing | None", runner: Runner | None = None) -> None:
+def require_s3_objects(plan: planning.Plan, listing: "Listing | None", runner: Runner | None = None) -> None:
     """An S3 source prefix holding no objects is a mistake (a typo in the prefix), not a success:
     a missing local or remote directory fails too."""
     r = plan.resolved
@@ -560,7 +564,7 @@ def _no_target_parent(r: planning.Resolved, parent: str, *, dry_run: bool = Fals
                       "(create it or use --mkpath)", step=CHECKING_TARGET)
 
 
-def _check_target_parent(plan: planning.Plan, runner: Runner) -> None:
+def check_target_parent(plan: planning.Plan, runner: Runner) -> None:
     """Plain rsync creates a missing target's last level, no more; --mkpath creates them all.
     The dry run checks what the real run would need (rsync --dry-run itself never fails there)."""
     r = plan.resolved
@@ -606,7 +610,7 @@ def _remove_if_empty(directories: Sequence[str]) -> None:
             pass
 
 
-def _prepare_target(plan: planning.Plan) -> None:
+def prepare_target(plan: planning.Plan) -> None:
     """Create a missing local target's last level as plain ``rsync -a src dst`` does (our rsync runs
     as ``src/ dst/src/``, which would need two levels).  aws creates every level itself: refuse
     the deeper ones without --mkpath, as rsync does."""
@@ -643,7 +647,7 @@ def _make_remote_target(plan: planning.Plan, failed: Completed, runner: Runner) 
 def _alias_glob_roots(plan: planning.Plan, *, create: bool = False) -> tuple[planning.Plan, str | None]:
     """Glob-free links for aws roots with glob characters (see plan.alias_glob_roots).  ``create``
     (a real run): a destination root that does not exist yet is made first, so that aws finds
-    a directory there (its parent was checked by _prepare_target)."""
+    a directory there (its parent was checked by prepare_target)."""
     cwd = os.getcwd()
     if not planning.aws_glob_roots(plan, cwd):
         return plan, None
@@ -652,7 +656,7 @@ def _alias_glob_roots(plan: planning.Plan, *, create: bool = False) -> tuple[pla
         plan = planning.alias_glob_roots(plan, cwd, alias_dir)
         for link, parent in plan.aliases:
             os.symlink(parent, link)
-        if create:  # a download's root may not exist yet (its parent was checked by _prepare_target)
+        if create:  # a download's root may not exist yet (its parent was checked by prepare_target)
             for step in plan.steps:
                 for operand in step.argv[3:5]:
                     if operand.startswith(alias_dir):
@@ -717,7 +721,7 @@ def probe_source(protocol: Protocol, src: End, *, strict: bool = True) -> bool:
     return path.is_file()
 
 
-def _warn_unmatched_includes(plan: planning.Plan, listing: "Listing | None", runner: Runner,
+def warn_unmatched_includes(plan: planning.Plan, listing: "Listing | None", runner: Runner,
                              reporter: Reporter) -> None:
     """Dry run: name each include rule that matches nothing at the source (issue 12 point 5: a
     warning is for a surprise the user must act on, e.g. a run index that does not exist)."""
@@ -740,7 +744,7 @@ def list_source(plan: planning.Plan, runner: Runner, reporter: Reporter) -> List
     return list_end(r.source, r.protocol, runner)
 
 
-def _refuse_delete_from_empty_source(plan: planning.Plan, listing: "Listing | None", runner: Runner,
+def refuse_delete_from_empty_source(plan: planning.Plan, listing: "Listing | None", runner: Runner,
                                      reporter: Reporter) -> None:
     """--delete mirrors the source: an empty source (a mistyped prefix, an unmounted disk)
     would wipe every selected file at the target. Refuse that instead."""

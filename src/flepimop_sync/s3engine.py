@@ -50,6 +50,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
 from .failures import RCLONE_NOT_FOUND, step_failed
+from .lock import DestinationLock
 from .mechanism import Engine, Mechanism, Word
 from .report import now_iso, some
 from .runner import INSTALL_HINTS
@@ -313,8 +314,8 @@ def _announce(job: _Job, started: str) -> dict[str, Any]:
     r = plan.resolved
     execute.note_skipped(job.skipped, reporter)
     if r.source.kind == EndKind.S3 and r.destination.kind == EndKind.LOCAL:  # the aws path's guard
-        execute._refuse_writes_through_links(plan, _selection(job), job.runner, reporter)
-    reporter.info(execute._headline(plan))
+        execute.refuse_writes_through_links(plan, _selection(job), job.runner, reporter)
+    reporter.info(execute.headline(plan))
     result: dict[str, Any] = {**plan.to_json(), "started": started, "config_files": [r.protocol.file]}
     result["selected"] = {"files": len(job.source), "bytes": sum(size for size, _ in job.source.values())}
     if job.skipped:
@@ -362,11 +363,11 @@ def _dry_run(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
     from .listing import Listing
 
     plan, reporter = job.plan, job.reporter
-    execute._check_target_parent(plan, job.runner)
+    execute.check_target_parent(plan, job.runner)
     todo, deletions = _compare(job)
     result["engine_version"] = _engine_version(job)
     listing = None if job.listed is None else Listing(files=tuple(sorted((p, s) for p, (s, _) in job.listed.items())))
-    execute._warn_unmatched_includes(plan, listing, job.runner, reporter)
+    execute.warn_unmatched_includes(plan, listing, job.runner, reporter)
     if reporter.verbosity >= 1:
         reporter.info(f"engine {result['engine_version']}: the selection is compared with the target as aws "
                       "compares it, then handed to rclone as an explicit list (--files-from-raw)")
@@ -383,11 +384,11 @@ def _sync(job: _Job, result: dict[str, Any], start: float) -> dict[str, Any]:
     plan, runner, reporter = job.plan, job.runner, job.reporter
     r = plan.resolved
     if r.delete and not job.source:  # nothing selected: refuse, as the aws path does, if nothing is there at all
-        execute._refuse_delete_from_empty_source(plan, None, runner, reporter)
+        execute.refuse_delete_from_empty_source(plan, None, runner, reporter)
     commands: list[list[str]] = []
-    with execute.DestinationLock(r.destination, r.protocol, runner) as lock, runner.inheriting(lock.fds), \
+    with DestinationLock(r.destination, r.protocol, runner) as lock, runner.inheriting(lock.fds), \
             tempfile.TemporaryDirectory(prefix="flepimop-sync-") as tmp:
-        execute._prepare_target(plan)  # a missing target's last level, as on the aws path
+        execute.prepare_target(plan)  # a missing target's last level, as on the aws path
         todo, deletions = _compare(job)
         for what, argv in _commands(job, todo, deletions, lambda name, paths: _write(tmp, f"{name}.txt", paths)):
             _run(runner, argv, job.env, what, plan)
@@ -557,10 +558,10 @@ def _source_files(job: _Job) -> dict[str, tuple[int, int]]:
         return out
     listing = job.listed = _list_s3(job, r.source)
     if not listing:  # a mistyped prefix: an error, as on the aws path (issue 12 point 4)
-        from .execute import _require_s3_objects
+        from .execute import require_s3_objects
         from .listing import Listing
 
-        _require_s3_objects(job.plan, Listing(files=()))
+        require_s3_objects(job.plan, Listing(files=()))
     if not r.rules:
         return listing
     return {path: listing[path] for path, _ in r.rules.select_paths(sorted((p, s) for p, (s, _) in listing.items()))}
