@@ -37,7 +37,6 @@ from typing import Any, Mapping
 from flepimop_sync import api
 from flepimop_sync.errors import SyncError
 from flepimop_sync.report import now_iso
-from flepimop_sync.options import SyncOptions
 
 
 def expand_run(value: Any, run: str) -> Any:
@@ -58,35 +57,30 @@ def run_id_from(calibrate_receipt: Any, workflow_run: str) -> str:
     return workflow_run
 
 
-def main_options(p: Mapping[str, Any], run: str) -> SyncOptions:
-    """The push of the run's files under the outputs (the one the digest describes)."""
-    return SyncOptions(protocol=p["protocol"], source=expand_run(p.get("source"), run),
-                       target=expand_run(p.get("target"), run), mkpath=bool(p.get("mkpath")),
-                       filters=tuple(expand_run(p.get("filters") or [], run)),
-                       fprefix=tuple(expand_run(p.get("fprefix") or [], run)),
-                       fsuffix=tuple(expand_run(p.get("fsuffix") or [], run)))
+def _params(**values: Any) -> dict[str, Any]:
+    """Rule params as api reads them: keys without a value left out."""
+    return {k: v for k, v in values.items() if v is not None and v != []}
 
 
-def project_options(p: Mapping[str, Any], run: str) -> SyncOptions | None:
-    """The run's *.pdf/*.h5 directly in project_dir (None: no project_files)."""
+def rule_params(p: Mapping[str, Any], run: str, digest: str | None) -> dict[str, Any]:
+    """api.run_rule's params for the push of the run's files under the outputs (the one the
+    digest describes), the manifest as its extra file."""
+    manifest = expand_run(p.get("manifest"), run)
+    return _params(config_files=[str(f) for f in p["config_files"]], protocol=p["protocol"],
+                   source=expand_run(p.get("source"), run), target=expand_run(p.get("target"), run),
+                   mkpath=bool(p.get("mkpath")) or None, filters=expand_run(p.get("filters") or [], run),
+                   fprefix=expand_run(p.get("fprefix") or [], run), fsuffix=expand_run(p.get("fsuffix") or [], run),
+                   extra_files=[manifest] if manifest else None, digest=digest)
+
+
+def project_params(p: Mapping[str, Any], run: str) -> dict[str, Any] | None:
+    """The push of the run's *.pdf/*.h5 directly in project_dir (None: no project_files)."""
     patterns = expand_run(p.get("project_files") or [], run)
     if not patterns:
         return None
     project = str(expand_run(p.get("project_dir"), run) or ".").rstrip("/") + "/"
-    return SyncOptions(protocol=p["protocol"], source=project, target=expand_run(p.get("target"), run),
-                       mkpath=bool(p.get("mkpath")), filters=tuple(f"+ /{x}" for x in patterns))
-
-
-def rule_params(p: Mapping[str, Any], run: str, digest: str | None) -> dict[str, Any]:
-    """api.run_rule's params for the main push, the manifest as its extra file."""
-    options = main_options(p, run)
-    manifest = expand_run(p.get("manifest"), run)
-    params: dict[str, Any] = {"config_files": [str(f) for f in p["config_files"]], "protocol": options.protocol,
-                              "source": options.source, "target": options.target, "mkpath": options.mkpath or None,
-                              "filters": list(options.filters), "fprefix": list(options.fprefix),
-                              "fsuffix": list(options.fsuffix), "extra_files": [manifest] if manifest else None,
-                              "digest": digest}
-    return {k: v for k, v in params.items() if v is not None and v != []}
+    return _params(protocol=p["protocol"], source=project, target=expand_run(p.get("target"), run),
+                   mkpath=bool(p.get("mkpath")) or None, filters=[f"+ /{x}" for x in patterns])
 
 
 PART_KEYS = ("type", "source", "destination", "filters", "status", "selected", "transferred", "commands")
@@ -98,12 +92,12 @@ def snapshot(p: Mapping[str, Any], receipt: Path, log: Path | None, calibrate_re
     run = run_id_from(calibrate_receipt, str(p["run"]))
     failed = Path(f"{receipt}.failed")
     receipt.parent.mkdir(parents=True, exist_ok=True)
-    project = project_options(p, run)
+    project = project_params(p, run)
     try:
         # the project files first: the main push writes the receipt (api.run_rule)
         project_part = {"part": "project files", "status": "skipped (no project_files)"}
         if project is not None:
-            done = api.run_protocol(config_files, project, log=log)
+            done = api.run_protocol(config_files, api.options_from_params(project), log=log)
             project_part = {"part": "project files", **{k: done.get(k) for k in PART_KEYS}}
         body = api.run_rule(rule_params(p, run, digest), receipt=receipt, log=log)
     except SyncError as error:
