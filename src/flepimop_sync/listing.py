@@ -16,6 +16,11 @@ links, so an rsync listing carries them as entries (size 0, never descended); S3
 links and aws is run with ``--no-follow-symlinks``, so an s3sync listing of a local end
 leaves them out and names them in ``Listing.skipped``.  A dry run built on these listings
 therefore shows what arrives and what ``--delete`` removes, never anything behind a link.
+
+These are the listings of rsync and aws runs.  The fast engine (``s3engine``) lists S3 with
+rclone (``rclone lsjson``, with the modification times its change rules compare) and a local
+end with the evaluator's own walk (``FilterList.select_local``): its listings live beside the
+code that compares them.
 """
 
 from __future__ import annotations
