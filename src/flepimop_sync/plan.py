@@ -15,7 +15,7 @@ The CLI and the Snakemake layer both consume this module.  The rsync and aws com
 transfer runs are built here (transfer, deletion, the target probes, ``aws s3 ls``), with the
 filter flags from ``filters`` (rsync) and ``s3filters`` (aws); the other commands are built
 beside the code that reads their output: listings in ``listing``, git in ``gitsync``, rclone in
-``s3engine``, ``ssh -G`` in ``lock``.
+``s3engine``, ``ssh -G`` in ``lock``, ``<tool> --version`` (for receipts) in ``api``.
 """
 
 from __future__ import annotations
