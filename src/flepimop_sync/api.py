@@ -138,7 +138,6 @@ def _source_is_local_file(protocol, options: SyncOptions) -> bool:
 def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config_files: Sequence[str],
                    error: Exception, started: str, env: Mapping[str, str] | None) -> None:
     """``<receipt>.failed`` (never the receipt itself: Snakemake must not take a failure as done)."""
-
     failed = {"protocol": options.protocol, "config_files": list(config_files), "status": "failed",
               "error": redact(str(error), env), "exit_code": getattr(error, "exit_code", 1), "started": started,
               "finished": now_iso(), "tool_versions": tool_versions()}
