@@ -27,8 +27,9 @@ from typing import Sequence
 
 import click
 
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, signal_exit  # (light: errors and mechanism import
-from .mechanism import Engine  # nothing of the package at import time)
+# (light: errors and mechanism import nothing of the package at import time)
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, signal_exit
+from .mechanism import Engine
 
 SYNC_EPILOG = """\b
 Examples:

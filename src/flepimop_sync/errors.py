@@ -5,9 +5,9 @@ process exit status in one place (``cli.run_command``) and prints ``str(error)``
 single line, with secrets masked (``report.redact``) wherever it is printed or
 written (the Snakemake wrapper, receipts, logs).  The exit codes are numbered here, once
 (``EXIT_*``, ``signal_exit``: each error class carries its own, and ``cli`` uses the same
-names for the outcomes that are not ours); nothing else in the package decides them.  Messages quote what the user wrote with ``show_value`` and word an
-``OSError`` with ``describe_os_error`` and refuse a NUL byte with ``has_nul``, the same way
-everywhere.
+names for the outcomes that are not ours); nothing else in the package decides them.
+Messages quote what the user wrote with ``show_value``, word an ``OSError`` with
+``describe_os_error`` and refuse a NUL byte with ``has_nul``, the same way everywhere.
 """
 
 from __future__ import annotations
