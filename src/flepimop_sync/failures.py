@@ -88,12 +88,13 @@ _AWS_HINTS = (
     ("Permission denied", TARGET_DENIED),
 )
 
-#: rclone's word for a missing bucket or prefix (an empty prefix is no error to s3engine's listing)
+#: rclone's words for a missing prefix (or bucket) and, specifically, a missing bucket
 RCLONE_NOT_FOUND = "directory not found"
+RCLONE_NO_BUCKET = "nosuchbucket"
 
 # (what rclone prints, lower case, what it means), first match wins; before its exit code's meaning
 _RCLONE_HINTS = (
-    ("nosuchbucket", NO_BUCKET),
+    (RCLONE_NO_BUCKET, NO_BUCKET),
     ("invalidaccesskeyid", KEY_REFUSED),
     ("signaturedoesnotmatch", SECRET_REFUSED),
     ("accessdenied", ACCESS_DENIED),
@@ -107,6 +108,13 @@ _RCLONE_HINTS = (
     ("permission denied", TARGET_DENIED),
     ("read-only file system", TARGET_READ_ONLY),
 )
+
+
+def rclone_found_nothing(stderr: str) -> bool:
+    """Did a failed rclone listing only find no such prefix (an empty prefix: nothing there yet, no
+    error to s3engine), as opposed to a missing bucket or any other failure?"""
+    said = stderr.lower()
+    return RCLONE_NOT_FOUND in said and RCLONE_NO_BUCKET not in said
 
 
 def step_failed(step: str, done: "Completed", protocol: "Protocol", env: Mapping[str, str] | None = None) -> StepFailed:

@@ -49,7 +49,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
-from .failures import RCLONE_NOT_FOUND, step_failed
+from .failures import rclone_found_nothing, step_failed
 from .lock import DestinationLock
 from .mechanism import Engine, Mechanism, Word
 from .report import now_iso, some
@@ -513,7 +513,7 @@ def _list_s3(job: _Job, end: End) -> dict[str, tuple[int, int]]:
     job.version = job.version or version_from_log(done.stderr)
     stderr = without_debug(done.stderr)
     if done.returncode != 0:
-        if RCLONE_NOT_FOUND in stderr.lower() and "nosuchbucket" not in stderr.lower():
+        if rclone_found_nothing(stderr):
             return {}  # an empty prefix: nothing there yet
         # (its debug lines, asked for to learn rclone's version, are not its message)
         raise step_failed(f"listing {end.text}", replace(done, stderr=stderr), job.plan.protocol,

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from flepimop_sync.failures import step_failed
+from flepimop_sync.failures import rclone_found_nothing, step_failed
 from flepimop_sync.runner import Completed
 
 PROTOCOL = SimpleNamespace(name="p")  # the only field the wording reads
@@ -126,3 +126,19 @@ def test_an_s3_cause_reads_the_same_from_either_tool(aws_says, rclone_says):
 
     said = meaning("aws", aws_says)
     assert said == meaning("rclone", rclone_says) and not said.startswith("see "), said
+
+
+# what a failed `rclone lsjson` printed -> is it only an empty prefix (s3engine lists nothing, no error)
+RCLONE_LISTINGS = [
+    ('ERROR : : error listing: directory not found\nFailed to lsjson: directory not found\n', True),
+    ("Failed to lsjson: Directory Not Found\n", True),
+    ("Failed to lsjson: directory not found: NoSuchBucket: The specified bucket does not exist\n", False),
+    ("Failed to lsjson: NoSuchBucket: The specified bucket does not exist\n", False),
+    ("Failed to lsjson: AccessDenied: Access Denied\n", False),
+    ("", False),
+]
+
+
+@pytest.mark.parametrize("stderr,nothing", RCLONE_LISTINGS)
+def test_an_empty_prefix_is_told_from_a_missing_bucket(stderr, nothing):
+    assert rclone_found_nothing(stderr) is nothing
