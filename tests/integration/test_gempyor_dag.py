@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from test_gempyor_calibrate import STANDIN
+from trees import list_files
 
 pytestmark = pytest.mark.integration
 
@@ -88,8 +89,7 @@ def test_blocking_simulate_names_the_run_and_snapshot_is_that_run(tmp_path, gemp
     assert proc.returncode == 0, show(proc) + (p.root / "results" / RUN / "logs" / "calibrate.log").read_text()
     cal = p.receipt("calibrate")
     assert cal["run"] == cal["flepimop_run_id"] == RUN and cal["mode"] == "command"
-    written = {q.relative_to(p.root / "model_output").as_posix() for q in (p.root / "model_output").rglob("*")
-               if q.is_file() and EARLIER not in q.as_posix()}
+    written = {w for w in list_files(p.root / "model_output") if EARLIER not in w}
     assert written and all(f"/{RUN}/" in w and f".{RUN}." in w for w in written), sorted(written)
     # the snapshot: exactly that run (no earlier run, no other pdf), under runs/<run>/
     assert p.pushed() == {f"runs/{RUN}/{w}" for w in written}

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from trees import list_files
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +103,7 @@ def run_sync_job(kind: str, files: dict, filters, gempyor_client, sshd, s3, tmp_
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     if kind == "rsync":
-        got = {str(p.relative_to(remote / RUN)) for p in (remote / RUN).rglob("*") if p.is_file()}
+        got = list_files(remote / RUN)
         assert {p.name for p in remote.iterdir()} == {RUN}
     else:
         keys = s3.list(bucket)

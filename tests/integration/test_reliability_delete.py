@@ -16,7 +16,7 @@ import json
 import pytest
 
 from helpers import write_config
-from trees import write_tree
+from trees import tree, write_tree
 
 pytestmark = pytest.mark.integration
 
@@ -103,13 +103,12 @@ class World:
     def target_files(self) -> dict[str, bytes]:
         if self.backend == "s3-upload":
             return {k[len("run/"):]: self.s3.get(self.bucket, k) for k in self.s3.list(self.bucket, "run/")}
-        return {str(p.relative_to(self.dst_dir)): p.read_bytes()
-                for p in self.dst_dir.rglob("*") if p.is_file()}
+        return tree(self.dst_dir)
 
     def source_files(self) -> dict[str, bytes]:
         if self.backend == "s3-download":
             return {k[len("run/"):]: self.s3.get(self.bucket, k) for k in self.s3.list(self.bucket, "run/")}
-        return {str(p.relative_to(self.src_dir)): p.read_bytes() for p in self.src_dir.rglob("*") if p.is_file()}
+        return tree(self.src_dir)
 
 
 @pytest.fixture

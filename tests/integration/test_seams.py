@@ -13,7 +13,7 @@ import pytest
 
 
 from helpers import write_config
-from trees import write_tree
+from trees import list_files, write_tree
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def test_delete_dry_run_names_exactly_what_the_run_deletes(s3, run_cli, tmp_path
     if kind == "rsync":
         dst = write_tree(tmp_path / "dst" / "src", {**files, **stale})
         proto = {"type": "rsync", "source": str(src), "target": str(tmp_path / "dst"), "filters": filters}
-        remaining = lambda: sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())  # noqa: E731
+        remaining = lambda: sorted(list_files(dst))  # noqa: E731
     elif kind.startswith("s3up"):
         bucket = s3.make_bucket()
         for rel, data in {**files, **stale}.items():
@@ -103,7 +103,7 @@ def test_delete_dry_run_names_exactly_what_the_run_deletes(s3, run_cli, tmp_path
         dst = write_tree(tmp_path / "dst", {**files, **stale})
         proto = {"type": "s3sync", "source": f"s3://{bucket}/p/", "target": str(dst), "filters": filters,
                  "endpoint_url": s3.endpoint}
-        remaining = lambda: sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())  # noqa: E731
+        remaining = lambda: sorted(list_files(dst))  # noqa: E731
     cfg = write_config(tmp_path / "c.yml", {"p": proto})
     before = set(remaining())
     dry = run_cli(["sync", "--engine", engine, "--delete", "-n", str(cfg)], env=s3.env)

@@ -10,9 +10,9 @@ the real run agree. Rule and table: tests/unit/test_source_override.py.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from trees import list_files
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +41,6 @@ CASES = [
 ]
 
 
-def _tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-
-
 @pytest.mark.parametrize("source, expected, noted", CASES, ids=[str(c[0]) for c in CASES])
 def test_source_override_selects_only_the_includes(tmp_path, run_cli, source, expected, noted):
     project = tmp_path / "project"
@@ -62,10 +58,10 @@ def test_source_override_selects_only_the_includes(tmp_path, run_cli, source, ex
     plan = json.loads(plan.stdout)
     dry = run_cli([*args[:1], "-n", "-v", "--json", *args[1:]], cwd=project)
     assert dry.returncode == 0, dry.stderr
-    assert _tree(target) == set()  # the dry run changed nothing
+    assert list_files(target) == set()  # the dry run changed nothing
     real = run_cli([*args[:1], "-v", *args[1:]], cwd=project)
     assert real.returncode == 0, real.stderr
-    assert _tree(target) == expected
+    assert list_files(target) == expected
 
     tail = ["- **"] if noted else []
     assert plan["filters"] == ["+ X*.pdf", "- llik/", *tail]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from trees import list_files
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +66,8 @@ print("calibrated", run)
 def expected_resume_files() -> set[str]:
     """Paths (relative to model_output/) of the previous run's hnpi/snpi/seed files."""
     root = SAMPLE / PREV_RUN
-    return {f"{PREV_RUN}/{p.relative_to(root)}" for p in root.rglob("*")
-            if p.is_file() and p.relative_to(root).parts[0] in RESUME_TYPES and p.relative_to(root).parts[2] == "final"}
+    return {f"{PREV_RUN}/{rel}" for rel in list_files(root)
+            if rel.split("/")[0] in RESUME_TYPES and rel.split("/")[2] == "final"}
 
 
 def output_files(run: str = RUN, *, final_only: bool = False) -> set[str]:
@@ -76,10 +77,6 @@ def output_files(run: str = RUN, *, final_only: bool = False) -> set[str]:
         for stage in ("final",) if final_only else ("final", "intermediate"):
             out.add(f"USA_inference/{run}/{ftype}/global/{stage}/000000001.{run}.{ftype}.{ext}")
     return out
-
-
-def tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
 def merged_env(base_env, *servers) -> dict[str, str]:
@@ -135,7 +132,7 @@ class Campaign:
         (root / "standin.py").write_text(STANDIN)
         (root / "expect.json").write_text(json.dumps(sorted(expected_resume_files())))
         if bucket != "unused":
-            for rel in sorted(tree(SAMPLE)):
+            for rel in sorted(list_files(SAMPLE)):
                 s3.put(bucket, f"prev/model_output/{rel}", (SAMPLE / rel).read_bytes())
         self.protocols = {
             "resume": {"type": "rsync", "source": f"{hpc_alias}:{self.hpc}/prev/model_output/",
@@ -255,7 +252,7 @@ def check_run(c: Campaign, run: str, *, slurm_job: bool = False) -> None:
             assert all(f["etag"] == source[f["path"]]["etag"] for f in fetched["files"])
         else:
             assert all("etag" not in f for f in fetched["files"])
-        assert tree(c.root / "model_output" / run / PREV_RUN.split("/")[0]) >= {
+        assert list_files(c.root / "model_output" / run / PREV_RUN.split("/")[0]) >= {
             p.split("/", 1)[1] for p in expected}
     else:
         assert not (c.root / "results" / run / "receipts" / "resume_fetch.json").exists()
@@ -266,7 +263,7 @@ def check_run(c: Campaign, run: str, *, slurm_job: bool = False) -> None:
     assert ("resume files ok" in log) == bool(resume_protocol)
     outputs = output_files(run, final_only=True)
     if snapshot_protocol == "hpcsnap":
-        pushed = tree(c.hpc / "runs" / run)
+        pushed = list_files(c.hpc / "runs" / run)
         assert pushed == outputs | {f"{run}.json"}, sorted(pushed ^ (outputs | {f"{run}.json"}))
         assert snapshot["type"] == "rsync" and all("etag" not in f for f in snapshot["files"])
         assert {f["path"]: f["size"] for f in snapshot["files"]} == {
@@ -299,8 +296,8 @@ def check_full_dag(c: Campaign, proc: subprocess.CompletedProcess, *, slurm_job:
     assert rules | {"sync_archive"} <= ran_rules(proc), show(proc)
     for run in RUNS:
         check_run(c, run, slurm_job=slurm_job)
-    assert c.receipt("sync_archive")["selected"]["files"] == len(tree(c.root / "archive"))
-    assert {f["path"] for f in c.receipt("sync_archive")["files"]} == tree(c.root / "archive")
+    assert c.receipt("sync_archive")["selected"]["files"] == len(list_files(c.root / "archive"))
+    assert {f["path"] for f in c.receipt("sync_archive")["files"]} == list_files(c.root / "archive")
 
 
 @pytest.fixture()
@@ -390,7 +387,7 @@ def test_reruns_follow_meaning(tmp_path, campaign_env, s3, run_cli):
     edited = c.snakemake()
     assert edited.returncode == 0, show(edited)
     assert changed(before, c.stamps()) == {"sync_archive"}
-    assert any("/seed/" in p for p in tree(c.root / "archive"))
+    assert any("/seed/" in p for p in list_files(c.root / "archive"))
 
     # the resume protocol's own filters do not matter to resume_fetch (it replaces them)
     c.protocols["resume"]["filters"] = ["- hosp/"]
@@ -516,11 +513,11 @@ def test_example_config_runs_from_repository_root(tmp_path, base_env):
     assert dry.returncode == 0, show(dry)
     fetched = smk("resume_fetch")
     assert fetched.returncode == 0 and ran_rules(fetched) == {"resume_fetch_run", "resume_fetch"}, show(fetched)
-    resumed = tree(work / "results/example/model_output/example_run")
+    resumed = list_files(work / "results/example/model_output/example_run")
     assert resumed == expected_resume_files()
     full = smk()
     assert full.returncode == 0 and ran_rules(full) >= {"calibrate_run", "snapshot_run"}, show(full)
-    archived = tree(work / "results/example/archive/example_run")
+    archived = list_files(work / "results/example/archive/example_run")
     assert "manifest.json" in archived
     assert not any("/intermediate/" in p for p in archived)
     assert any("example_run/hnpi/global/final" in p for p in archived)
@@ -546,7 +543,7 @@ def test_wrapper_test_snakefile(tmp_path, base_env):
                            "-d", str(tmp_path), "--cores", "1"], cwd=tmp_path, env=merged_env(base_env),
                           text=True, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, show(proc)
-    assert tree(tmp_path / "out") == {"hnpi/000000001.run.hnpi.csv", "seed/000000001.run.seed.csv"}
+    assert list_files(tmp_path / "out") == {"hnpi/000000001.run.hnpi.csv", "seed/000000001.run.seed.csv"}
     r = json.loads((tmp_path / "results/copy.json").read_text())
     assert r["protocol"] == "copy" and r["status"] == "ok" and r["filters"][:2] == ["- *.tmp", "- llik/"]
     assert r["selected"] == {"files": 2, "bytes": 4}
@@ -595,7 +592,7 @@ def test_module_reuse_with_use_rule(tmp_path, base_env):
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, show(proc)
     assert {"fs_sync_copy", "copy_for_report"} <= ran_rules(proc), show(proc)
-    assert tree(tmp_path / "copied") == {"hnpi/a.parquet"}
+    assert list_files(tmp_path / "copied") == {"hnpi/a.parquet"}
     assert json.loads((tmp_path / "report/copy.json").read_text())["status"] == "ok"
 
 
@@ -616,7 +613,7 @@ def test_rendered_rules_run_and_do_not_rerun(tmp_path, base_env, run_cli):
 
     first = smk("sync_my_copy")
     assert first.returncode == 0, show(first)
-    assert tree(tmp_path / "out") == {"hnpi/a.parquet"}
+    assert list_files(tmp_path / "out") == {"hnpi/a.parquet"}
     assert json.loads((tmp_path / "results/receipts/sync_my_copy.json").read_text())["status"] == "ok"
     assert ran_rules(smk("sync_my_copy")) == set()
     lint = smk("--lint")
