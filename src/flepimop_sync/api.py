@@ -363,7 +363,7 @@ def destination_files(config_files: Sequence[str], options: SyncOptions,
     destination (``listing.list_end``: rsync, aws s3api, or a walk) and, for a download, the
     source's: ``source_listing``, the one the run itself made (``execute.Outcome``: what the
     files were copied from), else a new one."""
-    from .execute import list_end
+    from .listing import list_end
     from .runner import Runner
 
     protocol = (config or load_config(config_files)).get(options.protocol)

@@ -224,7 +224,7 @@ class _PyLoader(yaml.SafeLoader):
 
     _depth = 0
 
-    def compose_node(self, parent, index):  # noqa: D401 - PyYAML hook
+    def compose_node(self, parent, index):  # PyYAML's hook, called for every node
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:

@@ -38,7 +38,7 @@ from .endpoints import End, EndKind
 from .errors import ConfigError, SafetyHalt, StepFailed, SyncError, UsageError, describe_os_error, show_value
 from .failures import step_failed as _step_failed
 from .filters import Action, FilterList
-from .listing import Listing, list_end, regular_only, rsync_unescape  # noqa: F401 (re-exported)
+from .listing import Listing, list_end, regular_only, rsync_unescape
 from . import listing as listing_mod
 from .lock import DestinationLock
 from .mechanism import Engine, ProtocolType
