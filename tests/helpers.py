@@ -268,8 +268,8 @@ def received_bytes(root: Path) -> int:
 def assert_no_truncated_final(target: Path, expected: Mapping[str, str], prefix: str = "") -> None:
     """Every file at ``target`` under a final name (one the source has) has the source's content.
 
-    Temp names (rsync's ``.name.XXXXXX``, aws' ``name.XXXXXXXX``) are not final names: they are
-    reported only if they were left behind, via the return value of ``leftovers``.
+    Temp names (rsync's ``.name.XXXXXX``, aws' ``name.XXXXXXXX``) are not final names and are not
+    checked here: a test that cares whether they were left behind looks for them itself.
     """
     for rel, digest in tree_digest(target).items():
         key = prefix + rel
@@ -280,3 +280,15 @@ def assert_no_truncated_final(target: Path, expected: Mapping[str, str], prefix:
 def secret_free(texts: Mapping[str, str], secrets: Iterable[str]) -> list[str]:
     """Names of the texts that contain one of the secrets."""
     return [f"{name} contains {secret[:6]}..." for name, text in texts.items() for secret in secrets if secret in text]
+
+
+def show(proc: subprocess.CompletedProcess) -> str:
+    """A finished process for an assertion message: exit status and the tails of its output."""
+    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-8000:]}"
+
+
+def dry_summary(done: subprocess.CompletedProcess) -> str:
+    """The one ``selected ...`` line a dry run's summary prints."""
+    lines = [line for line in done.stdout.splitlines() if line.startswith("selected ")]
+    assert len(lines) == 1, (done.stdout, done.stderr)
+    return lines[0]

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from trees import WORKED_CASES, list_files, make_worked_tree, random_trees  # noqa: E402
+from trees import WORKED_CASES, list_files, make_worked_tree, random_trees
 
-from flepimop_sync.filters import FilterList, build_rules  # noqa: E402
-from flepimop_sync.s3filters import choose_aws_filter_args, translate_for_aws  # noqa: E402
+from flepimop_sync.filters import FilterList, build_rules
+from flepimop_sync.s3filters import choose_aws_filter_args, translate_for_aws
 
 pytestmark = pytest.mark.integration
 

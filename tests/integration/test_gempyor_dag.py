@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import show
 from test_gempyor_calibrate import STANDIN
 from trees import list_files
 
@@ -68,10 +69,6 @@ class Project:
 
     def pushed(self) -> set[str]:
         return set(self.s3.list(self.bucket))
-
-
-def show(proc):
-    return f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
 
 def test_blocking_simulate_names_the_run_and_snapshot_is_that_run(tmp_path, gempyor_client, gempyor_examples,

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import slurm_jobs  # noqa: E402
+import slurm_jobs
 
 pytestmark = pytest.mark.integration
 

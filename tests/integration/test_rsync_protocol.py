@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_config
+from helpers import dry_summary, write_config
 from trees import tree, write_tree
 
 pytestmark = pytest.mark.integration
@@ -295,12 +295,6 @@ def test_remote_dry_run_lists_unicode_names_in_a_c_locale(tmp_path, run_cli, ssh
 
 
 # -- issue 12: paths as users write them, honest dry runs ----------------------------------------
-def dry_summary(done) -> str:
-    lines = [line for line in done.stdout.splitlines() if line.startswith("selected ")]
-    assert len(lines) == 1, (done.stdout, done.stderr)
-    return lines[0]
-
-
 @pytest.mark.parametrize("where", ["local", "ssh-push", "ssh-pull"])
 def test_dry_run_after_a_complete_sync_says_zero(work, run_cli, sshd, where):
     tmp, src = work

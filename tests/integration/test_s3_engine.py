@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from helpers import write_config
-from trees import list_files, random_trees, tree, write_tree  # noqa: E402
+from trees import list_files, random_trees, tree, write_tree
 
-from flepimop_sync.filters import build_rules  # noqa: E402
+from flepimop_sync.filters import build_rules
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_config
+from helpers import dry_summary, write_config
 from trees import RUN_FILES, tree, write_tree
 
 pytestmark = pytest.mark.integration
@@ -268,12 +268,6 @@ def test_large_explicit_upload_is_staged_as_links(s3, run_cli, tmp_path):
 
 
 # -- issue 12: honest dry runs, empty sources, glob characters anywhere ---------------------------
-def dry_summary(done) -> str:
-    lines = [line for line in done.stdout.splitlines() if line.startswith("selected ")]
-    assert len(lines) == 1, done.stdout
-    return lines[0]
-
-
 def test_dry_run_after_a_complete_sync_says_zero_up_and_down(s3, run_cli, tmp_path, local_tree):
     bucket = s3.make_bucket()
     up = write_config(tmp_path / "up.yml", {"p": {"type": "s3sync", "source": f"{local_tree}/",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import show
 from trees import list_files
 
 pytestmark = pytest.mark.integration
@@ -204,10 +205,6 @@ def changed(before: dict[str, int], after: dict[str, int]) -> set[str]:
 
 def ran_rules(proc: subprocess.CompletedProcess) -> set[str]:
     return set(re.findall(r"Finished jobid: \d+ \(Rule: (\S+)\)", proc.stderr + proc.stdout))
-
-
-def show(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-8000:]}"
 
 
 def s3_objects(c: Campaign, prefix: str) -> dict[str, dict]:

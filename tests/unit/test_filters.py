@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from trees import (  # noqa: E402
+from trees import (
     WORKED_CASES,
     list_files,
     make_random_tree,
@@ -20,8 +20,8 @@ from trees import (  # noqa: E402
     worked_tree_paths,
 )
 
-from flepimop_sync.errors import FilterError, UsageError  # noqa: E402
-from flepimop_sync.filters import (  # noqa: E402
+from flepimop_sync.errors import FilterError, UsageError
+from flepimop_sync.filters import (
     ORIGIN_IMPLICIT,
     ByteSet,
     FilterList,
@@ -29,7 +29,7 @@ from flepimop_sync.filters import (  # noqa: E402
     build_rules,
     parse_rule,
 )
-from flepimop_sync.s3filters import (  # noqa: E402
+from flepimop_sync.s3filters import (
     _render_set,
     aws_select_paths,
     aws_selects,
