@@ -4,7 +4,10 @@ Every child runs from an argv list (never a shell) in its own process group, so 
 SIGINT, SIGTERM or SIGHUP (terminal or ssh session closed) to flepimop-sync stops the
 whole child tree (rsync's ssh, aws' workers, git's hooks; the stop waits until no live
 process is left in the group, not just the child) and leaves nothing behind: stopping the
-local ssh closes the connection, and the remote rsync exits with it.  On Linux each
+local ssh closes the connection, and the remote rsync exits with it.  A signal that lands while
+a child is being started waits until that child is recorded, then stops it with the rest (acted
+on at once, it would leave the new child running untracked: a git merge writing the work tree
+while the pull is rolled back).  On Linux each
 child also gets ``PR_SET_PDEATHSIG`` (SIGINT), so even a SIGKILLed flepimop-sync does
 not leave writers running (and holding the destination lock) for ever.
 ``Runner.run`` captures output (optionally with a timeout); ``Runner.stream`` forwards it
@@ -84,6 +87,10 @@ class Runner:
         self._children: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
         self._previous: dict[int, object] = {}
+        # A stop signal that lands while the main thread starts a child waits until the child is
+        # recorded (see ``_popen``): raised at once, it would leave that child running untracked.
+        self._starting = False
+        self._deferred: list[int] = []
         # File descriptors every child inherits (set through ``inheriting``).
         self.inherit_fds: tuple[int, ...] = ()
 
@@ -101,6 +108,9 @@ class Runner:
         self.stop_children()
 
     def _on_signal(self, signum: int, frame) -> None:  # noqa: ARG002 (signal.signal's handler signature)
+        if self._starting:
+            self._deferred.append(signum)
+            return
         self.stop_children()
         raise Interrupted(signum)
 
@@ -159,6 +169,12 @@ class Runner:
             if os.getppid() != parent:  # the parent died before the death signal was armed
                 os.kill(os.getpid(), signal.SIGKILL)
 
+        # Handlers run in the main thread only; there, from the fork until the child is in
+        # ``_children``, a stop signal is deferred, then acted on (the child stopped with the rest).
+        starting = threading.current_thread() is threading.main_thread()
+        if starting:
+            self._deferred = []
+            self._starting = True
         try:
             proc = subprocess.Popen(
                 list(argv),
@@ -171,13 +187,18 @@ class Runner:
                 pass_fds=self.inherit_fds,
                 preexec_fn=preexec,
             )
+            with self._lock:
+                self._children.add(proc)
         except FileNotFoundError:
             raise StepFailed(f"{argv[0]}: command not found", step=argv[0], returncode=127,
                              hint=INSTALL_HINTS.get(argv[0])) from None
         except PermissionError:
             raise StepFailed(f"{argv[0]}: permission denied", step=argv[0], returncode=126) from None
-        with self._lock:
-            self._children.add(proc)
+        finally:
+            if starting:
+                self._starting = False
+                if self._deferred:  # the child, if one started, is recorded: stopped with the rest
+                    self._on_signal(self._deferred[0], None)
         return proc
 
     def _forget(self, proc: subprocess.Popen) -> None:

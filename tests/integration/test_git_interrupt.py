@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import start_cli, wait_until
+from helpers import cli_env, start_cli, wait_until
 from test_git_protocol import assert_identical, make_world
 
 psutil = pytest.importorskip("psutil")
@@ -217,6 +219,44 @@ def test_killed_pull_is_rolled_back_and_finished_by_the_rerun(world, run_cli, po
         assert journal.exists()
     r = _rerun_completes(world, run_cli, flag, tip)
     assert not journal.exists()
+
+
+# `python -m flepimop_sync` whose SIGHUP lands while `git merge --ff-only` is being started: the
+# merge is already writing the work tree (its index.lock exists) but subprocess.Popen has not yet
+# returned it to the runner -- the window a loaded machine opens by chance, held open here.
+SIGNAL_WHILE_STARTING = r"""
+import os, runpy, signal, subprocess, sys, time
+real = subprocess.Popen
+class Popen(real):
+    def __init__(self, args, *rest, **kwargs):
+        super().__init__(args, *rest, **kwargs)
+        if "--ff-only" in args:
+            lock = os.path.join(kwargs["cwd"], ".git", "index.lock")
+            deadline = time.monotonic() + 60
+            while not os.path.exists(lock) and self.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.001)
+            os.kill(os.getpid(), signal.SIGHUP)
+            self.signalled = True  # the handler runs here, before Popen returns
+subprocess.Popen = Popen
+sys.argv[0] = "flepimop_sync"
+runpy.run_module("flepimop_sync", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_signal_while_the_merge_is_being_started_is_rolled_back(world, run_cli):
+    """The merge that had just started when the signal landed is stopped before the roll-back
+    runs: nothing it writes afterwards can land in the restored work tree."""
+    tip = _publish_large(world)
+    world.settle()
+    before = world.snapshot(remotes=False)
+    done = subprocess.run([sys.executable, "-c", SIGNAL_WHILE_STARTING, "sync", str(world.root / "sync.yml")],
+                          env=cli_env(world.env), cwd=world.work, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 129, done.stderr
+    assert "interrupted by SIGHUP" in done.stderr and "rolled back" in done.stderr, done.stderr
+    time.sleep(1)  # an orphaned merge would still be writing
+    assert_identical(before, world.snapshot(remotes=False))
+    assert not (world.work / ".git" / "flepimop-sync").exists()
+    _rerun_completes(world, run_cli, None, tip)
 
 
 def test_signal_during_the_rollback_is_deferred(world, run_cli):
