@@ -85,7 +85,8 @@ class Runner:
         self.reporter = reporter
         self.base_env = dict(os.environ if env is None else env)
         self._children: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
+        # Re-entrant: the signal handler (stop_children) may run inside a block that holds it.
+        self._lock = threading.RLock()
         self._previous: dict[int, object] = {}
         # A stop signal that lands while the main thread starts a child waits until the child is
         # recorded (see ``_popen``): raised at once, it would leave that child running untracked.

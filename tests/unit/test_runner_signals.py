@@ -5,7 +5,8 @@ once would leave the new child untracked: it would go on running (and writing) a
 said it had stopped its children -- for a pull, while its roll-back runs.  The signal is real
 and so are the children; only its timing is forced, by sending it from inside
 ``subprocess.Popen`` right after the child started (the handler then runs before ``Popen``
-returns, the window a loaded machine opens by chance).
+returns, the window a loaded machine opens by chance).  Likewise a signal that lands while the
+runner holds its own lock: the handler takes it again and must not hang.
 """
 
 from __future__ import annotations
@@ -87,3 +88,15 @@ def test_a_signal_while_a_missing_tool_is_being_started_is_the_interruption(monk
         with runner:
             runner.run(["flepimop-sync-no-such-tool"])
     assert caught.value.exit_code == 143 and started == []
+
+
+@pytest.mark.timeout(20, method="thread")  # a deadlock: pytest-timeout reports the stacks and fails
+def test_a_signal_while_the_runner_holds_its_lock_does_not_hang():
+    """The handler stops the children under the runner's lock; a signal that lands while the
+    main thread holds that lock (forgetting a finished child) must not wait for it for ever."""
+    runner = Runner(Reporter(verbosity=0, stream=io.StringIO()), dict(os.environ))
+    with runner:
+        with runner._lock, pytest.raises(Interrupted) as caught:
+            os.kill(os.getpid(), signal.SIGTERM)
+            runner.signalled = True  # the handler runs here, the lock held
+    assert caught.value.exit_code == 143
