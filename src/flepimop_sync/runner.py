@@ -88,10 +88,9 @@ class Runner:
         # Re-entrant: the signal handler (stop_children) may run inside a block that holds it.
         self._lock = threading.RLock()
         self._previous: dict[int, object] = {}
-        # A stop signal that lands while the main thread starts a child waits until the child is
-        # recorded (see ``_popen``): raised at once, it would leave that child running untracked.
-        self._starting = False
-        self._deferred: list[int] = []
+        # While the main thread starts a child, the stop signals that land (see ``_popen``); None
+        # otherwise.  Acted on at once, such a signal would leave that child running untracked.
+        self._deferred: list[int] | None = None
         # File descriptors every child inherits (set through ``inheriting``).
         self.inherit_fds: tuple[int, ...] = ()
 
@@ -109,7 +108,7 @@ class Runner:
         self.stop_children()
 
     def _on_signal(self, signum: int, frame) -> None:  # noqa: ARG002 (signal.signal's handler signature)
-        if self._starting:
+        if self._deferred is not None:  # a child is being started: acted on once it is recorded
             self._deferred.append(signum)
             return
         self.stop_children()
@@ -175,7 +174,6 @@ class Runner:
         starting = threading.current_thread() is threading.main_thread()
         if starting:
             self._deferred = []
-            self._starting = True
         try:
             proc = subprocess.Popen(
                 list(argv),
@@ -197,9 +195,9 @@ class Runner:
             raise StepFailed(f"{argv[0]}: permission denied", step=argv[0], returncode=126) from None
         finally:
             if starting:
-                self._starting = False
-                if self._deferred:  # the child, if one started, is recorded: stopped with the rest
-                    self._on_signal(self._deferred[0], None)
+                deferred, self._deferred = self._deferred, None
+                if deferred:  # the child, if one started, is recorded: stopped with the rest
+                    self._on_signal(deferred[0], None)
         return proc
 
     def _forget(self, proc: subprocess.Popen) -> None:

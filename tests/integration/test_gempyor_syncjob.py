@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from trees import list_files
 
 pytestmark = pytest.mark.integration

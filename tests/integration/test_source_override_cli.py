@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from trees import list_files
 
 pytestmark = pytest.mark.integration

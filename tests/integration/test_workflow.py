@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers import show
 from trees import list_files
 

@@ -31,13 +31,15 @@ def _signalled_while_starting(signum: int, started: list[int], *, before_fork: b
     class SignalledWhileStarting(real):  # type: ignore[misc, valid-type]
         def __init__(self, *args, **kwargs):
             if before_fork:
-                os.kill(os.getpid(), signum)
-                self.signalled = True  # bytecode after the kill: where Python runs the handler
+                self._signal()
             super().__init__(*args, **kwargs)  # the child runs from here on
             started.append(self.pid)
             if not before_fork:
-                os.kill(os.getpid(), signum)
-                self.signalled = True
+                self._signal()
+
+        def _signal(self):
+            os.kill(os.getpid(), signum)
+            self.signalled = True  # bytecode after the kill: where Python runs the handler, inside Popen
 
     return SignalledWhileStarting
 
@@ -64,7 +66,7 @@ def test_a_signal_while_a_child_is_being_started_stops_that_child(tmp_path, monk
             os.killpg(pid, 0)  # nothing left in its process group
 
 
-def test_a_run_after_a_deferred_signal_is_not_interrupted_by_it(tmp_path, monkeypatch):
+def test_a_run_after_a_deferred_signal_is_not_interrupted_by_it(monkeypatch):
     """The signal deferred while one child started is acted on for that run only: the next
     run of the same runner (as a roll-back's git commands are) is not stopped by it again."""
     started: list[int] = []
