@@ -11,10 +11,11 @@ calls it).
 Imports: the standard library, ``config`` (the protocol), ``errors``, ``mechanism`` (the
 protocol types), ``options``, ``report`` (output, redaction) and ``runner`` (``Runner.run``:
 every process starts there, argv lists, never a shell).  Unlike the transfer protocols, the
-git argv are built here, not in ``plan``: only these git commands ever run::
+git argv are built here, not in ``plan``: only these git commands ever run (in the protocol's
+repository: the caller's GIT_DIR, GIT_WORK_TREE, GIT_INDEX_FILE... are not passed on)::
 
     git rev-parse / symbolic-ref / for-each-ref / remote / check-ref-format  (read only)
-    git rev-list / log / merge-base / hash-object (no -w)                    (read only)
+    git rev-list / log / merge-base / hash-object (no -w) / cat-file         (read only)
     git update-index -q --refresh                                            (stat cache only)
     git diff / diff-index / diff-files / diff-tree / ls-files / ls-tree      (read only)
     git fetch --no-write-fetch-head <remote> +refs/heads/B:refs/remotes/<remote>/B
@@ -45,7 +46,11 @@ Order of a run:
    does not track -- untracked or *ignored* (git silently overwrites ignored files) -- where the
    incoming commits add a file (or need a directory) halts the run (``SafetyHalt``), naming it.
    The update runs under a journal: interrupted (SIGINT/SIGTERM/SIGHUP) or failed at any point,
-   it is rolled back so the repository is as before; killed outright, the next run rolls it back.
+   it is rolled back so the repository is as before; killed outright, the next run rolls it back
+   -- unless a file the roll-back would overwrite or delete holds content the update did not write
+   (local work, edited since): then it halts, changing nothing.  A merge git refuses before writing
+   anything (a lock, a local change its checks hid) is not rolled back: nothing moved.  Incoming
+   file names that are not UTF-8 halt the pull (they could not be checked against local files).
    push: refuse when the remote has commits the branch lacks, else push (never force); a push
    refused by a server hook reports the remote's own message (its ``remote:`` lines).
 
@@ -63,6 +68,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -70,7 +76,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from .config import Protocol
 from .errors import ConfigError, Interrupted, SafetyHalt, StepFailed, UsageError, has_nul
@@ -151,7 +157,15 @@ MAX_COMMITS = 1000
 
 # git's own messages are parsed in a few places: force the untranslated ones.  No prompts: a
 # credential prompt would hang a batch job (the runner also gives children no terminal).
-GIT_ENV = {"LC_ALL": "C", "LANGUAGE": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_MERGE_AUTOEDIT": "no"}
+# Variables that point git at another repository, index or object store (git's own list:
+# ``git rev-parse --local-env-vars``, its config variables aside) are not passed on: inside a git
+# hook, or a shell that set GIT_DIR, git would otherwise update that repository while the run
+# reports on the protocol's.
+_REPOSITORY_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_IMPLICIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_INDEX_FILE",
+                         "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_GRAFT_FILE",
+                         "GIT_SHALLOW_FILE", "GIT_NO_REPLACE_OBJECTS", "GIT_REPLACE_REF_BASE", "GIT_PREFIX")
+GIT_ENV: dict[str, str | None] = {"LC_ALL": "C", "LANGUAGE": "C", "GIT_TERMINAL_PROMPT": "0",
+                                  "GIT_MERGE_AUTOEDIT": "no", **dict.fromkeys(_REPOSITORY_VARIABLES)}
 GIT_BASE = ("git", "--no-pager", "-c", "core.quotepath=off")
 
 _UNREACHABLE = (
@@ -238,6 +252,13 @@ def _resolve(run: _Run, protocol: Protocol) -> None:
     branch, run.current = _resolve_branch(git, protocol, record.mode, record.repo)
     remote, remote_branch = _resolve_remote(git, protocol, branch, record.repo)
     url = redact(git.run("remote", "get-url", "--", remote, check=False).stdout.strip()) or None
+    if record.mode is GitMode.PUSH:  # a remote may push elsewhere than it fetches from (pushurl)
+        pushes = [redact(u) for u in git.run("remote", "get-url", "--push", "--all", "--", remote,
+                                             check=False).stdout.split("\n") if u.strip()]
+        if pushes and pushes != [url]:
+            run.warn(f"remote {remote} pushes to {' and '.join(pushes)} (remote.{remote}.pushurl), not to {url}, "
+                     f"which it fetches from: what the branch lacks or has is counted against {url}")
+            url = " ".join(pushes)
     record.branch, record.remote, record.remote_branch, record.remote_url = branch, remote, remote_branch, url
     run.tracking = f"refs/remotes/{remote}/{remote_branch}"
     run.local_ref = f"refs/heads/{branch}"
@@ -294,6 +315,7 @@ def _pull(run: _Run) -> None:
     # Every path the update will write or delete, as changes from HEAD (git's own view).
     changes = git.tree_changes(old, result_tree) if not conflicts and result_tree else \
         git.tree_changes_fallback(old, theirs)
+    _check_names(run, changes)
     _check_in_the_way(run, changes)
     if run.dry_run:
         return
@@ -327,7 +349,19 @@ def _predicted_merge(run: _Run, conflicts: list[str] | None) -> None:
         run.reporter.info("the merge would complete without conflicts")
 
 
-def _check_in_the_way(run: _Run, changes: Sequence[tuple[str, str]]) -> None:
+def _check_names(run: _Run, changes: Sequence[Change]) -> None:
+    """Halt when a file the update writes has a name that is not UTF-8: read back as text, it cannot
+    be looked up on disk, so neither the check below nor a roll-back could find it."""
+    odd = [change.path for change in changes if "\ufffd" in change.path]
+    if odd:
+        raise SafetyHalt(
+            f"pulling {run.shown_remote}: {len(odd)} incoming file name(s) are not valid UTF-8: {_names(odd)}; "
+            f"flepimop sync cannot check them against local files, so nothing was changed in {run.record.repo}"
+            + (" (dry run)" if run.dry_run else ""),
+            hint="pull with git itself (git pull --ff-only), or rename the files upstream")
+
+
+def _check_in_the_way(run: _Run, changes: Sequence[Change]) -> None:
     """Halt when the update would overwrite or delete a local file git does not track.
 
     git refuses to overwrite an untracked file, but silently replaces an *ignored* one (and an
@@ -357,14 +391,15 @@ def _check_in_the_way(run: _Run, changes: Sequence[tuple[str, str]]) -> None:
         hint="move them out of the way (or commit them), then rerun")
 
 
-def _in_the_way(repo: str, changes: Sequence[tuple[str, str]]) -> list[str]:
+def _in_the_way(repo: str, changes: Sequence[Change]) -> list[str]:
     """Paths the update adds that exist locally, or whose parent exists as a non-directory."""
-    deleted = {path for status, path in changes if status == "D"}
+    deleted = {change.path for change in changes if change.status == "D"}
     suspects: list[str] = []
     parents: dict[str, bool] = {}  # parent -> in the way
-    for status, path in changes:
-        if status != "A":
+    for change in changes:
+        if change.status != "A":
             continue
+        path = change.path
         if os.path.lexists(os.path.join(repo, path)):
             suspects.append(path)
         parts = path.split("/")[:-1]
@@ -384,12 +419,16 @@ _RESOLVE_HINT = ("resolve by hand as usual: git merge {remote}, edit the conflic
                  "git add them, git commit; then rerun")
 
 
-def _merge_failed(run: _Run, done: Completed, saved: "tuple[str, bytes, str] | None") -> None:
-    """A merge stopped: abort it when one is in progress, verify nothing moved, raise.
+def _merge_failed(run: _Run, done: Completed, saved: "tuple[str, bytes, str] | None",
+                  added: Sequence[str]) -> StepFailed:
+    """A merge stopped: abort it when one is in progress, verify nothing moved; return the error.
 
-    After a verified abort the index has the same entries as before but fresh stat data (the
-    abort rewrote the conflicted files); the saved index bytes are put back under git's own
-    ``index.lock`` so the index file is byte-identical to before the run.
+    Raises (the caller rolls back) when the repository is not as before: HEAD moved, the index or
+    a tracked file differs, or a file the update adds (``added``) exists.  Otherwise nothing is to
+    be rolled back, and nothing may be: a file git refused to overwrite (say, one marked
+    assume-unchanged) holds local work.  After a verified abort the index has the same entries as
+    before but fresh stat data (the abort rewrote the conflicted files); the saved index bytes are
+    put back under git's own ``index.lock`` so the index file is byte-identical to before the run.
     """
     git, shown_remote = run.git, run.shown_remote
     repo, branch, before = run.record.repo, run.record.branch, run.record.head_before
@@ -406,7 +445,8 @@ def _merge_failed(run: _Run, done: Completed, saved: "tuple[str, bytes, str] | N
                 step="git merge --abort", returncode=aborted.returncode,
                 hint=f"inspect {repo} with 'git status' before doing anything else")
     after = git.rev("HEAD")
-    intact = after == before and git.clean_index_and_tree()
+    intact = after == before and git.clean_index_and_tree() and \
+        not any(os.path.lexists(os.path.join(repo, path)) for path in added)
     if intact and saved is not None:
         git.restore_index(saved)
     if not intact:
@@ -416,12 +456,12 @@ def _merge_failed(run: _Run, done: Completed, saved: "tuple[str, bytes, str] | N
             step="git merge", returncode=done.returncode,
             hint="inspect it with 'git status'; 'git reset --merge' may restore it")
     if conflicts:
-        raise StepFailed(
+        return StepFailed(
             f"git merge {shown_remote} into {branch} stopped on conflicts in {len(conflicts)} file(s): "
             f"{_names(conflicts)}; the merge was aborted and {repo} is exactly as before",
             step="git merge", returncode=done.returncode,
             hint=_RESOLVE_HINT.format(remote=shown_remote))
-    raise StepFailed(
+    return StepFailed(
         f"git merge {shown_remote} failed (exit {done.returncode}): {_stderr_line(done)}; "
         f"nothing was changed in {repo}",
         step="git merge", returncode=done.returncode)
@@ -497,11 +537,14 @@ def _push_failed(run: _Run, done: Completed) -> None:
 # tracked files and nothing untracked in the update's way, so the state before is exactly: the
 # branch at its old commit, the saved index, and the old commit's content at the changed paths
 # (paths the update adds did not exist).  Rolling back is therefore: remove the added paths (and
-# the directories created for them), put the index bytes back, check the other changed paths out of
-# that index (git skips files whose stat data still match), reset the branch and the state files.
-# Every step is idempotent, so the same roll-back runs in-process after an interruption (with
-# SIGINT/SIGTERM/SIGHUP deferred until it is done) and, if the process was killed outright, at
-# the start of the next run, before the safety checks.
+# the directories created for them), put the index bytes back, reset the branch and the state
+# files, check the other changed paths out of that index (git skips files whose stat data still
+# match).  Every step is idempotent, so the same roll-back runs in-process after an interruption
+# (with SIGINT/SIGTERM/SIGHUP deferred until it is done) and, if the process was killed outright,
+# at the start of the next run, before the safety checks.  The journal keeps each path's blob
+# before and after: a file holding neither (nor a beginning of the new one, git stopped while
+# writing it) is local work, and the roll-back halts before touching anything.  A lock file git
+# left is removed only when no live process holds it open.
 
 JOURNAL_DIR = "flepimop-sync"
 JOURNAL = "pull-journal.json"
@@ -510,21 +553,24 @@ _STATE_FILES = ("ORIG_HEAD", "MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "MERGE_RR"
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-def _atomic_update(run: _Run, argv: list[str], theirs: str, changes: Sequence[tuple[str, str]]) -> None:
+def _atomic_update(run: _Run, argv: list[str], theirs: str, changes: Sequence[Change]) -> None:
     """Run ``git merge`` so that, interrupted or failed at any point, the repository is as before."""
     git, record = run.git, run.record
     assert record.action is not None  # _pull chose fast-forward or merge
     journal = _Journal(git)
+    failure: StepFailed | None = None
     with _hangup_interrupts(git.runner):
         try:
             saved = journal.write(run.local_ref, record.head_before, theirs, record.action.value, changes)
             done = git.run(*argv, check=False)
-            if done.returncode != 0:
-                _merge_failed(run, done, saved)
-            journal.remove()  # the update is complete: this is its commit point
+            if done.returncode != 0:  # verified unchanged, or raises to be rolled back
+                failure = _merge_failed(run, done, saved, [c.path for c in changes if c.status == "A"])
+            journal.remove()  # the update is complete (or never began): this is its commit point
         except BaseException as exc:
             _roll_back_deferred(journal, run.reporter, exc)
             raise
+    if failure is not None:
+        raise failure
 
 
 def _roll_back_deferred(journal: "_Journal", reporter: Reporter, exc: BaseException | None) -> None:
@@ -599,11 +645,11 @@ class _Journal:
         return os.path.exists(self.path)
 
     def write(self, local_ref: str, old: str | None, theirs: str, action: str,
-              changes: Sequence[tuple[str, str]]) -> "tuple[str, bytes, str] | None":
+              changes: Sequence[Change]) -> "tuple[str, bytes, str] | None":
         """Record the state before the update; returns the saved index (see ``_merge_failed``)."""
         repo = self.git.cwd
         saved = self.git.save_index()
-        added = [p for s, p in changes if s == "A"]
+        added = [change.path for change in changes if change.status == "A"]
         new_dirs: set[str] = set()
         seen: set[str] = set()
         for path in added:
@@ -624,9 +670,10 @@ class _Journal:
             except FileNotFoundError:
                 state[name] = None
         record = {
-            "version": 1, "started": time.time(), "ref": local_ref, "old": old, "theirs": theirs,
+            "version": 2, "started": time.time(), "ref": local_ref, "old": old, "theirs": theirs,
             "action": action, "had_index": saved is not None,
-            "remove": added, "restore": [p for s, p in changes if s != "A"],
+            "remove": added, "restore": [change.path for change in changes if change.status != "A"],
+            "blobs": {change.path: [change.old, change.new] for change in changes},
             "new_dirs": sorted(new_dirs, key=lambda d: (-d.count("/"), d)), "state": state,
         }
         os.makedirs(self.dir, exist_ok=True)
@@ -649,13 +696,20 @@ class _Journal:
             return
         ref, old = record["ref"], record["old"]
         current = self._check_unmoved(record)
+        self._check_untouched(record)
         self._remove_new_locks(ref, float(record.get("started", 0)) - 1.0)
         self._restore_tree(record)
         self._restore_index(record)
-        # 3. the changed paths that existed before, from that index (files still matching it stay)
-        for chunk in _chunks(record["restore"]):
-            self.git.run("checkout-index", "-f", "-q", "--", *chunk, step="git checkout-index (roll-back)")
+        # 3. the branch and git's state files, before the work tree: if a checkout below fails, the
+        # repository is back at its old commit with (journalled, rolled back by a rerun) file changes,
+        # not at the new commit with the old index (whose next commit would revert the update)
         self._restore_refs(record, current)
+        # 4. the changed paths that existed before, from that index (files still matching it stay);
+        # not those outside a sparse checkout (skip-worktree): git never wrote them, and refuses them
+        outside = {entry[2:] for entry in _split_z(self.git.run("ls-files", "-t", "-z").stdout)
+                   if entry.startswith("S ")}
+        for chunk in _chunks([path for path in record["restore"] if path not in outside]):
+            self.git.run("checkout-index", "-f", "-q", "--", *chunk, step="git checkout-index (roll-back)")
         self.remove()
         what = "was interrupted" if interrupted else "did not complete"
         reporter.warn(f"the pull {what}; it was rolled back: {ref[len('refs/heads/'):]} is at "
@@ -691,6 +745,55 @@ class _Journal:
                 hint="check the repository with 'git status' and 'git log', then delete the journal and rerun")
         return current
 
+    def _check_untouched(self, record: dict[str, Any]) -> None:
+        """Halt, changing nothing, when a file the roll-back would overwrite or delete holds content
+        the update did not write: local work (edited after a killed pull, or hidden from the checks
+        before it, as with assume-unchanged or skip-worktree files).
+
+        A journalled file may be absent, hold its content before the update, the update's, or a
+        beginning of the update's (git was stopped while writing it).  Below a directory the update
+        created, only files it added may exist.  (A version-1 journal has no blob ids: not checked.)
+        """
+        blobs: dict[str, list[str | None]] | None = record.get("blobs")
+        if blobs is None:
+            return
+        repo = self.git.cwd
+        files, links = [], {}
+        for path in blobs:
+            full = os.path.join(repo, path)
+            if os.path.islink(full):
+                links[path] = os.fsencode(os.readlink(full))
+            elif os.path.isfile(full):
+                files.append(path)
+        now = {path: self.git.blob_id(target) for path, target in links.items()}
+        for chunk in _chunks(files):
+            ids = self.git.run("hash-object", "--", *chunk).stdout.split()
+            now.update(zip(chunk, ids, strict=True))
+        changed = [path for path, blob in now.items() if blob not in blobs[path][:2] and not
+                   self._partly_written(path, blobs[path][1])]
+        # a directory the update made where a file was: checking that file out again removes it
+        added, restored = set(record["remove"]), set(record["restore"])
+        for directory in (d for d in record["new_dirs"] if d in restored):
+            for top, _dirs, names in os.walk(os.path.join(repo, directory)):
+                changed += [rel for rel in (os.path.relpath(os.path.join(top, n), repo).replace(os.sep, "/")
+                                            for n in names) if rel not in added]
+        if changed:
+            raise SafetyHalt(
+                f"{repo} has the journal of an interrupted pull ({self.path}), but {len(changed)} file(s) it "
+                f"would roll back hold content the pull did not write (local work): {_names(sorted(set(changed)))}; "
+                "nothing was changed",
+                hint="copy your changes to them elsewhere and delete them, then rerun: the roll-back restores "
+                     "them as they were before the pull")
+
+    def _partly_written(self, path: str, new: str | None) -> bool:
+        """Is the file a beginning of blob ``new`` (git was stopped while writing it)?  Compared as
+        decoded text (the runner's output is text): a cut inside a UTF-8 character counts as changed."""
+        if new is None:
+            return False
+        with open(os.path.join(self.git.cwd, path), "rb") as fh:
+            head = fh.read().decode("utf-8", "replace")
+        return self.git.run("cat-file", "blob", new).stdout.startswith(head)
+
     def _remove_new_locks(self, ref: str, started: float) -> None:
         """Lock files a stopped git left behind (only ones created since the journal was written)."""
         git, repo = self.git, self.git.cwd
@@ -700,6 +803,10 @@ class _Journal:
         for lock in (p + ".lock" for p in locks):
             with contextlib.suppress(FileNotFoundError):
                 if os.lstat(lock).st_mtime >= started:
+                    holder = _holder(lock)
+                    if holder:  # a git command started since (git keeps its lock file open)
+                        raise StepFailed(f"{lock} is held by a running process ({holder})", step="roll-back",
+                                         hint="rerun when that git command has finished")
                     os.unlink(lock)
 
     def _restore_tree(self, record: dict[str, Any]) -> None:
@@ -730,7 +837,7 @@ class _Journal:
                              step="roll-back", hint="when no git command is running, delete the lock and rerun")
 
     def _restore_refs(self, record: dict[str, Any], current: str | None) -> None:
-        """4. the branch and git's state files."""
+        """3. the branch and git's state files."""
         ref, old = record["ref"], record["old"]
         if current != old:
             message = "flepimop sync: roll back an interrupted pull"
@@ -759,6 +866,30 @@ def _resume_interrupted(run: _Run) -> None:
                          hint="rerun without -n/--dry-run: it rolls the interrupted pull back, then pulls")
     run.reporter.warn(f"a previous pull in {git.cwd} was interrupted while updating it; rolling it back first")
     _roll_back_deferred(journal, run.reporter, None)
+
+
+def _holder(path: str) -> str | None:
+    """'pid N: command' of a live process with ``path`` open (Linux /proc; None elsewhere or when none).
+
+    Only processes we may inspect are seen: a user's own git commands, which are the ones that
+    write their repository."""
+    if not os.path.isdir("/proc/self/fd"):
+        return None
+    target = os.path.realpath(path)
+    for pid in (entry for entry in os.listdir("/proc") if entry.isdigit()):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                        command = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+                    return f"pid {pid}: {command or '?'}"
+            except OSError:
+                continue
+    return None
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -1039,29 +1170,39 @@ class _Git:
             return entries[0].strip() or None, _dedup(e for e in entries[1:] if e)
         return None, None  # git < 2.38 (no --write-tree) or another failure: no prediction
 
+    def blob_id(self, content: bytes) -> str:
+        """The id git gives ``content`` as a blob (a symlink's target), in the repository's hash."""
+        algorithm = self.run("rev-parse", "--show-object-format").stdout.strip() or "sha1"
+        return hashlib.new(algorithm, b"blob %d\0" % len(content) + content).hexdigest()
+
     def empty_tree(self) -> str:
         return self.run("hash-object", "-t", "tree", os.devnull).stdout.strip()
 
-    def tree_changes(self, old: str | None, new: str) -> list[tuple[str, str]]:
-        """(status A/D/M/T, path) for every file that differs between two trees (no renames)."""
-        done = self.run("diff-tree", "-r", "-z", "--no-renames", "--name-status", "--no-commit-id",
+    def tree_changes(self, old: str | None, new: str) -> list[Change]:
+        """Every file that differs between two trees (no renames), with its blob before and after."""
+        done = self.run("diff-tree", "-r", "-z", "--no-renames", "--raw", "--no-abbrev", "--no-commit-id",
                         old or self.empty_tree(), new, "--")
-        return _name_status(done.stdout)
+        return _raw_changes(done.stdout)
 
-    def tree_changes_fallback(self, old: str | None, theirs: str) -> list[tuple[str, str]]:
-        """Without a merged tree: a superset of what a merge of ``theirs`` into ``old`` touches."""
-        changes = dict((p, s) for s, p in self.tree_changes(old, theirs))
+    def tree_changes_fallback(self, old: str | None, theirs: str) -> list[Change]:
+        """Without a merged tree: a superset of what a merge of ``theirs`` into ``old`` touches.  A
+        file both sides changed may be merged into content neither has: its ``new`` is unknown."""
+        changes = {change.path: change for change in self.tree_changes(old, theirs)}
         if old:
             base = self.run("merge-base", old, theirs, check=False).stdout.strip()
             if base:
-                in_old = None
-                for _, path in self.tree_changes(base, theirs):
-                    if path in changes:
+                ours = {change.path for change in self.tree_changes(base, old)}
+                in_old: dict[str, str] | None = None
+                for change in self.tree_changes(base, theirs):
+                    if change.path in changes:
+                        if change.path in ours:  # both sides changed it: maybe a content merge
+                            changes[change.path] = changes[change.path]._replace(new=None)
                         continue
                     if in_old is None:
-                        in_old = set(_split_z(self.run("ls-tree", "-r", "-z", "--name-only", old).stdout))
-                    changes[path] = "M" if path in in_old else "A"
-        return [(s, p) for p, s in changes.items()]
+                        in_old = _blob_ids(self.run("ls-tree", "-r", "-z", "--full-tree", old).stdout)
+                    blob = in_old.get(change.path)
+                    changes[change.path] = Change("M" if blob else "A", change.path, blob, None)
+        return list(changes.values())
 
     def save_index(self) -> "tuple[str, bytes, str] | None":
         """(index path, its bytes, its entries) before a merge; None when there is no index yet."""
@@ -1094,6 +1235,43 @@ class _Git:
 
 def _split_z(text: str) -> list[str]:
     return [item for item in text.split("\0") if item]
+
+
+class Change(NamedTuple):
+    """One file an update writes or deletes: its status (A/D/M/T) and the blob ids before and after
+    (None: absent, a submodule, or -- ``new`` of a content merge git < 2.38 cannot predict -- unknown)."""
+
+    status: str
+    path: str
+    old: str | None
+    new: str | None
+
+
+_BLOB_MODES = ("100644", "100755", "120000")
+
+
+def _raw_changes(text: str) -> list[Change]:
+    """``git diff-tree --raw -z --no-abbrev`` output: ``:<mode> <mode> <id> <id> <status>\0<path>\0``."""
+    items = text.split("\0")
+    out = []
+    for i in range(0, len(items) - 1, 2):
+        if not items[i].startswith(":"):
+            continue
+        old_mode, new_mode, old_id, new_id, status = items[i][1:].split(" ")
+        out.append(Change(status[:1], items[i + 1], old_id if old_mode in _BLOB_MODES else None,
+                          new_id if new_mode in _BLOB_MODES else None))
+    return out
+
+
+def _blob_ids(text: str) -> dict[str, str]:
+    """Path -> blob id from ``git ls-tree -r -z`` output (``<mode> <type> <id>\t<path>``)."""
+    ids = {}
+    for entry in _split_z(text):
+        meta, _, path = entry.partition("\t")
+        mode, _, blob = meta.split(" ")
+        if mode in _BLOB_MODES:
+            ids[path] = blob
+    return ids
 
 
 def _name_status(text: str) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ on at once, it would leave the new child running untracked: a git merge writing 
 while the pull is rolled back).  On Linux each
 child also gets ``PR_SET_PDEATHSIG`` (SIGINT), so even a SIGKILLed flepimop-sync does
 not leave writers running (and holding the destination lock) for ever.
+``env`` adds to the runner's environment (a None value removes that variable).
 ``Runner.run`` captures output (optionally with a timeout); ``Runner.stream`` forwards it
 live (progress on a terminal, secrets masked) while keeping a copy; ``Runner.inheriting``
 passes the destination lock's descriptors to the children of one block.
@@ -156,10 +157,13 @@ class Runner:
     def which(self, tool: str) -> str | None:
         return shutil.which(tool, path=self.base_env.get("PATH"))
 
-    def _popen(self, argv: Sequence[str], cwd: str | None, env: Mapping[str, str] | None) -> subprocess.Popen:
+    def _popen(self, argv: Sequence[str], cwd: str | None, env: Mapping[str, str | None] | None) -> subprocess.Popen:
         full_env = dict(self.base_env)
-        if env:
-            full_env.update(env)
+        for name, value in (env or {}).items():  # None: not passed on
+            if value is None:
+                full_env.pop(name, None)
+            else:
+                full_env[name] = value
         self.reporter.command(argv, cwd=cwd)
         parent = os.getpid()
 
@@ -204,7 +208,7 @@ class Runner:
         with self._lock:
             self._children.discard(proc)
 
-    def run(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
+    def run(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str | None] | None = None,
             timeout: float | None = None) -> Completed:
         """Run to completion, capturing stdout and stderr.  ``timeout``: seconds after which the
         child's process group is killed and ``StepFailed`` raised (exit status 124, as timeout(1))."""
@@ -221,7 +225,7 @@ class Runner:
             self._forget(proc)
         return self._finished(argv, proc.returncode, out.decode("utf-8", "replace"), err, start)
 
-    def stream(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None,
+    def stream(self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str | None] | None = None,
                on_stdout: Callable[[str], None] | None = None, live: bool = False) -> Completed:
         """Run while reading output as it comes.
 

@@ -273,6 +273,126 @@ def test_signal_during_the_rollback_is_deferred(world, run_cli):
     _rerun_completes(world, run_cli, flag, tip)
 
 
+def _kill_mid_update(world, point):
+    """Start a pull, SIGKILL it (and its children) while it updates: the journal is left behind."""
+    proc, flag, tip, before = _start(world, point)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.communicate(timeout=60)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=30)
+    assert (world.work / ".git" / "flepimop-sync" / "pull-journal.json").exists()
+    return flag, tip
+
+
+def _edit(rel, text="mine, after the crash\n"):
+    return lambda w: (w.work / rel).write_text(text)
+
+
+def _cut(rel, keep):
+    """What git leaves when stopped while writing a file: its first ``keep`` bytes."""
+    def cut(w):
+        data = (w.work / rel).read_bytes()
+        (w.work / rel).write_bytes(data[:keep])
+    return cut
+
+
+def _both_edits(w):
+    _edit("config.yml")(w)
+    _edit("new/dir/added.py", "x = 1\nmy work\n")(w)
+
+
+# What the user does between a killed pull (its update done up to a hook, its journal left) and
+# the rerun -> what the rerun does.  Files the pull changed (config.yml) or added
+# (new/dir/added.py) holding other content are local work: the roll-back would overwrite or delete
+# them, so the rerun halts, names them and changes nothing.
+AFTER_THE_KILL = [
+    # (id, what the user does, files the rerun names (None: it rolls back and pulls))
+    ("edits a file the pull changed", _edit("config.yml"), ["config.yml"]),
+    ("edits a file the pull added", _edit("new/dir/added.py", "x = 1\nmy work\n"), ["new/dir/added.py"]),
+    ("edits both", _both_edits, ["config.yml", "new/dir/added.py"]),
+    ("nothing (git stopped mid-write)", _cut("new/dir/added.py", 3), None),
+    ("nothing (git stopped after creating a file)", _cut("config.yml", 0), None),
+    ("adds a file in a directory the pull made", _edit("new/dir/mine.txt"), None),
+]
+
+
+@pytest.mark.parametrize("point", [p for p in POINTS if p[1]], ids=[p[0] for p in POINTS if p[1]])
+@pytest.mark.parametrize("after,change,named", AFTER_THE_KILL, ids=[a[0] for a in AFTER_THE_KILL])
+def test_rerun_never_rolls_back_over_local_work(world, run_cli, point, after, change, named):
+    flag, tip = _kill_mid_update(world, point)
+    change(world)
+    flag.unlink()
+    world.settle()
+    before = world.snapshot(remotes=False)
+    r = run_cli(["sync", world.root / "sync.yml"], env=world.env, cwd=world.work)
+    if named is None:
+        assert r.returncode == 0, r.stderr
+        kept = ("new/dir/mine.txt",) if after.startswith("adds") else ()
+        _pulled(world, tip, untracked=("debug.log", "model_output/", "notes.txt", *kept))
+        return
+    assert r.returncode == 1, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "content the pull did not write" in line and "nothing was changed" in line, line
+    for name in named:
+        assert name in line, line
+    assert_identical(before, world.snapshot(remotes=False))
+    assert (world.work / ".git" / "flepimop-sync" / "pull-journal.json").exists()
+    for name in named:  # the user saves the work elsewhere, as the hint says: the rerun finishes
+        (world.work / name).unlink()
+    _rerun_completes(world, run_cli, None, tip)
+
+
+def test_rerun_leaves_a_lock_a_running_git_command_holds(world, run_cli, tmp_path):
+    """A lock file newer than the killed pull is removed only when no process has it open: one held
+    open is a git command running now, and the rerun stops (journal kept) until it has finished."""
+    flag, tip = _kill_mid_update(world, POINTS[0])
+    flag.unlink()
+    lock = world.work / ".git" / "index.lock"
+    holder = subprocess.Popen([sys.executable, "-c", f"import time; f = open({str(lock)!r}, 'w'); time.sleep(120)"])
+    try:
+        wait_until(lock.exists, 30, "the other command's lock")
+        r = run_cli(["sync", world.root / "sync.yml"], env=world.env, cwd=world.work)
+        assert r.returncode == 1, r.stderr
+        assert "held by a running process" in r.stderr and f"pid {holder.pid}" in r.stderr, r.stderr
+        assert lock.exists() and (world.work / ".git" / "flepimop-sync" / "pull-journal.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    _rerun_completes(world, run_cli, None, tip)  # a lock nobody holds, left since the crash: removed
+
+
+SPARSE_FLAG = "sparse.slow"
+
+
+def test_interrupted_pull_in_a_sparse_checkout_is_rolled_back(world, run_cli):
+    """Files outside a sparse checkout (skip-worktree) are not in the work tree: the roll-back
+    restores the index and the branch without checking them out (git refuses those paths)."""
+    world.commit(world.other, {"out/y.txt": "1\n", "in/x.txt": "1\n"}, "tree")
+    world.git("push", "-q", "origin", "main", cwd=world.other)
+    world.git("pull", "-q", "--ff-only")
+    world.git("sparse-checkout", "set", "in")
+    world.publish({"out/y.txt": "2\n", "in/x.txt": "2\n"})
+    flag = slow_hook(world, "post-merge")
+    tip = world.head(world.other)
+    world.settle()
+    before = world.snapshot(remotes=False)
+    proc = start_cli(["sync", world.root / "sync.yml"], env=world.env, cwd=world.work)
+    wait_until(lambda: _hook_running(proc, "post-merge")() or proc.poll() is not None, 120, "the hook")
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "rolled back" in err, err
+    assert_identical(before, world.snapshot(remotes=False))
+    flag.unlink()
+    r = run_cli(["sync", world.root / "sync.yml"], env=world.env, cwd=world.work)
+    assert r.returncode == 0, r.stderr
+    assert world.head() == tip and (world.work / "in" / "x.txt").read_text() == "2\n"
+
+
 def test_journal_of_a_killed_pull_is_not_applied_after_the_branch_moved(world, run_cli):
     """Work committed after a kill is never rolled back: the rerun halts and names the journal."""
     proc, flag, tip, before = _start(world, POINTS[0])

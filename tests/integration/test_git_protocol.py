@@ -64,7 +64,7 @@ pytestmark = pytest.mark.integration
 
 def _git(env, *args, cwd=None, check=True):
     r = subprocess.run(["git", *map(str, args)], cwd=cwd, env=env, text=True, capture_output=True,
-                       stdin=subprocess.DEVNULL, timeout=120)
+                       stdin=subprocess.DEVNULL, timeout=120, errors="surrogateescape")  # any file name
     if check:
         assert r.returncode == 0, f"git {args} -> {r.returncode}\n{r.stdout}\n{r.stderr}"
     return r
@@ -826,6 +826,104 @@ def test_ssh_host_unreachable(ssh_world):
     o = sync(ssh_world)
     assert o.code == 1 and isinstance(o.error, StepFailed), o.text
     assert str(o.error).startswith("git fetch origin failed (exit 128): remote unreachable:")
+
+
+# ------------------------------------------------------------------------------------------------
+# local work git's checks do not see; git pointed elsewhere
+# ------------------------------------------------------------------------------------------------
+
+def _assume_unchanged_edit(w):
+    w.write("model.py", "RATE = 42  # my local tuning\n")
+    w.git("update-index", "--assume-unchanged", "model.py")
+
+
+def _stale_index_lock(w):
+    (w.work / ".git" / "index.lock").write_text("")  # a crashed git command's
+
+
+REFUSED_MERGES = [
+    # (id, set-up, fragment of git's refusal in the error)
+    ("assume-unchanged edit", _assume_unchanged_edit, "would be overwritten"),
+    ("stale index.lock", _stale_index_lock, "index.lock"),
+]
+
+
+@pytest.mark.parametrize("state,setup,fragment", REFUSED_MERGES, ids=[r[0] for r in REFUSED_MERGES])
+def test_a_merge_git_refuses_is_not_rolled_back(world, state, setup, fragment):
+    """git refused the update before writing anything: there is nothing to roll back, and nothing
+    may be (the refusal protects local work); no journal is left for a rerun to apply."""
+    world.publish({"model.py": "RATE = 2\n"})
+    world.settle()
+    setup(world)
+    before = world.snapshot(remotes=False)
+    o = sync(world)
+    assert o.code == 1 and isinstance(o.error, StepFailed), o.text
+    assert fragment in str(o.error) and "nothing was changed" in str(o.error), str(o.error)
+    assert "rolled back" not in o.err and "checkout-index" not in str(o.argvs), o.text
+    assert_identical(before, world.snapshot(remotes=False))
+    assert not (world.work / ".git" / "flepimop-sync").exists()
+    if state == "stale index.lock":  # the user removes the lock, edits, reruns: a dirty tree halts
+        (world.work / ".git" / "index.lock").unlink()
+        world.write("model.py", "RATE = 7  # my work\n")
+        o = sync(world)
+        assert o.code == 1 and "unstaged changes" in str(o.error), o.text
+    assert "my" in (world.work / "model.py").read_text()
+
+
+def test_incoming_file_names_that_are_not_utf8_halt(world):
+    """git's output is read as UTF-8: such a name could not be looked up on disk, so a local
+    ignored file of that name would be overwritten unseen.  The pull halts, changing nothing."""
+    name = b"caf\xe9.dat"
+    world.commit(world.other, {".gitignore": "*.dat\n"}, "ignore data")
+    world.git("push", "-q", "origin", "main", cwd=world.other)
+    world.git("pull", "-q", "--ff-only")
+    mine, theirs = (os.path.join(os.fsencode(repo), name) for repo in (world.work, world.other))
+    with open(mine, "wb") as fh:
+        fh.write(b"my local results\n")
+    with open(theirs, "wb") as fh:
+        fh.write(b"upstream\n")
+    subprocess.run([b"git", b"add", b"-f", b"--", name], cwd=world.other, env=world.env, check=True)
+    world.git("commit", "-q", "-m", "add data", cwd=world.other)
+    world.git("push", "-q", "origin", "main", cwd=world.other)
+    world.settle()
+    before = world.snapshot(remotes=False)
+    o = sync(world)
+    assert o.code == 1 and isinstance(o.error, SafetyHalt), o.text
+    assert "not valid UTF-8" in str(o.error) and "nothing was changed" in str(o.error), str(o.error)
+    with open(mine, "rb") as fh:
+        assert fh.read() == b"my local results\n"
+    assert_identical(before, world.snapshot(remotes=False))
+
+
+@pytest.mark.parametrize("variable", ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"])
+def test_git_variables_of_the_caller_do_not_redirect_the_run(world, variable):
+    """Inside a git hook (or a shell that set GIT_DIR), git would act on that repository while the
+    run reports on the protocol's: the protocol's repository is the one synced, the other untouched."""
+    tip = world.publish({"model.py": "RATE = 2\n"})
+    elsewhere = {"GIT_DIR": world.other / ".git", "GIT_WORK_TREE": world.other,
+                 "GIT_INDEX_FILE": world.other / ".git" / "index"}[variable]
+    world.commit(world.other, {"config.yml": "seed: 9\n"}, "the colleague's unpushed work")
+    other_before = (world.head(world.other), world.git("status", "--porcelain", cwd=world.other).stdout)
+    o = sync(world, env=dict(world.env, **{variable: str(elsewhere)}))
+    assert o.code == 0 and o.result["action"] == "fast-forward", o.text
+    assert world.head() == tip and (world.work / "model.py").read_text() == "RATE = 2\n"
+    assert world.git("status", "--porcelain").stdout == ""
+    assert (world.head(world.other), world.git("status", "--porcelain", cwd=world.other).stdout) == other_before
+
+
+def test_a_push_url_other_than_the_fetch_url_is_said(world, tmp_path):
+    """A remote's pushurl sends pushes elsewhere than it fetches from: the run says where it pushed,
+    and that the comparison was made against the fetch URL."""
+    fork = tmp_path / "fork.git"
+    _git(world.env, "clone", "-q", "--bare", world.remote, fork)
+    world.git("remote", "set-url", "--push", "origin", str(fork))
+    world.commit(world.work, {"model.py": "RATE = 5\n"}, "mine")
+    o = sync(world, {"type": "git", "mode": "push"})
+    assert o.code == 0 and o.result["action"] == "push", o.text
+    assert o.result["remote_url"] == str(fork), o.result
+    warning = next(w for w in o.result["warnings"] if "pushurl" in w)
+    assert str(fork) in warning and str(world.remote) in warning, warning
+    assert _git(world.env, "rev-parse", "main", cwd=fork).stdout.strip() == world.head()
 
 
 # ------------------------------------------------------------------------------------------------
