@@ -9,7 +9,8 @@ a child is being started waits until that child is recorded, then stops it with 
 on at once, it would leave the new child running untracked: a git merge writing the work tree
 while the pull is rolled back).  On Linux each
 child also gets ``PR_SET_PDEATHSIG`` (SIGINT), so even a SIGKILLed flepimop-sync does
-not leave writers running (and holding the destination lock) for ever.
+not leave its children running (and holding the destination lock) for ever; the kernel sends it to
+the child alone, so a grandchild that ignores its parent's end (a slow git hook) may outlive it.
 ``env`` adds to the runner's environment (a None value removes that variable).
 ``Runner.run`` captures output (optionally with a timeout); ``Runner.stream`` forwards it
 live (progress on a terminal, secrets masked) while keeping a copy; ``Runner.inheriting``
