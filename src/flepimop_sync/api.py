@@ -239,9 +239,11 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
 
 def _git_fields(protocol: Any, options: SyncOptions) -> dict[str, Any]:
     """A git protocol's mode (swapped by --reverse), remote, branch and path, as --plan and the
-    rerun digests record them."""
-    from .gitsync import effective_mode  # the one home of the --reverse swap
+    rerun digests record them.  Options a git run refuses are refused here too: a plan or a
+    ``snakemake -n`` that accepted them would promise a run that then fails."""
+    from .gitsync import effective_mode, refuse_transfer_options  # the one home of the swap and of the refusal
 
+    refuse_transfer_options(protocol, options)
     settings = protocol.settings
     return {"mode": effective_mode(settings.mode, reverse=options.reverse).value, "remote": settings.remote,
             "branch": settings.branch, "path": settings.path}

@@ -223,3 +223,43 @@ def test_signals_are_deferred_during_a_roll_back():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# (argv of `flepimop sync --plan`, the options the refusal names): a plan or a rerun digest that
+# accepted what a git run refuses would let `--plan` and `snakemake -n` promise a failing run
+PLAN_REFUSALS = [
+    (["-f", "+ a"], "-f/--filter"), (["-a", "+ a"], "-a/--fprefix"), (["-e", "- b"], "-e/--fsuffix"),
+    (["-s", "x"], "-s/--source"), (["-t", "y"], "-t/--target"), (["--no-filter"], "--no-filter"),
+    (["--mkpath"], "--mkpath"), (["--delete"], "--delete"), (["--engine", "rclone"], "--engine"),
+    (["-t", "x", "-f", "+ a", "--mkpath"], "-t/--target, -f/--filter, --mkpath"),
+]
+
+
+@pytest.mark.parametrize("argv,flags", PLAN_REFUSALS, ids=[" ".join(a) for a, _ in PLAN_REFUSALS])
+def test_plan_refuses_what_a_git_run_refuses(tmp_path, capsys, argv, flags):
+    from flepimop_sync import cli
+
+    config = tmp_path / "ok.yml"
+    config.write_text("sync:\n  g: {type: git, mode: push}\n")
+    assert cli.run_command(cli.sync_command, ["--plan", "-p", "g", *argv, str(config)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    said = [line for line in captured.err.splitlines() if line]
+    assert len(said) == 1 and said[0].startswith("error: ") and flags in said[0], said
+    assert "cannot be used with a git protocol" in said[0]
+
+
+@pytest.mark.parametrize("opts,flag", [
+    ({"filters": ("+ *",)}, "-f/--filter"), ({"source": "x"}, "-s/--source"), ({"target": "y"}, "-t/--target"),
+    ({"mkpath": True}, "--mkpath"), ({"delete": True}, "--delete"), ({"engine": "rclone"}, "--engine"),
+])
+def test_meaning_and_plan_refuse_what_a_git_run_refuses(tmp_path, opts, flag):
+    """The rerun digest (``api.meaning``, what ``rule_params`` hashes) refuses as the run does."""
+    from flepimop_sync import api
+
+    config = tmp_path / "ok.yml"
+    config.write_text("sync:\n  g: {type: git, mode: push}\n")
+    for describe in (api.meaning, api.plan_as_json, api.resolved_digest):
+        with pytest.raises(UsageError, match=flag):
+            describe([str(config)], SyncOptions(protocol="g", **opts))
+    assert api.meaning([str(config)], SyncOptions(protocol="g", reverse=True))["mode"] == "pull"
