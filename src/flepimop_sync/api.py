@@ -23,7 +23,7 @@ from .config import SyncConfig, load_config
 from .endpoints import EndKind
 from .mechanism import Engine, ProtocolType
 from .options import SyncOptions
-from .report import Reporter, now_iso, redact, redact_json
+from .report import Reporter, dump_json, now_iso, redact
 
 if TYPE_CHECKING:  # imported where they run: the Snakefile imports api to build params and needs neither
     from .execute import Outcome
@@ -147,7 +147,7 @@ def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config
 def _write_json(path: Path, body: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(redact(json.dumps(redact_json(body, env), indent=2, default=str), env) + "\n", encoding="utf-8")
+    tmp.write_text(dump_json(body, env) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 

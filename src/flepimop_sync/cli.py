@@ -20,7 +20,6 @@ config/plan machinery until a command actually runs.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from typing import Sequence
@@ -100,7 +99,7 @@ def sync_command(config_files: tuple[str, ...], protocol: str | None, source: st
     authoritative remote).
     """
     from .options import SyncOptions
-    from .report import Reporter, redact, redact_json
+    from .report import Reporter, dump_json
 
     options = SyncOptions(
         protocol=protocol, source=source, target=target, filters=filters, fprefix=fprefix, fsuffix=fsuffix,
@@ -116,13 +115,13 @@ def sync_command(config_files: tuple[str, ...], protocol: str | None, source: st
     if print_plan:
         from .api import plan_as_json
 
-        click.echo(redact(json.dumps(redact_json(plan_as_json(config_files, options)), indent=2)))
+        click.echo(dump_json(plan_as_json(config_files, options)))
         return
     from .execute import sync
 
     result = sync(config_files, options, reporter)
     if json_output:
-        click.echo(redact(json.dumps(redact_json(result), indent=2, default=str)))
+        click.echo(dump_json(result))
 
 
 def _say(line: str) -> None:

@@ -7,8 +7,9 @@ document.  ``some`` is how every message names files (the first few, and how man
 ``now_iso`` how every record writes the time.
 
 Secrets are masked by structure, here and nowhere else, and every output path comes through
-here (-v command lines via ``format_argv``, --plan/--json and receipts via ``redact_json``,
-messages, logs and quoted tool output via ``redact``):
+here (-v command lines via ``format_argv``; --plan/--json and receipts via ``dump_json``, which
+masks inside the strings of the structure, ``redact_json``, never over the JSON text; messages,
+logs and quoted tool output via ``redact``):
 
 - URL user-info (``scheme://user:password@host``), where the user-info ends at the *last* '@'
   before a host part, so a raw '@' or '/' in the password is masked too;
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
+import json
 import os
 import re
 import shlex
@@ -291,6 +293,14 @@ def redact_json(obj: Any, env: Mapping[str, str] | None = None, *, argv: bool = 
             return redact_argv(obj, env)
         return [redact_json(v, env, argv=argv) for v in obj]
     return obj
+
+
+def dump_json(obj: Any, env: Mapping[str, str] | None = None, *, indent: int | None = 2) -> str:
+    """The JSON text of a result, plan or receipt, secrets masked: inside its strings
+    (``redact_json``) before it is serialised, never over the text afterwards -- a secret value
+    such as ``1234`` would otherwise replace a number or a piece of the syntax and break the
+    document.  A value JSON has no type for is written as its (redacted) text."""
+    return json.dumps(redact_json(obj, env), indent=indent, default=lambda value: redact(str(value), env))
 
 
 def now_iso() -> str:

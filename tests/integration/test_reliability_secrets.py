@@ -228,3 +228,61 @@ def test_rsh_secrets_never_shown(rsh_bed, sshd, run_cli, tmp_path, form):
     assert any(name.endswith((".json", ".failed")) for name in texts), sorted(texts)
     leaks = [name for name, text in texts.items() if RSH_SECRET in text]
     assert not leaks, {name: texts[name][:2000] for name in leaks}
+
+
+# A secret value that is also a piece of the JSON text (a number, a key, a literal, syntax) is
+# masked inside the strings of the document and nowhere else: the --json, --plan and receipt
+# outputs stay documents a program can read.  (secret value, size of the one file synced)
+COLLIDING = [
+    pytest.param("1234", 1234, id="the byte count"),
+    pytest.param('"status"', 10, id="a key with its quotes"),
+    pytest.param('"dry_run": false', 10, id="a key and its value"),
+    pytest.param("null", 10, id="a literal"),
+    pytest.param("rsync", 10, id="inside strings only"),
+]
+
+
+def _strings(obj):
+    """Every string of a JSON document: keys and values."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _strings(key)
+            yield from _strings(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _strings(value)
+
+
+def _colliding_project(tmp_path, size):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.bin").write_bytes(b"x" * size)
+    return write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": str(tmp_path / "src") + "/",
+                                                  "target": str(tmp_path / "dst") + "/", "mkpath": True}})
+
+
+@pytest.mark.parametrize("secret,size", COLLIDING)
+def test_json_outputs_stay_json_when_a_secret_collides_with_them(base_env, run_cli, tmp_path, secret, size):
+    config = _colliding_project(tmp_path, size)
+    env = dict(base_env, CI_JOB_TOKEN=secret)
+    for args in (["sync", "--json", config], ["sync", "--plan", config]):
+        done = run_cli(args, env=env)
+        assert done.returncode == 0, done.stderr
+        document = json.loads(done.stdout)  # the old free-text pass over the text broke it
+        assert not [s for s in _strings(document) if secret in s], document
+    assert json.loads(run_cli(["sync", "--json", config], env=env).stdout)["status"] == "ok"
+
+
+@pytest.mark.parametrize("secret,size", COLLIDING)
+def test_receipts_stay_json_when_a_secret_collides_with_them(base_env, tmp_path, secret, size):
+    from flepimop_sync import api
+    from flepimop_sync.options import SyncOptions
+
+    config = _colliding_project(tmp_path, size)
+    receipt = tmp_path / "receipts" / "p.json"
+    env = dict(os.environ, CI_JOB_TOKEN=secret)
+    api.run_protocol([str(config)], SyncOptions(protocol="p"), receipt=receipt, env=env)
+    document = json.loads(receipt.read_text())
+    assert document["transferred"]["bytes"] == size
+    assert not [s for s in _strings(document) if secret in s], document

@@ -123,3 +123,22 @@ def test_config_errors_never_quote_secrets(tmp_path, capsys, name, body):
     captured = capsys.readouterr()
     assert code == 2, captured
     assert S not in captured.err + captured.out, captured.err
+
+
+# (secret value, a document it collides with outside its strings): dump_json masks inside the
+# strings only, so the text stays the same document with the secret gone
+COLLIDING_JSON = [
+    ("1234", {"bytes": 1234, "note": "1234 bytes"}),
+    ('"status"', {"status": "ok", "why": 'said "status"'}),
+    ("null", {"engine": None, "text": "nullable"}),
+    ("true, ", {"a": True, "b": [1, 2], "c": "true, said"}),
+    ("], [", {"steps": [[1], [2]], "d": "x], [y"}),
+]
+
+
+@pytest.mark.parametrize("secret,document", COLLIDING_JSON, ids=[s for s, _ in COLLIDING_JSON])
+def test_dump_json_masks_inside_strings_only(secret, document):
+    loaded = json.loads(report.dump_json(document, {"CI_JOB_TOKEN": secret}))
+    masked = {key: value.replace(secret, report.MASK) if isinstance(value, str) else value
+              for key, value in document.items()}
+    assert loaded == masked
