@@ -73,12 +73,14 @@ def tools_of(result: Mapping[str, Any]) -> tuple[str, ...]:
 def _tool_version(tool: str) -> str:
     """First line of ``<tool> --version``, once per process: a rule that also pushes its extra
     files asks once."""
-    from .errors import SyncError
+    from .errors import Interrupted, SyncError
     from .runner import Runner
 
     with Runner(Reporter(verbosity=0, json_mode=True)) as runner:
         try:
             done = runner.run([tool, "--version"], timeout=20)
+        except Interrupted:  # a stop signal is the run's end, not an answer about the tool
+            raise
         except (OSError, SyncError):  # missing, not executable, or no answer
             return "not installed"
     text = (done.stdout or done.stderr).strip().splitlines()
@@ -109,16 +111,17 @@ def _run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt:
         started = now_iso()
         try:
             outcome = run(config_files, options, reporter, env=env, config=config)
+            result = outcome.result
+            # a fast engine's run already asked its version (asking starts a process: a stop
+            # signal may land there, and ends the run as a failed one like any other)
+            known = {result["engine"]: result["engine_version"]} if result.get("engine_version") else {}
+            result["tool_versions"] = {**tool_versions([t for t in tools_of(result) if t not in known]), **known}
         except SyncError as error:
             if receipt:
                 _write_failure(receipt, options, config_files, error, started, env)
             if log_handle:
                 print(f"error: {redact(str(error), env)}", file=log_handle)
             raise
-        result = outcome.result
-        # a fast engine's run already asked its version
-        known = {result["engine"]: result["engine_version"]} if result.get("engine_version") else {}
-        result["tool_versions"] = {**tool_versions([t for t in tools_of(result) if t not in known]), **known}
         result["config_files"] = list(config_files)
         if receipt:
             _write_json(Path(receipt), result, env)
@@ -301,7 +304,7 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     """
     from dataclasses import replace
 
-    from .errors import SyncError
+    from .errors import Interrupted, SyncError
 
     config_files = config_files_from_params(params)
     options = options_from_params(params)
@@ -336,6 +339,9 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
         try:
             result["files"] = destination_files(config_files, options, env, config=config,
                                                 source_listing=source_listing)
+        except Interrupted as error:  # a stop is the run's end (exit 128+n), not a missing audit list
+            _write_failure(receipt, options, config_files, error, started, env)
+            raise
         except SyncError as error:  # the sync itself succeeded: say why the audit list is missing
             result["files_error"] = str(error)
     result.update(where_and_when())

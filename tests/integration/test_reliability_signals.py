@@ -9,7 +9,9 @@ also appears on the command line of the remote ``rsync --server``).
 
 from __future__ import annotations
 
+import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +200,97 @@ def test_hangup_or_kill_during_rsync_over_ssh_leaves_nothing_running(sshd, run_c
     again = run_cli(["sync", cfg], env=sshd.env)
     assert again.returncode == 0, again.stderr
     assert tree_digest(dst) == digests
+
+
+# -- a stop signal after the sync, while the wrapper still works on its receipt ---------------
+# The transfer is done, but run_rule still starts processes: `rsync --version` for the receipt's
+# tool versions, and the listing of the destination for its audit list.  A signal that lands
+# there ends the run like any other (exit 128+n, `<receipt>.failed`, no receipt): taken as a
+# failed probe or a missing audit list, it gave exit 0 and a receipt `status: ok` after
+# Snakemake had declared the job failed.  The wrapper itself runs (Snakemake's `snakemake`
+# object stood in for), so its exit status is checked too.
+
+# A stand-in for rsync on PATH: once the file has arrived (the sync is done) the step named by
+# STALL_AT stalls (marks that it started, then sleeps); everything else is the real rsync.
+STALLING_RSYNC = r'''#!{python}
+import os, sys, time
+args = sys.argv[1:]
+done = os.path.exists(os.environ["STALL_DONE"])
+probe = args == ["--version"]
+listing = bool(args) and args[0] == "-n" and "flepimop-sync-list-" in args[-1]
+if done and {{"version": probe, "listing": listing}}[os.environ["STALL_AT"]]:
+    open(os.environ["STALL_MARK"], "w").close()
+    time.sleep(120)
+os.execv({rsync!r}, [{rsync!r}, *args])
+'''
+# A remote shell that runs the remote command here (the destination is 'fakehost:...'), so the
+# audit list is made by a process: the rsync listing of a remote end.
+LOCAL_RSH = r'''import os, sys
+os.execvp("sh", ["sh", "-c", " ".join(sys.argv[2:])])
+'''
+# run the wrapper as Snakemake does, with its `snakemake` object
+RUN_WRAPPER = r'''import runpy, sys
+from types import SimpleNamespace
+class Named(list):
+    def __init__(self, items=(), **named):
+        super().__init__(items)
+        self.__dict__.update(named)
+        self._named = named
+    def keys(self):
+        return self._named.keys()
+    def items(self):
+        return self._named.items()
+params, receipt, log, wrapper = eval(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+snakemake = SimpleNamespace(params=Named(**params), input=Named(), output=Named([receipt], receipt=receipt),
+                            log=Named([log]))
+runpy.run_path(wrapper, init_globals={"snakemake": snakemake}, run_name="__main__")
+'''
+
+
+@pytest.mark.parametrize("stall_at", ["version", "listing"], ids=["tool-version probe", "audit listing"])
+@pytest.mark.parametrize("signum,code", SIGNALS)
+def test_signal_while_the_receipt_is_made_fails_the_run(base_env, tmp_path, stall_at, signum, code):
+    import shutil
+    import subprocess
+    import sys
+
+    from helpers import REPO_ROOT, cli_env, wait_until
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "rsync"
+    fake.write_text(STALLING_RSYNC.format(python=sys.executable, rsync=shutil.which("rsync")))
+    fake.chmod(0o755)
+    (tmp_path / "rsh.py").write_text(LOCAL_RSH)
+    (tmp_path / "run_wrapper.py").write_text(RUN_WRAPPER)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.bin").write_bytes(b"x" * 1000)
+    config = write_config(tmp_path / "c.yml", {"p": {
+        "type": "rsync", "source": f"{tmp_path}/src/", "target": f"fakehost:{tmp_path}/dst/", "mkpath": True,
+        "rsh": f"{sys.executable} {tmp_path / 'rsh.py'}"}})
+    marker, mark = new_mark(), tmp_path / "stalled"
+    env = cli_env(base_env, PATH=f"{bin_dir}:{base_env['PATH']}", STALL_AT=stall_at, STALL_MARK=str(mark),
+                  STALL_DONE=str(tmp_path / "dst" / "f.bin"), **{MARK_VAR: marker})
+    receipt = tmp_path / "receipts" / "p.json"
+    params = {"config_files": [str(config)], "protocol": "p"}
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "run_wrapper.py"), repr(params), str(receipt), str(tmp_path / "p.log"),
+         str(REPO_ROOT / "workflow" / "wrappers" / "flepimop-sync" / "wrapper.py")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: proc.poll() is not None or mark.exists(), 60, f"the {stall_at} step after the sync")
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == code, (proc.returncode, out, err)
+        assert not receipt.exists(), receipt.read_text()  # Snakemake must not take it as done
+        failed = json.loads(Path(f"{receipt}.failed").read_text())
+        assert (failed["status"], failed["exit_code"]) == ("failed", code), failed
+        assert signal.Signals(signum).name in failed["error"] and signal.Signals(signum).name in err, (failed, err)
+        assert "Traceback" not in err, err
+        assert not wait_gone(marker, timeout=10, exclude=[proc.pid]), "the stalled step was left running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_marked(marker)

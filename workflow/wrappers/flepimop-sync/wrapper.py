@@ -23,4 +23,6 @@ log = snakemake.log[0] if snakemake.log else None  # noqa: F821
 try:
     api.run_rule(params, receipt=receipt, log=log)
 except SyncError as error:
-    sys.exit(f"flepimop-sync: {error}")
+    # the error's own exit status (2 usage, 130/143 a stop signal...), as the CLI would exit
+    print(f"flepimop-sync: {error}", file=sys.stderr)
+    sys.exit(error.exit_code)
