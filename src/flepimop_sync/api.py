@@ -162,14 +162,26 @@ def _write_json(path: Path, body: Mapping[str, Any], env: Mapping[str, str] | No
 #: Rule params that are not SyncOptions fields.
 SNAKEMAKE_NON_OPTION_PARAMS = ("config_files", "digest", "extra_files")
 
+#: SyncOptions fields whose name Snakemake refuses for a param (its params container is a list:
+#: ``reverse`` is list.reverse, "reserved for internal use"), and the param name used instead.
+SNAKEMAKE_PARAM_NAMES = {"reverse": "reverse_direction"}
+
 
 def options_from_params(params: Mapping[str, Any]) -> SyncOptions:
     """SyncOptions from a Snakemake rule's params (a mapping; non-option keys are ignored).
+    ``reverse_direction`` is ``reverse`` (``SNAKEMAKE_PARAM_NAMES``); the field's own name is
+    taken too, from a mapping that is not Snakemake's params.
 
     ``dry_run`` is refused: a rule's output is a receipt of a real run."""
     from .errors import UsageError
 
     values = {k: v for k, v in dict(params).items() if k not in SNAKEMAKE_NON_OPTION_PARAMS and v is not None}
+    for field, name in SNAKEMAKE_PARAM_NAMES.items():
+        if name in values:
+            value = values.pop(name)
+            if field in values and values[field] != value:
+                raise UsageError(f"params {field} and {name} disagree ({values[field]!r} and {value!r}): give one")
+            values[field] = value
     if values.get("dry_run"):
         raise UsageError("dry_run cannot be used in a Snakemake rule (use `snakemake -n` instead)")
     return SyncOptions.from_mapping(values)
@@ -421,12 +433,14 @@ def rule_params(config_files: Sequence[str] | str, *, config: SyncConfig | None 
     """A sync rule's params: the config files, the options (SyncOptions fields, None
     dropped; ``extra_files`` allowed) and the ``digest`` of what the rule would move
     (``meaning``), so Snakemake's params rerun-trigger reruns the rule exactly when that
-    changes. ``config``: the already loaded configs (a workflow with many rules loads once)."""
+    changes. ``config``: the already loaded configs (a workflow with many rules loads once).
+    ``reverse=True`` is written as ``reverse_direction`` (``SNAKEMAKE_PARAM_NAMES``: Snakemake
+    refuses a param named ``reverse``)."""
     files = [config_files] if isinstance(config_files, (str, os.PathLike)) else list(config_files)
     params: dict[str, Any] = {"config_files": [str(f) for f in files]}
     for key, value in options.items():
         if value is None or value == () or value == []:
             continue
-        params[key] = list(value) if isinstance(value, tuple) else value
+        params[SNAKEMAKE_PARAM_NAMES.get(key, key)] = list(value) if isinstance(value, tuple) else value
     params["digest"] = rule_digest(params, config=config)
     return params

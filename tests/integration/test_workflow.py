@@ -628,3 +628,34 @@ def test_batch_calibrate_without_flepimop_is_a_clear_usage_error(run_cli):
     assert proc.returncode == 2, proc.stderr
     assert "flepiMoP" in proc.stderr and "batch-calibrate" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_wrapper_rule_with_reverse_pulls_the_other_way(tmp_path, base_env):
+    """``rule_params(..., reverse=True)`` as config/README and the wrapper's meta.yaml show it:
+    Snakemake refuses a param named ``reverse`` when it parses the Snakefile, so the rule could
+    not be written at all; it now brings the target's files back to the source."""
+    (tmp_path / "target" / "sub").mkdir(parents=True)
+    (tmp_path / "target" / "sub" / "back.csv").write_text("b")
+    (tmp_path / "target" / "skip.tmp").write_text("t")
+    (tmp_path / "config.yml").write_text(yaml.safe_dump({"sync": {
+        "push": {"type": "rsync", "source": "source/", "target": "target/"}}}))
+    (tmp_path / "Snakefile").write_text(textwrap.dedent(f'''\
+        from flepimop_sync.api import rule_params
+
+
+        rule bring_back:
+            output:
+                receipt="results/back.json",
+            log:
+                "logs/back.log",
+            params:
+                **rule_params(["config.yml"], protocol="push", reverse=True, fprefix=["- *.tmp"], mkpath=True),
+            wrapper:
+                "file:{REPO / "workflow" / "wrappers" / "flepimop-sync"}"
+        '''))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=tmp_path, env=merged_env(base_env),
+                          text=True, capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, show(proc)
+    assert list_files(tmp_path / "source") == {"sub/back.csv"}
+    receipt = json.loads((tmp_path / "results/back.json").read_text())
+    assert (receipt["status"], receipt["source"], receipt["target"]) == ("ok", "target/", "source/"), receipt

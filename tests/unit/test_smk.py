@@ -216,3 +216,28 @@ def test_meaning_record(cfg, tmp_path):
     s3 = api.meaning([cfg], SyncOptions(protocol="s3-push.v2"))
     assert s3["tool"] == "aws" and s3["where"] == {"endpoint_url": "http://127.0.0.1:9"}
     assert api.meaning([cfg], SyncOptions(protocol="code"))["tool"] == "git"
+
+
+# (rule params, the direction they ask for): Snakemake refuses a param named `reverse` (list.reverse
+# of its params container), so rule_params writes `reverse_direction`; a mapping built by hand may
+# still say `reverse`
+REVERSE_PARAMS = [
+    ({"reverse_direction": True}, True),
+    ({"reverse_direction": False}, False),
+    ({"reverse": True}, True),
+    ({"reverse": True, "reverse_direction": True}, True),
+    ({}, False),
+]
+
+
+@pytest.mark.parametrize("params,reverse", REVERSE_PARAMS, ids=[str(p) for p, _ in REVERSE_PARAMS])
+def test_reverse_reaches_the_options_under_a_name_snakemake_takes(params, reverse):
+    assert api.options_from_params(params).reverse is reverse
+
+
+def test_rule_params_write_reverse_under_a_name_snakemake_takes(cfg):
+    p = api.rule_params([cfg], protocol="resume", reverse=True)
+    assert "reverse" not in p and p["reverse_direction"] is True
+    assert p["digest"] != api.rule_params([cfg], protocol="resume")["digest"]  # the direction is meaning
+    with pytest.raises(UsageError, match="disagree"):
+        api.options_from_params({"reverse": True, "reverse_direction": False})
