@@ -101,7 +101,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     start = time.monotonic()
     started = now_iso()
     ends = planning.resolve_ends(protocol, options, env=runner.base_env)
-    source_is_file = probe_source(protocol, ends[0])
+    source_is_file = probe_source(protocol, ends[0], given_as=_source_option(options))
     draft = planning.build(protocol, options, ends=ends, source_is_file=source_is_file, env=runner.base_env)
     for warning in draft.warnings:
         reporter.warn(warning)
@@ -701,23 +701,31 @@ def _rsync_delete(plan: planning.Plan, runner: Runner, reporter: Reporter, comma
 
 
 # -- probing and listing -------------------------------------------------------
-def probe_source(protocol: Protocol, src: End, *, strict: bool = True) -> bool:
+def _source_option(options: SyncOptions) -> str | None:
+    """-s/--source when it wrote the run's source end; None otherwise, and under ``--reverse``
+    (the ends are swapped there: the source is not simply what -s wrote)."""
+    return "-s/--source" if options.source and not options.reverse else None
+
+
+def probe_source(protocol: Protocol, src: End, *, strict: bool = True, given_as: str | None = None) -> bool:
     """Is the (resolved) source a single local file?  The one home of that rule.  ``strict`` (a
     run): refuse a missing local source before running anything; otherwise (``--plan``, rerun
-    digests) a missing or unreadable source is simply not a file."""
+    digests) a missing or unreadable source is simply not a file.  ``given_as``: the option that
+    wrote the source, named in the refusal instead of the config key the user did not write."""
     if src.kind != EndKind.LOCAL:
         return False  # remote single files are not probed: rsync/aws treat them as dirs
     path = Path(src.path)
+    where = f"{protocol.where()} {given_as}" if given_as else protocol.where("source")
     try:
         path.stat()
     except FileNotFoundError:
         if not strict:
             return False
-        raise UsageError(f"{protocol.where('source')}: local source {show_value(src.text, 200)} does not exist") from None
+        raise UsageError(f"{where}: local source {show_value(src.text, 200)} does not exist") from None
     except OSError as exc:  # ENAMETOOLONG, EACCES, ELOOP, ENOTDIR...
         if not strict:
             return False
-        raise UsageError(f"{protocol.where('source')}: local source {show_value(src.text, 200)}: {exc.strerror}") from None
+        raise UsageError(f"{where}: local source {show_value(src.text, 200)}: {exc.strerror}") from None
     return path.is_file()
 
 

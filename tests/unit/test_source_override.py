@@ -135,3 +135,22 @@ def test_narrowed_list_selects_only_the_includes(path, selected):
 def test_flag_defaults_off():
     """The builder alone is FILTERS.md section 1; the flag is the caller's to pass."""
     assert build_rules([("- llik/", "cfg")], prefix=["+ a"]).as_texts() == ["+ a", "- llik/"]
+
+
+# (argv, what the refusal of the missing source names): -s/--source when it wrote the source,
+# else the config key
+MISSING_SOURCE = [
+    (["-s", "nonexist"], "protocol 'p' -s/--source: local source 'nonexist' does not exist"),
+    (["-s", "+ sub"], "protocol 'p' -s/--source: local source 'nope/sub/' does not exist"),
+    ([], "protocol 'p' key 'source': local source 'nope/' does not exist"),
+]
+
+
+@pytest.mark.parametrize("argv,said", MISSING_SOURCE, ids=[" ".join(a) or "config" for a, _ in MISSING_SOURCE])
+def test_a_missing_source_is_named_where_it_was_written(tmp_path, monkeypatch, capsys, argv, said):
+    from flepimop_sync import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ok.yml").write_text("sync:\n  p: {type: rsync, source: nope/, target: dst/}\n")
+    assert cli.run_command(cli.sync_command, ["-n", *argv, "ok.yml"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: ok.yml: {said}"]
