@@ -59,8 +59,12 @@ class End:
         return parse_end(_join_kind(self, path))
 
     def as_dir(self) -> "End":
-        """The same end with a trailing separator (a directory whose contents are meant)."""
-        return self if self.trailing_slash else self.with_path(self.path + "/")
+        """The same end with a trailing separator (a directory whose contents are meant).  A
+        remote end with no path (``host:``) already means the remote home's contents, as in
+        rsync: it stays ``host:`` (``host:/`` would be the remote root)."""
+        if self.trailing_slash or (self.kind == EndKind.REMOTE and not self.path):
+            return self
+        return self.with_path(self.path + "/")
 
     def child(self, name: str) -> "End":
         base = self.path

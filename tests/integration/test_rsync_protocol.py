@@ -496,3 +496,35 @@ def test_dry_run_warns_about_includes_that_match_nothing(work, run_cli, base_env
     warned = [line for line in done.stderr.splitlines() if "matches no file or directory" in line]
     assert [w.split("'")[1] for w in warned] == named
     assert "matches no file" not in done.stdout and not (tmp / "dst").exists()
+
+
+
+# 'hpc:' is the remote home, as rsync reads it (never 'hpc:/', the remote root).  The remote login
+# directory rsync resolves an empty path against is made a fresh directory of this test (the rsh
+# changes into it before the remote rsync starts): the real home, with its busy files, is never read.
+@pytest.mark.parametrize("direction", ["push", "pull", "reverse"])
+def test_an_empty_remote_path_is_the_remote_home(tmp_path, run_cli, sshd, direction):
+    import shutil
+    import uuid
+
+    name = f"flepimop-test-home-{uuid.uuid4().hex[:12]}"
+    home, local = tmp_path / "home", tmp_path / "local"
+    home.mkdir()
+    local.mkdir()
+    rsh = tmp_path / "rsh.sh"
+    # a remote path that is absolute fails here, before rsync could read or write the remote root
+    rsh.write_text(f'#!/bin/sh\nhost="$1"; shift\nfor last; do :; done\n'
+                   f'case "$last" in /*) echo "remote path $last is absolute" >&2; exit 99;; esac\n'
+                   f'exec {sshd.rsh} "$host" "cd {home} &&" "$@"\n')
+    rsh.chmod(0o755)
+    content = b"pushed" if direction == "push" else b"pulled"
+    write_tree(local if direction == "push" else home, {f"{name}/f.txt": content})
+    ends = ({"source": f"{sshd.alias}:", "target": f"{local}/"} if direction == "pull"
+            else {"source": f"{local}/", "target": f"{sshd.alias}:"})
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", **ends, "rsh": str(rsh)}})
+    try:
+        done = run_cli(["sync", *(["--reverse"] if direction == "reverse" else []), cfg], env=sshd.env)
+        assert done.returncode == 0, done.stderr
+        assert tree(home) == tree(local) == {f"{name}/f.txt": content}
+    finally:
+        shutil.rmtree("/" + name, ignore_errors=True)

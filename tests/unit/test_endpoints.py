@@ -65,6 +65,10 @@ REVERSE = [
     ("model_output/", "s3://b/p", "s3://b/p/", "model_output/"),
     ("/data/run", "hpc:/scratch", "hpc:/scratch/run/", "/data/run/"),
     ("hpc:/scratch/run/", "local/", "local/", "hpc:/scratch/run/"),
+    # 'hpc:' is the remote home (as in rsync), never 'hpc:/' (the remote root)
+    ("local/", "hpc:", "hpc:", "local/"),
+    ("hpc:", "local", "local/", "hpc:"),
+    ("local", "hpc:", "hpc:local/", "local/"),
 ]
 
 

@@ -147,3 +147,29 @@ def test_cli_plan_prints_the_same_argv(config, capsys):
     body = json.loads(capsys.readouterr().out)
     assert body["steps"][0]["argv"] == ARGV[4][2]
     assert body["destination"] == "s3://bucket/project" and body["filters"] == ["+ *.csv", "- *"]
+
+
+# an end -> the rsync operands of every step that names it: 'hpc:' is the remote home, as rsync
+# reads it; 'hpc:/' would be the remote root (files put in '/', --delete and listings run there)
+REMOTE_HOME = [
+    # source, target, transfer operands, deletion target, listing of the target
+    ("src/", "hpc:", ("src/", "hpc:"), "hpc:", "hpc:"),
+    ("src", "hpc:", ("src/", "hpc:src/"), "hpc:src/", "hpc:src/"),
+    ("hpc:", "got/", ("hpc:", "got/"), "got/", "got/"),
+    ("src/", "hpc:/", ("src/", "hpc:/"), "hpc:/", "hpc:/"),  # the root, when written so
+]
+
+
+@pytest.mark.parametrize("source,target,operands,deleted,listed", REMOTE_HOME)
+def test_an_empty_remote_path_is_the_remote_home(tmp_path, source, target, operands, deleted, listed):
+    from flepimop_sync.listing import rsync_listing_argv
+
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"sync:\n  p: {{type: rsync, source: '{source}', target: '{target}'}}\n")
+    protocol = load_config([str(cfg)]).default
+    plan = planning.build(protocol, SyncOptions(delete=True))
+    assert plan.steps[0].argv[-2:] == operands
+    assert planning.rsync_delete_argv(plan.resolved, "/tmp/skel", "/tmp/list")[-1] == deleted
+    assert rsync_listing_argv(plan.resolved.destination, protocol, "/tmp/e")[-2] == listed
+    if plan.resolved.source.kind.value == "remote":
+        assert rsync_listing_argv(plan.resolved.source, protocol, "/tmp/e")[-2] == "hpc:"
