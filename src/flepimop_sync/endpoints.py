@@ -4,7 +4,8 @@ An end is a local path, an rsync remote ``[user@]host:path``, or ``s3://bucket/k
 :class:`EndKind`).
 The trailing separator of the source is meaningful everywhere (as in rsync): without
 it the directory itself lands at ``target/<name>/``, with it its contents land in
-``target/``.  Everything here is string work, except what the user's own words ask for:
+``target/``; a source ending in ``.`` or ``..`` (or a remote home, ``host:``) has no name
+and is copied as contents, as rsync does.  Everything here is string work, except what the user's own words ask for:
 ``expand_end`` reads the environment (``$NAME``) and the password database (``~user``), and
 ``check_nesting`` resolves local ends (symlinks, ``..``) with ``os.path.realpath``.
 """
@@ -53,7 +54,11 @@ class End:
 
     @property
     def basename(self) -> str:
-        return posixpath.basename(self.path.rstrip("/"))
+        """The name the end's directory lands under; none for a path ending in '.' or '..'
+        (rsync copies those as contents, like a trailing slash: '..' must never make a
+        destination '<target>/..')."""
+        name = posixpath.basename(self.path.rstrip("/"))
+        return "" if name in (".", "..") else name
 
     def with_path(self, path: str) -> "End":
         return parse_end(_join_kind(self, path))

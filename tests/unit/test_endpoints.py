@@ -69,6 +69,10 @@ REVERSE = [
     ("local/", "hpc:", "hpc:", "local/"),
     ("hpc:", "local", "local/", "hpc:"),
     ("local", "hpc:", "hpc:local/", "local/"),
+    # a source ending in '.' or '..' is copied as contents (as rsync does): it came from T itself
+    ("..", "out/T", "out/T/", "../"),
+    ("a/.", "out/T", "out/T/", "a/./"),
+    ("a/..", "hpc:/T", "hpc:/T/", "a/../"),
 ]
 
 

@@ -173,3 +173,24 @@ def test_an_empty_remote_path_is_the_remote_home(tmp_path, source, target, opera
     assert rsync_listing_argv(plan.resolved.destination, protocol, "/tmp/e")[-2] == listed
     if plan.resolved.source.kind.value == "remote":
         assert rsync_listing_argv(plan.resolved.source, protocol, "/tmp/e")[-2] == "hpc:"
+
+
+# source, target -> where its contents land: a source ending in '.' or '..' has no name, so it is
+# copied as contents (like rsync), never into '<target>/..' (which would write, and delete, above it)
+LANDING = [
+    ("..", "out/T", "out/T"),
+    ("../", "out/T", "out/T"),
+    ("a/..", "out/T", "out/T"),
+    (".", "out/T", "out/T"),
+    ("a/.", "s3://b/p", "s3://b/p"),
+    ("hpc:..", "out/T", "out/T"),
+    ("a/b", "out/T", "out/T/b"),
+    ("a/b/", "out/T", "out/T"),
+]
+
+
+@pytest.mark.parametrize("source,target,destination", LANDING)
+def test_a_source_ending_in_dot_or_dotdot_lands_in_the_target(source, target, destination):
+    from flepimop_sync.endpoints import parse_end
+
+    assert planning.landing(parse_end(source), parse_end(target), source_is_file=False).text == destination

