@@ -99,11 +99,13 @@ def parse_end(text: str) -> End:
     return End(text=text, kind=EndKind.LOCAL, path=text)
 
 
-def apply_option(configured: str | None, option: str | None, *, what: str) -> str | None:
+def apply_option(configured: str | None, option: str | None, *, what: str,
+                 env: Mapping[str, str] | None = None) -> str | None:
     """``--source/--target``: replace the end, or append to it when the value starts with '+ '.
 
     Appending keeps the configured end's trailing separator, whatever the appended
-    part ends with (see the table in the README).
+    part ends with (see the table in the README).  ``env``: the environment its ``$NAME``s
+    will be expanded with (``expand_end``), so a '..' they hold is refused too.
     """
     if option is None:
         return configured
@@ -120,9 +122,10 @@ def apply_option(configured: str | None, option: str | None, *, what: str) -> st
     if raw.startswith("/"):
         raise UsageError(f"--{what} {show_value(option)}: an append is relative to the configured {what} "
                          f"(write '+ {part}', or give the whole path without '+ ')")
-    if ".." in part.split("/"):
-        raise UsageError(f"--{what} {show_value(option)}: an append cannot contain '..' "
-                         f"(it would climb out of the configured {what}; give the whole path without '+ ')")
+    if ".." in part.split("/") or (env is not None and ".." in _expand_variables(part, env).split("/")):
+        # (checked on the expanded text too: '+ $SUB' with SUB=../x climbs just as '+ ../x' does)
+        raise UsageError(f"--{what} {show_value(option)}: an append cannot contain '..', written or through "
+                         f"$NAME (it would climb out of the configured {what}; give the whole path without '+ ')")
     if configured is None:
         raise UsageError(f"--{what} {option!r}: cannot append, the protocol has no configured {what}")
     keep_slash = configured.endswith("/")
@@ -132,6 +135,17 @@ def apply_option(configured: str | None, option: str | None, *, what: str) -> st
     else:
         joined = base + "/" + part
     return joined + "/" if keep_slash else joined
+
+
+def _expand_variables(text: str, env: Mapping[str, str]) -> str:
+    """``$NAME``/``${NAME}``/``$$`` as ``expand_end`` reads them; an unset name stays as written
+    (``expand_end`` refuses it, naming the key)."""
+    def value(match: re.Match) -> str:
+        if match.group(3):
+            return "$"
+        return env.get(match.group(1) or match.group(2), match.group(0))
+
+    return _VARIABLE.sub(value, text)
 
 
 def reverse_ends(source: str, target: str) -> tuple[str, str]:

@@ -174,8 +174,8 @@ def resolve_ends(protocol: Protocol, options: SyncOptions, *,
         raise UsageError(f"protocol '{protocol.name}' is a git protocol; it has no ends to resolve")
     env = os.environ if env is None else env
     where = _where(protocol, options)
-    source = apply_option(protocol.source, options.source, what="source")
-    target = apply_option(protocol.target, options.target, what="target")
+    source = apply_option(protocol.source, options.source, what="source", env=env)
+    target = apply_option(protocol.target, options.target, what="target", env=env)
     assert source is not None and target is not None  # the schema requires both
     source = expand_end(source, env, where("source"))
     target = expand_end(target, env, where("target"))

@@ -26,3 +26,15 @@ def test_a_source_ending_in_dotdot_lands_in_the_target_not_above_it(tmp_path, ru
     # as plain 'rsync -a --delete .. out/T': the contents in T, nothing above T touched
     assert tree(tmp_path / "out") == {"T/file1": b"data", "T/sub/keep": b"k",
                                       "keep/p.txt": b"precious", "o.txt": b"other"}
+
+
+@pytest.mark.parametrize("append", ["+ $SUB", "+ ${SUB}", "+ runs/$SUB"])
+def test_an_append_cannot_climb_out_through_a_variable(tmp_path, run_cli, base_env, append):
+    write_tree(tmp_path / "src", {"f": b"new"})
+    write_tree(tmp_path / "arch", {"runs/r": b"run", "secret/s.txt": b"keep"})
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": "src/", "target": "arch/runs"}})
+    climb = "../../secret" if append.startswith("+ runs/") else "../secret"
+    done = run_cli(["sync", "--delete", "--mkpath", "-t", append, cfg], cwd=tmp_path, env={**base_env, "SUB": climb})
+    assert done.returncode == 2, done.stderr
+    assert "'..'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert tree(tmp_path / "arch") == {"runs/r": b"run", "secret/s.txt": b"keep"}

@@ -39,6 +39,35 @@ def test_bad_append_is_a_usage_error(option):
         apply_option("/a", option, what="target")
 
 
+# option, environment: an append whose $NAME holds '..' climbs out as surely as a written '..'
+VARIABLE_CLIMBS = [
+    ("+ $SUB", {"SUB": "../secret"}),
+    ("+ ${SUB}/x", {"SUB": ".."}),
+    ("+ a/$SUB", {"SUB": "../.."}),
+    ("+ $A$B", {"A": ".", "B": "./../x"}),
+]
+
+
+@pytest.mark.parametrize("option,env", VARIABLE_CLIMBS)
+def test_an_append_climbing_through_a_variable_is_a_usage_error(option, env):
+    with pytest.raises(UsageError, match="'..'"):
+        apply_option("/a", option, what="target", env=env)
+
+
+# option, environment, result: names that do not climb are appended as written (expanded later)
+VARIABLE_APPENDS = [
+    ("+ $SUB", {"SUB": "runs/r1"}, "/a/$SUB"),
+    ("+ $SUB", {"SUB": "..x"}, "/a/$SUB"),
+    ("+ $$SUB", {"SUB": ".."}, "/a/$$SUB"),  # '$$' is a literal '$': no variable
+    ("+ $UNSET", {}, "/a/$UNSET"),  # expand_end names it
+]
+
+
+@pytest.mark.parametrize("option,env,result", VARIABLE_APPENDS)
+def test_an_append_through_a_variable_that_stays_below(option, env, result):
+    assert apply_option("/a", option, what="target", env=env) == result
+
+
 # text, kind, host, path
 CLASSIFY = [
     ("model_output", "local", "", "model_output"),
