@@ -129,11 +129,11 @@ def apply_option(configured: str | None, option: str | None, *, what: str,
     if configured is None:
         raise UsageError(f"--{what} {option!r}: cannot append, the protocol has no configured {what}")
     keep_slash = configured.endswith("/")
-    base = configured.rstrip("/") if configured.rstrip("/") else configured
-    if base.endswith(":") or base.endswith("/"):
-        joined = base + part
-    else:
-        joined = base + "/" + part
+    # Trailing separators come off the path part only: a root stays '/' ('hpc:/' + 'x' is
+    # 'hpc:/x', never 'hpc:x', which is below the remote home), and 'hpc:' + 'x' is 'hpc:x'.
+    end = parse_end(configured)
+    base = end.path.rstrip("/") or ("/" if end.path.startswith("/") else "")
+    joined = _join_kind(end, base + part if base in ("", "/") else base + "/" + part)
     return joined + "/" if keep_slash else joined
 
 

@@ -21,6 +21,15 @@ OVERRIDE_TABLE = [
     ("s3://bucket/project/", "+ 20240501_120000", "s3://bucket/project/20240501_120000/"),
     ("hpc:/scratch/run", "+ out", "hpc:/scratch/run/out"),
     ("hpc:", "+ out", "hpc:out"),
+    # a root stays the root: 'hpc:x' would be below the remote home
+    ("hpc:/", "+ tmp/X", "hpc:/tmp/X/"),
+    ("hpc://", "+ tmp/X", "hpc:/tmp/X/"),
+    ("user@hpc:/", "+ x", "user@hpc:/x/"),
+    ("/", "+ tmp/X", "/tmp/X/"),
+    ("//", "+ tmp/X", "/tmp/X/"),
+    ("hpc:~/", "+ x", "hpc:~/x/"),
+    ("hpc:runs//", "+ x", "hpc:runs/x/"),
+    ("s3://bucket/", "+ p", "s3://bucket/p/"),
     ("/a/b/c", None, "/a/b/c"),
     ("/a/b/c", "+x", "+x"),  # no space: a literal path, not an append
 ]
