@@ -349,6 +349,11 @@ def _planned_deletions(plan: planning.Plan, selection: list[tuple[str, int]], ru
     Files (and, where the backend copies links, links) only: never a directory, never anything
     behind a link.  The dry run prints this list; a real rsync run deletes exactly it."""
     r = plan.resolved
+    if plan.source_is_file:
+        # One file replaces one entry: nothing is missing at the source.  (Listing '<target>/<name>'
+        # would read a same-named directory there as the target, and delete all of it.)
+        reporter.info("--delete: the source is a single file, so nothing is deleted")
+        return []
     try:
         target = list_end(r.destination, r.protocol, runner)
     except StepFailed as error:  # e.g. the target does not exist yet: nothing there to delete

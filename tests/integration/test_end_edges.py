@@ -38,3 +38,18 @@ def test_an_append_cannot_climb_out_through_a_variable(tmp_path, run_cli, base_e
     assert done.returncode == 2, done.stderr
     assert "'..'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert tree(tmp_path / "arch") == {"runs/r": b"run", "secret/s.txt": b"keep"}
+
+
+@pytest.mark.parametrize("dry", [False, True])
+def test_a_single_file_source_deletes_nothing_in_a_same_named_directory(tmp_path, run_cli, dry):
+    write_tree(tmp_path / "s", {"report.csv": b"a,b"})
+    write_tree(tmp_path / "out", {"report.csv/k2.txt": b"keep2", "report.csv/old/k.txt": b"keep"})
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": "s/", "target": "out/"}})
+    done = run_cli(["sync", "--delete", *(["-n"] if dry else []), "-s", "s/report.csv", cfg], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "single file, so nothing is deleted" in done.stdout + done.stderr
+    assert not dry or "delete 0" in done.stdout
+    # as plain 'rsync -a --delete s/report.csv out/report.csv': the file goes into the directory,
+    # nothing in it is deleted
+    kept = {"report.csv/k2.txt": b"keep2", "report.csv/old/k.txt": b"keep"}
+    assert tree(tmp_path / "out") == (kept if dry else {**kept, "report.csv/report.csv": b"a,b"})
