@@ -21,6 +21,7 @@ receipt's audit list reuses.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 import re
@@ -115,6 +116,11 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     source_listing = None if draft.source_is_file else source.listing
     plan = _final_plan(draft, source.listing, options, runner, reporter)
     reporter.info(headline(plan))
+    if plan.source_is_file and source.selection == [] and isinstance(plan, planning.Plan):
+        # the protocol's excludes still apply to a named file (README): rsync would skip it, and
+        # 'aws s3 cp' applies no rules, so no backend runs at all
+        reporter.info(f"the protocol's filters exclude {plan.resolved.source.text!r}: nothing is transferred")
+        plan = dataclasses.replace(plan, steps=())
     result: dict[str, Any] = {
         **plan.to_json(),
         "started": started,
@@ -152,7 +158,9 @@ def _look_at_source(plan: "planning.Plan | planning.DraftPlan", options: SyncOpt
         listing = list_source(plan, runner, reporter)
         require_s3_objects(plan, listing)
         selection, skipped = _select_listed(resolved.rules, listing)
-    elif options.dry_run or (resolved.source.kind == EndKind.LOCAL and not listing_mod.copies_links(resolved.protocol)):
+    elif options.dry_run or plan.source_is_file or (resolved.source.kind == EndKind.LOCAL
+                                                   and not listing_mod.copies_links(resolved.protocol)):
+        # (a single file is judged by the kept rules before any backend runs: aws s3 cp applies none)
         # (a real S3 upload walks the source too: the links aws will skip are named, not lost silently)
         selection = select_source(plan, runner, reporter, skipped=skipped)
     note_skipped(skipped, reporter)
@@ -803,8 +811,8 @@ def select_and_list_source(plan: planning.Plan, runner: Runner, reporter: Report
     chosen, odd = _select_listed(r.rules, listing)
     if skipped is not None:
         skipped.extend(odd)
-    if plan.source_is_file:  # the file itself, whatever the rules say
-        return list(listing.files), None
+    if plan.source_is_file:  # the file itself, unless the kept rules exclude it (as rsync does)
+        return chosen, None
     return chosen, listing
 
 
