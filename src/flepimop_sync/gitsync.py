@@ -6,7 +6,7 @@ commits, conflicts, untracked files, warnings) and returns it; ``run_git_protoco
 as the JSON-ready summary (``--json``, receipts).  The homes of two git rules live here too:
 :func:`effective_mode` (the protocol's mode, swapped by ``--reverse``; ``api`` calls it) and
 :func:`refuse_transfer_options` (a git protocol takes no end or filter option; ``execute``
-calls it).
+and ``api`` call it).
 
 Imports: the standard library, ``config`` (the protocol), ``errors``, ``mechanism`` (the
 protocol types), ``options``, ``report`` (output, redaction) and ``runner`` (``Runner.run``:
@@ -946,7 +946,8 @@ def _chunks(items: Sequence[str], max_bytes: int = 100_000) -> Iterator[list[str
 # ------------------------------------------------------------------------------------------------
 
 def refuse_transfer_options(protocol: Protocol, options: SyncOptions) -> None:
-    """A git protocol takes no end or filter option (the one home of this rule; ``execute`` calls it)."""
+    """A git protocol takes no end or filter option (the one home of this rule; ``execute`` and
+    ``api`` -- plans and rerun digests -- call it)."""
     used = options.touches_ends_or_filters
     if used:
         raise UsageError(

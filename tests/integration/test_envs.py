@@ -74,6 +74,19 @@ def test_step_wrappers_link_to_the_env_their_rule_uses(wrapper, env):
     assert link.is_symlink() and link.resolve() == (ROOT / env).resolve()
 
 
+WRAPPERS = sorted(p.parent.name for p in (ROOT / "workflow" / "wrappers").glob("*/wrapper.py"))
+
+
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_every_wrapper_has_meta_yaml_that_parses(wrapper):
+    """snakemake-wrappers' layout: meta.yaml is YAML with these keys (a ': ' inside a plain
+    continuation line once made two of them unreadable)."""
+    meta = yaml.safe_load((ROOT / "workflow" / "wrappers" / wrapper / "meta.yaml").read_text())
+    assert meta["name"] == wrapper
+    assert {"description", "authors", "output"} <= set(meta), sorted(meta)
+    assert all(isinstance(entry, (str, dict)) for key in ("input", "output", "params") for entry in meta.get(key) or [])
+
+
 @pytest.mark.parametrize("env_file", ENV_FILES, ids=_ids(ENV_FILES))
 def test_pins_are_exact(env_file):
     env = _env(env_file)
