@@ -524,6 +524,34 @@ def test_example_config_runs_from_repository_root(tmp_path, base_env):
     assert ran_rules(smk()) == set()
 
 
+@pytest.mark.parametrize("delete", [False, True])
+def test_snapshot_keeps_the_project_files_it_pushed(tmp_path, base_env, delete):
+    """The example with a report pdf: with `delete: true` the main push deletes what its filters
+    take ('s {run}' takes '<run>_report.pdf') and the outputs lack, so the pdf must be pushed
+    after it (as flepiMoP's sync job orders them), never before: else the archive loses it under
+    an "ok" receipt."""
+    work = _example_tree(tmp_path)
+    flepimop = work / "config/example_flepimop.yml"
+    model = yaml.safe_load(flepimop.read_text())
+    model["sync"]["snapshot"]["delete"] = delete
+    flepimop.write_text(yaml.safe_dump(model))
+    config_file = work / "config/config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config["calibrate"]["command"] += " && touch results/example/{run}/{run}_report.pdf"
+    config_file.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1"], cwd=work,
+                          env=merged_env(base_env), text=True, capture_output=True, timeout=180,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, show(proc)
+    archived = list_files(work / "results/example/archive/example_run")
+    assert {"example_run_report.pdf", "manifest.json"} <= archived, sorted(archived)
+    assert any("example_run/hnpi/global/final" in p for p in archived)
+    receipt = json.loads((work / "results/example_run/receipts/snapshot.json").read_text())
+    assert receipt["status"] == "ok" and "example_run_report.pdf" not in receipt.get("deleted", [])
+    project = {part["part"]: part for part in receipt["parts"]}["project files"]
+    assert project["status"] == "ok" and project["transferred"]["files"] == 1, project
+
+
 def test_lint_is_clean(tmp_path, base_env):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=_example_tree(tmp_path),
                           env=merged_env(base_env), text=True, capture_output=True, timeout=120,

@@ -13,7 +13,9 @@ This rule does the same three things with one protocol (config key `snapshot`):
    (default ``["{run}*.pdf", "{run}*.h5"]``, anchored at that directory: ``+ /<pattern>``);
 3. ``manifest``: `snapshot.manifest`, a single file, when present;
 
-all to `snapshot.target` (default ``"+ {run}"``).
+all to `snapshot.target` (default ``"+ {run}"``). The outputs go first, then the manifest and the
+project files, as in flepiMoP's job: with `delete: true` each push deletes only what its own filters
+take, and the outputs' ``s {run}`` takes a ``{run}_report.pdf``, so it must not run after them.
 
 ``{run}`` (in every key of the section) is expanded here, in `expand_run`, and nowhere else: it
 is the run id gempyor wrote
@@ -94,12 +96,16 @@ def snapshot(p: Mapping[str, Any], receipt: Path, log: Path | None, calibrate_re
     receipt.parent.mkdir(parents=True, exist_ok=True)
     project = project_params(p, run)
     try:
-        # the project files first: the main push writes the receipt (api.run_rule)
+        # the outputs (and the manifest) first, as flepiMoP's sync job orders its pushes: with
+        # `delete: true` the main push deletes what its filters take ('s {run}' takes a
+        # '{run}_report.pdf') and the outputs lack, so a project file pushed before it would be
+        # deleted again; the project push's own filters take only its files, so it deletes
+        # nothing the others pushed. If it fails, the except below removes the main receipt.
+        body = api.run_rule(rule_params(p, run, digest), receipt=receipt, log=log)
         project_part = {"part": "project files", "status": "skipped (no project_files)"}
         if project is not None:
             done = api.run_protocol(config_files, api.options_from_params(project), log=log)
             project_part = {"part": "project files", **{k: done.get(k) for k in PART_KEYS}}
-        body = api.run_rule(rule_params(p, run, digest), receipt=receipt, log=log)
     except SyncError as error:
         body = {"step": "snapshot", "protocol": p["protocol"], "run": p["run"], "flepimop_run_id": run,
                 "status": "failed", "error": str(error), "finished": now_iso(), **api.where_and_when()}
