@@ -13,6 +13,9 @@ A filter list is parsed once into :class:`Rule` objects (environment variables `
   as is, ``+ */``, then every other rule plus its ``P/**`` subtree form);
 * translated for ``aws s3 sync`` (:mod:`flepimop_sync.s3filters`).
 
+A rule that is handed on as text to be parsed again later (the workflow's params) is
+normalised by :func:`written_canonical`, its variables left as written: expanded once only.
+
 A rule's prefix is an :class:`Action`; a ``+``/``-`` pattern is analysed once
 (:class:`PatternInfo`) into typed tokens (:class:`Lit`, :class:`Slash`, :class:`Star`,
 :class:`DStar`, :class:`AnyByte`, :class:`ByteSet`) and a :class:`PatternMode`, which
@@ -62,6 +65,7 @@ __all__ = [
     "expand_env",
     "FilterList",
     "parse_rule",
+    "written_canonical",
     "build_rules",
     "check_no_filter",
     "ORIGIN_OVERRIDE",
@@ -195,6 +199,20 @@ def parse_rule(text: str, origin: str, env: Mapping[str, str] | None = None) -> 
     # errors in the expanded text also show the rule as written
     shown = origin if expanded == text else f"{origin}; written {text!r}"
     return _parse_expanded(expanded, shown, origin)
+
+
+def written_canonical(text: str, origin: str, env: Mapping[str, str] | None = None) -> str:
+    """:attr:`Rule.canonical` of a rule with its ``$NAME``, ``${NAME}`` and ``$$`` left as written,
+    for texts that are parsed again later (the workflow's params: the sync run expands them, once;
+    expanded here too, ``$$`` would reach it as a lone ``$`` and be read as a variable). The rule
+    is checked as :func:`parse_rule` checks it (``env`` as there). A ``$`` in the first two
+    characters may expand into the prefix: such a rule is kept exactly as written."""
+    rule = parse_rule(text, origin, env)
+    if "$" not in text:
+        return rule.canonical
+    if "$" in text[:2] or text[:2] in ("+ ", "- ", "s "):
+        return text
+    return f"+ {text}"  # a bare pattern (parse_rule refused '+x' and '-x')
 
 
 @functools.lru_cache(maxsize=4096)

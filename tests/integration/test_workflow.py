@@ -552,6 +552,52 @@ def test_snapshot_keeps_the_project_files_it_pushed(tmp_path, base_env, delete):
     assert project["status"] == "ok" and project["transferred"]["files"] == 1, project
 
 
+def _fetch_tree(work: Path, config: dict, sync_config: str = "flepimop.yml") -> Path:
+    """A campaign of one run, "run1", that only fetches: protocol `resume` (prev/ -> fetched/);
+    ``config`` on top of that campaign's config."""
+    (work / "prev/run1").mkdir(parents=True)
+    for name in ("cost$USD.csv", "costEUR.csv", "other.csv"):
+        (work / "prev/run1" / name).write_text(name)
+    (work / "workflow").symlink_to(REPO / "workflow")
+    (work / sync_config).parent.mkdir(parents=True, exist_ok=True)
+    (work / sync_config).write_text(yaml.safe_dump({"sync": {
+        "resume": {"type": "rsync", "source": "prev/", "target": "fetched/", "mkpath": True}}}))
+    (work / "config").mkdir(exist_ok=True)
+    (work / "config/config.yaml").write_text(yaml.safe_dump({
+        "sync_configs": [sync_config], "runs": [{"name": "run1"}],
+        "resume_fetch": {"protocol": "resume", "filters": ["+ run1/**"], "target": None},
+        "calibrate": {"enabled": False}, "snapshot": {"enabled": False}, **config}))
+    return work
+
+
+def _smk(work: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=work, env=env,
+                          text=True, capture_output=True, timeout=180, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("usd", [None, "EUR"])
+def test_dollar_dollar_in_workflow_filters_selects_what_the_cli_selects(tmp_path, base_env, run_cli, usd):
+    """'$$' is a literal '$' (FILTERS.md section 1), expanded once: the workflow's params keep
+    the rule as written and its sync run expands it, as the CLI's -f does. Expanded twice,
+    '+ cost$$USD.csv' became '+ cost$USD.csv', then "$USD is not set" or '+ costEUR.csv'."""
+    env = merged_env(base_env)
+    env.pop("USD", None)
+    if usd is not None:
+        env["USD"] = usd
+    rule = "+ run1/cost$$USD.csv"
+    cli = _fetch_tree(tmp_path / "cli", {})
+    by_cli = run_cli(["sync", "-p", "resume", "-f", rule, "flepimop.yml"], env=env, cwd=cli)
+    assert by_cli.returncode == 0, by_cli.stderr
+    assert list_files(cli / "fetched") == {"run1/cost$USD.csv"}
+    work = _fetch_tree(tmp_path / "smk", {"resume_fetch": {"protocol": "resume", "filters": [rule],
+                                                            "target": None}})
+    proc = _smk(work, env, "resume_fetch")
+    assert proc.returncode == 0, show(proc)
+    assert list_files(work / "fetched") == {"run1/cost$USD.csv"}
+    receipt = json.loads((work / "results/run1/receipts/resume_fetch.json").read_text())
+    assert receipt["status"] == "ok" and receipt["filters"] == ["+ run1/cost$USD.csv", "- **"], receipt
+
+
 def test_lint_is_clean(tmp_path, base_env):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=_example_tree(tmp_path),
                           env=merged_env(base_env), text=True, capture_output=True, timeout=120,

@@ -28,6 +28,7 @@ from flepimop_sync.filters import (
     Rule,
     build_rules,
     parse_rule,
+    written_canonical,
 )
 from flepimop_sync.s3filters import (
     _render_set,
@@ -796,6 +797,31 @@ def test_env_expansion_errors_name_variable_rule_and_origin(text, why):
     with pytest.raises(FilterError, match=why) as exc:
         parse_rule(text, ORIGIN, ENV)
     assert ORIGIN in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "text, canonical",
+    [
+        ("a*.csv", "+ a*.csv"),  # no '$': Rule.canonical
+        ("cost$$USD.csv", "+ cost$$USD.csv"),  # '$$' kept: parsed again later, it is a '$'
+        ("- x$SLOT", "- x$SLOT"),
+        ("s ${SLOT}", "s ${SLOT}"),
+        ("sub$$", "+ sub$$"),
+        ("$SLOT/x", "$SLOT/x"),  # the prefix may come from the value: kept as written
+        ("s$SLOT", "s$SLOT"),
+        ("+ a$", "+ a$"),
+    ],
+)
+def test_written_canonical_leaves_variables_for_the_one_later_expansion(text, canonical):
+    assert written_canonical(text, ORIGIN, ENV) == canonical
+    # parsed again, the same rule as the text written
+    assert parse_rule(canonical, ORIGIN, ENV).canonical == parse_rule(text, ORIGIN, ENV).canonical
+
+
+@pytest.mark.parametrize("text, why", [("+ $NOT_SET_ANYWHERE", "is not set"), ("+x$SLOT", "exactly one space")])
+def test_written_canonical_checks_the_rule(text, why):
+    with pytest.raises(FilterError, match=why):
+        written_canonical(text, ORIGIN, ENV)
 
 
 @pytest.mark.parametrize("where", ["override", "prefix", "suffix", "config"])

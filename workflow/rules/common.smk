@@ -25,7 +25,7 @@ from snakemake.exceptions import WorkflowError
 from flepimop_sync import api as fsapi
 from flepimop_sync.config import load_yaml
 from flepimop_sync.errors import SyncError
-from flepimop_sync.filters import parse_rule
+from flepimop_sync.filters import parse_rule, written_canonical
 from flepimop_sync.smk import rule_names, write_deployable_env
 
 STEPS = ("resume_fetch", "calibrate", "snapshot")
@@ -274,7 +274,8 @@ def section_digest(step, template):
 def normalised_filters(rules, origin):
     """Filters written as action, space, pattern (a bare pattern means include): params
     hold the meaning, so respelling a filter in the config reruns nothing (the params
-    rerun-trigger sees them)."""
+    rerun-trigger sees them). '$NAME' and '$$' stay as written: the sync run expands them,
+    once, as the CLI does (expanded here too, '$$' would reach it as a '$' variable)."""
     if rules is None:
         return None
     try:
@@ -290,7 +291,7 @@ def normalised_filters(rules, origin):
 
 @functools.lru_cache(maxsize=None)
 def _normalised(rules):
-    return tuple(parse_rule(text, "config").canonical for text in rules)
+    return tuple(written_canonical(text, "config") for text in rules)
 
 
 #: The params every per-run sync rule has (a key is None when a run does not use it; the
