@@ -598,6 +598,20 @@ def test_dollar_dollar_in_workflow_filters_selects_what_the_cli_selects(tmp_path
     assert receipt["status"] == "ok" and receipt["filters"] == ["+ run1/cost$USD.csv", "- **"], receipt
 
 
+@pytest.mark.parametrize(("sync_config", "results", "target", "receipt"), [
+    # a sync_configs path with braces: plain params would be read as wildcards (WildcardError)
+    ("config/flepi{x}.yml", "results", "sync_resume", "results/receipts/sync_resume.json"),
+    ("config/flepi{x}.yml", "results", "results/run1/receipts/resume_fetch.json",
+     "results/run1/receipts/resume_fetch.json"),
+])
+def test_paths_snakemake_would_misread_still_run(tmp_path, base_env, sync_config, results, target, receipt):
+    work = _fetch_tree(tmp_path, {"results_dir": results}, sync_config)
+    proc = _smk(work, merged_env(base_env), target)
+    assert proc.returncode == 0, show(proc)
+    assert json.loads((work / receipt).read_text())["status"] == "ok"
+    assert list_files(work / "fetched") >= {"run1/other.csv"}
+
+
 def test_lint_is_clean(tmp_path, base_env):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=_example_tree(tmp_path),
                           env=merged_env(base_env), text=True, capture_output=True, timeout=120,

@@ -215,6 +215,24 @@ def sync_params(protocol, **options):
         raise WorkflowError(f"flepimop-sync: protocol {protocol!r}: {error}") from None
 
 
+def protocol_rule_params(protocol):
+    """params of the sync_<protocol> rule: sync_params, a value with braces (a config file
+    'flepi{x}.yml') as a function returning it: Snakemake would read the braces as wildcards
+    (the rule has none) and refuse to plan."""
+    return {
+        key: _constant(key, value) if _has_wildcard_braces(value) else value
+        for key, value in sync_params(protocol).items()
+    }
+
+
+def _constant(key, value):
+    def constant(wildcards):
+        return value
+
+    constant.__name__ = f"sync_{key}"
+    return constant
+
+
 #: What '{run}' becomes in a step's digest: one constant, so every run whose section is
 #: the campaign's (or the same override) shares one digest, computed once. The run's name
 #: needs no part in it: it is in the node's own output path.

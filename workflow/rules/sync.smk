@@ -16,7 +16,7 @@ for protocol_name in SYNC.protocols:
         conda:
             SYNC_ENV
         params:
-            **sync_params(protocol_name),
+            **protocol_rule_params(protocol_name),
         message:
             f"flepimop sync: protocol {protocol_name!r} ({SYNC.protocols[protocol_name].type})"
         wrapper:
