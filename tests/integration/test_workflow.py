@@ -603,6 +603,10 @@ def test_dollar_dollar_in_workflow_filters_selects_what_the_cli_selects(tmp_path
     ("config/flepi{x}.yml", "results", "sync_resume", "results/receipts/sync_resume.json"),
     ("config/flepi{x}.yml", "results", "results/run1/receipts/resume_fetch.json",
      "results/run1/receipts/resume_fetch.json"),
+    # a trailing '/' made the patterns 'results//{run}/...' (MissingRuleException)
+    ("flepimop.yml", "results/", "results/run1/receipts/resume_fetch.json",
+     "results/run1/receipts/resume_fetch.json"),
+    ("flepimop.yml", "out/results//", "sync_resume", "out/results/receipts/sync_resume.json"),
 ])
 def test_paths_snakemake_would_misread_still_run(tmp_path, base_env, sync_config, results, target, receipt):
     work = _fetch_tree(tmp_path, {"results_dir": results}, sync_config)
@@ -610,6 +614,15 @@ def test_paths_snakemake_would_misread_still_run(tmp_path, base_env, sync_config
     assert proc.returncode == 0, show(proc)
     assert json.loads((work / receipt).read_text())["status"] == "ok"
     assert list_files(work / "fetched") >= {"run1/other.csv"}
+
+
+def test_braces_in_results_dir_are_refused_naming_the_key(tmp_path, base_env):
+    work = _fetch_tree(tmp_path, {"results_dir": "results/{x}"})
+    proc = _smk(work, merged_env(base_env), "-n")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "config key 'results_dir': 'results/{x}' has braces" in out, show(proc)
+    assert "WildcardError" not in out, show(proc)
 
 
 def test_lint_is_clean(tmp_path, base_env):

@@ -179,6 +179,23 @@ def the_run(wildcards):
 # -- paths -----------------------------------------------------------------------------
 
 
+def results_dir(value):
+    """config `results_dir` as the prefix of every receipt and log pattern: without trailing
+    slashes (results/ gave patterns results//{run}/..., which no target path matches), and
+    refused with braces (Snakemake would read them as wildcards)."""
+    if "{" in value or "}" in value:
+        raise WorkflowError(
+            f"config key 'results_dir': {value!r} has braces, which Snakemake reads as "
+            "wildcards; choose a directory name without '{' or '}'"
+        )
+    stripped = value.rstrip("/")
+    if not stripped:
+        raise WorkflowError(
+            f"config key 'results_dir': {value!r} is the root directory"
+        )
+    return stripped
+
+
 def run_receipt(step):
     return f"{RESULTS}/{{run}}/receipts/{step}.json"
 
