@@ -289,17 +289,28 @@ def _inside(inner: str, outer: str) -> bool:
     return inner.startswith(outer + "/")
 
 
-def check_nesting(source: End, destination: End, where: Callable[[str | None], str], *, error=UsageError) -> None:
+def check_nesting(source: End, destination: End, where: Callable[[str | None], str], *, error=UsageError,
+                  places: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> None:
     """Refuse a destination inside the source (each run would copy the source into itself, one
-    level deeper) and a source inside the destination (a --delete there would remove the source)."""
-    if source.kind != destination.kind or source.host != destination.host:
+    level deeper) and a source inside the destination (a --delete there would remove the source).
+
+    Ends of different kinds or hosts are compared only through ``places``: their canonical places
+    (``lock.canonical_place``, segment tuples), which the caller gives when two spellings may
+    name one machine's path (``hpc:/abs`` where ``hpc`` is this machine, and ``/abs``)."""
+    if places is not None:
+        src_place, dst_place = places
+        dst_in_src = dst_place[:len(src_place)] == src_place
+        src_in_dst = src_place[:len(dst_place)] == dst_place
+    elif source.kind != destination.kind or source.host != destination.host:
         return
-    src, dst = canonical(source), canonical(destination)
-    if _inside(dst, src):
+    else:
+        src, dst = canonical(source), canonical(destination)
+        dst_in_src, src_in_dst = _inside(dst, src), _inside(src, dst)
+    if dst_in_src:
         raise error(f"{where('target')}: files would land in {show_value(destination.text)}, which is inside the "
                     f"source {show_value(source.text)} (each run would copy the source into itself); "
                     "choose a target outside the source")
-    if _inside(src, dst):
+    if src_in_dst:
         raise error(f"{where('target')}: the source {show_value(source.text)} is inside the destination "
                     f"{show_value(destination.text)}; choose a target that does not contain the source")
 

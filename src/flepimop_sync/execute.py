@@ -5,7 +5,8 @@ summarise.  A dry run contacts both ends the same way and runs the tools' own dr
 This module orchestrates and builds no argv of its own (it only substitutes run-time operands:
 a local root that is a link, resolved; an empty directory for aws' preview of a missing
 destination; the glob-free aliases of ``plan.alias_glob_roots``): ``plan`` builds the transfer,
-deletion, preview and probe commands, ``listing`` lists an end, ``lock`` holds the destination, ``failures``
+deletion, preview and probe commands, ``listing`` lists an end, ``lock`` holds the destination (and
+tells a remote end that is this machine's path: ``refuse_nesting_on_this_machine``), ``failures``
 words a tool's failure, and ``runner.Runner`` starts every process.  It decides the run-time
 facts the plan is given (is the source a local file: ``probe_source``; the listings; a stage
 directory) and owns what happens on disk around the steps (target creation, stage links,
@@ -41,7 +42,7 @@ from .failures import step_failed as _step_failed
 from .filters import Action, FilterList
 from .listing import Listing, list_end, regular_only, rsync_unescape
 from . import listing as listing_mod
-from .lock import DestinationLock
+from .lock import DestinationLock, canonical_place
 from .mechanism import Engine, ProtocolType
 from .options import SyncOptions
 from .report import Reporter, format_argv, now_iso, some
@@ -104,6 +105,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     ends = planning.resolve_ends(protocol, options, env=runner.base_env)
     source_is_file = probe_source(protocol, ends[0], given_as=_source_option(options))
     draft = planning.build(protocol, options, ends=ends, source_is_file=source_is_file, env=runner.base_env)
+    refuse_nesting_on_this_machine(draft.resolved, options, runner)
     for warning in draft.warnings:
         reporter.warn(warning)
     reporter.detail(f"protocol {protocol.name!r} ({protocol.type}) from {protocol.file}")
@@ -135,6 +137,20 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         warn_unmatched_includes(plan, source.listing, runner, reporter)
         return Outcome(_dry_run(plan, source.selection, result, runner, reporter, start), source_listing)
     return Outcome(_transfer(plan, source.listing, result, runner, reporter, start), source_listing)
+
+
+def refuse_nesting_on_this_machine(resolved: planning.Resolved, options: SyncOptions, runner: Runner) -> None:
+    """A local end and a remote one may be one place: ``hpc:/abs`` where ``hpc`` is this machine
+    (the plan compares ends by their text, so it cannot see that).  Compared as the destination
+    lock compares them (``canonical_place``), so that a source inside the destination is refused
+    before a --delete removes it.  ``ssh -G`` (one process) resolves the alias for --delete runs
+    only; other runs recognise a host written as a loopback name (no process)."""
+    src, dst = resolved.source, resolved.destination
+    if EndKind.REMOTE not in (src.kind, dst.kind) or (src.kind == dst.kind and src.host == dst.host):
+        return  # never one place (local and S3), or already compared by the plan
+    asked = runner if resolved.delete else None
+    places = (canonical_place(src, resolved.protocol, asked), canonical_place(dst, resolved.protocol, asked))
+    planning.check_place_nesting(resolved, options, places)
 
 
 @dataclass(frozen=True)

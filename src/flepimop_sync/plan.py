@@ -243,6 +243,14 @@ def destination_of(protocol: Protocol, options: SyncOptions, src: End, tgt: End,
     return destination
 
 
+def check_place_nesting(resolved: Resolved, options: SyncOptions,
+                        places: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+    """``check_nesting`` on the ends' canonical places (``lock.canonical_place``, which ``execute``
+    computes: it may ask ``ssh -G``), for ends whose spellings differ in kind or host but may name
+    one place (an ssh alias of this machine and a local path)."""
+    check_nesting(resolved.source, resolved.destination, _where(resolved.protocol, options), places=places)
+
+
 def wants_mkpath(protocol: Protocol, options: SyncOptions) -> bool:
     """--mkpath, or the protocol's ``mkpath`` key."""
     return bool(options.mkpath or protocol.settings.mkpath)

@@ -1,7 +1,8 @@
-"""Ends at their edges, end to end through the CLI with real rsync (and the suite's S3 server):
-a source ending in '..', an append through '$NAME', a single-file source next to a
-same-named directory, a single-file source the protocol's own rules exclude.  Each is a case
-where a run once wrote or deleted outside the place the user named."""
+"""Ends at their edges, end to end through the CLI with real rsync (and the suite's S3 server and
+sshd): a source ending in '..', an append through '$NAME', a single-file source next to a
+same-named directory, a single-file source the protocol's own rules exclude, a source inside
+the destination spelled through an ssh alias of this machine.  Each is a case where a run once
+wrote or deleted outside the place the user named."""
 
 from __future__ import annotations
 
@@ -71,3 +72,29 @@ def test_a_single_file_source_the_excludes_exclude_moves_nothing(tmp_path, run_c
         assert "selected 0" in done.stdout, done.stdout
     assert tree(tmp_path / "out") == {}
     assert not s3.list(bucket)
+
+
+# A local path and an ssh alias of this machine (the test bed's 'hpc' is 127.0.0.1) are one place:
+# a source inside the destination is refused as when both are written as local paths, before a
+# --delete removes it; so is a destination inside the source spelled with a loopback name.
+@pytest.mark.parametrize("source, target, args", [
+    ("{w}/data/x/", "hpc:{w}/data/", ["--delete"]),
+    ("{w}/data/x/", "hpc:{w}/data/", ["--delete", "-n"]),
+    ("hpc:{w}/data/x/", "{w}/data/", ["--delete"]),  # pulling
+    ("{w}/data/x", "hpc:{w}/", ["--delete"]),  # 'x' lands in '{w}/x/', which holds no source
+    ("{w}/data/", "localhost:{w}/data/x/", []),  # no --delete: the loopback name is enough
+])
+def test_a_source_and_destination_nested_through_a_loopback_alias_are_refused(tmp_path, run_cli, sshd,
+                                                                               source, target, args):
+    w = tmp_path / "w"
+    write_tree(w, {"data/x/f": b"1", "data/other.txt": b"o"})
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": source.format(w=w),
+                                                  "target": target.format(w=w)}})
+    done = run_cli(["sync", *args, cfg], cwd=tmp_path, env=sshd.env)
+    if target == "hpc:{w}/":  # not nested: the control row, so the others cannot pass by refusing everything
+        assert done.returncode == 0, done.stderr
+        assert tree(w) == {"data/x/f": b"1", "data/other.txt": b"o", "x/f": b"1"}
+        return
+    assert done.returncode == 2, done.stderr
+    assert "inside" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert tree(w) == {"data/x/f": b"1", "data/other.txt": b"o"}

@@ -202,6 +202,32 @@ def test_nesting_is_refused(source, destination, refused):
         call()
 
 
+# source, destination, refused? -- compared as canonical places (lock.canonical_place, no ssh -G
+# here): a loopback host with an absolute path is this machine's path
+PLACE_NESTING = [
+    ("localhost:/a/", "/a/b", True),
+    ("/a/b/c", "127.0.0.1:/a/b", True),
+    ("/a/b", "localhost:/a/bc", False),
+    ("hpc:/a/", "/a/b", False),  # an alias: only ssh -G (a --delete run) knows it is this machine
+    ("localhost:a/", "/a/b", False),  # relative: below the remote home, not the local cwd
+]
+
+
+@pytest.mark.parametrize("source,destination,refused", PLACE_NESTING)
+def test_nesting_through_canonical_places_is_refused(source, destination, refused):
+    from flepimop_sync.endpoints import check_nesting
+    from flepimop_sync.lock import canonical_place
+
+    src, dst = parse_end(source), parse_end(destination)
+    places = (canonical_place(src), canonical_place(dst))
+    call = lambda: check_nesting(src, dst, lambda key=None: "p", places=places)  # noqa: E731
+    if refused:
+        with pytest.raises(UsageError, match="inside"):
+            call()
+    else:
+        call()
+
+
 # source, target -> the X/X warning?
 LANDING = [
     ("model_output", "/x/model_output", True),
