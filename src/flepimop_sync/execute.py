@@ -214,10 +214,15 @@ def _transfer(plan: planning.Plan, listing: Listing | None, result: dict[str, An
     """The real run: the checks that need no lock, then the steps under the destination lock."""
     resolved = plan.resolved
     checked = listing is not None
-    # A download into a missing directory: aws creates it even when the source holds nothing.
-    # The levels this run creates are removed again (when still empty) if the run fails or is
-    # refused, so a refused run changes nothing on disk without an `aws s3 ls` (~1 s) before it.
-    created = [] if checked or resolved.source.kind != EndKind.S3 else _missing_levels(resolved.destination)
+    # The refusals that need nothing but the plan come before anything is created.
+    planning.refuse_glob_root_names(plan, os.getcwd())
+    # Every missing level of a local destination, deepest first: whatever this run creates there
+    # is removed again (when still empty) if the run is refused later on, so a refused run (exit
+    # 2) leaves the disk as it was.  A download into a missing directory: aws creates it even
+    # when the source holds nothing, so there the levels also go when the run fails, without an
+    # `aws s3 ls` (~1 s) before it.
+    created = _missing_levels(resolved.destination)
+    on_failure = created if not checked and resolved.source.kind == EndKind.S3 else []
     if resolved.delete:
         refuse_delete_from_empty_source(plan, listing, runner, reporter)
     try:
@@ -227,8 +232,11 @@ def _transfer(plan: planning.Plan, listing: Listing | None, result: dict[str, An
         if not transferred["files"] and not checked:
             # nothing moved: a mistyped S3 prefix looks exactly like this, so make sure the source exists
             require_s3_objects(plan, None, runner)
-    except BaseException:
+    except (UsageError, ConfigError):  # a refusal: "nothing was run, nothing changed"
         _remove_if_empty(created)
+        raise
+    except BaseException:
+        _remove_if_empty(on_failure)
         raise
     seconds = time.monotonic() - start
     result.update(status="ok", transferred=transferred, seconds=round(seconds, 3), finished=now_iso(),

@@ -517,6 +517,19 @@ def aws_glob_roots(plan: Plan, cwd: str) -> list[str]:
     return roots
 
 
+def refuse_glob_root_names(plan: Plan, cwd: str) -> None:
+    """The refusal of ``alias_glob_roots`` for a root whose own name has glob characters, alone:
+    a real run asks it before it creates anything (a refused run leaves the disk as it was)."""
+    _refuse_glob_names(plan, [os.path.basename(root) for root in aws_glob_roots(plan, cwd)])
+
+
+def _refuse_glob_names(plan: Plan, paths: Sequence[str]) -> None:
+    for path in paths:
+        if any(c in path for c in _AWS_GLOB):
+            raise UsageError(f"{plan.protocol.where()}: {path!r} has glob characters (* ? [), which aws would read "
+                             "in every filter pattern; rename it, or sync without filters")
+
+
 def alias_glob_roots(plan: Plan, cwd: str, alias_dir: str) -> Plan:
     """Run aws through glob-free paths: ``alias_dir/N`` is a link to each such root's *parent*
     and the operand is ``alias_dir/N/<root name>/``, so the patterns are joined to a path that
@@ -526,10 +539,7 @@ def alias_glob_roots(plan: Plan, cwd: str, alias_dir: str) -> Plan:
     roots = aws_glob_roots(plan, cwd)
     if not roots:
         return plan
-    for path in (alias_dir, *(os.path.basename(root) for root in roots)):
-        if any(c in path for c in _AWS_GLOB):
-            raise UsageError(f"{plan.protocol.where()}: {path!r} has glob characters (* ? [), which aws would read "
-                             "in every filter pattern; rename it, or sync without filters")
+    _refuse_glob_names(plan, (alias_dir, *(os.path.basename(root) for root in roots)))
     parents = sorted({os.path.dirname(root) for root in roots})
     links = {parent: os.path.join(alias_dir, str(i)) for i, parent in enumerate(parents)}
     steps = []

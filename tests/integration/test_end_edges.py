@@ -2,7 +2,8 @@
 sshd): a source ending in '..', an append through '$NAME', a single-file source next to a
 same-named directory, a single-file source the protocol's own rules exclude, a source inside
 the destination spelled through an ssh alias of this machine.  Each is a case where a run once
-wrote or deleted outside the place the user named."""
+wrote or deleted outside the place the user named.  And a refused run that once left the
+target it had created behind."""
 
 from __future__ import annotations
 
@@ -72,6 +73,30 @@ def test_a_single_file_source_the_excludes_exclude_moves_nothing(tmp_path, run_c
         assert "selected 0" in done.stdout, done.stdout
     assert tree(tmp_path / "out") == {}
     assert not s3.list(bucket)
+
+
+def _entries(root) -> list[str]:
+    """Every file and directory below ``root`` (a refused run must not leave even an empty one)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+# Refused runs (exit 2: "nothing was run, nothing changed") that a real run once refused only after
+# creating the target: the disk must be as before, not one new directory.
+@pytest.mark.parametrize("source, target, args", [
+    ("run?x", "newdir", []),  # the destination root 'newdir/run?x' has glob characters
+    ("run?x", "deep/er/newdir", ["--mkpath"]),  # every level --mkpath would create
+    ("run?x/", "new?dir", []),  # the target itself is that root
+])
+def test_a_refused_run_creates_no_directory(tmp_path, run_cli, s3, source, target, args):
+    bucket = s3.make_bucket()
+    s3.put(bucket, "run?x/a1b.csv", b"1")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/{source}",
+                                                  "target": target, "filters": ["+ a*b.csv"]}})
+    before = _entries(tmp_path)
+    done = run_cli(["sync", *args, cfg], cwd=tmp_path, env=s3.env)
+    assert done.returncode == 2, done.stderr
+    assert "glob characters" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert _entries(tmp_path) == before
 
 
 # A local path and an ssh alias of this machine (the test bed's 'hpc' is 127.0.0.1) are one place:
