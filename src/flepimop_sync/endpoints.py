@@ -148,13 +148,17 @@ def _expand_variables(text: str, env: Mapping[str, str]) -> str:
     return _VARIABLE.sub(value, text)
 
 
-def reverse_ends(source: str, target: str) -> tuple[str, str]:
+def reverse_ends(source: str, target: str, *, source_is_file: bool = False) -> tuple[str, str]:
     """Swap the direction so files travel back to where the forward sync put them.
 
     Forward ``S -> T`` puts ``S``'s files under ``T/<basename S>/`` (no slash on S) or
-    under ``T/`` (slash).  The reverse reads that place and writes into ``S/``.
+    under ``T/`` (slash).  The reverse reads that place and writes into ``S/``.  A single
+    file ``S`` (``source_is_file``: the caller looked) went to ``T/<basename S>``: the reverse
+    reads that file and writes it into the directory ``S`` is in, so it comes back as ``S``.
     """
     src, tgt = parse_end(source), parse_end(target)
+    if source_is_file:
+        return tgt.child(src.basename).text, src.with_path(posixpath.dirname(src.path) or ".").as_dir().text
     if src.trailing_slash or not src.basename:
         return tgt.as_dir().text, src.as_dir().text
     return tgt.child(src.basename).as_dir().text, src.as_dir().text

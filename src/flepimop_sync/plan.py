@@ -2,7 +2,8 @@
 every step.  Pure: no processes, and no I/O beyond what the user's own words ask for (``$NAME``
 and ``~`` in ends, local ends resolved to refuse nesting: see ``endpoints``).  Facts that need
 I/O (is the source a file? what does the source hold? the working directory, for aws roots with
-glob characters) are passed in by ``execute``.
+glob characters) are passed in by ``execute``; only ``--reverse`` looks whether the configured
+source is a local file itself (``resolve_ends``: the reversed ends depend on it).
 
 Two phases, two types: ``build`` returns a ``Plan`` (every step's argv known) or, when no exact
 aws translation of the rules exists, a ``DraftPlan`` (no steps, so it cannot run) that
@@ -29,7 +30,7 @@ from .config import Protocol, S3Settings
 from .endpoints import (End, EndKind, apply_option, check_nesting, check_protocol_ends, expand_end, landing_warning,
                         parse_end, reverse_ends)
 from .endpoints import APPEND_PREFIX
-from .errors import UsageError
+from .errors import UsageError, show_value
 from .mechanism import Engine, Mechanism, ProtocolType
 from .options import SyncOptions
 
@@ -180,7 +181,14 @@ def resolve_ends(protocol: Protocol, options: SyncOptions, *,
     source = expand_end(source, env, where("source"))
     target = expand_end(target, env, where("target"))
     if options.reverse:
-        source, target = reverse_ends(source, target)
+        # A single local file went to '<target>/<name>' (see ``landing``); reversed as a directory it
+        # would be read as 'out/f.txt/'.  (Remote and S3 sources are not probed, as in ``execute``.)
+        configured = parse_end(source)
+        is_file = configured.kind == EndKind.LOCAL and os.path.isfile(configured.path)
+        if is_file and parse_end(target).kind != EndKind.LOCAL:
+            raise UsageError(f"{where('source')}: --reverse cannot bring the single file {show_value(source)} back "
+                             f"from {show_value(target)}: a single-file source must be local")
+        source, target = reverse_ends(source, target, source_is_file=is_file)
     src, tgt = check_protocol_ends(protocol.type, source, target, where, error=UsageError)
     if protocol.type is ProtocolType.RSYNC:
         for key, end in (("source", src), ("target", tgt)):

@@ -3,7 +3,8 @@ sshd): a source ending in '..', an append through '$NAME', a single-file source 
 same-named directory, a single-file source the protocol's own rules exclude, a source inside
 the destination spelled through an ssh alias of this machine.  Each is a case where a run once
 wrote or deleted outside the place the user named.  And a refused run that once left the
-target it had created behind."""
+target it had created behind, and --reverse of a single-file source, which once read the file
+back as a directory and always failed."""
 
 from __future__ import annotations
 
@@ -123,3 +124,36 @@ def test_a_source_and_destination_nested_through_a_loopback_alias_are_refused(tm
     assert done.returncode == 2, done.stderr
     assert "inside" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert tree(w) == {"data/x/f": b"1", "data/other.txt": b"o"}
+
+
+# --reverse of a single-file source reads '<target>/<name>' (where the forward run put it) and
+# writes it back where it came from; the source spelled every way a user writes it
+@pytest.mark.parametrize("source, cwd", [
+    ("data/f.txt", "."), ("./data/f.txt", "."), ("{w}/data/f.txt", "."), ("f.txt", "data"),
+])
+def test_reverse_of_a_single_file_source_brings_the_file_back(tmp_path, run_cli, source, cwd):
+    write_tree(tmp_path, {"data/f.txt": b"v1", "data/g.txt": b"other"})
+    (tmp_path / "out").mkdir()
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": source.format(w=tmp_path),
+                                                  "target": str(tmp_path / "out") + "/"}})
+    done = run_cli(["sync", cfg], cwd=tmp_path / cwd)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "out/f.txt").write_bytes(b"v2, longer")  # another size: rsync's quick check sees it in the same second
+    done = run_cli(["sync", "--reverse", "--delete", cfg], cwd=tmp_path / cwd)
+    assert done.returncode == 0, done.stderr
+    # as 'rsync -a out/f.txt data/': the file only, nothing beside it touched (nor deleted)
+    assert tree(tmp_path) == {"c.yml": (tmp_path / "c.yml").read_bytes(), "data/f.txt": b"v2, longer",
+                              "data/g.txt": b"other", "out/f.txt": b"v2, longer"}
+
+
+# a single file cannot be read back from a remote or S3 target (a single-file source is local):
+# refused in one line before anything runs (the test bed's servers all the same: the code before
+# the fix did contact them)
+@pytest.mark.parametrize("kind, target", [("rsync", "hpc:out/"), ("s3sync", "s3://bucket/out/")])
+def test_reverse_of_a_single_file_source_from_afar_is_refused(tmp_path, run_cli, sshd, s3, kind, target):
+    write_tree(tmp_path, {"data/f.txt": b"v1"})
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": kind, "source": "data/f.txt", "target": target}})
+    done = run_cli(["sync", "--reverse", cfg], cwd=tmp_path, env=sshd.env if kind == "rsync" else s3.env)
+    assert done.returncode == 2, done.stderr
+    assert "single-file source must be local" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert tree(tmp_path / "data") == {"f.txt": b"v1"}
