@@ -14,7 +14,8 @@ glob-free aliases), and what every engine says and checks before and after movin
 ``s3engine`` calls too: the headline (``headline``), the guards (``refuse_writes_through_links``,
 ``refuse_delete_from_empty_source``, ``require_s3_objects``, ``check_target_parent``,
 ``warn_unmatched_includes``), the target's creation (``prepare_target``) and the report lines
-(``report_done``, ``note_skipped``, ``report_commands``, ``report_dry_run``).  ``sync`` is the
+(``report_done``, ``note_skipped``, ``note_file_excluded``, ``report_commands``,
+``report_dry_run``).  ``sync`` is the
 CLI's entry point: a JSON-ready result; ``run``, the Snakemake wrapper's (through ``api``): that
 result (the receipt body) with the source listing the run made (``Outcome``), which the
 receipt's audit list reuses.
@@ -121,7 +122,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
     if plan.source_is_file and source.selection == [] and isinstance(plan, planning.Plan):
         # the protocol's excludes still apply to a named file (README): rsync would skip it, and
         # 'aws s3 cp' applies no rules, so no backend runs at all
-        reporter.info(f"the protocol's filters exclude {plan.resolved.source.text!r}: nothing is transferred")
+        note_file_excluded(plan, reporter)
         plan = dataclasses.replace(plan, steps=())
     result: dict[str, Any] = {
         **plan.to_json(),
@@ -243,6 +244,11 @@ def _transfer(plan: planning.Plan, listing: Listing | None, result: dict[str, An
                   commands=commands)
     report_done(resolved, transferred, seconds, reporter)
     return result
+
+
+def note_file_excluded(plan: planning.Plan, reporter: Reporter) -> None:
+    """The line of a single-file source the kept rules exclude, which no backend moves (every engine)."""
+    reporter.info(f"the protocol's filters exclude {plan.resolved.source.text!r}: nothing is transferred")
 
 
 def note_skipped(skipped: Sequence[str], reporter: Reporter) -> None:

@@ -316,6 +316,8 @@ def _announce(job: _Job, started: str) -> dict[str, Any]:
     if r.source.kind == EndKind.S3 and r.destination.kind == EndKind.LOCAL:  # the aws path's guard
         execute.refuse_writes_through_links(plan, _selection(job), job.runner, reporter)
     reporter.info(execute.headline(plan))
+    if plan.source_is_file and not job.source:
+        execute.note_file_excluded(plan, reporter)
     result: dict[str, Any] = {**plan.to_json(), "started": started, "config_files": [r.protocol.file]}
     result["selected"] = {"files": len(job.source), "bytes": sum(size for size, _ in job.source.values())}
     if job.skipped:
@@ -343,8 +345,8 @@ def _commands(job: _Job, todo: Sequence[str], deletions: Sequence[str], list_fil
     """The rclone commands of a sync, (step name, argv) in order; ``list_file(name, paths)`` names
     the explicit list each one reads (a temporary file in a real run, a placeholder in a dry run)."""
     r, interactive = job.plan.resolved, job.reporter.is_tty
-    if job.plan.source_is_file:
-        return [("rclone copyto", copyto_argv(r.source, r.destination, interactive=interactive))]
+    if job.plan.source_is_file:  # nothing when the kept rules exclude the file (``_source_files``)
+        return [("rclone copyto", copyto_argv(r.source, r.destination, interactive=interactive))] if todo else []
     steps = []
     if todo:
         large = sum(job.source[p][0] for p in todo) >= LARGE_MEAN * len(todo)
@@ -539,10 +541,11 @@ def _source_files(job: _Job) -> dict[str, tuple[int, int]]:
     from . import filters as filter_rules
 
     r = job.plan.resolved
-    if job.plan.source_is_file:
+    if job.plan.source_is_file:  # the file itself, unless the kept rules exclude it (as on the aws path)
         have = _stat_us(r.source.path)
         assert have is not None
-        return {os.path.basename(r.source.path): have}
+        name = os.path.basename(r.source.path)
+        return {name: have} if not r.rules or r.rules.select_paths([(name, have[0])]) else {}
     if r.source.kind == EndKind.LOCAL:
         root = r.source.path or "."
         if not os.path.isdir(root):

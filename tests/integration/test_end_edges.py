@@ -59,17 +59,19 @@ def test_a_single_file_source_deletes_nothing_in_a_same_named_directory(tmp_path
 
 
 # the protocol's excludes still apply to a named file (README): every backend leaves it alone
-@pytest.mark.parametrize("kind", ["rsync", "s3sync"])
+@pytest.mark.parametrize("kind", ["rsync", "s3sync", "rclone"])  # rclone: s3sync with engine rclone
 @pytest.mark.parametrize("dry", [True, False])
 def test_a_single_file_source_the_excludes_exclude_moves_nothing(tmp_path, run_cli, s3, kind, dry):
     write_tree(tmp_path / "proj", {"llik/secret.json": b"x"})
     bucket = s3.make_bucket()
     target = str(tmp_path / "out") + "/" if kind == "rsync" else f"s3://{bucket}/out/"
     (tmp_path / "out").mkdir()
-    cfg = write_config(tmp_path / "c.yml", {"p": {"type": kind, "source": "proj/", "target": target,
+    engine = {"type": "s3sync", "engine": "rclone"} if kind == "rclone" else {"type": kind}
+    cfg = write_config(tmp_path / "c.yml", {"p": {**engine, "source": "proj/", "target": target,
                                                   "filters": ["- llik/", "- *.json"]}})
     done = run_cli(["sync", *(["-n"] if dry else []), "-s", "proj/llik/secret.json", cfg], cwd=tmp_path, env=s3.env)
     assert done.returncode == 0, done.stderr
+    assert "the protocol's filters exclude 'proj/llik/secret.json': nothing is transferred" in done.stdout + done.stderr
     if dry:
         assert "selected 0" in done.stdout, done.stdout
     assert tree(tmp_path / "out") == {}
