@@ -192,7 +192,20 @@ def _checked_end(key: str, text: str, where: Callable[[str | None], str], error)
                         "(rsync cannot pass it to the remote shell literally)")
     if end.kind == EndKind.S3 and not end.path.split("/", 1)[0]:
         raise error(f"{where(key)}: {text!r} names no bucket (write s3://bucket/prefix)")
+    if end.kind == EndKind.S3 and _odd_segments(end.path.partition("/")[2]):
+        # S3 keys are literal: 'd/x/../run/' lies below 'd/x/', yet reads as 'd/run/' to anyone
+        # comparing paths, and aws and rclone each place such keys differently
+        raise error(f"{where(key)}: {show_value(text)}: an S3 key prefix with an empty, '.' or '..' part "
+                    "cannot be synced (S3 keys are literal; aws and rclone place such keys differently)")
     return end
+
+
+def _odd_segments(key: str) -> bool:
+    """Does a key prefix hold an empty ('//'), '.' or '..' part?  (A trailing '/' is no part.)"""
+    parts = key.split("/")
+    if parts[-1] == "":
+        parts.pop()
+    return any(part in ("", ".", "..") for part in parts)
 
 
 def _check_rsync_ends(src: End, tgt: End, where: Callable[[str | None], str], error) -> None:
@@ -272,7 +285,7 @@ def _expand_user(text: str, env: Mapping[str, str], where: str, error) -> str:
 
 def canonical(end: End) -> str:
     """One spelling per place, to compare ends: local ends fully resolved (``..``, symlinks),
-    remote paths normalised (relative = below the remote home), S3 as ``/bucket/key``."""
+    remote paths normalised (relative = below the remote home), S3 as ``/bucket/key``, literally."""
     if end.kind == EndKind.LOCAL:
         return os.path.realpath(end.path or ".")
     if end.kind == EndKind.REMOTE:
@@ -280,7 +293,7 @@ def canonical(end: End) -> str:
         if path == "~" or path.startswith("~/"):
             path = path[2:]  # the remote home: same as a relative path
         return posixpath.normpath(path or ".")
-    return "/" + posixpath.normpath(end.path.strip("/") or ".")
+    return "/" + end.path.rstrip("/")  # literal: S3 keys have no '..' (and ends with one are refused)
 
 
 def _inside(inner: str, outer: str) -> bool:

@@ -187,6 +187,8 @@ NESTING = [
     ("s3://b/p/", "s3://b/p/q/", True),
     ("s3://b/p/", "s3://b/pq/", False),
     ("s3://b/p/", "s3://c/p/q/", False),
+    ("s3://b/d/x/../run/", "s3://b/d/x/", True),  # S3 keys are literal: that source lies below d/x/
+    ("s3://b/d/x/", "s3://b/d/run/../x/y/", False),  # and this destination is not below d/x/
 ]
 
 
@@ -265,3 +267,33 @@ def test_rsync_sender_operand(end, operand):
     from flepimop_sync.plan import rsync_sender_operand
 
     assert rsync_sender_operand(parse_end(end)) == operand
+
+
+# S3 ends whose key prefix has an empty, '.' or '..' part: refused (aws and rclone place them differently)
+ODD_S3_ENDS = [
+    ("s3://b/d/x/../run/", "/tmp/t", "source"),
+    ("s3://b/./run/", "/tmp/t", "source"),
+    ("s3://b/d//run/", "/tmp/t", "source"),
+    ("s3://b//run/", "/tmp/t", "source"),
+    ("/tmp/s/", "s3://b/p/..", "target"),
+    ("/tmp/s/", "s3://b/p/./", "target"),
+]
+
+
+@pytest.mark.parametrize("source,target,key", ODD_S3_ENDS)
+def test_s3_end_with_dot_or_empty_parts_is_refused(source, target, key):
+    from flepimop_sync.endpoints import check_protocol_ends
+    from flepimop_sync.mechanism import ProtocolType
+
+    with pytest.raises(UsageError, match=r"'\.' or '\.\.' part") as info:
+        check_protocol_ends(ProtocolType.S3SYNC, source, target, lambda k=None: f"c.yml: protocol 'p' key '{k}'",
+                            error=UsageError)
+    assert f"key '{key}'" in str(info.value)
+
+
+@pytest.mark.parametrize("end", ["s3://b", "s3://b/", "s3://b/p", "s3://b/p/", "s3://b/p..q/.x/"])
+def test_plain_s3_ends_are_accepted(end):
+    from flepimop_sync.endpoints import check_protocol_ends
+    from flepimop_sync.mechanism import ProtocolType
+
+    check_protocol_ends(ProtocolType.S3SYNC, end, "/tmp/t", lambda k=None: "p", error=UsageError)

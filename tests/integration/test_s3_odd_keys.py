@@ -1,0 +1,54 @@
+"""S3 keys and prefixes that mean something else to a file system, or to rclone: refused before
+anything moves, on every engine, instead of syncing the wrong place or deleting the wrong file.
+
+A private moto server: it stores keys exactly as written (``rclone serve s3``, the suite's
+default server, maps '..' and '//' onto its own directory tree and cannot hold them).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import write_config
+from testbed import S3Server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory, base_env):
+    server = S3Server(tmp_path_factory.mktemp("odd-keys-s3"), base_env, backend="moto")
+    try:
+        server.start()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+# an S3 end spelt with '..', '.' or '//': where aws, rclone and a path comparison put it differ
+ODD_ENDS = [
+    ("dotdot-source", "s3://{b}/d/x/../run/", "s3://{b}/d/x/", []),
+    ("dotdot-by-option", "s3://{b}/d/run/", "s3://{b}/d/x/", ["-s", "s3://{b}/d/x/../run/"]),
+    ("dot-target", "s3://{b}/d/run/", "s3://{b}/d/./x/", []),
+    ("double-slash-target", "s3://{b}/d/run/", "s3://{b}/d//x/", []),
+]
+
+
+@pytest.mark.parametrize("engine", ["aws", "rclone"])
+@pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
+@pytest.mark.parametrize("name,source,target,extra", ODD_ENDS, ids=[c[0] for c in ODD_ENDS])
+def test_s3_end_with_dot_or_empty_parts_is_refused(moto, run_cli, tmp_path, engine, dry, name, source, target,
+                                                   extra):
+    bucket = moto.make_bucket()
+    keys = {"d/x/../run/f1.txt": "only copy 1", "d/x/../run/f2.txt": "only copy 2", "d/run/g.txt": "g"}
+    for key, body in keys.items():
+        moto.put(bucket, key, body)
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": source.format(b=bucket),
+                                                  "target": target.format(b=bucket)}})
+    args = ["sync", "--engine", engine, "--delete", *(["-n"] if dry else []), *[a.format(b=bucket) for a in extra]]
+    done = run_cli([*args, str(cfg)], env=moto.env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    message = done.stderr.strip().splitlines()
+    assert len(message) == 1 and "'.' or '..' part" in message[0] and "protocol 'p'" in message[0], done.stderr
+    assert set(moto.list(bucket)) == set(keys)  # nothing deleted, nothing written
