@@ -195,7 +195,7 @@ def _final_plan(plan: "planning.Plan | planning.DraftPlan", listing: Listing | N
         resolved = plan.resolved
         target_paths: list[str] = []
         if resolved.delete:
-            target_paths = list_end(resolved.destination, resolved.protocol, runner).paths
+            target_paths = list_end(resolved.destination, resolved.protocol, runner, toward=resolved.source).paths
         stage_dir = None
         if resolved.source.kind == EndKind.LOCAL and not resolved.delete and not options.dry_run:
             stage_dir = tempfile.mkdtemp(prefix="flepimop-sync-stage-")
@@ -393,7 +393,7 @@ def _planned_deletions(plan: planning.Plan, selection: list[tuple[str, int]], ru
         reporter.info("--delete: the source is a single file, so nothing is deleted")
         return []
     try:
-        target = list_end(r.destination, r.protocol, runner)
+        target = list_end(r.destination, r.protocol, runner, toward=r.source)
     except StepFailed as error:  # e.g. the target does not exist yet: nothing there to delete
         if strict:
             raise
@@ -792,7 +792,7 @@ def list_source(plan: planning.Plan, runner: Runner, reporter: Reporter) -> List
         path = Path(r.source.path)
         return Listing(files=((path.name, path.stat().st_size),))
     reporter.debug(f"listing {r.source.text}")
-    return list_end(r.source, r.protocol, runner)
+    return list_end(r.source, r.protocol, runner, toward=r.destination)
 
 
 def refuse_delete_from_empty_source(plan: planning.Plan, listing: "Listing | None", runner: Runner,

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
 from .endpoints import EndKind
-from .errors import StepFailed
+from .errors import StepFailed, UsageError
 from .failures import step_failed
 from .mechanism import ProtocolType
 
@@ -65,13 +65,47 @@ def copies_links(protocol: "Protocol") -> bool:
     return protocol.type is ProtocolType.RSYNC
 
 
-def list_end(end: "End", protocol: "Protocol", runner: "Runner") -> Listing:
-    """All entries below an end (sorted); a missing local directory holds nothing."""
+def list_end(end: "End", protocol: "Protocol", runner: "Runner", *, toward: "End | None" = None) -> Listing:
+    """All entries below an end (sorted); a missing local directory holds nothing.  ``toward``:
+    the other end of the sync; an S3 listing bound for (or compared with) a local end is refused
+    when a key cannot be a local path (``refuse_unnameable_keys``)."""
     if end.kind == EndKind.LOCAL:
         return list_local(end.path or ".", links=copies_links(protocol))
     if end.kind == EndKind.REMOTE:
         return list_rsync_remote(end, protocol, runner)
-    return list_s3(end, protocol, runner)
+    listing = list_s3(end, protocol, runner)
+    if toward is not None:
+        refuse_unnameable_keys(listing.paths, end, toward, protocol)
+    return listing
+
+
+_UNNAMEABLE = ("", ".", "..")
+# rclone lists a '.' or '..' part of a key in fullwidth dots (its encoding of names a file
+# system cannot hold; a key really spelt so is listed with its quote character, U+201B, before each)
+_RCLONE_DOTS = {"\uff0e": ".", "\uff0e\uff0e": ".."}
+
+
+def _unnameable(path: str, rclone: bool) -> bool:
+    return any(part in _UNNAMEABLE or (rclone and part in _RCLONE_DOTS) for part in path.split("/"))
+
+
+def refuse_unnameable_keys(paths: "list[str] | Mapping[str, object]", end: "End", other: "End",
+                           protocol: "Protocol", *, rclone: bool = False) -> None:
+    """Refuse, before anything moves, S3 keys below ``end`` whose relative path has an empty
+    ('d//e.txt'), '.' or '..' part when the other end is local: the file system names them
+    otherwise ('d/e.txt'), so every comparison with the local end is wrong (--delete removed
+    such a file at the target after each download of it, or left it deleted).  ``rclone``: the
+    paths are an ``rclone lsjson`` listing's."""
+    if end.kind != EndKind.S3 or other.kind != EndKind.LOCAL:
+        return
+    bad = sorted("/".join(_RCLONE_DOTS.get(part, part) if rclone else part for part in p.split("/"))
+                 for p in paths if _unnameable(p, rclone))  # (named as the keys are: aws, the console)
+    if bad:
+        from .report import some
+
+        raise UsageError(
+            f"protocol '{protocol.name}': {len(bad)} object(s) below {end.as_dir().text!r} have keys no local path "
+            f"can name (an empty, '.' or '..' part: {some(bad)}); rename them, or sync that prefix S3 to S3")
 
 
 # -- local ----------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
 from .failures import rclone_found_nothing, step_failed
+from .listing import refuse_unnameable_keys
 from .lock import DestinationLock
 from .mechanism import Engine, Mechanism, Word
 from .report import now_iso, some
@@ -560,6 +561,7 @@ def _source_files(job: _Job) -> dict[str, tuple[int, int]]:
                 job.skipped.append(path)
         return out
     listing = job.listed = _list_s3(job, r.source)
+    refuse_unnameable_keys(listing, r.source, r.destination, r.protocol, rclone=True)
     if not listing:  # a mistyped prefix: an error, as on the aws path (issue 12 point 4)
         from .execute import require_s3_objects
         from .listing import Listing
@@ -576,7 +578,10 @@ def _target_files(job: _Job, *, everything: bool) -> dict[str, tuple[int, int]]:
 
     dest = job.plan.resolved.destination
     if dest.kind == EndKind.S3:
-        return _list_s3(job, dest)
+        listing = _list_s3(job, dest)
+        refuse_unnameable_keys(listing, dest, job.plan.resolved.source, job.plan.resolved.protocol,
+                               rclone=True)
+        return listing
     root = dest.path or "."
     if everything:
         if not os.path.isdir(root):

@@ -52,3 +52,45 @@ def test_s3_end_with_dot_or_empty_parts_is_refused(moto, run_cli, tmp_path, engi
     message = done.stderr.strip().splitlines()
     assert len(message) == 1 and "'.' or '..' part" in message[0] and "protocol 'p'" in message[0], done.stderr
     assert set(moto.list(bucket)) == set(keys)  # nothing deleted, nothing written
+
+
+# keys below the S3 end that no local path can name: 'd//e.txt' lands as 'd/e.txt', which every
+# later comparison then calls "not at the source" (--delete removed it after each download)
+ODD_KEYS = ["p/d//e.txt", "p/x/../y.txt", "p/./z.txt"]
+
+
+@pytest.mark.parametrize("engine", ["aws", "rclone"])
+@pytest.mark.parametrize("options", [["--delete"], ["--delete", "-n"], ["-n"]], ids=["delete", "delete-dry", "dry"])
+@pytest.mark.parametrize("key", ODD_KEYS)
+def test_download_of_keys_no_local_path_can_name_is_refused(moto, run_cli, tmp_path, engine, options, key):
+    bucket = moto.make_bucket()
+    moto.put(bucket, key, "E")
+    moto.put(bucket, "p/f.txt", "F")
+    out = tmp_path / "out"
+    (out / "d").mkdir(parents=True)
+    (out / "d" / "e.txt").write_text("E")  # what an earlier download of 'p/d//e.txt' left
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/p/",
+                                                  "target": str(out)}})
+    done = run_cli(["sync", "--engine", engine, *options, str(cfg)], env=moto.env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    message = done.stderr.strip().splitlines()
+    assert len(message) == 1 and "no local path can name" in message[0] and repr(key[2:]) in message[0], done.stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["d/e.txt"]  # nothing moved
+
+
+# (the aws path lists an S3 target only for its explicit mechanism: 'aws s3 sync --delete' itself
+# removes 'd//e.txt' and uploads 'd/e.txt', a mirror of the source; the rclone engine lists it)
+@pytest.mark.parametrize("engine", ["rclone"])
+@pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
+def test_upload_delete_onto_keys_no_local_path_can_name_is_refused(moto, run_cli, tmp_path, engine, dry):
+    bucket = moto.make_bucket()
+    moto.put(bucket, "p/d//e.txt", "E")
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "e.txt").write_text("E")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{src}/",
+                                                  "target": f"s3://{bucket}/p/"}})
+    done = run_cli(["sync", "--engine", engine, "--delete", *(["-n"] if dry else []), str(cfg)], env=moto.env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no local path can name" in done.stderr and "'d//e.txt'" in done.stderr, done.stderr
+    assert set(moto.list(bucket)) == {"p/d//e.txt"}
