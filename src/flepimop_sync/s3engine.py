@@ -524,6 +524,24 @@ def _list_s3(job: _Job, end: End) -> dict[str, tuple[int, int]]:
     return parse_lsjson(done.stdout)
 
 
+def _refuse_shadowed(job: _Job, end: End, listing: Mapping[str, Any]) -> None:
+    """rclone names a prefix without its trailing '/' (``rclone_path``): when an object has
+    exactly the prefix's name ('run1' beside 'run1/a.txt'), rclone syncs that object instead of
+    the prefix (and lists it alone).  Its listing then holds the prefix's own name at the top,
+    which a 'run1/run1' key gives too: only then does one ``lsjson --stat`` tell them apart."""
+    name = end.path.rstrip("/").rpartition("/")[2]
+    if end.kind != EndKind.S3 or "/" not in end.path.rstrip("/") or name not in listing:
+        return
+    done = job.runner.run((RCLONE, "lsjson", "--stat", "--no-mimetype", "--low-level-retries=3", *RCLONE_BASE,
+                           rclone_path(end)), env=job.env)
+    if done.returncode != 0:
+        raise step_failed(f"listing {end.text}", done, job.plan.protocol, job.runner.base_env)
+    if not json.loads(done.stdout or "{}").get("IsDir", True):
+        raise UsageError(f"protocol '{job.plan.protocol.name}': {end.as_dir().text!r}: the object "
+                         f"{end.path.rstrip('/').partition('/')[2]!r} has the prefix's own name, and the rclone engine "
+                         "cannot sync a prefix shadowed by an object of the same name; use --engine aws")
+
+
 def _stat_us(path: str) -> tuple[int, int] | None:
     """(size, mtime) of a regular file; None for links, special files and what is gone.  S3 stores
     regular files only and links are never followed (the aws path's rule, ``--no-follow-symlinks``)."""
@@ -561,6 +579,7 @@ def _source_files(job: _Job) -> dict[str, tuple[int, int]]:
                 job.skipped.append(path)
         return out
     listing = job.listed = _list_s3(job, r.source)
+    _refuse_shadowed(job, r.source, listing)
     refuse_unnameable_keys(listing, r.source, r.destination, r.protocol, rclone=True)
     if not listing:  # a mistyped prefix: an error, as on the aws path (issue 12 point 4)
         from .execute import require_s3_objects
@@ -579,6 +598,7 @@ def _target_files(job: _Job, *, everything: bool) -> dict[str, tuple[int, int]]:
     dest = job.plan.resolved.destination
     if dest.kind == EndKind.S3:
         listing = _list_s3(job, dest)
+        _refuse_shadowed(job, dest, listing)
         refuse_unnameable_keys(listing, dest, job.plan.resolved.source, job.plan.resolved.protocol,
                                rclone=True)
         return listing

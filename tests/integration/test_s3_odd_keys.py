@@ -94,3 +94,46 @@ def test_upload_delete_onto_keys_no_local_path_can_name_is_refused(moto, run_cli
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no local path can name" in done.stderr and "'d//e.txt'" in done.stderr, done.stderr
     assert set(moto.list(bucket)) == {"p/d//e.txt"}
+
+
+# an object named as the prefix ('run1' beside 'run1/a.txt'): rclone, which names the prefix
+# without its '/', took the object for the end (downloaded it; an upload's --delete planned its removal)
+SHADOWED = [
+    ("download", "s3://{b}/run1/", "{local}"),
+    ("download-dry", "s3://{b}/run1/", "{local}"),
+    ("upload-delete", "{local}/", "s3://{b}/run1/"),
+    ("upload-delete-dry", "{local}/", "s3://{b}/run1/"),
+    ("s3-to-s3", "s3://{b}/run1/", "s3://{b}/copy/"),
+    ("s3-to-s3-target", "s3://{b}/copy/", "s3://{b}/run1/"),
+]
+
+
+@pytest.mark.parametrize("name,source,target", SHADOWED, ids=[c[0] for c in SHADOWED])
+def test_rclone_engine_refuses_a_prefix_shadowed_by_an_object(moto, run_cli, tmp_path, name, source, target):
+    bucket = moto.make_bucket()
+    keys = {"run1": "an object beside the prefix", "run1/a.txt": "a", "run1/b.txt": "b", "copy/c.txt": "c"}
+    for key, body in keys.items():
+        moto.put(bucket, key, body)
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "a.txt").write_text("a")
+    ends = {k: v.format(b=bucket, local=local) for k, v in (("source", source), ("target", target))}
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", **ends}})
+    options = (["--delete"] if "delete" in name else []) + (["-n"] if name.endswith("dry") else [])
+    done = run_cli(["sync", "--engine", "rclone", *options, str(cfg)], env=moto.env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "shadowed by an object of the same name; use --engine aws" in done.stderr, done.stderr
+    assert moto.list(bucket) == {k: len(v) for k, v in keys.items()}
+    assert [p.name for p in local.iterdir()] == ["a.txt"]
+
+
+def test_rclone_engine_syncs_a_key_named_as_its_prefix_below_it(moto, run_cli, tmp_path):
+    # 'run1/run1' lists as 'run1' too: no object 'run1', so the prefix is synced
+    bucket = moto.make_bucket()
+    moto.put(bucket, "run1/run1", "x")
+    moto.put(bucket, "run1/a.txt", "a")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"s3://{bucket}/run1/",
+                                                  "target": str(tmp_path / "out")}})
+    done = run_cli(["sync", "--engine", "rclone", str(cfg)], env=moto.env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.txt", "run1"]
