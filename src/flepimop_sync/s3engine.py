@@ -265,10 +265,15 @@ def list_file_text(paths: Iterable[str]) -> str:
 
 
 def check_listable(paths: Iterable[str]) -> None:
-    """rclone's explicit lists are one path a line: a name with a line break cannot be named."""
+    """rclone's explicit lists are one path a line: a name with a line break cannot be named.
+    Nor can one with U+201B: rclone reads ``--files-from-raw`` in its own encoding, where that
+    character escapes the next one, so such a file was counted as copied and never arrived."""
     for p in paths:
         if "\n" in p or "\r" in p:
             raise UsageError(f"{p!r} contains a line break; the rclone engine cannot name it (use --engine aws)")
+        if "\u201b" in p:
+            raise UsageError(f"{p!r} contains U+201B ('\u201b', rclone's escape character); the rclone engine "
+                             "cannot name it (use --engine aws)")
 
 
 # -- running (every process through runner.Runner) -------------------------------------

@@ -137,3 +137,33 @@ def test_rclone_engine_syncs_a_key_named_as_its_prefix_below_it(moto, run_cli, t
     done = run_cli(["sync", "--engine", "rclone", str(cfg)], env=moto.env)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.txt", "run1"]
+
+
+# U+201B is rclone's escape character: a name holding it was counted as copied, exit 0, and
+# never arrived (rclone reads its explicit list in its own encoding); refused, naming the file
+QUOTED = ["\u201bnotes.txt", "sub/it\u201bs.txt"]
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+@pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
+@pytest.mark.parametrize("name", QUOTED)
+def test_rclone_engine_refuses_names_with_its_escape_character(moto, run_cli, tmp_path, direction, dry, name):
+    bucket = moto.make_bucket()
+    local = tmp_path / "local"
+    if direction == "upload":
+        (local / name).parent.mkdir(parents=True, exist_ok=True)
+        (local / name).write_text("q")
+        (local / "plain.txt").write_text("p")
+        ends = {"source": f"{local}/", "target": f"s3://{bucket}/p/"}
+    else:
+        moto.put(bucket, f"p/{name}", "q")
+        moto.put(bucket, "p/plain.txt", "p")
+        ends = {"source": f"s3://{bucket}/p/", "target": str(local)}
+    before = moto.list(bucket)
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", **ends}})
+    done = run_cli(["sync", "--engine", "rclone", *(["-n"] if dry else []), str(cfg)], env=moto.env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "rclone's escape character" in done.stderr and "--engine aws" in done.stderr, done.stderr
+    assert moto.list(bucket) == before
+    if direction == "download":  # nothing moved (plain.txt neither)
+        assert not [p for p in local.rglob("*") if p.is_file()]
