@@ -49,7 +49,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .endpoints import End, EndKind
 from .errors import StepFailed, UsageError
-from .failures import rclone_found_nothing, step_failed
+from .failures import NO_BUCKET, rclone_found_nothing, step_failed
 from .listing import refuse_unnameable_keys
 from .lock import DestinationLock
 from .mechanism import Engine, Mechanism, Word
@@ -521,12 +521,28 @@ def _list_s3(job: _Job, end: End) -> dict[str, tuple[int, int]]:
     job.version = job.version or version_from_log(done.stderr)
     stderr = without_debug(done.stderr)
     if done.returncode != 0:
-        if rclone_found_nothing(stderr):
+        if rclone_found_nothing(stderr) and _bucket_exists(job, end):
             return {}  # an empty prefix: nothing there yet
         # (its debug lines, asked for to learn rclone's version, are not its message)
         raise step_failed(f"listing {end.text}", replace(done, stderr=stderr), job.plan.protocol,
                           job.runner.base_env)
     return parse_lsjson(done.stdout)
+
+
+def _bucket_exists(job: _Job, end: End) -> bool:
+    """rclone says 'directory not found' for an empty prefix and for a missing bucket alike; the
+    bucket's own ``lsjson --stat`` fails only for the latter.  Without this look a dry run into a
+    missing bucket said 'would transfer' and exit 0, where the real run failed."""
+    bucket = end.path.partition("/")[0]
+    done = job.runner.run((RCLONE, "lsjson", "--stat", "--no-mimetype", "--low-level-retries=3", *RCLONE_BASE,
+                           ":s3:" + bucket), env=job.env)
+    if done.returncode == 0:
+        return True
+    if rclone_found_nothing(done.stderr):
+        raise StepFailed(f"protocol '{job.plan.protocol.name}': listing {end.text} failed (rclone exit "
+                         f"{done.returncode}: {NO_BUCKET}): no bucket {bucket!r}",
+                         step=f"listing {end.text}", returncode=done.returncode)
+    raise step_failed(f"listing {end.text}", done, job.plan.protocol, job.runner.base_env)
 
 
 def _refuse_shadowed(job: _Job, end: End, listing: Mapping[str, Any]) -> None:

@@ -167,3 +167,17 @@ def test_rclone_engine_refuses_names_with_its_escape_character(moto, run_cli, tm
     assert moto.list(bucket) == before
     if direction == "download":  # nothing moved (plain.txt neither)
         assert not [p for p in local.rglob("*") if p.is_file()]
+
+
+# rclone says 'directory not found' for an empty prefix and a missing bucket alike: the dry run
+# into a missing bucket said 'would transfer', exit 0, where the real run failed
+@pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
+def test_rclone_engine_fails_alike_dry_and_real_into_a_missing_bucket(moto, run_cli, tmp_path, dry):
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "a.txt").write_text("a")
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "s3sync", "source": f"{local}/",
+                                                  "target": "s3://no-such-bucket-zz/p/"}})
+    done = run_cli(["sync", "--engine", "rclone", *(["-n"] if dry else []), str(cfg)], env=moto.env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "bucket does not exist" in done.stderr, done.stderr
