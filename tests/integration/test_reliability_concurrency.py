@@ -134,7 +134,8 @@ def test_s3_killed_run_leaves_no_writer_holding_the_lock(s3, run_cli, tmp_path):
     cfg = write_config(tmp_path / "c.yml", {
         "up": {"type": "s3sync", "source": f"{src}/", "target": f"s3://{bucket}/run"},
         "up2": {"type": "s3sync", "source": str(src) + "/", "target": f"s3://{bucket}/run/"},
-        "nested": {"type": "s3sync", "source": str(src) + "/", "target": f"s3://{bucket}//run/data/"},
+        # a prefix below it ('//run/...', an empty key part, is refused outright since round 20)
+        "nested": {"type": "s3sync", "source": str(src) + "/", "target": f"s3://{bucket}/run/data/"},
     })
     env = dict(s3.env)
     env["FLEPIMOP_SYNC_LOCK_DIR"] = str(lock_dir)
@@ -268,7 +269,9 @@ def test_remote_spellings_and_nested_destinations_share_one_lock(sshd, run_cli, 
         "user@other alias": f"root@other:{remote}//", "trailing dot": f"hpc:{remote}/./",
         "nested below": f"other:{remote}/data/deeper", "parent above": f"root@hpc:{tmp_path}/",
     }[spelling]
-    other_src = _clobbering_source(tmp_path / "other_src")
+    # beside tmp_path, not in it: 'parent above' would otherwise hold this source, a nesting
+    # refused (exit 2) before the lock is asked
+    other_src = _clobbering_source(tmp_path.parent / f"{tmp_path.name}-other_src")
     cfg = write_config(tmp_path / "c.yml", {
         "push": {"type": "rsync", "source": f"{src}/", "target": f"{sshd.alias}:{remote}/"},
         "second": {"type": "rsync", "source": f"{other_src}/", "target": target, "mkpath": True,
