@@ -8,6 +8,7 @@ Fixtures:
   base_env   dict: os.environ copy isolated from the machine's git/AWS/SLURM/proxy settings.
   sshd       testbed.SSHServer: .alias "hpc", .ssh_config, .rsh, .env, .port, .run(), .stop(), .start()
   s3         testbed.S3Server: .endpoint, .env, .make_bucket(), .list(), .get(), .put(), .stop(), .start()
+  moto       the same on moto's server (skips without moto): keys rclone serve s3 cannot store
   git_env    testbed.GitHelper: .make_repo(), .bare_remote(), .clone(), .commit(), .git(), .env
   slurm      testbed.SlurmCluster: .env, .bin_dir, .conf, .run(); skips if SLURM is not installed
   hpc_slurm  testbed.SSHServer whose remote sessions have SLURM_CONF + the wrappers on PATH
@@ -103,6 +104,19 @@ def sshd(testbed_root, base_env):
 @pytest.fixture(scope="session")
 def s3(testbed_root, base_env):
     yield from _serve(S3Server(testbed_root / "s3", base_env))
+
+
+@pytest.fixture(scope="session")
+def moto(testbed_root, base_env):
+    """A moto S3 server (the ``s3`` fixture is rclone's): for what only moto stores or answers as
+    AWS does (keys with empty or dot parts, error bodies).  Skips when moto is not installed."""
+    server = S3Server(testbed_root / "moto", base_env, backend="moto")
+    try:
+        server.start()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -202,15 +202,7 @@ def test_interrupted_pull_leaves_the_repository_as_it_was(world, run_cli, point,
 def test_killed_pull_is_rolled_back_and_finished_by_the_rerun(world, run_cli, point):
     """SIGKILL: no clean-up in the process; the journal lets the rerun roll back, then pull."""
     proc, flag, tip, before = _start(world, point)
-    children = psutil.Process(proc.pid).children(recursive=True)
-    proc.kill()
-    proc.communicate(timeout=60)
-    for child in children:  # what a crash of the whole session would also take down
-        try:
-            child.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(children, timeout=30)
+    _kill_with_children(proc)
     journal = world.work / ".git" / "flepimop-sync" / "pull-journal.json"
     # a dry run changes nothing and says what a real run will do
     r = run_cli(["sync", "-n", world.root / "sync.yml"], env=world.env, cwd=world.work)
@@ -273,9 +265,8 @@ def test_signal_during_the_rollback_is_deferred(world, run_cli):
     _rerun_completes(world, run_cli, flag, tip)
 
 
-def _kill_mid_update(world, point):
-    """Start a pull, SIGKILL it (and its children) while it updates: the journal is left behind."""
-    proc, flag, tip, before = _start(world, point)
+def _kill_with_children(proc):
+    """SIGKILL the run and what it started: what a crash of the whole session would take down."""
     children = psutil.Process(proc.pid).children(recursive=True)
     proc.kill()
     proc.communicate(timeout=60)
@@ -285,6 +276,12 @@ def _kill_mid_update(world, point):
         except psutil.Error:
             pass
     psutil.wait_procs(children, timeout=30)
+
+
+def _kill_mid_update(world, point):
+    """Start a pull, SIGKILL it (and its children) while it updates: the journal is left behind."""
+    proc, flag, tip, before = _start(world, point)
+    _kill_with_children(proc)
     assert (world.work / ".git" / "flepimop-sync" / "pull-journal.json").exists()
     return flag, tip
 
@@ -396,15 +393,7 @@ def test_interrupted_pull_in_a_sparse_checkout_is_rolled_back(world, run_cli):
 def test_journal_of_a_killed_pull_is_not_applied_after_the_branch_moved(world, run_cli):
     """Work committed after a kill is never rolled back: the rerun halts and names the journal."""
     proc, flag, tip, before = _start(world, POINTS[0])
-    children = psutil.Process(proc.pid).children(recursive=True)
-    proc.kill()
-    proc.communicate(timeout=60)
-    for child in children:
-        try:
-            child.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(children, timeout=30)
+    _kill_with_children(proc)
     world.commit(world.work, {"model.py": "RATE = 99\n"}, "work done after the crash")
     world.settle()
     after_crash = world.snapshot(remotes=False)

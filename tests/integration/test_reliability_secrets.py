@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from helpers import write_config
-from testbed import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -34,16 +33,6 @@ PASSWORD = "pw" + _random(20, string.ascii_letters + string.digits)
 RAW_PASSWORD = "r@w/" + _random(16, string.ascii_letters + string.digits)
 SECRETS = (KEY_ID, SECRET, TOKEN, PASSWORD, RAW_PASSWORD, RAW_PASSWORD.split("/")[1])
 
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory, base_env):
-    server = S3Server(tmp_path_factory.mktemp("secrets-s3"), base_env, backend="moto")
-    try:
-        server.start()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """S3 keys and prefixes that mean something else to a file system, or to rclone: refused before
 anything moves, on every engine, instead of syncing the wrong place or deleting the wrong file.
 
-A private moto server: it stores keys exactly as written (``rclone serve s3``, the suite's
+The moto server (conftest's ``moto``): it stores keys exactly as written (``rclone serve s3``, the suite's
 default server, maps '..' and '//' onto its own directory tree and cannot hold them).
 """
 
@@ -10,20 +10,9 @@ from __future__ import annotations
 import pytest
 
 from helpers import write_config
-from testbed import S3Server
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory, base_env):
-    server = S3Server(tmp_path_factory.mktemp("odd-keys-s3"), base_env, backend="moto")
-    try:
-        server.start()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.stop()
 
 
 # an S3 end spelt with '..', '.' or '//': where aws, rclone and a path comparison put it differ
