@@ -143,8 +143,24 @@ def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config
     """``<receipt>.failed`` (never the receipt itself: Snakemake must not take a failure as done)."""
     failed = {"protocol": options.protocol, "config_files": list(config_files), "status": "failed",
               "error": redact(str(error), env), "exit_code": getattr(error, "exit_code", 1), "started": started,
-              "finished": now_iso(), "tool_versions": tool_versions()}
+              "finished": now_iso(), "tool_versions": tool_versions(_failure_tools(error, config_files, options))}
     _write_json(Path(f"{receipt}.failed"), failed, env)
+
+
+def _failure_tools(error: Exception, config_files: Sequence[str], options: SyncOptions) -> tuple[str, ...]:
+    """The tools whose versions a failure receipt names: the one the protocol runs, asked only when
+    a tool ran and failed.  After a stop signal nothing more is started (the stop must be prompt:
+    a probe is a new process, which may itself hang, and ``aws --version`` alone costs about a
+    second of CPU); a refused run (usage or config error, exit 2) never reached a tool."""
+    from .errors import ConfigError, Interrupted, SyncError, UsageError
+
+    if isinstance(error, (Interrupted, ConfigError, UsageError)):
+        return ()
+    try:
+        protocol = load_config(config_files).get(options.protocol)
+        return tools_of({"type": protocol.type, "engine": planning.engine_for(protocol, options)})
+    except SyncError:  # the protocol cannot be read now: every tool, as for a run of unknown type
+        return ALL_TOOLS
 
 
 def _write_json(path: Path, body: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:

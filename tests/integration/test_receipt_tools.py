@@ -43,6 +43,30 @@ def test_receipt_names_the_tool_that_moved_the_files(kind, engine, version_prefi
     assert versions[tool].startswith(version_prefix), versions
 
 
+@pytest.mark.parametrize(("protocol", "tools"), [
+    # a tool ran and failed: the failure receipt names that tool's version, and only that one
+    ({"type": "rsync", "source": "{tmp}/src/", "target": "{tmp}/missing/deeper/"}, {"rsync"}),
+    ({"type": "s3sync", "source": "{tmp}/src/", "target": "s3://{missing_bucket}/x/"}, {"aws"}),
+    ({"type": "s3sync", "source": "{tmp}/src/", "target": "s3://{missing_bucket}/x/", "engine": "rclone"}, {"rclone"}),
+    # refused before any tool ran (exit 2): no tool is asked
+    ({"type": "rsync", "source": "{tmp}/src/", "target": "{tmp}/dst/", "filters": ["+ [unclosed"]}, set()),
+], ids=["rsync failed", "aws failed", "rclone failed", "refused"])
+def test_failure_receipt_names_only_the_tool_that_ran(protocol, tools, s3, tmp_path):
+    from flepimop_sync.errors import SyncError
+
+    write_tree(tmp_path / "src", FILES)
+    fill = {"tmp": tmp_path, "missing_bucket": f"{s3.make_bucket()}-missing"}
+    protocol = {k: [r.format(**fill) for r in v] if isinstance(v, list) else v.format(**fill)
+                for k, v in protocol.items()}
+    cfg = write_config(tmp_path / "c.yml", {"p": protocol})
+    receipt = tmp_path / "receipt.json"
+    with pytest.raises(SyncError):  # params as a rule holds them (rule_params would refuse the filter)
+        api.run_rule({"config_files": [str(cfg)], "protocol": "p"}, receipt=receipt, env=dict(s3.env))
+    assert not receipt.exists()
+    failed = json.loads(receipt.with_name("receipt.json.failed").read_text())
+    assert set(failed["tool_versions"]) == {"flepimop-sync", "python", *tools}, failed
+
+
 @pytest.mark.parametrize(("result", "tools"), [
     ({"type": "rsync"}, ("rsync",)),
     ({"type": "git"}, ("git",)),

@@ -281,11 +281,15 @@ def test_signal_while_the_receipt_is_made_fails_the_run(base_env, tmp_path, stal
         wait_until(lambda: proc.poll() is not None or mark.exists(), 60, f"the {stall_at} step after the sync")
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=60)
+        # promptly: the stalled step is stopped (SIGINT, then SIGTERM after 8 s at worst) and no
+        # new process is started after the stop (the failure receipt asked `--version` of every
+        # tool: another stalled probe held the stop for its 20 s timeout)
+        out, err = proc.communicate(timeout=15)
         assert proc.returncode == code, (proc.returncode, out, err)
         assert not receipt.exists(), receipt.read_text()  # Snakemake must not take it as done
         failed = json.loads(Path(f"{receipt}.failed").read_text())
         assert (failed["status"], failed["exit_code"]) == ("failed", code), failed
+        assert set(failed["tool_versions"]) == {"flepimop-sync", "python"}, failed  # nothing probed after the stop
         assert signal.Signals(signum).name in failed["error"] and signal.Signals(signum).name in err, (failed, err)
         assert "Traceback" not in err, err
         assert not wait_gone(marker, timeout=10, exclude=[proc.pid]), "the stalled step was left running"
