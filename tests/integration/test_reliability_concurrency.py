@@ -251,7 +251,7 @@ def test_sibling_destinations_do_not_block_each_other(slow_pull, sshd, run_cli, 
 
 
 REMOTE_SPELLINGS = ["alias", "user@alias", "other alias", "user@other alias", "trailing dot", "nested below",
-                    "parent above"]
+                    "parent above", "below the home"]
 
 
 @pytest.mark.parametrize("spelling", REMOTE_SPELLINGS)
@@ -268,6 +268,7 @@ def test_remote_spellings_and_nested_destinations_share_one_lock(sshd, run_cli, 
         "alias": f"hpc:{remote}/", "user@alias": f"root@hpc:{remote}", "other alias": f"other:{remote}/",
         "user@other alias": f"root@other:{remote}//", "trailing dot": f"hpc:{remote}/./",
         "nested below": f"other:{remote}/data/deeper", "parent above": f"root@hpc:{tmp_path}/",
+        "below the home": f"other:{os.path.relpath(remote, os.path.expanduser('~root'))}/",
     }[spelling]
     # beside tmp_path, not in it: 'parent above' would otherwise hold this source, a nesting
     # refused (exit 2) before the lock is asked
@@ -326,3 +327,86 @@ def test_canonical_place_of_a_loopback_host_is_the_local_path(sshd, tmp_path):
     with Runner(Reporter(), env=sshd.env) as runner:
         assert canonical_place(parse_end(f"{sshd.alias}:{tmp_path}/link/x"), None, runner) == \
             canonical_place(parse_end(f"{tmp_path}/real/x/"), None, runner)
+
+
+# ----------------------------------------------------------------------------------------------
+# A place below the login home, spelled relative to it or from '/': one lock (lock.py).  In
+# process, with the test server's ssh config: `ssh -G` only, except where the host is taken for
+# another machine ("far": lock.is_this_machine answers no), whose home is asked once over ssh.
+
+def _home_spellings(name):
+    import pwd
+
+    home = pwd.getpwnam("root").pw_dir.rstrip("/")  # the test server logs in as root
+    return {"rel": f"hpc:{name}/", "tilde": f"hpc:~/{name}", "tilde user": f"hpc:~root/{name}/.",
+            "user@ dot": f"root@hpc:./{name}", "dotdot": f"hpc:{name}/x/../", "abs": f"hpc:{home}/{name}",
+            "abs user@": f"root@hpc:{home}//{name}/", "local": f"{home}/{name}", "below rel": f"hpc:{name}/sub",
+            "below abs": f"hpc:{home}/{name}/sub", "sibling abs": f"hpc:{home}/{name}-sibling"}
+
+
+# first (holds the lock), second, does the second refuse?, host taken as another machine?
+HOME_LOCKS = [
+    ("abs", "rel", True, False),
+    ("rel", "abs user@", True, False),
+    ("tilde", "local", True, False),
+    ("local", "dotdot", True, False),
+    ("tilde user", "below abs", True, False),
+    ("below rel", "abs", True, False),
+    ("rel", "sibling abs", False, False),
+    ("rel", "abs", True, True),
+    ("abs", "tilde", True, True),
+    ("user@ dot", "below abs", True, True),
+    ("below rel", "abs user@", True, True),
+    ("tilde user", "sibling abs", False, True),
+]
+
+
+@pytest.mark.parametrize("first,second,refused,far", HOME_LOCKS)
+def test_home_relative_and_absolute_spellings_share_one_lock(sshd, tmp_path, monkeypatch, first, second,
+                                                             refused, far):
+    from flepimop_sync import lock
+    from flepimop_sync.endpoints import parse_end
+    from flepimop_sync.errors import SafetyHalt
+    from flepimop_sync.report import Reporter
+    from flepimop_sync.runner import Runner
+
+    monkeypatch.setenv("FLEPIMOP_SYNC_LOCK_DIR", str(tmp_path / "locks"))
+    if far:
+        monkeypatch.setattr(lock, "is_this_machine", lambda hostname: False)
+    ends = _home_spellings(f"flepimop-lock-test-{tmp_path.name}")  # never created: locks touch no end
+    with Runner(Reporter(), env=sshd.env) as runner:
+        with lock.DestinationLock(parse_end(ends[first]), None, runner):
+            second_lock = lock.DestinationLock(parse_end(ends[second]), None, runner)
+            if refused:
+                with pytest.raises(SafetyHalt, match="another flepimop sync is writing"):
+                    second_lock.__enter__()
+            else:
+                with second_lock:
+                    pass
+
+
+def test_a_remote_home_is_asked_once_and_remembered(sshd, tmp_path, monkeypatch):
+    """Another machine's home costs one ssh connection per user and host, remembered in the lock
+    directory; absolute destinations never connect."""
+    from flepimop_sync import lock
+    from flepimop_sync.endpoints import parse_end
+    from flepimop_sync.report import Reporter
+    from flepimop_sync.runner import Runner
+
+    monkeypatch.setenv("FLEPIMOP_SYNC_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setattr(lock, "is_this_machine", lambda hostname: False)
+    ends = _home_spellings("flepimop-lock-test-once")
+    with Runner(Reporter(), env=sshd.env) as runner:
+        argvs = []
+        run = runner.run
+        monkeypatch.setattr(runner, "run", lambda argv, **kw: argvs.append(list(argv)) or run(argv, **kw))
+        for spelling in ("abs", "rel", "tilde", "rel", "abs"):
+            with lock.DestinationLock(parse_end(ends[spelling]), None, runner):
+                pass
+    connections = [argv for argv in argvs if "-G" not in argv]
+    assert len(connections) == 1, connections
+    assert "BatchMode=yes" in connections[0]
+    import pwd
+
+    remembered = [p.read_text() for p in (tmp_path / "locks").rglob("home-*")]
+    assert remembered == [pwd.getpwnam("root").pw_dir.rstrip("/") + "\n"]

@@ -204,14 +204,27 @@ def test_nesting_is_refused(source, destination, refused):
         call()
 
 
+def _home() -> str:
+    import os
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_dir.rstrip("/")
+
+
 # source, destination, refused? -- compared as canonical places (lock.canonical_place, no ssh -G
 # here): a loopback host with an absolute path is this machine's path
 PLACE_NESTING = [
     ("localhost:/a/", "/a/b", True),
     ("/a/b/c", "127.0.0.1:/a/b", True),
     ("/a/b", "localhost:/a/bc", False),
-    ("hpc:/a/", "/a/b", False),  # an alias: only ssh -G (a --delete run) knows it is this machine
+    ("hpc:/a/", "/a/b", False),  # an alias: only ssh -G (run by execute) knows it is this machine
     ("localhost:a/", "/a/b", False),  # relative: below the remote home, not the local cwd
+    # ... and that home is this user's home on this machine (the password database's)
+    ("localhost:a/", f"{_home()}/a/b", True),
+    (f"{_home()}/a/b/c", "127.0.0.1:~/a/b", True),
+    (f"{_home()}/a/b", "localhost:./a/x/../b/.", True),
+    ("127.0.0.2:a", f"{_home()}/ab", False),
+    ("localhost:a/", f"{_home()}/b", False),
 ]
 
 
@@ -228,6 +241,32 @@ def test_nesting_through_canonical_places_is_refused(source, destination, refuse
             call()
     else:
         call()
+
+
+# two endpoint spellings -> one S3 lock? (lock.canonical_place: no scheme, userinfo, trailing '/'
+# or default port)
+S3_ENDPOINTS = [
+    ("https://s3.example.org", "https://s3.example.org:443/", True),
+    ("http://127.0.0.1:80", "http://127.0.0.1/", True),
+    ("HTTPS://key@S3.Example.org:443", "https://s3.example.org", True),
+    ("s3.example.org:443", "https://s3.example.org", True),
+    ("http://127.0.0.1:9000", "http://127.0.0.1:9000/", True),
+    ("http://127.0.0.1:9000", "http://127.0.0.1:9001", False),
+    ("https://s3.example.org:80", "https://s3.example.org", False),
+    ("https://s3.example.org/a", "https://s3.example.org/b", False),
+]
+
+
+@pytest.mark.parametrize("first,second,same", S3_ENDPOINTS)
+def test_s3_endpoint_spellings_share_one_lock(first, second, same):
+    from types import SimpleNamespace
+
+    from flepimop_sync.lock import canonical_place
+
+    def place(endpoint):
+        return canonical_place(parse_end("s3://b/run/"), None, SimpleNamespace(base_env={"AWS_ENDPOINT_URL": endpoint}))
+
+    assert (place(first) == place(second)) is same, (place(first), place(second))
 
 
 # source, target -> the X/X warning?
