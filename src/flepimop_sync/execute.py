@@ -144,13 +144,14 @@ def refuse_nesting_on_this_machine(resolved: planning.Resolved, options: SyncOpt
     """A local end and a remote one may be one place: ``hpc:/abs`` where ``hpc`` is this machine
     (the plan compares ends by their text, so it cannot see that).  Compared as the destination
     lock compares them (``canonical_place``), so that a source inside the destination is refused
-    before a --delete removes it.  ``ssh -G`` (one process) resolves the alias for --delete runs
-    only; other runs recognise a host written as a loopback name (no process)."""
+    before a --delete removes it, and a destination inside the source (or the source written onto
+    itself) before a run copies the tree into itself, with or without --delete, as the plan refuses
+    two local spellings.  Every run asks ``ssh -G`` (one process, ~10 ms, no connection) to
+    resolve the alias: an alias of this machine is seen whatever its name."""
     src, dst = resolved.source, resolved.destination
     if EndKind.REMOTE not in (src.kind, dst.kind) or (src.kind == dst.kind and src.host == dst.host):
         return  # never one place (local and S3), or already compared by the plan
-    asked = runner if resolved.delete else None
-    places = (canonical_place(src, resolved.protocol, asked), canonical_place(dst, resolved.protocol, asked))
+    places = (canonical_place(src, resolved.protocol, runner), canonical_place(dst, resolved.protocol, runner))
     planning.check_place_nesting(resolved, options, places)
 
 

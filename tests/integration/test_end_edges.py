@@ -111,13 +111,22 @@ def test_a_refused_run_creates_no_directory(tmp_path, run_cli, s3, source, targe
     ("hpc:{w}/data/x/", "{w}/data/", ["--delete"]),  # pulling
     ("{w}/data/x", "hpc:{w}/", ["--delete"]),  # 'x' lands in '{w}/x/', which holds no source
     ("{w}/data/", "localhost:{w}/data/x/", []),  # no --delete: the loopback name is enough
+    # ... and so is an alias (ssh -G), with or without --delete, its path absolute or below the home
+    ("{w}/data/x/", "hpc:{w}/data/", []),
+    ("hpc:{w}/data/", "{w}/data/x/", []),  # pulling the tree into itself
+    ("{w}/data/x/", "hpc:{r}/data/", []),
+    ("hpc:~/{r}/data/", "{w}/data/x", ["--delete"]),
 ])
 def test_a_source_and_destination_nested_through_a_loopback_alias_are_refused(tmp_path, run_cli, sshd,
                                                                                source, target, args):
+    import os
+    import pwd
+
     w = tmp_path / "w"
+    r = os.path.relpath(w, pwd.getpwnam("root").pw_dir)  # below the test server's login home
     write_tree(w, {"data/x/f": b"1", "data/other.txt": b"o"})
-    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": source.format(w=w),
-                                                  "target": target.format(w=w)}})
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": source.format(w=w, r=r),
+                                                  "target": target.format(w=w, r=r)}})
     done = run_cli(["sync", *args, cfg], cwd=tmp_path, env=sshd.env)
     if target == "hpc:{w}/":  # not nested: the control row, so the others cannot pass by refusing everything
         assert done.returncode == 0, done.stderr
