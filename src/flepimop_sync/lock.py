@@ -339,4 +339,4 @@ class DestinationLock:
         self._release()
 
 
-__all__ = ["DestinationLock", "canonical_place", "lock_dir", "ssh_identity"]
+__all__ = ["DestinationLock", "canonical_place", "is_this_machine", "lock_dir", "remote_home", "ssh_identity"]
