@@ -24,8 +24,9 @@ destination) therefore locks the place under both spellings: ``~u/run`` and, wit
 prompt; ~0.27 s to the test sshd on loopback, where a whole small rsync push takes ~0.33 s, and
 more to a real cluster), so it is asked once per user and host and remembered in the lock
 directory; runs with an absolute destination, dry runs (no lock) and hosts of this machine never
-connect.  A home that cannot be learnt (host unreachable) leaves the ``~u`` spelling alone, as
-before; a remembered home that has since moved does too.  Not seen: two spellings of a directory
+connect. A home that cannot be learnt (host unreachable, key login refused) leaves the ``~u``
+spelling alone, as before, and is not asked again for a day (``HOME_RETRY_SECONDS``); a remembered
+home that has since moved does too.  Not seen: two spellings of a directory
 on another host through a symlink (``/home/u`` and ``/gpfs/u``), and an ssh alias of this
 machine reached through its network name rather than a loopback name (both are refused by
 nothing; the writes may interleave).  A loopback port forwarded to another machine (``HostName
@@ -53,6 +54,7 @@ import pwd
 import re
 import posixpath
 import shlex
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _LOOPBACK = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")  # a user name safe to hand a remote shell as ~user
 HOME_TIMEOUT = 30.0  # seconds for the one connection that learns a remote home
+HOME_RETRY_SECONDS = 24 * 3600  # a home that could not be learnt is asked again after this
 
 
 def is_this_machine(hostname: str) -> bool:
@@ -158,6 +161,11 @@ def remote_home(host: str, user: str, authority: str, rsh: str | None, runner: "
         known = memo.read_text(encoding="utf-8").strip()
         if known.startswith("/"):
             return known
+        # a failed ask is not repeated for a day: a host that refuses key logins (BatchMode)
+        # would otherwise see one more aborted login per run, which intrusion guards such as
+        # fail2ban count against the user's address
+        if time.time() - memo.stat().st_mtime < HOME_RETRY_SECONDS:
+            return None
     except OSError:
         pass
     words = _ssh_words(rsh, runner)
@@ -167,18 +175,18 @@ def remote_home(host: str, user: str, authority: str, rsh: str | None, runner: "
         done = runner.run([*words, "-o", "BatchMode=yes", "--", host, f"printf '%s\\n' ~{user}"],
                           timeout=HOME_TIMEOUT)
     except StepFailed:
-        return None
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    if done.returncode != 0 or not lines or not lines[-1].startswith("/"):
-        return None
-    home = posixpath.normpath(lines[-1].strip())
+        done = None
+    lines = [line for line in done.stdout.splitlines() if line.strip()] if done is not None else []
+    home = None
+    if done is not None and done.returncode == 0 and lines and lines[-1].startswith("/"):
+        home = posixpath.normpath(lines[-1].strip())
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = memo.with_name(f"{memo.name}.{os.getpid()}")
-        partial.write_text(home + "\n", encoding="utf-8")
+        partial.write_text((home or "?") + "\n", encoding="utf-8")
         os.replace(partial, memo)
     except OSError:
-        pass  # remembered or not, this run locks both spellings
+        pass  # remembered or not, this run locks both spellings (or, without a home, one)
     return home
 
 

@@ -410,3 +410,36 @@ def test_a_remote_home_is_asked_once_and_remembered(sshd, tmp_path, monkeypatch)
 
     remembered = [p.read_text() for p in (tmp_path / "locks").rglob("home-*")]
     assert remembered == [pwd.getpwnam("root").pw_dir.rstrip("/") + "\n"]
+
+
+def test_a_home_that_cannot_be_learnt_is_not_asked_again_for_a_day(sshd, tmp_path, monkeypatch):
+    """A host that refuses the key login (here: nothing listens on the port) is asked once: each
+    aborted login is what intrusion guards count, so the failure is remembered for a day, and the
+    run locks the home-relative spelling alone, as it did before it knew homes."""
+    import os
+    import time
+
+    from flepimop_sync import lock
+    from flepimop_sync.endpoints import parse_end
+    from flepimop_sync.report import Reporter
+    from flepimop_sync.runner import Runner
+
+    monkeypatch.setenv("FLEPIMOP_SYNC_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setattr(lock, "is_this_machine", lambda hostname: False)
+    env = dict(sshd.env, RSYNC_RSH=f"{sshd.rsh} -o Port=9")  # 127.0.0.1:9: connection refused at once
+    with Runner(Reporter(), env=env) as runner:
+        argvs = []
+        run = runner.run
+        monkeypatch.setattr(runner, "run", lambda argv, **kw: argvs.append(list(argv)) or run(argv, **kw))
+        for _ in range(3):
+            with lock.DestinationLock(parse_end("hpc:flepimop-lock-test-unknown/"), None, runner) as held:
+                assert len(held.places) == 1, held.places
+        asks = [argv for argv in argvs if "-G" not in argv]
+        assert len(asks) == 1, asks
+        memo, = (tmp_path / "locks").rglob("home-*")
+        assert memo.read_text() == "?\n"
+        day_old = time.time() - lock.HOME_RETRY_SECONDS - 60
+        os.utime(memo, (day_old, day_old))
+        with lock.DestinationLock(parse_end("hpc:flepimop-lock-test-unknown/"), None, runner):
+            pass
+        assert len([argv for argv in argvs if "-G" not in argv]) == 2, argvs
