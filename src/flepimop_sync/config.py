@@ -543,7 +543,7 @@ def _refuse_line_breaks(body: Mapping[str, Any], where: str) -> None:
 def _semantic_checks(protocol: Protocol) -> None:
     """Checks the schema cannot express. Imported lazily to keep config free of cycles."""
     from . import filters as filter_rules
-    from .endpoints import check_protocol_ends
+    from .endpoints import check_protocol_ends, check_variables
 
     if protocol.filters is not None:  # (never for git: its schema has no filters key)
         for text, origin in protocol.filters:
@@ -551,6 +551,8 @@ def _semantic_checks(protocol: Protocol) -> None:
             # so a variable needed by one protocol does not break loading the others.
             filter_rules.parse_rule(text, origin, env=_ANY_VARIABLE)
     if protocol.type is not ProtocolType.GIT:
+        for key in ("source", "target"):  # the variables' syntax, as for filters; their values at run time
+            check_variables(getattr(protocol, key) or "", protocol.where(key), error=ConfigError)
         check_protocol_ends(protocol.type, protocol.source or "", protocol.target or "", protocol.where)
 
 

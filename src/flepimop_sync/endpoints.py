@@ -6,7 +6,9 @@ The trailing separator of the source is meaningful everywhere (as in rsync): wit
 it the directory itself lands at ``target/<name>/``, with it its contents land in
 ``target/``; a source ending in ``.`` or ``..`` (or a remote home, ``host:``) has no name
 and is copied as contents, as rsync does.  Everything here is string work, except what the user's own words ask for:
-``expand_end`` reads the environment (``$NAME``) and the password database (``~user``), and
+``expand_end`` reads the environment (``$NAME``, by the filter rules' own grammar,
+``filters.substitute_variables``: a malformed ``${`` is refused in an end as in a rule) and the
+password database (``~user``), and
 ``check_nesting`` resolves local ends (symlinks, ``..``) with ``os.path.realpath``.
 """
 
@@ -20,12 +22,11 @@ from enum import Enum
 from typing import Callable, Mapping
 
 from .errors import ConfigError, UsageError, has_nul, show_value
+from .filters import VariableSyntaxError, substitute_variables
 from .mechanism import ProtocolType
 
 APPEND_PREFIX = "+ "
 _BAD_HOST = re.compile(r"^-|[\s\x00-\x1f\x7f'\"`$;&|<>()\\*?\[\]{}!#~]")
-# $NAME, ${NAME}, and $$ (a literal '$'), as in filter rules (FILTERS.md section 1)
-_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$))")
 
 
 class EndKind(str, Enum):
@@ -109,6 +110,7 @@ def apply_option(configured: str | None, option: str | None, *, what: str,
     """
     if option is None:
         return configured
+    check_variables(option, f"--{what}")
     if not option.startswith(APPEND_PREFIX):
         if not option:
             raise UsageError(f"--{what}: empty path")
@@ -138,14 +140,18 @@ def apply_option(configured: str | None, option: str | None, *, what: str,
 
 
 def _expand_variables(text: str, env: Mapping[str, str]) -> str:
-    """``$NAME``/``${NAME}``/``$$`` as ``expand_end`` reads them; an unset name stays as written
-    (``expand_end`` refuses it, naming the key)."""
-    def value(match: re.Match) -> str:
-        if match.group(3):
-            return "$"
-        return env.get(match.group(1) or match.group(2), match.group(0))
+    """``$NAME``/``${NAME}``/``$$`` as ``expand_end`` reads them; an unset name stays a name
+    (``expand_end`` refuses it, naming the key).  Call :func:`check_variables` first."""
+    return substitute_variables(text, lambda name: env.get(name, name))
 
-    return _VARIABLE.sub(value, text)
+
+def check_variables(text: str, where: str, *, error=UsageError) -> None:
+    """Refuse an end whose variables are malformed as written (a ``${`` with no name and ``}``),
+    as a filter rule with one is refused: the same grammar (``filters.substitute_variables``)."""
+    try:
+        substitute_variables(text, lambda name: name)
+    except VariableSyntaxError as problem:
+        raise error(f"{where}: {show_value(text)}: {problem}") from None
 
 
 def reverse_ends(source: str, target: str, *, source_is_file: bool = False) -> tuple[str, str]:
@@ -249,18 +255,16 @@ def expand_end(text: str, env: Mapping[str, str], where: str, *, error=UsageErro
     start of a local end.  A remote ``host:~/x`` is left for the remote shell, which knows that
     host's home; nothing ever makes a directory literally named ``~``."""
 
-    def value(match: re.Match) -> str:
-        if match.group(3):
-            return "$"
-        name = match.group(1) or match.group(2)
+    def value(name: str) -> str:
         if name not in env:
             raise error(f"{where}: {text!r} uses ${name}, which is not set in the environment")
         return env[name]
 
-    written = parse_end(_VARIABLE.sub("x", text))
+    check_variables(text, where, error=error)
+    written = parse_end(substitute_variables(text, lambda _name: "x"))
     if written.kind == EndKind.REMOTE and _bad_host(written.host):  # as written, before any expansion
         raise error(_invalid_host(where, text, written.host))
-    expanded = _VARIABLE.sub(value, text)
+    expanded = substitute_variables(text, value)
     if expanded.startswith("~") and parse_end(expanded).kind == EndKind.LOCAL:
         expanded = _expand_user(expanded, env, where, error)
     return expanded

@@ -1,7 +1,8 @@
 """The one filter language of flepimop-sync (FILTERS.md, version 2, is the contract).
 
 A filter list is parsed once into :class:`Rule` objects (environment variables ``$NAME`` /
-``${NAME}`` expanded first, :func:`expand_env`), normalised into a :class:`FilterList`
+``${NAME}`` expanded first, :func:`expand_env`; the variable grammar's one home,
+:func:`substitute_variables`, reads the ends' variables too), normalised into a :class:`FilterList`
 (matchers compiled once) and then
 
 * evaluated in-process (``selects``, ``select_local``, ``select_paths``): the
@@ -63,6 +64,8 @@ __all__ = [
     "Action",
     "Rule",
     "expand_env",
+    "substitute_variables",
+    "VariableSyntaxError",
     "FilterList",
     "parse_rule",
     "written_canonical",
@@ -141,20 +144,22 @@ def _fail(text: str, origin: str, reason: str) -> FilterError:
 
 
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Why a ``${`` is refused, in a rule as in an end.
+MALFORMED_BRACE = "'${' must be followed by a variable name and '}' (write '$$' for a literal '$')"
 
 
-def expand_env(text: str, origin: str, env: Mapping[str, str] | None = None) -> str:
-    """Replace ``$NAME`` and ``${NAME}`` by their values in ``env`` (default ``os.environ``).
+class VariableSyntaxError(ValueError):
+    """A malformed ``${`` (its text: :data:`MALFORMED_BRACE`); callers word where it was written."""
 
-    FILTERS.md section 1: ``$$`` is a literal ``$``; an unset variable (or a malformed ``${``) is
-    a :class:`FilterError` naming the variable, the rule and where it came from.  A ``$`` that
-    starts no name (``a$``, ``$(x)``, ``$1``) stays itself, as in the shell.  One pass, left to
-    right: values are not expanded again.
-    """
+
+def substitute_variables(text: str, value: Callable[[str], str]) -> str:
+    """The one home of the variable grammar of rules and ends (FILTERS.md section 1): ``$NAME`` and
+    ``${NAME}`` become ``value(NAME)``, ``$$`` is a literal ``$``, and a ``$`` that starts no name
+    stays itself, as in the shell (``a$``, ``$(x)``, ``$1``).  A ``${`` not followed by a name and
+    ``}`` (``${RUN``, ``${}``, ``${1X}``) raises :class:`VariableSyntaxError`.  One pass, left to
+    right: values are not expanded again."""
     if "$" not in text:
         return text
-    if env is None:
-        env = os.environ
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -171,21 +176,39 @@ def expand_env(text: str, origin: str, env: Mapping[str, str] | None = None) -> 
             end = text.find("}", j + 2)
             name = text[j + 2 : end] if end >= 0 else ""
             if end < 0 or not _VAR_NAME.fullmatch(name):
-                raise _fail(text, origin, "'${' must be followed by a variable name and '}' (write '$$' for a literal '$')")
+                raise VariableSyntaxError(MALFORMED_BRACE)
             i = end + 1
         else:
             m = _VAR_NAME.match(text, j + 1)
-            if not m:  # like the shell: a '$' that starts no name is itself ('a$', '$(x)', '$1')
+            if not m:
                 out.append("$")
                 i = j + 1
                 continue
             name = m.group(0)
             i = m.end()
-        value = env.get(name)
-        if value is None:
-            raise _fail(text, origin, f"environment variable ${name} is not set")
-        out.append(value)
+        out.append(value(name))
     return "".join(out)
+
+
+def expand_env(text: str, origin: str, env: Mapping[str, str] | None = None) -> str:
+    """Replace ``$NAME`` and ``${NAME}`` by their values in ``env`` (default ``os.environ``), by
+    :func:`substitute_variables`: an unset variable (or a malformed ``${``) is a
+    :class:`FilterError` naming the variable, the rule and where it came from.
+    """
+    if "$" not in text:
+        return text
+    environment = os.environ if env is None else env
+
+    def value(name: str) -> str:
+        found = environment.get(name)
+        if found is None:
+            raise _fail(text, origin, f"environment variable ${name} is not set")
+        return found
+
+    try:
+        return substitute_variables(text, value)
+    except VariableSyntaxError as error:
+        raise _fail(text, origin, str(error)) from None
 
 
 def parse_rule(text: str, origin: str, env: Mapping[str, str] | None = None) -> Rule:

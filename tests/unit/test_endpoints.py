@@ -336,3 +336,76 @@ def test_plain_s3_ends_are_accepted(end):
     from flepimop_sync.mechanism import ProtocolType
 
     check_protocol_ends(ProtocolType.S3SYNC, end, "/tmp/t", lambda k=None: "p", error=UsageError)
+
+
+# text, expanded (None: refused).  Ends and filter rules read variables by one grammar
+# (filters.substitute_variables): the same text expands, or is refused, alike in both.
+VARIABLE_GRAMMAR = [
+    ("out/${RUN", None),  # an unclosed '${'
+    ("out/${}", None),
+    ("out/${1X}/a", None),
+    ("out/${RUN-x}", None),
+    ("${", None),
+    ("out/a$", "out/a$"),  # a '$' that starts no name is itself
+    ("$", "$"),
+    ("out/$1", "out/$1"),
+    ("out/$$${RUN}", "out/$20240501_120000"),  # '$$' beside '${...}'
+    ("out/${RUN}$$", "out/20240501_120000$"),
+    ("out/$$$RUN", "out/$20240501_120000"),
+    ("out/$${RUN}", "out/${RUN}"),  # '$$' then literal text
+    ("out/$$${", None),
+    ("out/x${RUN}y", "out/x20240501_120000y"),
+]
+
+
+@pytest.mark.parametrize("text,expanded", VARIABLE_GRAMMAR)
+def test_ends_and_filters_read_variables_alike(text, expanded):
+    from flepimop_sync.endpoints import expand_end
+    from flepimop_sync.errors import FilterError
+    from flepimop_sync.filters import expand_env
+
+    where = "c.yml: protocol 'p' key 'target'"
+    if expanded is None:
+        with pytest.raises(UsageError, match=r"'\$\{' must be followed") as end_error:
+            expand_end(text, ENV, where)
+        assert where in str(end_error.value)
+        with pytest.raises(FilterError, match=r"'\$\{' must be followed"):
+            expand_env(text, "c.yml: protocol 'p' key 'filters[0]'", ENV)
+    else:
+        assert expand_end(text, ENV, where) == expanded
+        assert expand_env(text, "c.yml: protocol 'p' key 'filters[0]'", ENV) == expanded
+
+
+# where the malformed '${' is written (config key or option), argv, what the one-line error names
+MALFORMED_END = [
+    ("config target", {"target": "out/${RUN"}, [], ["key 'target'", "out/${RUN"]),
+    ("config source", {"source": "src/${}/"}, [], ["key 'source'", "src/${}/"]),
+    ("-t replaces", {}, ["-t", "out/${RUN"], ["--target", "out/${RUN"]),
+    ("-t appends", {}, ["-t", "+ ${RUN"], ["--target", "+ ${RUN"]),
+    ("-s replaces", {}, ["-s", "src/${1X}/"], ["--source", "src/${1X}/"]),
+    ("-s appends", {"source": "src/"}, ["-s", "+ a/${"], ["--source", "+ a/${"]),
+]
+
+
+@pytest.mark.parametrize("name,keys,argv,fragments", MALFORMED_END, ids=[row[0] for row in MALFORMED_END])
+def test_a_malformed_variable_in_an_end_is_a_one_line_usage_error(tmp_path, capsys, monkeypatch, name, keys,
+                                                                   argv, fragments):
+    import yaml
+
+    from flepimop_sync.cli import flepimop, run_command
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUN", "r1")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    (tmp_path / "out").mkdir()
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(yaml.safe_dump({"sync": {"p": {"type": "rsync", "source": "src/", "target": "out", **keys}}}))
+    code = run_command(flepimop, ["sync", *argv, "-n", str(cfg)], prog_name="flepimop")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in [*fragments, "'${' must be followed"]:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yml", "out", "src"]
