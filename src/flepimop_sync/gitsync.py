@@ -1093,6 +1093,7 @@ class _Git:
     def __init__(self, runner: Runner, cwd: str):
         self.runner = runner
         self.cwd = cwd
+        self._object_format: str | None = None  # asked once per run (``blob_id``)
 
     def run(self, *args: str, check: bool = True, step: str | None = None) -> Completed:
         done = self.runner.run([*GIT_BASE, *args], cwd=self.cwd, env=GIT_ENV)
@@ -1173,7 +1174,9 @@ class _Git:
 
     def blob_id(self, content: bytes) -> str:
         """The id git gives ``content`` as a blob (a symlink's target), in the repository's hash."""
-        algorithm = self.run("rev-parse", "--show-object-format").stdout.strip() or "sha1"
+        if self._object_format is None:
+            self._object_format = self.run("rev-parse", "--show-object-format").stdout.strip() or "sha1"
+        algorithm = self._object_format
         return hashlib.new(algorithm, b"blob %d\0" % len(content) + content).hexdigest()
 
     def empty_tree(self) -> str:

@@ -263,3 +263,44 @@ def test_meaning_and_plan_refuse_what_a_git_run_refuses(tmp_path, opts, flag):
         with pytest.raises(UsageError, match=flag):
             describe([str(config)], SyncOptions(protocol="g", **opts))
     assert api.meaning([str(config)], SyncOptions(protocol="g", reverse=True))["mode"] == "pull"
+
+
+def _git_paths(argv):
+    """``git rev-parse --git-path A --git-path B...`` -> one path a line, below .git."""
+    return 0, "".join(f".git/{argv[i + 1]}\n" for i, word in enumerate(argv) if word == "--git-path"), ""
+
+
+# symlinks journalled, the repository's hash, one link edited since the killed pull?
+ROLLBACK_LINKS = [(1, "sha1", False), (3, "sha1", False), (12, "sha256", False)]
+
+
+@pytest.mark.parametrize("links,algorithm,edited", ROLLBACK_LINKS)
+def test_the_roll_back_guard_asks_the_object_format_once_per_run(tmp_path, links, algorithm, edited):
+    """The guard hashes each journalled symlink's target itself: git is asked for the repository's
+    hash once, however many links there are (the answer is the run's, not a module's)."""
+    import hashlib
+    import os
+
+    from flepimop_sync.errors import SafetyHalt
+
+    def blob(target: bytes) -> str:
+        return hashlib.new(algorithm, b"blob %d\0" % len(target) + target).hexdigest()
+
+    blobs = {}
+    for i in range(links):
+        os.symlink(f"target{i}", tmp_path / f"link{i}")
+        blobs[f"link{i}"] = [blob(b"before"), blob(f"target{i}".encode())]
+    if edited:
+        os.remove(tmp_path / "link0")
+        os.symlink("local work", tmp_path / "link0")
+    runner = FakeRunner({"rev-parse --git-path": _git_paths,
+                         "rev-parse --show-object-format": (0, f"{algorithm}\n", "")})
+    journal = gitsync._Journal(gitsync._Git(runner, str(tmp_path)))
+    record = {"blobs": blobs, "remove": [], "restore": [], "new_dirs": []}
+    if edited:
+        with pytest.raises(SafetyHalt, match="link0"):
+            journal._check_untouched(record)
+    else:
+        journal._check_untouched(record)
+    asked = [argv for argv in runner.argvs if "--show-object-format" in argv]
+    assert len(asked) == 1, runner.argvs
