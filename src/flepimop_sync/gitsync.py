@@ -787,10 +787,13 @@ class _Journal:
 
     def _partly_written(self, path: str, new: str | None) -> bool:
         """Is the file a beginning of blob ``new`` (git was stopped while writing it)?  Compared as
-        decoded text (the runner's output is text): a cut inside a UTF-8 character counts as changed."""
-        if new is None:
+        decoded text (the runner's output is text): a cut inside a UTF-8 character counts as changed.
+        A symbolic link is never partly written (git makes it in one call): reading it would read
+        what it points to, or fail when that does not exist."""
+        full = os.path.join(self.git.cwd, path)
+        if new is None or os.path.islink(full):
             return False
-        with open(os.path.join(self.git.cwd, path), "rb") as fh:
+        with open(full, "rb") as fh:
             head = fh.read().decode("utf-8", "replace")
         return self.git.run("cat-file", "blob", new).stdout.startswith(head)
 

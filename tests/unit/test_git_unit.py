@@ -270,8 +270,11 @@ def _git_paths(argv):
     return 0, "".join(f".git/{argv[i + 1]}\n" for i, word in enumerate(argv) if word == "--git-path"), ""
 
 
-# symlinks journalled, the repository's hash, one link edited since the killed pull?
-ROLLBACK_LINKS = [(1, "sha1", False), (3, "sha1", False), (12, "sha256", False)]
+# symlinks journalled, the repository's hash, link0 edited since the killed pull (to what)?
+ROLLBACK_LINKS = [(1, "sha1", None), (3, "sha1", None), (12, "sha256", None),
+                  # local work, never rolled back over: a link to nowhere, or to an empty file (the
+                  # beginning of every blob), is not a link git was stopped while writing
+                  (5, "sha256", "nowhere"), (2, "sha1", "empty")]
 
 
 @pytest.mark.parametrize("links,algorithm,edited", ROLLBACK_LINKS)
@@ -291,8 +294,9 @@ def test_the_roll_back_guard_asks_the_object_format_once_per_run(tmp_path, links
         os.symlink(f"target{i}", tmp_path / f"link{i}")
         blobs[f"link{i}"] = [blob(b"before"), blob(f"target{i}".encode())]
     if edited:
+        (tmp_path / "empty").write_bytes(b"")
         os.remove(tmp_path / "link0")
-        os.symlink("local work", tmp_path / "link0")
+        os.symlink(edited, tmp_path / "link0")
     runner = FakeRunner({"rev-parse --git-path": _git_paths,
                          "rev-parse --show-object-format": (0, f"{algorithm}\n", "")})
     journal = gitsync._Journal(gitsync._Git(runner, str(tmp_path)))
