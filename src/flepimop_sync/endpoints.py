@@ -124,10 +124,16 @@ def apply_option(configured: str | None, option: str | None, *, what: str,
     if raw.startswith("/"):
         raise UsageError(f"--{what} {show_value(option)}: an append is relative to the configured {what} "
                          f"(write '+ {part}', or give the whole path without '+ ')")
-    if ".." in part.split("/") or (env is not None and ".." in _expand_variables(part, env).split("/")):
+    expanded = part if env is None else _expand_variables(part, env)
+    if ".." in part.split("/") or ".." in expanded.split("/"):
         # (checked on the expanded text too: '+ $SUB' with SUB=../x climbs just as '+ ../x' does)
         raise UsageError(f"--{what} {show_value(option)}: an append cannot contain '..', written or through "
                          f"$NAME (it would climb out of the configured {what}; give the whole path without '+ ')")
+    if "." in part.split("/") or "." in expanded.split("/") or not expanded.strip("/"):
+        # '+ $RUN' with RUN='' (or '.') would name the configured end itself, or, after a source,
+        # its contents: files land (and --delete deletes) one level above where the append points
+        raise UsageError(f"--{what} {show_value(option)}: an append must name a directory below the configured "
+                         f"{what}, written or through $NAME (it names nothing, or has a '.' part)")
     if configured is None:
         raise UsageError(f"--{what} {option!r}: cannot append, the protocol has no configured {what}")
     keep_slash = configured.endswith("/")
@@ -137,6 +143,17 @@ def apply_option(configured: str | None, option: str | None, *, what: str,
     base = end.path.rstrip("/") or ("/" if end.path.startswith("/") else "")
     joined = _join_kind(end, base + part if base in ("", "/") else base + "/" + part)
     return joined + "/" if keep_slash else joined
+
+
+def keep_separator(expanded: str, configured: str) -> str:
+    """An appended end once its ``$NAME``s are expanded: its trailing separator is the configured
+    end's (see ``apply_option``), whatever a variable at its end held (``+ $SUB`` with
+    ``SUB=run1/`` must not turn a source into its contents)."""
+    end = parse_end(expanded)
+    path = end.path.rstrip("/")
+    if not path:  # a root or a remote home: as it is
+        return expanded
+    return _join_kind(end, path + "/" if configured.endswith("/") else path)
 
 
 def _expand_variables(text: str, env: Mapping[str, str]) -> str:

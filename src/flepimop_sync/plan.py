@@ -27,8 +27,8 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from . import filters as filter_rules
 from .config import Protocol, S3Settings
-from .endpoints import (End, EndKind, apply_option, check_nesting, check_protocol_ends, expand_end, landing_warning,
-                        parse_end, reverse_ends)
+from .endpoints import (End, EndKind, apply_option, check_nesting, check_protocol_ends, expand_end, keep_separator,
+                        landing_warning, parse_end, reverse_ends)
 from .endpoints import APPEND_PREFIX
 from .errors import UsageError, show_value
 from .mechanism import Engine, Mechanism, ProtocolType
@@ -180,6 +180,10 @@ def resolve_ends(protocol: Protocol, options: SyncOptions, *,
     assert source is not None and target is not None  # the schema requires both
     source = expand_end(source, env, where("source"))
     target = expand_end(target, env, where("target"))
+    if options.source is not None and options.source.startswith(APPEND_PREFIX):
+        source = keep_separator(source, protocol.source or "")
+    if options.target is not None and options.target.startswith(APPEND_PREFIX):
+        target = keep_separator(target, protocol.target or "")
     if options.reverse:
         # A single local file went to '<target>/<name>' (see ``landing``); reversed as a directory it
         # would be read as 'out/f.txt/'.  (Remote and S3 sources are not probed, as in ``execute``.)

@@ -409,3 +409,53 @@ def test_a_malformed_variable_in_an_end_is_a_one_line_usage_error(tmp_path, caps
     for fragment in [*fragments, "'${' must be followed"]:
         assert fragment in lines[0], (fragment, lines[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yml", "out", "src"]
+
+
+# option, environment: an append that names nothing below the configured end once its $NAME is
+# expanded (or has a '.' part) would sync onto the end itself, or a source's contents one level up
+# (with --delete, deleting there): refused like a '..'
+APPENDS_NAMING_NOTHING = [
+    ("+ $RUN", {"RUN": ""}),
+    ("+ ${RUN}/", {"RUN": ""}),
+    ("+ $RUN", {"RUN": "/"}),
+    ("+ $RUN", {"RUN": "."}),
+    ("+ $RUN", {"RUN": "./"}),
+    ("+ a/$RUN", {"RUN": "."}),
+    ("+ .", {}),
+    ("+ ./", {}),
+    ("+ a/.", {}),
+]
+
+
+@pytest.mark.parametrize("option,env", APPENDS_NAMING_NOTHING)
+def test_an_append_naming_nothing_below_is_a_usage_error(option, env):
+    for configured in ("/a", "/a/", "s3://b/p", "hpc:/x"):
+        with pytest.raises(UsageError, match="below the configured target"):
+            apply_option(configured, option, what="target", env=env)
+
+
+# configured source, -s, environment, the source the run reads: an append keeps the configured
+# end's trailing separator (the README table) even when a $NAME at its end holds one, or is empty
+APPEND_SEPARATORS = [
+    ("src", "+ $SUB", {"SUB": "run1/"}, "src/run1"),
+    ("src", "+ run1/$SUB", {"SUB": ""}, "src/run1"),
+    ("src", "+ $SUB", {"SUB": "a//"}, "src/a"),
+    ("src/", "+ $SUB", {"SUB": "run1"}, "src/run1/"),
+    ("src/", "+ $SUB", {"SUB": "run1/"}, "src/run1/"),
+    ("s3://b/p", "+ $SUB", {"SUB": "run1/"}, "s3://b/p/run1"),
+    ("s3://b/p/", "+ $SUB", {"SUB": "run1"}, "s3://b/p/run1/"),
+    ("src", "+ run1/", {}, "src/run1"),
+]
+
+
+@pytest.mark.parametrize("configured,option,env,source", APPEND_SEPARATORS)
+def test_an_append_keeps_the_configured_separator_after_expansion(configured, option, env, source):
+    from flepimop_sync import plan as planning
+    from flepimop_sync.config import Protocol
+    from flepimop_sync.options import SyncOptions
+
+    ptype = "s3sync" if configured.startswith("s3://") else "rsync"
+    target = "out" if ptype == "s3sync" else "/elsewhere/out"
+    protocol = Protocol(name="p", type=ptype, file="c.yml", source=configured, target=target)
+    src, _ = planning.resolve_ends(protocol, SyncOptions(source=option), env={"HOME": "/home/me", **env})
+    assert src.text == source
