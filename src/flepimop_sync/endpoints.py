@@ -282,6 +282,9 @@ def expand_end(text: str, env: Mapping[str, str], where: str, *, error=UsageErro
     if written.kind == EndKind.REMOTE and _bad_host(written.host):  # as written, before any expansion
         raise error(_invalid_host(where, text, written.host))
     expanded = substitute_variables(text, value)
+    if not expanded:  # read as an empty path, '' would become '/' (End.as_dir): the root
+        raise error(f"{where}: {text!r} is empty once its variables are expanded "
+                    "(for the working directory, write '.')")
     if expanded.startswith("~") and parse_end(expanded).kind == EndKind.LOCAL:
         expanded = _expand_user(expanded, env, where, error)
     return expanded

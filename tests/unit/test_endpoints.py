@@ -164,7 +164,10 @@ def test_expand_end(written, expanded):
 
 
 @pytest.mark.parametrize("written,fragment", [("out/$NOPE", "$NOPE"), ("${NOPE}/x", "$NOPE"),
-                                              ("~no_such_user_flepimop/x", "no_such_user_flepimop")])
+                                              ("~no_such_user_flepimop/x", "no_such_user_flepimop"),
+                                              # empty once expanded: rsync was handed '/' (the root)
+                                              ("$EMPTY", "is empty"), ("${EMPTY}", "is empty"),
+                                              ("$EMPTY$EMPTY", "is empty")])
 def test_expand_end_errors_name_the_variable_and_the_key(written, fragment):
     from flepimop_sync.endpoints import expand_end
 
@@ -459,3 +462,20 @@ def test_an_append_keeps_the_configured_separator_after_expansion(configured, op
     protocol = Protocol(name="p", type=ptype, file="c.yml", source=configured, target=target)
     src, _ = planning.resolve_ends(protocol, SyncOptions(source=option), env={"HOME": "/home/me", **env})
     assert src.text == source
+
+
+# which end, written as: an end empty once expanded never reaches a plan (End.as_dir made '' the root)
+EMPTY_ENDS = [("target", "$RUN"), ("source", "${RUN}"), ("target", "$RUN$RUN")]
+
+
+@pytest.mark.parametrize("key,written", EMPTY_ENDS)
+def test_an_end_empty_once_expanded_is_refused_before_any_plan(key, written):
+    from flepimop_sync import plan as planning
+    from flepimop_sync.config import Protocol
+    from flepimop_sync.options import SyncOptions
+
+    ends = {"source": "/data/src/", "target": "/data/out", key: written}
+    protocol = Protocol(name="p", type="rsync", file="c.yml", **ends)
+    for options in (SyncOptions(), SyncOptions(reverse=True)):
+        with pytest.raises(UsageError, match=f"key '{key}'.*is empty once"):
+            planning.resolve_ends(protocol, options, env={"RUN": ""})
