@@ -19,6 +19,12 @@ glob-free aliases), and what every engine says and checks before and after movin
 CLI's entry point: a JSON-ready result; ``run``, the Snakemake wrapper's (through ``api``): that
 result (the receipt body) with the source listing the run made (``Outcome``), which the
 receipt's audit list reuses.
+
+Counts (the summary's files and bytes, ``transferred`` and ``would_transfer``): rsync's
+``--stats`` (its dry run's itemized entries); the files aws names (``aws_line_ends`` splits its
+``<source> to <destination>`` lines), sized by the local file read or written, an S3 -> S3 copy
+by the source listing when the run has one, else by one listing of the destination after the
+copies.  A size that cannot be known is ``None`` ("size unknown"), never a false number.
 """
 
 from __future__ import annotations
@@ -226,11 +232,15 @@ def _transfer(plan: planning.Plan, listing: Listing | None, result: dict[str, An
     created = _missing_levels(resolved.destination)
     on_failure = created if not checked and resolved.source.kind == EndKind.S3 else []
     if resolved.delete:
-        refuse_delete_from_empty_source(plan, listing, runner, reporter)
+        listing = refuse_delete_from_empty_source(plan, listing, runner, reporter)
+    # S3 -> S3 copies: aws names no size, so the sizes come from the source listing when the run
+    # has one (a draft's, or --delete's above), else from one listing after the copies (_copy_sizes)
+    sizes = {} if listing is None or resolved.source.kind != EndKind.S3 else \
+        {resolved.source.as_dir().text + path: size for path, size in listing.files}
     try:
         with DestinationLock(resolved.destination, resolved.protocol, runner) as lock, runner.inheriting(lock.fds):
             # (the writers hold the lock too: see Runner.inheriting)
-            transferred, commands = _run_steps(plan, result, runner, reporter)
+            transferred, commands = _run_steps(plan, result, runner, reporter, sizes)
         if not transferred["files"] and not checked:
             # nothing moved: a mistyped S3 prefix looks exactly like this, so make sure the source exists
             require_s3_objects(plan, None, runner)
@@ -259,21 +269,25 @@ def note_skipped(skipped: Sequence[str], reporter: Reporter) -> None:
                       f"regular files only and links are never followed ({some(skipped)})")
 
 
-def report_done(resolved: planning.Resolved, transferred: Mapping[str, int], seconds: float,
+def report_done(resolved: planning.Resolved, transferred: Mapping[str, Any], seconds: float,
                 reporter: Reporter) -> None:
-    """The closing summary of a real run (every backend and engine): files, bytes, time, where."""
+    """The closing summary of a real run (every backend and engine): files, bytes (the regular
+    files moved; None: not known, said so), time, where."""
+    size = "size unknown" if transferred["bytes"] is None else human_bytes(transferred["bytes"])
     reporter.result(
-        f"done: {transferred['files']} file(s), {human_bytes(transferred['bytes'])} transferred "
+        f"done: {transferred['files']} file(s), {size} transferred "
         f"in {seconds:.1f}s ({resolved.protocol.name}: {resolved.source.text} -> {resolved.destination.text})"
     )
 
 
-def _run_steps(plan: planning.Plan, result: dict[str, Any], runner: Runner,
-               reporter: Reporter) -> tuple[dict[str, int], list[list[str]]]:
+def _run_steps(plan: planning.Plan, result: dict[str, Any], runner: Runner, reporter: Reporter,
+               sizes: Mapping[str, int]) -> tuple[dict[str, Any], list[list[str]]]:
     """Prepare the target (and the stage, and glob-free aliases), run every step, then rsync's
-    deletions; ``result`` gets the deleted files.  Returns (transferred, commands)."""
+    deletions; ``result`` gets the deleted files.  Returns (transferred, commands): the regular
+    files moved and their bytes (None when a size cannot be known, never a false number)."""
     resolved = plan.resolved
-    transferred = {"files": 0, "bytes": 0}
+    transferred: dict[str, Any] = {"files": 0, "bytes": 0}
+    unsized: list[str | None] = []
     commands: list[list[str]] = []
     alias_dir = None
     try:
@@ -282,20 +296,46 @@ def _run_steps(plan: planning.Plan, result: dict[str, Any], runner: Runner,
         if plan.stage:
             _stage_links(plan, reporter)
         for step in plan.steps:
-            outcome = _run_step(step, plan, runner, reporter)
+            outcome = _run_step(step, plan, runner, reporter, sizes)
             commands.append(list(step.argv))
             transferred["files"] += outcome["files"]
             transferred["bytes"] += outcome["bytes"]
+            unsized += outcome.get("unsized", [])
             if resolved.delete and "deleted" in outcome:
                 result["deleted"] = sorted(result.get("deleted", []) + outcome["deleted"])
         if resolved.delete and resolved.protocol.type is ProtocolType.RSYNC:
             result["deleted"] = _rsync_delete(plan, runner, reporter, commands)
+        if unsized:
+            more = _copy_sizes(plan, unsized, runner, reporter)
+            transferred["bytes"] = None if more is None else transferred["bytes"] + more
     finally:
         if plan.stage:
             shutil.rmtree(plan.stage.directory, ignore_errors=True)  # links only: never follows them
         if alias_dir:
             shutil.rmtree(alias_dir, ignore_errors=True)  # links only: never follows them
     return transferred, commands
+
+
+def _copy_sizes(plan: planning.Plan, copied: Sequence[str | None], runner: Runner, reporter: Reporter) -> int | None:
+    """The bytes of S3 -> S3 copies (destination URLs) whose size no listing in hand knew: one
+    listing of the destination, after the copies, under the run's lock (what arrived, as a
+    download's size is what landed).  Only runs that copied something pay for it (one aws
+    process, ~0.8 s CPU measured against a local S3: about as much as a small sync itself); a
+    no-op run, a dry run, a draft's run and a --delete run never do.  None (unknown) when it
+    fails, or a line named no file of the step."""
+    if None in copied:
+        return None
+    r = plan.resolved
+    try:
+        listing = list_end(r.destination, r.protocol, runner)
+    except StepFailed as error:
+        reporter.warn(f"the copies succeeded, but their sizes are unknown: {error}")
+        return None
+    root = r.destination.as_dir().text
+    sizes = {root + path: size for path, size in listing.files}
+    if any(url not in sizes for url in copied):  # e.g. removed again by someone else meanwhile
+        return None
+    return sum(sizes[url] for url in copied)
 
 
 def _stage_links(plan: planning.Plan, reporter: Reporter) -> None:
@@ -424,7 +464,7 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
                 argvs.append(planning.rsync_delete_argv(r, "<directory skeleton>", "<the files listed as 'would delete'>"))
             report_commands(argvs, selection, reporter)
         sizes = {r.source.as_dir().text + path: size for path, size in selection}
-        transfer: list[tuple[str, int]] = []
+        transfer: list[tuple[str, int | None]] = []
         deletions: list[str] = []
         for step in plan.steps:
             if r.protocol.type is ProtocolType.RSYNC:
@@ -465,7 +505,7 @@ def report_commands(argvs: Sequence[Sequence[str]], selection: Sequence[tuple[st
         reporter.info(f"  selected: {path}  ({size} bytes)")
 
 
-def report_dry_run(selection: Sequence[tuple[str, int]], transfer: Sequence[tuple[str, int]],
+def report_dry_run(selection: Sequence[tuple[str, int]], transfer: Sequence[tuple[str, int | None]],
                    deletions: Sequence[str], result: dict[str, Any], reporter: Reporter,
                    start: float) -> dict[str, Any]:
     """The dry run's report, the same for every backend and engine: what the filters select
@@ -473,24 +513,26 @@ def report_dry_run(selection: Sequence[tuple[str, int]], transfer: Sequence[tupl
     deletions = list(deletions)
     if reporter.verbosity >= 1:
         for path, size in transfer:
-            reporter.info(f"  would transfer: {path}  ({size} bytes)")
+            reporter.info(f"  would transfer: {path}  ({'size unknown' if size is None else f'{size} bytes'})")
     for path in deletions:
         reporter.info(f"would delete: {path}")
     selected_bytes = sum(size for _, size in selection)
-    moved_bytes = sum(size for _, size in transfer)
+    sized = [size for _, size in transfer if size is not None]
+    moved_bytes = sum(sized) if len(sized) == len(transfer) else None  # (None: not known, never a false number)
     result["selection"] = [path for path, _ in selection]  # for scripts reading --json
     result["would_transfer"] = {"files": len(transfer), "bytes": moved_bytes}
     result["would_delete"] = deletions
     reporter.result(
         f"selected {len(selection)} file(s) ({human_bytes(selected_bytes)}); would transfer {len(transfer)} "
-        f"({human_bytes(moved_bytes)}), delete {len(deletions)} (dry run: nothing was changed)"
+        f"({'size unknown' if moved_bytes is None else human_bytes(moved_bytes)}), delete {len(deletions)} "
+        "(dry run: nothing was changed)"
     )
     result.update(status="dry-run", seconds=round(time.monotonic() - start, 3), finished=now_iso())
     return result
 
 
 def _rsync_preview(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter,
-                   transfer: list[tuple[str, int]], deletions: list[str]) -> None:
+                   transfer: list[tuple[str, int | None]], deletions: list[str]) -> None:
     """``rsync --dry-run``, itemized with each file's size: what rsync itself would send and delete."""
     argv = planning.rsync_preview_argv(step.argv)
 
@@ -518,11 +560,12 @@ _AWS_DRY = re.compile(r"^\(dryrun\) (upload|download|copy|delete): (.*)$")
 
 
 def _aws_preview(step: planning.Step, plan: planning.Plan, runner: Runner,
-                 sizes: Mapping[str, int], transfer: list[tuple[str, int]], deletions: list[str]) -> None:
+                 sizes: Mapping[str, int], transfer: list[tuple[str, int | None]], deletions: list[str]) -> None:
     """``aws s3 sync --dryrun`` (or ``cp``): the lines aws itself prints for what it would do."""
-    argv = list(planning.aws_preview_argv(step.argv))
+    argv = list(planning.aws_preview_argv(_aws_linked_roots(step.argv)))  # the operands the real run gives aws
     r = plan.resolved
     src_root = r.source.as_dir().text
+    cwd = os.getcwd()
 
     def on_line(line: str) -> None:
         match = _AWS_DRY.match(line)
@@ -530,18 +573,18 @@ def _aws_preview(step: planning.Step, plan: planning.Plan, runner: Runner,
             return
         action, rest = match.groups()
         if action == "delete":
-            deletions.append(_relative_to_end(rest, r.destination, step.argv[4] if len(step.argv) > 4 else ""))
+            deletions.append(_relative_to_end(rest, r.destination, argv[4] if len(argv) > 4 else ""))
             return
-        source, _, _dest = rest.partition(" to ")
-        if action == "upload":
-            try:
-                size = os.path.getsize(source)
-            except OSError:
-                size = 0
-        else:
-            size = sizes.get(source, 0)
+        ends = aws_line_ends(action, rest, argv, cwd)
+        if ends is None:  # (not a line of this step: counted, its size unknown)
+            transfer.append((rest, None))
+            return
+        source = ends[0]
+        # an upload's size is the file's now, a download's or copy's the listed object's (the
+        # sizes the real run reports: what landed, or the listing)
+        size = _aws_moved_size(action, ends, sizes) if action == "upload" else sizes.get(source)
         rel = source[len(src_root):] if source.startswith(src_root) else \
-            _relative_to_end(source, r.source, step.argv[3])
+            _relative_to_end(source, r.source, argv[3])
         transfer.append((rel, size))
 
     empty = None
@@ -797,9 +840,10 @@ def list_source(plan: planning.Plan, runner: Runner, reporter: Reporter) -> List
 
 
 def refuse_delete_from_empty_source(plan: planning.Plan, listing: "Listing | None", runner: Runner,
-                                     reporter: Reporter) -> None:
+                                     reporter: Reporter) -> Listing:
     """--delete mirrors the source: an empty source (a mistyped prefix, an unmounted disk)
-    would wipe every selected file at the target. Refuse that instead."""
+    would wipe every selected file at the target. Refuse that instead.  Returns the listing
+    (the one given, or the one made here)."""
     if listing is None:
         listing = list_source(plan, runner, reporter)
     if not listing.files:
@@ -808,6 +852,7 @@ def refuse_delete_from_empty_source(plan: planning.Plan, listing: "Listing | Non
             f"protocol '{r.protocol.name}': the source {r.source.text!r} holds no files; refusing to --delete "
             f"what the filters select at {r.destination.text!r} (check the source path, or delete by hand)"
         )
+    return listing
 
 
 def select_source(plan: planning.Plan, runner: Runner, reporter: Reporter,
@@ -860,10 +905,11 @@ _RSYNC_STAT = re.compile(r"^(Number of regular files transferred|Total transferr
 _AWS_DONE = re.compile(r"^(upload|download|copy|delete): ")
 
 
-def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter) -> dict[str, int]:
+def _run_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter,
+              sizes: Mapping[str, int]) -> dict[str, Any]:
     if plan.protocol.type is ProtocolType.RSYNC:  # every step of its plan is an rsync (an s3sync's: aws)
         return _run_rsync_step(step, plan, runner, reporter)
-    return _run_aws_step(step, plan, runner, reporter)
+    return _run_aws_step(step, plan, runner, reporter, sizes)
 
 
 def _run_rsync_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter) -> dict[str, int]:
@@ -889,23 +935,33 @@ def _run_rsync_step(step: planning.Step, plan: planning.Plan, runner: Runner, re
             "bytes": stats.get("Total transferred file size", 0)}
 
 
-def _run_aws_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter) -> dict[str, Any]:
-    """aws, counting the files it names (and their sizes at the local end); the files it deletes
-    are named in ``deleted`` (the --json result names them, as rsync's and rclone's do)."""
+def _run_aws_step(step: planning.Step, plan: planning.Plan, runner: Runner, reporter: Reporter,
+                  sizes: Mapping[str, int]) -> dict[str, Any]:
+    """aws, counting the files it names and their sizes (``_aws_moved_size``); the files it
+    deletes are named in ``deleted`` (the --json result names them, as rsync's and rclone's do),
+    and S3 -> S3 copies whose size ``sizes`` (S3 URL -> size) does not know in ``unsized`` (their
+    destination URLs), or ``None`` in it for a line that names no file this step could move."""
     dest = plan.resolved.destination
     argv = _aws_linked_roots(step.argv)
-    counts: dict[str, Any] = {"files": 0, "bytes": 0, "deleted": []}
+    cwd = os.getcwd()  # aws prints local paths relative to its working directory: ours
+    counts: dict[str, Any] = {"files": 0, "bytes": 0, "deleted": [], "unsized": []}
 
     def on_aws_line(line: str) -> None:
         match = _AWS_DONE.match(line)
         if not match:
             return
         reporter.detail(line)
-        if match.group(1) == "delete":
-            counts["deleted"].append(_relative_to_end(line[len("delete: "):], dest, argv[4] if len(argv) > 4 else ""))
+        action, rest = match.group(1), line[match.end():]
+        if action == "delete":
+            counts["deleted"].append(_relative_to_end(rest, dest, argv[4] if len(argv) > 4 else ""))
             return
         counts["files"] += 1
-        counts["bytes"] += _aws_line_bytes(line, plan.resolved)
+        ends = aws_line_ends(action, rest, argv, cwd)
+        size = None if ends is None else _aws_moved_size(action, ends, sizes)
+        if size is None:
+            counts["unsized"].append(ends[1] if ends and action == "copy" else None)
+        else:
+            counts["bytes"] += size
 
     done = runner.stream(argv, on_stdout=on_aws_line, live=reporter.is_tty)
     if done.returncode != 0:
@@ -913,20 +969,57 @@ def _run_aws_step(step: planning.Step, plan: planning.Plan, runner: Runner, repo
     return counts
 
 
-def _aws_line_bytes(line: str, resolved: planning.Resolved) -> int:
-    """The size of the local file an aws line names: what a download wrote or an upload read."""
-    if resolved.destination.kind == EndKind.LOCAL:
-        # "download: s3://b/k to path" -> the size of what landed
-        _, _, local = line.rpartition(" to ")
-    elif resolved.source.kind == EndKind.LOCAL:
-        # "upload: path to s3://..." -> the size of what was read
-        local = line[len("upload: "):].rsplit(" to s3://", 1)[0]
-    else:
-        return 0
+def _aws_moved_size(action: str, ends: tuple[str, str], sizes: Mapping[str, int]) -> int | None:
+    """The size of one file aws moved: the local file an upload read or a download wrote, an
+    S3 -> S3 copy's from ``sizes`` (None when unknown)."""
+    if action == "copy":
+        return sizes.get(ends[0])
     try:
-        return os.path.getsize(local)
-    except OSError:
-        return 0
+        return os.path.getsize(ends[0] if action == "upload" else ends[1])
+    except OSError:  # gone already (removed by someone else): its size is unknown, not 0
+        return None
+
+
+def aws_line_ends(action: str, rest: str, argv: Sequence[str], cwd: str) -> tuple[str, str] | None:
+    """(source, destination) as an aws line names them after ``upload: ``, ``download: `` or
+    ``copy: `` (with or without ``(dryrun) ``): S3 URLs whole, local paths relative to ``cwd``.
+
+    aws writes ``<source> to <destination>`` and either side may contain `` to `` (a key
+    ``p/b to c.txt``), so the split chosen is the one whose two sides name the same file below the
+    step's operands (``argv[3]``, ``argv[4]``): the S3 side starts with its operand, and the
+    relative tail after it, joined to the other operand, is the local side (compared as absolute
+    normalised paths, as aws computes them), or the other S3 side.  ``aws s3 cp`` of one local
+    file names the operand itself.  None when no split fits (not a line of this step)."""
+    src_op, dst_op = argv[3], argv[4]
+    single = argv[2] == "cp"
+    parts = rest.split(" to ")
+    for i in range(1, len(parts)):
+        left, right = " to ".join(parts[:i]), " to ".join(parts[i:])
+        if action == "upload":
+            if single:
+                ok = _same_local(left, src_op, "", cwd) and right == (dst_op + _basename(src_op)
+                                                                      if dst_op.endswith("/") else dst_op)
+            else:
+                ok = right.startswith(dst_op) and _same_local(left, src_op, right[len(dst_op):], cwd)
+        elif action == "download":
+            ok = left.startswith(src_op) and _same_local(right, dst_op, left[len(src_op):], cwd)
+        else:  # copy
+            ok = left.startswith(src_op) and right.startswith(dst_op) and left[len(src_op):] == right[len(dst_op):]
+        if ok:
+            return left, right
+    return None
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rpartition("/")[2]
+
+
+def _same_local(printed: str, operand: str, rel: str, cwd: str) -> bool:
+    """Is ``printed`` (a local path as aws prints it) the file ``rel`` below the ``operand``?"""
+    if printed.startswith("s3://") or operand.startswith("s3://"):
+        return False
+    expected = os.path.join(cwd, operand) + ("/" + rel if rel else "")
+    return os.path.normpath(os.path.join(cwd, printed)) == os.path.normpath(expected)
 
 
 def _aws_linked_roots(argv: Sequence[str]) -> tuple[str, ...]:
