@@ -20,8 +20,9 @@ CLI's entry point: a JSON-ready result; ``run``, the Snakemake wrapper's (throug
 result (the receipt body) with the source listing the run made (``Outcome``), which the
 receipt's audit list reuses.
 
-Counts (the summary's files and bytes, ``transferred`` and ``would_transfer``): rsync's
-``--stats`` (its dry run's itemized entries); the files aws names (``aws_line_ends`` splits its
+Counts (the summary's files and bytes, ``transferred`` and ``would_transfer``) are regular files
+and their sizes on every backend, dry or real: rsync's ``--stats`` (its dry run's itemized ``f``
+entries: a link is no transferred file); the files aws names (``aws_line_ends`` splits its
 ``<source> to <destination>`` lines), sized by the local file read or written, an S3 -> S3 copy
 by the source listing when the run has one, else by one listing of the destination after the
 copies.  A size that cannot be known is ``None`` ("size unknown"), never a false number.
@@ -545,7 +546,10 @@ def _rsync_preview(step: planning.Step, plan: planning.Plan, runner: Runner, rep
         if item == "*deleting":
             if not name.endswith("/"):
                 deletions.append(name)
-        elif item[0] in "<>ch" and item[1] in "fL":  # a file (or link) rsync would send
+        elif item[0] in "<>ch" and item[1] == "f":
+            # a regular file rsync would send: what the real run's --stats count ("Number of
+            # regular files transferred", "Total transferred file size"); a link it would create
+            # is no transferred file there (and its %l is its target's length, not a size)
             transfer.append((name, int(re.sub(r"[,.]", "", size))))
         if reporter.verbosity >= 2:
             reporter.detail(line)

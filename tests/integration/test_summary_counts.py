@@ -28,6 +28,7 @@ PICK = ["+ s?b/**", "+ a.txt", "- *"]  # no exact aws form: the plan is finalize
 
 # (id, engine, direction, filters, --delete)
 ROWS = [
+    ("rsync local --delete", "rsync", "local", [], True),
     ("aws upload --delete", "aws", "upload", [], True),
     ("aws download --delete", "aws", "download", [], True),
     ("aws upload, linked root", "aws", "upload-link", [], False),  # the dry run reads through it too
