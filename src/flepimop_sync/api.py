@@ -253,13 +253,15 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
 
     source, target = planning.resolve_ends(protocol, options)
     source_is_file = probe_source(protocol, source, strict=False)
-    destination = planning.destination_of(protocol, options, source, target, source_is_file=source_is_file)
+    rules = _meaning_filters(protocol.filters, options, source_is_file)
+    destination = planning.destination_of(protocol, options, source, target, source_is_file=source_is_file,
+                                          rules=rules)
     record.update(
         tool=_tool(protocol, options),
         source=source.text,
         target=target.text,
         destination=destination.text,
-        filters=list(_meaning_filters(protocol.filters, options, source_is_file)),
+        filters=[rule.canonical for rule in rules.rules],
         options={"mkpath": planning.wants_mkpath(protocol, options), "delete": planning.wants_delete(protocol, options)},
         where={k: v for k in _WHERE_KEYS if (v := getattr(protocol.settings, k, None)) is not None},
     )
@@ -286,9 +288,8 @@ def _tool(protocol: Any, options: SyncOptions) -> str:
     return engine.value if protocol.type is ProtocolType.S3SYNC else protocol.type.value
 
 
-def _meaning_filters(config_rules: Any, options: SyncOptions, source_is_file: bool) -> tuple[str, ...]:
-    """The resolved filter list as ``"<action> <pattern>"`` texts, built by ``plan.filter_list``
-    as a run builds it. Lists without ``$NAME`` are memoised: a campaign's runs share a few
+def _meaning_filters(config_rules: Any, options: SyncOptions, source_is_file: bool) -> filter_rules.FilterList:
+    """The resolved filter list, built by ``filters.build_rules`` as a run builds it. Lists without ``$NAME`` are memoised: a campaign's runs share a few
     lists, and compiling one is most of a meaning's cost. A list with a variable is built every
     time (the environment may differ between calls)."""
     texts = [t for t, _ in config_rules or ()] + [*options.filters, *options.fprefix, *options.fsuffix]
@@ -300,11 +301,10 @@ def _meaning_filters(config_rules: Any, options: SyncOptions, source_is_file: bo
 
 
 def _build_meaning_filters(config_rules, override, prefix, suffix, no_filter, source_replaced,
-                           source_is_file) -> tuple[str, ...]:
-    rules = filter_rules.build_rules(config_rules, override=override, prefix=prefix, suffix=suffix,
-                                     no_filter=no_filter, source_replaced=source_replaced,
-                                     source_is_file=source_is_file)
-    return tuple(rule.canonical for rule in rules.rules)
+                           source_is_file) -> filter_rules.FilterList:
+    return filter_rules.build_rules(config_rules, override=override, prefix=prefix, suffix=suffix,
+                                    no_filter=no_filter, source_replaced=source_replaced,
+                                    source_is_file=source_is_file)
 
 
 _cached_meaning_filters = functools.lru_cache(maxsize=4096)(_build_meaning_filters)

@@ -9,7 +9,8 @@ and is copied as contents, as rsync does.  Everything here is string work, excep
 ``expand_end`` reads the environment (``$NAME``, by the filter rules' own grammar,
 ``filters.substitute_variables``: a malformed ``${`` is refused in an end as in a rule) and the
 password database (``~user``), and
-``check_nesting`` resolves local ends (symlinks, ``..``) with ``os.path.realpath``.
+``check_nesting`` resolves local ends (symlinks, ``..``) with ``os.path.realpath`` and asks the
+run's filter list whether it takes anything below a destination inside the source.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from enum import Enum
 from typing import Callable, Mapping
 
 from .errors import ConfigError, UsageError, has_nul, show_value
-from .filters import VariableSyntaxError, substitute_variables
+from .filters import FilterList, VariableSyntaxError, substitute_variables
 from .mechanism import ProtocolType
 
 APPEND_PREFIX = "+ "
@@ -330,10 +331,25 @@ def _inside(inner: str, outer: str) -> bool:
     return inner.startswith(outer + "/")
 
 
+def _below(inner: str, outer: str) -> str:
+    """``inner``'s path below ``outer`` (canonical spellings, ``_inside(inner, outer)``)."""
+    if inner == outer:
+        return ""
+    if outer == ".":
+        return inner
+    return inner[len(outer):].strip("/")
+
+
 def check_nesting(source: End, destination: End, where: Callable[[str | None], str], *, error=UsageError,
-                  places: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> None:
+                  places: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+                  rules: FilterList | None = None) -> None:
     """Refuse a destination inside the source (each run would copy the source into itself, one
     level deeper) and a source inside the destination (a --delete there would remove the source).
+
+    A destination strictly inside the source is allowed when ``rules`` (the run's filter list)
+    provably select nothing below it (``FilterList.selects_nothing_below``): the project files'
+    push (``+ /RUN*.pdf`` from ``./``) to a snapshot directory below the project never reads
+    what it wrote.  A source inside the destination stays refused whatever the rules.
 
     Ends of different kinds or hosts are compared only through ``places``: their canonical places
     (``lock.canonical_place``, segment tuples), which the caller gives when two spellings may
@@ -342,11 +358,15 @@ def check_nesting(source: End, destination: End, where: Callable[[str | None], s
         src_place, dst_place = places
         dst_in_src = dst_place[:len(src_place)] == src_place
         src_in_dst = src_place[:len(dst_place)] == dst_place
+        below = "/".join(dst_place[len(src_place):])
     elif source.kind != destination.kind or source.host != destination.host:
         return
     else:
         src, dst = canonical(source), canonical(destination)
         dst_in_src, src_in_dst = _inside(dst, src), _inside(src, dst)
+        below = _below(dst, src) if dst_in_src else ""
+    if dst_in_src and not src_in_dst and rules is not None and rules.selects_nothing_below(below):
+        return  # the transfer never reads the destination's subtree
     if dst_in_src:
         raise error(f"{where('target')}: files would land in {show_value(destination.text)}, which is inside the "
                     f"source {show_value(source.text)} (each run would copy the source into itself); "

@@ -779,6 +779,30 @@ class FilterList:
         out.sort()
         return out
 
+    def selects_nothing_below(self, directory: str) -> bool:
+        """Whether the rules select no file below ``directory`` (relative, '/'-separated), whatever
+        the tree holds: a destination there is kept out of its own source's transfer.
+
+        Proven, not guessed (False when unsure): in list order, a rule matching the directory or an
+        ancestor decides the whole subtree (version 2), unless an earlier rule matches deeper; a
+        rule that could still match some deeper path (its NFA alive after ``/<directory>/``) is
+        harmless only when it excludes.  So ``+ /run*.pdf`` then ``- **`` select nothing below
+        ``snapshots/run1``; ``+ **.pdf`` may."""
+        parts = os.fsencode(directory.strip("/")).split(b"/")
+        if not self.rules or parts == [b""]:
+            return False
+        ancestors = [b"/" + b"/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        below = ancestors[-1] + b"/"
+        for rule in self.rules:
+            if rule.action == Action.SUBSTRING:
+                return False  # 's TEXT' takes a file named with the text, wherever it lies
+            nfa = _Nfa(_subject_tokens(_analyse(rule.pattern)))
+            if any(nfa(a) for a in ancestors):
+                return rule.action == Action.EXCLUDE
+            if rule.action != Action.EXCLUDE and nfa.feed(nfa.start, below):
+                return False
+        return False  # nothing decides the subtree: without a '- **' tail it is taken
+
     def unmatched_includes(self, paths: Sequence[str]) -> list[Rule]:
         """The include rules (``+``/``s``, as written) that match no path of a listing and no
         directory above one: a surprise worth a warning (a mistyped run name selects nothing).

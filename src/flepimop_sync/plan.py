@@ -233,7 +233,7 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         source_replaced=source_replaced(options),
         source_is_file=source_is_file,
     )
-    destination = destination_of(protocol, options, src, tgt, source_is_file=source_is_file)
+    destination = destination_of(protocol, options, src, tgt, source_is_file=source_is_file, rules=rules)
     return Resolved(
         protocol=protocol,
         source=src,
@@ -247,11 +247,12 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
     )
 
 
-def destination_of(protocol: Protocol, options: SyncOptions, src: End, tgt: End, *, source_is_file: bool) -> End:
+def destination_of(protocol: Protocol, options: SyncOptions, src: End, tgt: End, *, source_is_file: bool,
+                   rules: "filter_rules.FilterList") -> End:
     """Where the source's contents land (``landing``), refused when it holds the source or lies
-    inside it (``check_nesting``): for a run and for ``api.meaning``."""
+    inside it where ``rules`` may select (``check_nesting``): for a run and for ``api.meaning``."""
     destination = landing(src, tgt, source_is_file=source_is_file)
-    check_nesting(src, destination, _where(protocol, options))
+    check_nesting(src, destination, _where(protocol, options), rules=rules)
     return destination
 
 
@@ -260,7 +261,8 @@ def check_place_nesting(resolved: Resolved, options: SyncOptions,
     """``check_nesting`` on the ends' canonical places (``lock.canonical_place``, which ``execute``
     computes: it may ask ``ssh -G``), for ends whose spellings differ in kind or host but may name
     one place (an ssh alias of this machine and a local path)."""
-    check_nesting(resolved.source, resolved.destination, _where(resolved.protocol, options), places=places)
+    check_nesting(resolved.source, resolved.destination, _where(resolved.protocol, options), places=places,
+                  rules=resolved.rules)
 
 
 def wants_mkpath(protocol: Protocol, options: SyncOptions) -> bool:

@@ -137,6 +137,38 @@ def test_a_source_and_destination_nested_through_a_loopback_alias_are_refused(tm
     assert tree(w) == {"data/x/f": b"1", "data/other.txt": b"o"}
 
 
+# A destination inside the source is allowed when the filters provably take nothing below it:
+# flepiMoP's post-calibration job pushes the project root's RUN*.pdf ('+ /RUN*.pdf' from './'),
+# and a snapshot directory may lie below the project, reached by path or through an alias of
+# this machine. Run twice: the second run must not copy the snapshot into itself.
+@pytest.mark.parametrize("target", ["{w}/snap/r1/", "hpc:{w}/snap/r1/"])
+def test_a_destination_below_the_source_that_the_filters_never_take_is_allowed(tmp_path, run_cli, sshd,
+                                                                               target):
+    w = tmp_path / "w"
+    write_tree(w, {"r1_report.pdf": b"p", "r1.h5": b"h", "r2.pdf": b"other", "data/r1.pdf": b"deep"})
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{w}/",
+                                                  "target": target.format(w=w), "mkpath": True,
+                                                  "filters": ["+ /r1*.pdf", "+ /r1*.h5"]}})
+    for _ in range(2):
+        done = run_cli(["sync", cfg], cwd=tmp_path, env=sshd.env)
+        assert done.returncode == 0, done.stderr
+    assert tree(w / "snap") == {"r1/r1_report.pdf": b"p", "r1/r1.h5": b"h"}
+
+
+@pytest.mark.parametrize("rules", [["+ **.pdf"], ["+ r1*.pdf"], ["s r1"], ["- data/"], []])
+@pytest.mark.parametrize("target", ["{w}/snap/r1/", "hpc:{w}/snap/r1/"])
+def test_a_destination_below_the_source_that_the_filters_may_take_is_refused(tmp_path, run_cli, sshd,
+                                                                             target, rules):
+    w = tmp_path / "w"
+    write_tree(w, {"r1_report.pdf": b"p"})
+    cfg = write_config(tmp_path / "c.yml", {"p": {"type": "rsync", "source": f"{w}/", "filters": rules,
+                                                  "target": target.format(w=w), "mkpath": True}})
+    done = run_cli(["sync", cfg], cwd=tmp_path, env=sshd.env)
+    assert done.returncode == 2, done.stderr
+    assert "inside the source" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert tree(w) == {"r1_report.pdf": b"p"}
+
+
 # --reverse of a single-file source reads '<target>/<name>' (where the forward run put it) and
 # writes it back where it came from; the source spelled every way a user writes it
 @pytest.mark.parametrize("source, cwd", [

@@ -434,6 +434,51 @@ def test_select_local_symlinks_and_pruning(tmp_path, monkeypatch):
         fl("- /nothing").select_local(tmp_path)
 
 
+# FilterList.selects_nothing_below: may a destination below the source stay out of the transfer?
+# True only when proven (the project files' push into a snapshot directory below the project).
+NOTHING_BELOW = [
+    (["+ /r3*.pdf", "+ /r3*.h5"], "hpc/runs/r3", True),  # anchored at the top: nothing deeper
+    (["- snap/"], "snap", True),
+    (["- snap/"], "snap/x/y", True),  # an excluded ancestor decides the subtree
+    (["- /snap/", "+ **"], "snap/r1", True),
+    (["+ /hnpi/**"], "snapshots", True),  # ... then the tail's '- **' takes 'snapshots'
+    (["+ /model_output/**"], "snapshots/r1", True),
+    (["+ /model_output/**"], "model_output/snap", False),  # the include decides that subtree
+    (["+ hnpi/**"], "snap", False),  # unanchored: snap/hnpi/x is taken
+    (["+ **.pdf"], "snap", False),
+    (["+ */"], "snap", False),  # a directory rule takes the subtree (version 2)
+    (["s r3"], "snap", False),  # a file named 'r3' below would be taken
+    (["- intermediate/"], "snap", False),  # no '- **' tail: everything else is taken
+    ([], "snap", False),
+    (["+ /r3*.pdf"], "", False),  # the source itself is never 'below'
+    (["- /snap/x/", "+ /snap/**"], "snap", False),  # only part of the subtree is excluded
+]
+
+
+@pytest.mark.parametrize("rules, directory, expected", NOTHING_BELOW,
+                         ids=[f"{r}|{d}" for r, d, _ in NOTHING_BELOW])
+def test_selects_nothing_below(rules, directory, expected):
+    assert fl(*rules).selects_nothing_below(directory) is expected
+
+
+def test_selects_nothing_below_agrees_with_the_evaluator_on_random_trees():
+    """Never a false 'nothing': every directory of random trees, random lists; and not vacuous."""
+    proven = 0
+    for seed in range(30):
+        rng = random.Random(seed)
+        paths = sorted({"/".join(rng.choice(["a", "b", "hnpi", "r1", "x.csv", "r1.pdf"])
+                                 for _ in range(rng.randint(1, 4))) for _ in range(60)})
+        dirs = {p.rsplit("/", i)[0] for p in paths for i in range(1, p.count("/") + 1)}
+        for _ in range(20):
+            f = fl(*random_filter_list(rng, paths))
+            for d in dirs:
+                if f.selects_nothing_below(d):
+                    proven += 1
+                    taken = [p for p in paths if p.startswith(d + "/") and f.selects(p)]
+                    assert not taken, (f.as_texts(), d, taken)
+    assert proven > 100
+
+
 def test_select_paths_unicode_and_order():
     f = fl("+ *é*", "- *")
     assert f.select_paths([("b/é.txt", 2), ("a/xéy", 1), ("a/x", 3)]) == [("a/xéy", 1), ("b/é.txt", 2)]

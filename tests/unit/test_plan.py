@@ -127,11 +127,23 @@ def test_remote_rsync_source_is_escaped_in_argv(tmp_path):
     assert plan.steps[0].argv[-2:] == ("hpc:/r/a\\[1\\]/", "local/")
 
 
-def test_target_inside_the_source_is_refused(tmp_path):
+@pytest.mark.parametrize("filters, refused", [
+    ([], True),
+    (["+ /r1*.pdf"], False),  # the filters never take 'b/...': the destination stays out of the transfer
+    (["+ r1*.pdf"], True),  # unanchored: 'b/r1.pdf' would be taken
+    (["- /b/"], False),  # everything but b/ into b/: the rsync idiom for a copy beside the tree
+    (["- /b/x/"], True),  # b/ itself would be taken
+])
+def test_target_inside_the_source_is_refused_unless_the_filters_never_take_it(tmp_path, filters, refused):
     cfg = tmp_path / "c.yml"
-    cfg.write_text(f"sync:\n  p: {{type: rsync, source: '{tmp_path}/a', target: '{tmp_path}/a/b'}}\n")
-    with pytest.raises(UsageError, match="inside the source"):
-        planning.build(load_config([str(cfg)]).default, SyncOptions())
+    cfg.write_text(f"sync:\n  p: {{type: rsync, source: '{tmp_path}/a/', target: '{tmp_path}/a/b',"
+                   f" filters: {filters!r}}}\n")
+    protocol = load_config([str(cfg)]).default
+    if refused:
+        with pytest.raises(UsageError, match="inside the source"):
+            planning.build(protocol, SyncOptions())
+    else:
+        assert planning.build(protocol, SyncOptions()).steps[0].argv[-1].rstrip("/") == f"{tmp_path}/a/b"
 
 
 def test_x_x_landing_is_a_plan_warning(tmp_path):
