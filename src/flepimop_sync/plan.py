@@ -68,6 +68,7 @@ class Resolved:
     delete: bool
     dry_run: bool
     reverse: bool
+    notes: tuple[str, ...] = ()  # facts about the run the user should know (``delete_note``)
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def _plan_json(plan: "Plan | DraftPlan", steps: list[dict[str, Any]]) -> dict[st
         "delete": r.delete,
         "steps": steps,
         "warnings": list(plan.warnings),
-        "notes": list(r.rules.notes),
+        "notes": [*r.rules.notes, *r.notes],
     }
 
 
@@ -203,10 +204,24 @@ def resolve_ends(protocol: Protocol, options: SyncOptions, *,
     return src, tgt
 
 
+def _replaces(value: str | None) -> bool:
+    """Does an -s/-t value replace the configured end (not a '+ ' append below it)?"""
+    return value is not None and not value.startswith(APPEND_PREFIX)
+
+
 def source_replaced(options: SyncOptions) -> bool:
     """Did -s replace the protocol's source (not a '+ ' append)? Then its -a/-e includes narrow
     the list (filters.build_rules)."""
-    return options.source is not None and not options.source.startswith(APPEND_PREFIX)
+    return _replaces(options.source)
+
+
+def deleting_end_replaced(options: SyncOptions) -> str | None:
+    """The option that replaced the end this run writes to, where a deletion would delete:
+    ``-t/--target``, or under ``--reverse`` ``-s/--source`` (the configured source is the
+    destination there).  None when the run writes to the configured end or below it (a ``+ ``
+    append).  The one home of that question (``wants_delete``, ``delete_note``)."""
+    option, flag = (options.source, "-s/--source") if options.reverse else (options.target, "-t/--target")
+    return flag if _replaces(option) else None
 
 
 def landing(src: End, tgt: End, *, source_is_file: bool) -> End:
@@ -244,6 +259,7 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         delete=wants_delete(protocol, options),
         dry_run=options.dry_run,
         reverse=options.reverse,
+        notes=tuple(note for note in (delete_note(protocol, options, tgt),) if note),
     )
 
 
@@ -271,8 +287,28 @@ def wants_mkpath(protocol: Protocol, options: SyncOptions) -> bool:
 
 
 def wants_delete(protocol: Protocol, options: SyncOptions) -> bool:
-    """--delete, or the protocol's ``delete`` key in this direction (``config_deletes``)."""
-    return bool(options.delete or config_deletes(protocol, reverse=options.reverse))
+    """Does the run delete?  The one home of the rule (runs, dry runs, ``--plan``/``--json``, the
+    Snakemake layer's ``api.meaning``): --delete; else the protocol's ``delete`` key in this
+    direction (``config_deletes``), unless the command line replaced the end the run writes to
+    (``deleting_end_replaced``): the key was written for the configured end, not for any
+    directory typed on the command line, where it could delete unrelated files (``delete_note``
+    says so).  An append (``-t '+ sub'``) stays below the configured end and keeps the key."""
+    if options.delete:
+        return True
+    return config_deletes(protocol, reverse=options.reverse) and deleting_end_replaced(options) is None
+
+
+def delete_note(protocol: Protocol, options: SyncOptions, target: End) -> str | None:
+    """The note of a run whose protocol's ``delete`` key was not applied (``wants_delete``), or
+    None.  ``target``: the end the run writes to, resolved."""
+    flag = deleting_end_replaced(options)
+    if options.delete or flag is None or not config_deletes(protocol, reverse=options.reverse):
+        return None
+    value = protocol.settings.delete
+    key = "true" if value is True else value
+    given = f"{flag}, which --reverse makes the target" if options.reverse else flag
+    return (f"'delete: {key}' is not applied to the replaced target {show_value(target.text)} (given with "
+            f"{given}): nothing is deleted there; --delete asks for it")
 
 
 def config_deletes(protocol: Protocol, *, reverse: bool) -> bool:

@@ -206,3 +206,61 @@ def test_a_source_ending_in_dot_or_dotdot_lands_in_the_target(source, target, de
     from flepimop_sync.endpoints import parse_end
 
     assert planning.landing(parse_end(source), parse_end(target), source_is_file=False).text == destination
+
+
+# -- deletion: the config's `delete` is for the configured end (plan.wants_delete) ---------------------
+# A `-t` that replaces the target (not a '+ ' append) names a directory the config never saw: the
+# protocol's `delete` is not applied there (a note says so), only --delete deletes there.  Under
+# --reverse the configured source is the end written to, so an `-s` replacement names it, and a
+# `-t` names the end read from.
+# the protocol's delete key, options, does the run delete, the option named by the note (None: no note)
+DELETE_RULE = [
+    (True, {}, True, None),
+    (True, {"target": "other/"}, False, "-t/--target"),  # the replaced target keeps its files
+    (True, {"target": "other/", "delete": True}, True, None),  # ... unless --delete asks
+    (True, {"target": "+ sub"}, True, None),  # an append stays below the configured target
+    (True, {"target": "+ sub", "source": "elsewhere/"}, True, None),  # -s names the end read from
+    (True, {"reverse": True}, False, None),  # 'true': the configured direction only
+    (True, {"reverse": True, "source": "elsewhere/"}, False, None),  # (no delete to leave out: no note)
+    ("both", {"reverse": True}, True, None),
+    ("both", {"reverse": True, "source": "elsewhere/"}, False, "-s/--source"),  # it names the end written to
+    ("both", {"reverse": True, "source": "elsewhere/", "delete": True}, True, None),
+    ("both", {"reverse": True, "source": "+ sub"}, True, None),
+    ("both", {"reverse": True, "target": "elsewhere/"}, True, None),  # -t names the end read from
+    ("both", {"target": "other/"}, False, "-t/--target"),
+    ("reverse", {"target": "other/"}, False, None),  # forward: the key deletes nothing anyway
+    ("reverse", {"reverse": True, "source": "elsewhere/"}, False, "-s/--source"),
+    (False, {"target": "other/"}, False, None),
+    (False, {"target": "other/", "delete": True}, True, None),
+]
+
+
+@pytest.mark.parametrize("key,opts,deletes,noted", DELETE_RULE,
+                         ids=[f"{k}-{sorted(o.items())}" for k, o, _, _ in DELETE_RULE])
+@pytest.mark.parametrize("ptype", ["rsync", "s3sync"])
+def test_the_configs_delete_is_not_applied_to_a_replaced_target(tmp_path, ptype, key, opts, deletes, noted):
+    from flepimop_sync import api
+
+    target = "s3://b/runs/" if ptype == "s3sync" else "/data/runs/"
+    other = {k: ("s3://b/other/" if ptype == "s3sync" and k == "target" and not v.startswith("+ ") else v)
+             for k, v in opts.items() if k in ("source", "target")}
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"sync:\n  p: {{type: {ptype}, source: model_output/, target: '{target}', "
+                   f"delete: {json.dumps(key)}}}\n")
+    options = SyncOptions(**{**opts, **other})
+    protocol = load_config([str(cfg)]).get("p")
+    resolved = planning.resolve(protocol, options)
+    assert resolved.delete is deletes is planning.wants_delete(protocol, options)
+    if noted:
+        (note,) = resolved.notes
+        assert note.startswith(f"'delete: {str(key).lower()}' is not applied to the replaced target ") and noted in note
+        assert note.endswith("nothing is deleted there; --delete asks for it")
+    else:
+        assert resolved.notes == ()
+    # the one rule everywhere: the steps (aws' own --delete), --plan/--json, the Snakemake rerun digest
+    plan = planning.build(protocol, options)
+    if ptype == "s3sync":
+        assert ("--delete" in plan.steps[0].argv) is deletes
+    shown = api.plan_as_json([str(cfg)], options)
+    assert shown["delete"] is deletes and shown["notes"] == list(resolved.notes)
+    assert api.meaning([str(cfg)], options)["options"]["delete"] is deletes
