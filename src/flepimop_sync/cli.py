@@ -1,5 +1,5 @@
 """Command line: parsing and printing only (option rules such as --no-filter with -f/-a/-e are
-checked by ``SyncOptions``), and ``flepimop``'s other commands handed to flepiMoP's own CLI
+checked by ``SyncOptions``; -p/-s/-t given twice are refused here, ``_once``), and ``flepimop``'s other commands handed to flepiMoP's own CLI
 (``FlepimopGroup``: our ``flepimop`` script stands in for gempyor's, so ``flepimop
 batch-calibrate ...`` still runs gempyor's command, its output and exit status its own).
 
@@ -27,7 +27,7 @@ from typing import Sequence
 import click
 
 # (light: errors and mechanism import nothing of the package at import time)
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, signal_exit
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, show_value, signal_exit
 from .mechanism import Engine
 
 SYNC_EPILOG = """\b
@@ -56,9 +56,13 @@ Exit codes: 0 ok, 1 a step failed or a safety check halted, 2 usage/config error
 def _options(f):
     decorators = [
         click.argument("config_files", nargs=-1, required=True, type=click.Path(dir_okay=False)),
-        click.option("-p", "--protocol", metavar="NAME", help="Protocol to run (default: the first in the config)."),
-        click.option("-s", "--source", metavar="PATH", help="Replace the source, or append to it with '+ sub/dir'."),
-        click.option("-t", "--target", metavar="PATH", help="Replace the target, or append to it with '+ sub/dir'."),
+        # (multiple=True only so that a repeat is seen and refused, by _once: click keeps the last one silently)
+        click.option("-p", "--protocol", multiple=True, metavar="NAME",
+                     help="Protocol to run (default: the first in the config)."),
+        click.option("-s", "--source", multiple=True, metavar="PATH",
+                     help="Replace the source, or append to it with '+ sub/dir'."),
+        click.option("-t", "--target", multiple=True, metavar="PATH",
+                     help="Replace the target, or append to it with '+ sub/dir'."),
         click.option("-f", "--filter", "filters", multiple=True, metavar="RULE",
                      help="Filter rule replacing the config's filters (repeatable)."),
         click.option("-a", "--fprefix", multiple=True, metavar="RULE", help="Rule put before the filters (repeatable)."),
@@ -85,9 +89,24 @@ def _options(f):
     return f
 
 
+#: The options that name one thing (a protocol, an end): given twice, one would be dropped silently
+#: (a second, mistyped -t would send the files somewhere else), so a repeat is a usage error.
+SINGLE_OPTIONS = {"protocol": "-p/--protocol", "source": "-s/--source", "target": "-t/--target"}
+
+
+def _once(values: tuple[str, ...], name: str) -> str | None:
+    """The value of an option of ``SINGLE_OPTIONS`` (None when not given); a repeat is a usage error
+    (exit 2, before anything is read or run)."""
+    if len(values) > 1:
+        shown = ", ".join(show_value(v) for v in values)
+        raise click.UsageError(f"{SINGLE_OPTIONS[name]} given {len(values)} times ({shown}); give it once")
+    return values[0] if values else None
+
+
 @click.command(name="sync", epilog=SYNC_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @_options
-def sync_command(config_files: tuple[str, ...], protocol: str | None, source: str | None, target: str | None,
+def sync_command(config_files: tuple[str, ...], protocol: tuple[str, ...], source: tuple[str, ...],
+                 target: tuple[str, ...],
                  filters: tuple[str, ...], fprefix: tuple[str, ...], fsuffix: tuple[str, ...], no_filter: bool,
                  reverse: bool, mkpath: bool, delete: bool, engine: str | None, dry_run: bool, verbosity: int, json_output: bool,
                  print_plan: bool, snakemake_rules: bool) -> None:
@@ -102,7 +121,7 @@ def sync_command(config_files: tuple[str, ...], protocol: str | None, source: st
     from .report import Reporter, dump_json
 
     options = SyncOptions(
-        protocol=protocol, source=source, target=target, filters=filters, fprefix=fprefix, fsuffix=fsuffix,
+        protocol=_once(protocol, "protocol"), source=_once(source, "source"), target=_once(target, "target"), filters=filters, fprefix=fprefix, fsuffix=fsuffix,
         no_filter=no_filter, reverse=reverse, mkpath=mkpath, delete=delete, dry_run=dry_run, verbosity=verbosity,
         engine=engine,
     )
