@@ -7,7 +7,8 @@ it the directory itself lands at ``target/<name>/``, with it its contents land i
 ``target/``; a source ending in ``.`` or ``..`` (or a remote home, ``host:``) has no name
 and is copied as contents, as rsync does.  Everything here is string work, except what the user's own words ask for:
 ``expand_end`` reads the environment (``$NAME``, by the filter rules' own grammar,
-``filters.substitute_variables``: a malformed ``${`` is refused in an end as in a rule) and the
+``filters.substitute_variables``: a malformed ``${`` is refused in an end as in a rule; so is,
+in an end only, a variable set but empty, ``check_empty_variables``) and the
 password database (``~user``), and
 ``check_nesting`` resolves local ends (symlinks, ``..``) with ``os.path.realpath`` and asks the
 run's filter list whether it takes anything below a destination inside the source.
@@ -107,7 +108,8 @@ def apply_option(configured: str | None, option: str | None, *, what: str,
 
     Appending keeps the configured end's trailing separator, whatever the appended
     part ends with (see the table in the README).  ``env``: the environment its ``$NAME``s
-    will be expanded with (``expand_end``), so a '..' they hold is refused too.
+    will be expanded with (``expand_end``), so a '..' they hold is refused too, and one set but
+    empty is refused naming the option (``check_empty_variables``).
     """
     if option is None:
         return configured
@@ -115,6 +117,8 @@ def apply_option(configured: str | None, option: str | None, *, what: str,
     if not option.startswith(APPEND_PREFIX):
         if not option:
             raise UsageError(f"--{what}: empty path")
+        if env is not None:
+            check_empty_variables(option, env, f"--{what}")
         return option
     raw = option[len(APPEND_PREFIX):]
     part = raw.strip("/")
@@ -135,6 +139,8 @@ def apply_option(configured: str | None, option: str | None, *, what: str,
         # its contents: files land (and --delete deletes) one level above where the append points
         raise UsageError(f"--{what} {show_value(option)}: an append must name a directory below the configured "
                          f"{what}, written or through $NAME (it names nothing, or has a '.' part)")
+    if env is not None:
+        check_empty_variables(option, env, f"--{what}")
     if configured is None:
         raise UsageError(f"--{what} {option!r}: cannot append, the protocol has no configured {what}")
     keep_slash = configured.endswith("/")
@@ -170,6 +176,25 @@ def check_variables(text: str, where: str, *, error=UsageError) -> None:
         substitute_variables(text, lambda name: name)
     except VariableSyntaxError as problem:
         raise error(f"{where}: {show_value(text)}: {problem}") from None
+
+
+def check_empty_variables(text: str, env: Mapping[str, str], where: str, *, error=UsageError) -> None:
+    """Refuse an end with a ``$NAME`` that is set but empty: ``runs/$RUN/out/`` with ``RUN=''``
+    reads ``runs//out/``, another directory than the one meant (with --delete, deleting there),
+    and ``out/$RUN`` reads ``out/``, the parent.  (An unset one is refused by ``expand_end``.)"""
+    empty: list[str] = []
+
+    def value(name: str) -> str:
+        if env.get(name) == "" and name not in empty:
+            empty.append(name)
+        return env.get(name, "$" + name)
+
+    shown = substitute_variables(text, value)
+    if empty:
+        names = ", ".join(f"${name}" for name in empty)
+        raise error(f"{where}: {show_value(text)} uses {names}, set but empty in the environment: it would name "
+                    f"{show_value(shown)}, another place than the one meant (set {'/'.join(empty)}, or write the "
+                    "path without it)")
 
 
 def reverse_ends(source: str, target: str, *, source_is_file: bool = False) -> tuple[str, str]:
@@ -269,7 +294,8 @@ def _same_place(a: End, b: End) -> bool:
 
 # -- paths as users write them ------------------------------------------------------
 def expand_end(text: str, env: Mapping[str, str], where: str, *, error=UsageError) -> str:
-    """``$NAME``/``${NAME}`` in any end (``$$`` is a literal ``$``); ``~`` and ``~user`` at the
+    """``$NAME``/``${NAME}`` in any end (``$$`` is a literal ``$``; an unset one, or one set but
+    empty (``check_empty_variables``), is refused); ``~`` and ``~user`` at the
     start of a local end.  A remote ``host:~/x`` is left for the remote shell, which knows that
     host's home; nothing ever makes a directory literally named ``~``."""
 
@@ -286,6 +312,7 @@ def expand_end(text: str, env: Mapping[str, str], where: str, *, error=UsageErro
     if not expanded:  # read as an empty path, '' would become '/' (End.as_dir): the root
         raise error(f"{where}: {text!r} is empty once its variables are expanded "
                     "(for the working directory, write '.')")
+    check_empty_variables(text, env, where, error=error)
     if expanded.startswith("~") and parse_end(expanded).kind == EndKind.LOCAL:
         expanded = _expand_user(expanded, env, where, error)
     return expanded

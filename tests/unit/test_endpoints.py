@@ -152,7 +152,6 @@ EXPAND = [
     ("hpc:/scratch/$RUN", "hpc:/scratch/20240501_120000"),
     ("cost$$5", "cost$5"),
     ("dollar$(touch x)", "dollar$(touch x)"),  # not a variable: literal
-    ("a$EMPTY/b", "a/b"),
 ]
 
 
@@ -167,7 +166,10 @@ def test_expand_end(written, expanded):
                                               ("~no_such_user_flepimop/x", "no_such_user_flepimop"),
                                               # empty once expanded: rsync was handed '/' (the root)
                                               ("$EMPTY", "is empty"), ("${EMPTY}", "is empty"),
-                                              ("$EMPTY$EMPTY", "is empty")])
+                                              ("$EMPTY$EMPTY", "is empty"),
+                                              # a variable set but empty names another place ('a/b', not
+                                              # 'a<value>/b'): refused, naming it
+                                              ("a$EMPTY/b", "$EMPTY, set but empty")])
 def test_expand_end_errors_name_the_variable_and_the_key(written, fragment):
     from flepimop_sync.endpoints import expand_end
 
@@ -441,7 +443,6 @@ def test_an_append_naming_nothing_below_is_a_usage_error(option, env):
 # end's trailing separator (the README table) even when a $NAME at its end holds one, or is empty
 APPEND_SEPARATORS = [
     ("src", "+ $SUB", {"SUB": "run1/"}, "src/run1"),
-    ("src", "+ run1/$SUB", {"SUB": ""}, "src/run1"),
     ("src", "+ $SUB", {"SUB": "a//"}, "src/a"),
     ("src/", "+ $SUB", {"SUB": "run1"}, "src/run1/"),
     ("src/", "+ $SUB", {"SUB": "run1/"}, "src/run1/"),
@@ -479,3 +480,70 @@ def test_an_end_empty_once_expanded_is_refused_before_any_plan(key, written):
     for options in (SyncOptions(), SyncOptions(reverse=True)):
         with pytest.raises(UsageError, match=f"key '{key}'.*is empty once"):
             planning.resolve_ends(protocol, options, env={"RUN": ""})
+
+
+# -- a $NAME set but empty names another place: refused (exit 2), naming where and the variable ------------
+# 'runs/$RUN/out/' with RUN='' reads 'runs//out/' (= runs/out/, another directory: with --delete,
+# deleting there); 'out/$RUN' reads 'out/', the parent; 'run1/$SUB' appended reads 'run1', all of it.
+# (An end empty once expanded, or an append naming nothing, keeps its own message above.)
+# where it is written (config key or option), the protocol's ends (and the option), what the line names
+EMPTY_VARIABLE = [
+    ("target", {"target": "runs/$RUN/out/"}, None, "key 'target'"),
+    ("target", {"target": "out/${RUN}"}, None, "key 'target'"),
+    ("target", {"target": "out$RUN"}, None, "key 'target'"),  # the name meant is not there either
+    ("source", {"source": "data/$RUN/"}, None, "key 'source'"),
+    ("target", {"target": "hpc:/scratch/$RUN/x/"}, None, "key 'target'"),
+    ("target", {"target": "s3://b/p/$RUN/x/"}, None, "key 'target'"),
+    ("-t", {}, ("target", "runs/$RUN/out/"), "--target: 'runs/$RUN/out/'"),
+    ("-t", {}, ("target", "+ a/$RUN"), "--target: '+ a/$RUN'"),
+    ("-t", {}, ("target", "+ $RUN/x"), "--target: '+ $RUN/x'"),
+    ("-s", {}, ("source", "other/$RUN/"), "--source: 'other/$RUN/'"),
+    ("-s", {}, ("source", "+ run1/$RUN"), "--source: '+ run1/$RUN'"),  # (was read as the whole 'src/run1')
+]
+
+
+@pytest.mark.parametrize("where,ends,option,named", EMPTY_VARIABLE,
+                         ids=[f"{w}={e or o}" for w, e, o, _ in EMPTY_VARIABLE])
+def test_an_end_with_a_variable_set_but_empty_is_refused(where, ends, option, named):
+    from flepimop_sync import plan as planning
+    from flepimop_sync.config import Protocol
+    from flepimop_sync.options import SyncOptions
+
+    ptype = "s3sync" if any(v.startswith("s3://") for v in ends.values()) else "rsync"
+    protocol = Protocol(name="p", type=ptype, file="c.yml", **{"source": "src/", "target": "/data/out/", **ends})
+    given = {option[0]: option[1]} if option else {}
+    for options in (SyncOptions(**given), SyncOptions(reverse=True, **given)):
+        with pytest.raises(UsageError) as info:
+            planning.resolve_ends(protocol, options, env={"RUN": "", "HOME": "/home/me"})
+        message = str(info.value)
+        assert named in message and "$RUN, set but empty" in message, message
+        assert "\n" not in message
+
+
+# through the CLI, with --delete and --mkpath: one line, exit 2, and the directory the end would
+# have named ('runs/out/') keeps its files (the old reading deleted them)
+@pytest.mark.parametrize("keys,argv", [({"target": "runs/$RUN/out/"}, []),
+                                       ({}, ["-t", "runs/$RUN/out/"]),
+                                       ({"target": "runs/"}, ["-t", "+ $RUN/out"])],
+                         ids=["config", "-t replaces", "-t appends"])
+def test_a_variable_set_but_empty_is_refused_before_anything_changes(tmp_path, capsys, monkeypatch, keys, argv):
+    import yaml
+
+    from flepimop_sync.cli import flepimop, run_command
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUN", "")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    (tmp_path / "runs" / "out").mkdir(parents=True)
+    (tmp_path / "runs" / "out" / "keep.txt").write_text("another run's file")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(yaml.safe_dump({"sync": {"p": {"type": "rsync", "source": "src/", "target": "out/", **keys}}}))
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for dry in ([], ["-n"]):
+        code = run_command(flepimop, ["sync", "--delete", "--mkpath", *dry, *argv, str(cfg)], prog_name="flepimop")
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+        assert "$RUN, set but empty" in lines[0] and ("--target" if argv else "key 'target'") in lines[0]
+        assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    assert (tmp_path / "runs" / "out" / "keep.txt").read_text() == "another run's file"
