@@ -458,12 +458,16 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
     r = plan.resolved
     require_s3_objects(plan, Listing(files=tuple(selection)) if selection else None, runner)
     check_target_parent(plan, runner)
+    # rsync runs without --delete; the real run then deletes exactly this list with one more
+    # command, only when the list is not empty (_rsync_delete): that command is shown then only
+    rsync_deletions = _planned_deletions(plan, selection, runner, reporter) \
+        if r.delete and r.protocol.type is ProtocolType.RSYNC else None
     alias_dir = None
     try:
         plan, alias_dir = _alias_glob_roots(plan)
         if reporter.verbosity >= 1:
             argvs = [step.argv for step in plan.steps]
-            if r.delete and r.protocol.type is ProtocolType.RSYNC:  # see _rsync_delete
+            if rsync_deletions:
                 argvs.append(planning.rsync_delete_argv(r, "<directory skeleton>", "<the files listed as 'would delete'>"))
             report_commands(argvs, selection, reporter)
         sizes = {r.source.as_dir().text + path: size for path, size in selection}
@@ -477,9 +481,8 @@ def _dry_run(plan: planning.Plan, selection: list[tuple[str, int]], result: dict
     finally:
         if alias_dir:
             shutil.rmtree(alias_dir, ignore_errors=True)
-    if r.delete and r.protocol.type is ProtocolType.RSYNC:
-        # rsync runs without --delete; the real run deletes exactly this list (_rsync_delete)
-        deletions = _planned_deletions(plan, selection, runner, reporter)
+    if rsync_deletions is not None:
+        deletions = rsync_deletions
     return report_dry_run(selection, transfer, deletions, result, reporter, start)
 
 

@@ -528,3 +528,42 @@ def test_an_empty_remote_path_is_the_remote_home(tmp_path, run_cli, sshd, direct
         assert tree(home) == tree(local) == {f"{name}/f.txt": content}
     finally:
         shutil.rmtree("/" + name, ignore_errors=True)
+
+
+# -n -v lists rsync's deletion command exactly when the real run executes it: deletion in effect
+# (--delete, or the protocol's delete at its configured target: plan.wants_delete), a directory
+# source, and something to delete (the real run runs no deletion for an empty list).
+# the protocol's delete, arguments, the target's files, listed (and run)?
+DELETION_COMMAND = [
+    (False, [], {"stale.csv": b"s"}, False),
+    (False, ["--delete"], {"stale.csv": b"s"}, True),
+    (True, [], {"stale.csv": b"s"}, True),
+    (True, ["--reverse"], {"stale.csv": b"s"}, False),  # 'true': the configured direction only
+    (False, ["--delete"], {}, False),  # nothing to delete
+    (False, ["--delete", "-s", "{src}/config.yml"], {"stale.csv": b"s"}, False),  # a single file
+    (True, ["-t", "{tmp}/other/"], {}, False),  # a replaced target: the protocol's delete is not applied
+    (True, ["-t", "{tmp}/other/", "--delete"], {}, True),
+    (True, ["-t", "+ sub"], {"sub/stale.csv": b"s"}, True),  # an append keeps it
+]
+
+
+@pytest.mark.parametrize("delete, args, files, listed", DELETION_COMMAND,
+                         ids=[f"delete={d} {' '.join(a)} {sorted(f)}" for d, a, f, _ in DELETION_COMMAND])
+def test_dry_run_lists_the_deletion_command_only_when_the_real_run_runs_it(work, run_cli, delete, args, files,
+                                                                          listed):
+    tmp, src = work
+    write_tree(tmp / "dst", files)
+    (tmp / "dst").mkdir(exist_ok=True)
+    write_tree(tmp / "other", {"stale.csv": b"s"})
+    cfg = write_config(tmp / "c.yml", {"p": {"type": "rsync", "source": f"{src}/", "target": f"{tmp}/dst/",
+                                             "delete": delete}})
+    argv = [a.format(src=src, tmp=tmp) for a in args]
+    dry = run_cli(["sync", "-n", "-v", *argv, cfg])
+    assert dry.returncode == 0, dry.stderr
+    commands = dry.stdout.split("commands a real run would execute:\n", 1)[1]
+    assert ("--delete-missing-args" in commands) is listed, dry.stdout
+    real = run_cli(["sync", "--json", *argv, cfg])
+    assert real.returncode == 0, real.stderr
+    result = json.loads(real.stdout)
+    assert any("--delete-missing-args" in step for step in result["commands"]) is listed, result["commands"]
+    assert bool(result.get("deleted")) is listed
