@@ -120,6 +120,8 @@ def sync_command(config_files: tuple[str, ...], protocol: tuple[str, ...], sourc
     from .options import SyncOptions
     from .report import Reporter, dump_json
 
+    if snakemake_rules:
+        _refuse_with_snakemake_rules(click.get_current_context())
     options = SyncOptions(
         protocol=_once(protocol, "protocol"), source=_once(source, "source"), target=_once(target, "target"), filters=filters, fprefix=fprefix, fsuffix=fsuffix,
         no_filter=no_filter, reverse=reverse, mkpath=mkpath, delete=delete, dry_run=dry_run, verbosity=verbosity,
@@ -141,6 +143,24 @@ def sync_command(config_files: tuple[str, ...], protocol: tuple[str, ...], sourc
     result = sync(config_files, options, reporter)
     if json_output:
         click.echo(dump_json(result))
+
+
+def _refuse_with_snakemake_rules(ctx: click.Context) -> None:
+    """--snakemake-rules renders a rule for every protocol and runs nothing: an option given with
+    it (a protocol, an end, a filter, a mode, an output format) could only be ignored, so it is
+    refused, naming each one (a rule's options are keyword arguments of rule_params)."""
+    from click.core import ParameterSource
+
+    from .errors import UsageError
+
+    given = [param for param in ctx.command.params
+             if isinstance(param, click.Option) and param.name != "snakemake_rules"
+             and ctx.get_parameter_source(param.name) not in (None, ParameterSource.DEFAULT)]
+    if given:
+        names = ", ".join("/".join(param.opts) for param in given)
+        raise UsageError(f"--snakemake-rules takes only config files, not {names}: it prints the rules of every "
+                         "protocol and runs nothing (give a rule its options as rule_params(...) keywords in "
+                         "the Snakefile)")
 
 
 def _say(line: str) -> None:

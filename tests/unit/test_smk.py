@@ -75,6 +75,46 @@ def test_cli_snakemake_rules_and_smk_do_not_import_snakemake(cfg):
     assert "rule sync_resume:" in done.stdout
 
 
+# (options given with --snakemake-rules, the names the refusal gives): the rules run every protocol and
+# nothing is run now, so each of these could only be ignored
+WITH_SNAKEMAKE_RULES = [
+    (["-p", "resume"], "-p/--protocol"),
+    (["-p", ""], "-p/--protocol"),
+    (["-s", "+ sub"], "-s/--source"),
+    (["-t", "/elsewhere/"], "-t/--target"),
+    (["-f", "+ a/**"], "-f/--filter"),
+    (["-a", "- x/", "-e", "- y/"], "-a/--fprefix, -e/--fsuffix"),
+    (["--no-filter"], "--no-filter"),
+    (["--reverse"], "--reverse"),
+    (["--mkpath"], "--mkpath"),
+    (["--delete"], "--delete"),
+    (["--engine", "rclone"], "--engine"),
+    (["-n"], "-n/--dry-run"),
+    (["-v"], "-v/--verbose"),
+    (["--json"], "--json"),
+    (["--plan"], "--plan"),
+    (["--json", "-p", "resume", "--plan"], "-p/--protocol, --json, --plan"),
+]
+
+
+@pytest.mark.parametrize("given,named", WITH_SNAKEMAKE_RULES, ids=[" ".join(g) for g, _ in WITH_SNAKEMAKE_RULES])
+def test_snakemake_rules_refuses_the_options_it_cannot_honour(cfg, capsys, given, named):
+    from flepimop_sync import cli
+
+    assert cli.run_command(cli.sync_command, ["--snakemake-rules", *given, cfg]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no rules printed
+    assert err.startswith(f"error: --snakemake-rules takes only config files, not {named}: ") and err.count("\n") == 1, err
+
+
+def test_snakemake_rules_with_config_files_only(cfg, capsys):
+    from flepimop_sync import cli
+
+    assert cli.run_command(cli.sync_command, ["--snakemake-rules", cfg, cfg]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("\nrule sync_") == 3 and err == ""
+
+
 def test_options_from_params():
     opts = api.options_from_params({"config_files": ["c.yml"], "digest": "x", "extra_files": ["m.json"],
                                     "protocol": "p", "target": "+ run", "filters": ["+ a/**"], "source": None})
