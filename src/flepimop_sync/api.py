@@ -4,7 +4,8 @@ Everything here goes through ``config`` -> ``plan`` -> ``execute``: the workflow
 never builds a flag of its own, and every process (listings for receipts, ``--version`` of the
 tools) starts through ``runner``. Snakemake glue: ``rule_params`` (a rule's params with the
 digest of ``meaning``, what the rule would move, so reruns follow meaning and not argv),
-``run_rule`` (run + receipt: host, SLURM job id, and ``destination_files``, the audit list).
+``run_rule`` (run + receipt: host, SLURM job id, and ``destination_files``, the audit list),
+``run_rule_status`` (a sync rule's outcome as an exit status: the wrapper's and the rendered rules').
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TextIO
 
 from . import filters as filter_rules
 from . import plan as planning
@@ -381,6 +382,27 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     if failed_path.exists():
         failed_path.unlink()
     return result
+
+
+def run_rule_status(params: Mapping[str, Any], *, receipt: str | os.PathLike[str],
+                    log: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+                    stream: TextIO | None = None) -> int:
+    """``run_rule``, and the rule's exit status: 0 (receipt written), else the error's own
+    (``SyncError.exit_code``: 1 a run-time failure, 2 a usage or config error, 128+n a stop
+    signal) after one line on ``stream`` (default stderr), ``flepimop-sync: <why>``, and
+    ``<receipt>.failed``. The one home of a sync rule's outcome: the wrapper exits with it,
+    the rules of ``flepimop sync --snakemake-rules`` fail on it; a bug (any other exception)
+    propagates, with its traceback."""
+    import sys
+
+    from .errors import SyncError
+
+    try:
+        run_rule(params, receipt=receipt, log=log, env=env)
+    except SyncError as error:
+        print(f"flepimop-sync: {redact(str(error), env)}", file=stream or sys.stderr)
+        return error.exit_code
+    return 0
 
 
 def where_and_when() -> dict[str, Any]:

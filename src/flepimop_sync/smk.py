@@ -5,7 +5,8 @@ The rules have the same shape as the ones the workflow in ``workflow/`` generate
 ``flepimop_sync.api.rule_params`` (config files, options and the digest of what the rule
 moves, ``api.meaning``, so a rule reruns exactly when that changes, never on argv spelling)
 and a body that calls
-``flepimop_sync.api.run_rule``. No flag is built in a Snakefile. Also the conda env files the
+``flepimop_sync.api.run_rule_status`` (the wrapper's outcome: one line, the receipt or
+``<receipt>.failed``; a failure fails the job with no traceback). No flag is built in a Snakefile. Also the conda env files the
 workflow hands to Snakemake (``deployable_env``: relative pip paths made absolute, gempyor from a
 configurable source). This module must not import snakemake (it is slow to import and optional).
 """
@@ -57,6 +58,8 @@ def render_rules(config_files: Sequence[str], *, results_dir: str = "results", l
         "# its digest param reruns it exactly when what it moves changes (never on argv spelling).",
         "# Options (target, filters, ...) go into rule_params(...) as keyword arguments.",
         "",
+        "from snakemake.exceptions import WorkflowError",
+        "",
         "from flepimop_sync import api as flepimop_sync_api",
         "",
         f"FLEPIMOP_SYNC_CONFIGS = {json.dumps(files)}",
@@ -76,7 +79,9 @@ def render_rules(config_files: Sequence[str], *, results_dir: str = "results", l
             f"        **flepimop_sync_api.rule_params(FLEPIMOP_SYNC_CONFIGS, protocol={json.dumps(protocol)}),",
             f"    localrule: {bool(local)}",
             "    run:",
-            "        flepimop_sync_api.run_rule(dict(params.items()), receipt=output[0], log=log[0])",
+            "        status = flepimop_sync_api.run_rule_status(dict(params.items()), receipt=output[0], log=log[0])",
+            "        if status:",
+            f"            raise WorkflowError(f{json.dumps(f'rule {name}: flepimop-sync exit {{status}}, see the line above')})",
             "",
         ]
     return "\n".join(lines)

@@ -719,6 +719,55 @@ def test_rendered_rules_run_and_do_not_rerun(tmp_path, base_env, run_cli):
     assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, show(lint)
 
 
+# (how the rule runs the protocol, the Snakefile): the wrapper's rule and a rule of
+# `flepimop sync --snakemake-rules` share api.run_rule_status
+SYNC_RULE_KINDS = {
+    "wrapper": textwrap.dedent(f'''\
+        from flepimop_sync.api import rule_params
+
+
+        rule sync_my_copy:
+            output:
+                "results/receipts/sync_my_copy.json",
+            log:
+                "logs/sync_my_copy.log",
+            params:
+                **rule_params(["c.yml"], protocol="my-copy"),
+            wrapper:
+                "file:{REPO / "workflow" / "wrappers" / "flepimop-sync"}"
+        '''),
+    "rendered": None,  # the CLI's output
+}
+
+
+@pytest.mark.parametrize("kind", SYNC_RULE_KINDS)
+def test_a_failing_sync_rule_says_one_line_and_writes_the_failed_receipt(tmp_path, base_env, run_cli, kind):
+    """The rule's outcome, whichever way it runs the protocol: flepimop-sync's one line, the
+    job failed, ``<receipt>.failed`` with the error's exit status, and no traceback of
+    flepimop-sync's code (a rendered rule let the error escape into Snakemake, which printed
+    the frames of api.py and execute.py)."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.csv").write_text("a")
+    (tmp_path / "c.yml").write_text(yaml.safe_dump({"sync": {
+        "my-copy": {"type": "rsync", "source": "src/", "target": "no/such/deep/out/"}}}))
+    snakefile = SYNC_RULE_KINDS[kind]
+    if snakefile is None:
+        rendered = run_cli(["sync", "--snakemake-rules", "c.yml"], cwd=tmp_path)
+        assert rendered.returncode == 0, rendered.stderr
+        snakefile = rendered.stdout
+    (tmp_path / "Snakefile").write_text(snakefile)
+    proc = _smk(tmp_path, merged_env(base_env), "sync_my_copy")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, show(proc)
+    line = "flepimop-sync: protocol 'my-copy': rsync failed (rsync exit 11: "
+    assert sum(1 for text in out.splitlines() if text.startswith(line)) == 1, show(proc)
+    assert "flepimop_sync/" not in out and "Traceback" not in out, show(proc)
+    receipts = tmp_path / "results" / "receipts"
+    assert not (receipts / "sync_my_copy.json").exists()
+    failed = json.loads((receipts / "sync_my_copy.json.failed").read_text())
+    assert (failed["status"], failed["exit_code"]) == ("failed", 1) and "rsync failed" in failed["error"]
+
+
 def test_batch_calibrate_without_flepimop_is_a_clear_usage_error(run_cli):
     from importlib.metadata import entry_points
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,7 +50,9 @@ def test_render_rules_shape(cfg):
         assert f'"results/receipts/{name}.json"' in text and f'"logs/{name}.log"' in text
     assert 'protocol="s3-push.v2"' in text
     assert text.count("**flepimop_sync_api.rule_params(FLEPIMOP_SYNC_CONFIGS") == 3
-    assert text.count("flepimop_sync_api.run_rule(dict(params.items()), receipt=output[0], log=log[0])") == 3
+    call = "status = flepimop_sync_api.run_rule_status(dict(params.items()), receipt=output[0], log=log[0])"
+    assert text.count(call) == 3
+    assert text.count("        if status:\n            raise WorkflowError(f\"rule sync_") == 3
     assert "localrule: True" in text
     assert f"FLEPIMOP_SYNC_CONFIGS = [\"{cfg}\"]" in text
     assert "--" not in text.split("FLEPIMOP_SYNC_CONFIGS", 1)[1]  # no flag in a rule
@@ -127,6 +130,37 @@ def test_options_from_params():
     assert api.config_files_from_params({"config_files": "a.yml"}) == ["a.yml"]
     with pytest.raises(UsageError, match="config_files"):
         api.config_files_from_params({})
+
+
+# (what the rule's params ask for, its exit status, the start of the one line said, which receipt):
+# api.run_rule_status is the outcome of every sync rule, the wrapper's and --snakemake-rules' alike
+RULE_OUTCOMES = [
+    ({"protocol": "resume"}, 0, None, "receipt"),
+    ({"protocol": "resume", "target": "+ no/such/deep/"},
+     1, "flepimop-sync: protocol 'resume': rsync failed (rsync exit ", ".failed"),
+    ({"protocol": "nope"}, 2, "flepimop-sync: no protocol named 'nope' in ", ".failed"),
+    ({"protocol": "resume", "bogus": 1}, 2, "flepimop-sync: unknown sync option", None),
+    ({"protocol": "resume", "dry_run": True}, 2, "flepimop-sync: dry_run cannot be used in a Snakemake rule", None),
+]
+
+
+@pytest.mark.parametrize("params,status,line,written", RULE_OUTCOMES,
+                         ids=["ok", "rsync fails", "unknown protocol", "unknown option", "dry run"])
+def test_run_rule_status(cfg, tmp_path, params, status, line, written):
+    import io
+
+    (tmp_path / "src" / "a.csv").write_text("a")
+    receipt = tmp_path / "results" / "r.json"
+    said = io.StringIO()
+    assert api.run_rule_status({"config_files": [cfg], **params}, receipt=receipt, stream=said) == status
+    if line is None:
+        assert said.getvalue() == ""
+    else:
+        assert said.getvalue().startswith(line) and said.getvalue().count("\n") == 1, said.getvalue()
+    assert receipt.exists() is (written == "receipt")
+    assert Path(f"{receipt}.failed").exists() is (written == ".failed")
+    if written == ".failed":
+        assert json.loads(Path(f"{receipt}.failed").read_text())["exit_code"] == status
 
 
 def test_rule_params_and_digest(cfg, tmp_path):

@@ -10,7 +10,6 @@ __license__ = "MIT"
 import sys
 
 from flepimop_sync import api
-from flepimop_sync.errors import SyncError
 
 params = dict(snakemake.params.items())  # noqa: F821 - injected by Snakemake
 if "config_files" not in params and "config" in snakemake.input.keys():  # noqa: F821
@@ -20,9 +19,6 @@ output = snakemake.output  # noqa: F821
 receipt = output.receipt if "receipt" in output.keys() else output[0]
 log = snakemake.log[0] if snakemake.log else None  # noqa: F821
 
-try:
-    api.run_rule(params, receipt=receipt, log=log)
-except SyncError as error:
-    # the error's own exit status (2 usage, 130/143 a stop signal...), as the CLI would exit
-    print(f"flepimop-sync: {error}", file=sys.stderr)
-    sys.exit(error.exit_code)
+# the rule's status as api.run_rule_status decides it (the rules of `flepimop sync
+# --snakemake-rules` too): 0, or one line and the error's own status (2 usage, 130/143 a stop signal...)
+sys.exit(api.run_rule_status(params, receipt=receipt, log=log))
