@@ -423,14 +423,14 @@ def _load_texts(key: tuple[tuple[str, str], ...]) -> SyncConfig:
     for path, text in key:
         document = _parse_yaml(path, text)
         if not isinstance(document, dict):
-            raise ConfigError(f"{path}: top level must be a mapping with a 'sync:' key, got {_kind(document)}")
+            raise ConfigError(f"{path}: top level must be a mapping with a 'sync:' key, got {kind_of(document)}")
         if "sync" not in document:
             raise ConfigError(f"{path}: no 'sync:' section")
         section = document["sync"]
         if section is None or section == {}:
             raise ConfigError(f"{path}: 'sync:' section has no protocols")
         if not isinstance(section, dict):
-            raise ConfigError(f"{path}: key 'sync' must be a mapping of named protocols, got {_kind(section)}")
+            raise ConfigError(f"{path}: key 'sync' must be a mapping of named protocols, got {kind_of(section)}")
         for name, body in section.items():
             merged[str(name)] = validate_protocol(path, name, body)
     return SyncConfig(protocols=MappingProxyType(merged), files=files)
@@ -452,7 +452,7 @@ def validate_protocol(path: str, name: Any, body: Any) -> Protocol:
         )
     where = protocol_where(path, name)
     if not isinstance(body, dict):
-        raise ConfigError(f"{where}: must be a mapping with a 'type' key, got {_kind(body)}")
+        raise ConfigError(f"{where}: must be a mapping with a 'type' key, got {kind_of(body)}")
     known = ", ".join(ProtocolType)
     if "type" not in body:
         raise ConfigError(f"{where}: missing required key 'type' (one of {known})")
@@ -567,15 +567,15 @@ def _describe_schema_error(error: Any, ptype: ProtocolType) -> str:
     if validator == "required" and not path:
         missing = [k for k in error.validator_value if k not in error.instance]
         return f" key '{missing[0]}': required for a {ptype} protocol"
-    key = _key_path(path) if path else "type"
+    key = key_path(path) if path else "type"
     value = error.instance
     if validator == "oneOf" and path and path[0] == "filters":
         if isinstance(value, list):
             index = next(i for i, item in enumerate(value) if not isinstance(item, str))
-            return f" key 'filters[{index}]': must be a string, got {_kind(value[index])}"
-        return f" key '{key}': must be a string or a list of strings, got {_kind(value)}"
+            return f" key 'filters[{index}]': must be a string, got {kind_of(value[index])}"
+        return f" key '{key}': must be a string or a list of strings, got {kind_of(value)}"
     if validator == "type":
-        return f" key '{key}': must be {_article(error.validator_value)}, got {_kind(value)}"
+        return f" key '{key}': must be {type_words(error.validator_value)}, got {kind_of(value)}"
     if validator == "minLength":
         return f" key '{key}': must not be empty"
     if validator in ("enum", "const"):
@@ -586,21 +586,24 @@ def _describe_schema_error(error: Any, ptype: ProtocolType) -> str:
     return f" key '{key}': {error.message}"
 
 
-def _key_path(path: list[Any]) -> str:
+def key_path(path: Sequence[Any]) -> str:
+    """A key's place in a document as users write it: ``runs[2].snapshot.protocol``."""
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
-def _article(type_name: Any) -> str:
+def type_words(type_name: Any) -> str:
+    """A JSON Schema type (or list of types) in words: ``a string``, ``true or false``..."""
     if isinstance(type_name, list):
-        return " or ".join(_article(t) for t in type_name)
+        return " or ".join(type_words(t) for t in type_name)
     return {"string": "a string", "boolean": "true or false", "array": "a list", "object": "a mapping",
             "integer": "an integer", "number": "a number"}.get(type_name, str(type_name))
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """What a value is, as an error says it got it: ``string 'x'``, ``a list``, ``nothing (null)``."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):

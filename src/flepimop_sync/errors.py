@@ -52,7 +52,15 @@ class ConfigError(SyncError):
 
 
 class FilterError(ConfigError):
-    """A filter rule that breaks the filter language (FILTERS.md section 1)."""
+    """A filter rule that breaks the filter language (FILTERS.md section 1); ``rule`` and
+    ``reason`` (when known) are the refused text and why, for messages that name where the rule
+    was written their own way (the workflow config's key path)."""
+
+    def __init__(self, message: str, *, rule: str | None = None, reason: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.rule = rule
+        self.reason = reason
 
 
 class StepFailed(SyncError):

@@ -140,7 +140,7 @@ class Rule:
 
 
 def _fail(text: str, origin: str, reason: str) -> FilterError:
-    return FilterError(f"invalid filter {text!r} ({origin}): {reason}")
+    return FilterError(f"invalid filter {text!r} ({origin}): {reason}", rule=text, reason=reason)
 
 
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -6,7 +6,8 @@ The rules have the same shape as the ones the workflow in ``workflow/`` generate
 moves, ``api.meaning``, so a rule reruns exactly when that changes, never on argv spelling)
 and a body that calls
 ``flepimop_sync.api.run_rule_status`` (the wrapper's outcome: one line, the receipt or
-``<receipt>.failed``; a failure fails the job with no traceback). No flag is built in a Snakefile. Also the conda env files the
+``<receipt>.failed``; a failure fails the job with no traceback). No flag is built in a Snakefile.
+Also the wording of the workflow config's errors (``describe_config_error``) and the conda env files the
 workflow hands to Snakemake (``deployable_env``: relative pip paths made absolute, gempyor from a
 configurable source). This module must not import snakemake (it is slow to import and optional).
 """
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
-from .config import load_config
+from .config import key_path, kind_of, load_config, type_words
 from .errors import ConfigError
 
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]")
@@ -85,6 +86,79 @@ def render_rules(config_files: Sequence[str], *, results_dir: str = "results", l
             "",
         ]
     return "\n".join(lines)
+
+
+# -- the workflow config's errors ------------------------------------------------------------
+
+#: What can be wrong with a key of the workflow config beyond its schema (``validate_config`` in
+#: workflow/rules/common.smk finds it), as ``describe_config_error`` says it; ``{value}`` is shown
+#: with ``show_value``.
+CONFIG_PROBLEMS = {
+    "listed_twice": "{value} is listed twice (also {first})",
+    "resource_not_in_campaign": (
+        "not a key of the campaign's calibrate.resources (a run may change the value of a resource, "
+        "not add one: add it there)"),
+    "braces": "{value} has braces, which Snakemake reads as wildcards; choose a directory name without '{{' or '}}'",
+    "root": "{value} is the root directory",
+}
+
+
+def describe_config_error(where: str, path: Sequence[str | int], problem: str | BaseException,
+                          **values: Any) -> str:
+    """The one line that refuses the workflow config (config/config.yaml): ``<where>: <key
+    path>: <what is wrong>``, e.g. ``config/config.yaml: runs[2].snapshot.protocol: no protocol
+    named 'hpcsnapx' in flepimop.yml; available: resume, snapshot``. Secrets are masked.
+
+    ``where``: the file that set the key (or ``--config``); ``path``: the key, as a list of keys
+    and indices. ``problem``: a JSON Schema error of that config (jsonschema's
+    ``ValidationError``: its own path is appended to ``path``), the name of one of
+    ``CONFIG_PROBLEMS`` (filled with ``values``; any other text is said as it is), a ``FilterError`` of the rule at ``path``
+    (``values['value']``: the rule as written), or another flepimop-sync error about the value
+    at ``path`` (its own words: an unknown protocol as the CLI says it, a step's plan refused)."""
+    from .errors import FilterError, show_value
+    from .report import redact
+
+    path = list(path)
+    if hasattr(problem, "validator") and hasattr(problem, "absolute_path"):  # jsonschema's, not imported here
+        path += list(problem.absolute_path)
+        extra, text = _schema_problem(problem)
+        path += extra
+    elif problem in CONFIG_PROBLEMS:
+        text = CONFIG_PROBLEMS[problem].format(**{k: show_value(v) if k == "value" else v for k, v in values.items()})
+    elif isinstance(problem, FilterError) and problem.reason is not None:
+        text = f"invalid filter {show_value(values.get('value', problem.rule))}: {problem.reason}"
+    else:
+        text = str(problem)
+    key = key_path(path)
+    line = f"{where}: {key}: {text}" if key else f"{where}: {text}"
+    return redact(" ".join(line.split()))
+
+
+def _schema_problem(error: Any) -> tuple[list[str], str]:
+    """A JSON Schema error of the workflow config in words: (the keys below the error's own path
+    that it is about, what is wrong)."""
+    from .errors import show_value
+
+    validator, wanted, value = error.validator, error.validator_value, error.instance
+    if validator == "additionalProperties" and isinstance(value, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(k for k in value if k not in allowed)
+        return [extra[0]], f"unknown key (allowed: {', '.join(allowed)})"
+    if validator == "required" and isinstance(value, dict):
+        return [next(k for k in wanted if k not in value)], "required"
+    if validator == "type":
+        return [], f"must be {type_words(wanted)}, got {kind_of(value)}"
+    if validator == "enum":
+        return [], f"{show_value(value)} is not one of {', '.join('null' if v is None else str(v) for v in wanted)}"
+    if validator == "pattern":
+        return [], f"{show_value(value)} does not match {wanted}"
+    if validator in ("minLength", "minItems") and wanted == 1:
+        return [], "must not be empty"
+    bounds = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
+              "exclusiveMaximum": "less than"}
+    if validator in bounds:
+        return [], f"must be {bounds[validator]} {wanted}, got {kind_of(value)}"
+    return [], error.message
 
 
 # -- conda envs the workflow hands to Snakemake ---------------------------------------------

@@ -315,3 +315,86 @@ def test_rule_params_write_reverse_under_a_name_snakemake_takes(cfg):
     assert p["digest"] != api.rule_params([cfg], protocol="resume")["digest"]  # the direction is meaning
     with pytest.raises(UsageError, match="disagree"):
         api.options_from_params({"reverse": True, "reverse_direction": False})
+
+
+# -- the workflow config's one-line errors (smk.describe_config_error) ------------------------------
+
+def _schema_error(change):
+    """The JSON Schema error of config/config.yaml with ``change`` applied (the workflow's schema)."""
+    import jsonschema
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    doc = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    change(doc)
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(doc))
+    assert len(errors) == 1, [e.message for e in errors]
+    return errors[0]
+
+
+def _filter_error(text):
+    from flepimop_sync.errors import FilterError
+    from flepimop_sync.filters import parse_rule
+
+    with pytest.raises(FilterError) as caught:
+        parse_rule(text, "config")
+    return caught.value
+
+
+# (file, key path, problem, values) -> the one line; schema errors carry their own path
+CONFIG_ERRORS = [
+    ("unknown key in a run", ("config/config.yaml", (), _schema_error(lambda d: d["runs"][0].update(colour="red")), {}),
+     "config/config.yaml: runs[0].colour: unknown key (allowed: calibrate, model_config, name, resume_fetch, snapshot)"),
+    ("unknown top-level key", ("config/config.yaml", (), _schema_error(lambda d: d.update(colour="red")), {}),
+     "config/config.yaml: colour: unknown key (allowed: calibrate, gempyor_source, local_sync, model_config, "
+     "results_dir, resume_fetch, runs, slurm_status_max_interval, slurm_status_timeout, snapshot, sync_configs, "
+     "sync_in_all)"),
+    ("missing runs", ("config/config.yaml", (), _schema_error(lambda d: d.pop("runs")), {}),
+     "config/config.yaml: runs: required"),
+    ("a run without name", ("config/config.yaml", (), _schema_error(lambda d: d["runs"][0].pop("name")), {}),
+     "config/config.yaml: runs[0].name: required"),
+    ("wrong type", ("c.yaml", (), _schema_error(lambda d: d["calibrate"].update(threads="x")), {}),
+     "c.yaml: calibrate.threads: must be an integer, got string 'x'"),
+    ("a boolean from --config", ("--config", (), _schema_error(lambda d: d.update(local_sync="maybe")), {}),
+     "--config: local_sync: must be true or false, got string 'maybe'"),
+    ("below a minimum", ("c.yaml", (), _schema_error(lambda d: d["calibrate"].update(threads=0)), {}),
+     "c.yaml: calibrate.threads: must be at least 1, got number 0"),
+    ("an exclusive minimum", ("c.yaml", (), _schema_error(lambda d: d["calibrate"]["wait"].update(timeout_hours=0)),
+                              {}),
+     "c.yaml: calibrate.wait.timeout_hours: must be more than 0, got number 0"),
+    ("not in the enum", ("c.yaml", (), _schema_error(lambda d: d["calibrate"].update(mode="fast")), {}),
+     "c.yaml: calibrate.mode: 'fast' is not one of batch-calibrate, command, null"),
+    ("a run name", ("c.yaml", (), _schema_error(lambda d: d["runs"][0].update(name="a b")), {}),
+     "c.yaml: runs[0].name: 'a b' does not match ^[A-Za-z0-9_][A-Za-z0-9_.-]*$"),
+    ("an empty list", ("c.yaml", (), _schema_error(lambda d: d.update(sync_configs=[])), {}),
+     "c.yaml: sync_configs: must not be empty"),
+    ("braces in results_dir", ("c.yaml", ("results_dir",), "braces", {"value": "r/{x}"}),
+     "c.yaml: results_dir: 'r/{x}' has braces, which Snakemake reads as wildcards; choose a directory name "
+     "without '{' or '}'"),
+    ("results_dir the root", ("c.yaml", ("results_dir",), "root", {"value": "//"}),
+     "c.yaml: results_dir: '//' is the root directory"),
+    ("a run listed twice", ("c.yaml", ("runs", 3, "name"), "listed_twice", {"value": "r1", "first": "runs[0]"}),
+     "c.yaml: runs[3].name: 'r1' is listed twice (also runs[0])"),
+    ("a resource a run adds", ("c.yaml", ("runs", 1, "calibrate", "resources", "mem_mb"), "resource_not_in_campaign",
+                               {}),
+     "c.yaml: runs[1].calibrate.resources.mem_mb: not a key of the campaign's calibrate.resources (a run may "
+     "change the value of a resource, not add one: add it there)"),
+    ("a bad filter", ("c.yaml", ("runs", 1, "resume_fetch", "filters", 0), _filter_error("+bad"), {"value": "+bad"}),
+     "c.yaml: runs[1].resume_fetch.filters[0]: invalid filter '+bad': '+' must be followed by exactly one space "
+     "and a pattern (rsync would read '+b...' as a modifier or merge rule)"),
+    ("a filter as written, '{run}' unfilled", ("c.yaml", ("resume_fetch", "filters", 1), _filter_error("- r1/[x"),
+                                               {"value": "- {run}/[x"}),
+     "c.yaml: resume_fetch.filters[1]: invalid filter '- {run}/[x': unterminated '[' set"),
+    ("flepimop-sync's words", ("c.yaml", ("runs", 2, "snapshot", "protocol"),
+                               ConfigError("no protocol named 'x' in f.yml; available: a, b"), {}),
+     "c.yaml: runs[2].snapshot.protocol: no protocol named 'x' in f.yml; available: a, b"),
+    ("a secret in a value", ("c.yaml", ("results_dir",), "braces", {"value": "https://u:hunter2@h/{x}"}),
+     "c.yaml: results_dir: 'https://***@h/{x}' has braces, which Snakemake reads as wildcards; choose a "
+     "directory name without '{' or '}'"),
+    ("no key", ("c.yaml", (), "a line\nof its own", {}), "c.yaml: a line of its own"),
+]
+
+
+@pytest.mark.parametrize("args,line", [row[1:] for row in CONFIG_ERRORS], ids=[row[0] for row in CONFIG_ERRORS])
+def test_describe_config_error(args, line):
+    where, path, problem, values = args
+    assert smk.describe_config_error(where, path, problem, **values) == line
