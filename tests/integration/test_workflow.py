@@ -422,8 +422,84 @@ def test_an_unknown_protocol_in_sync_in_all_is_refused_as_the_cli_words_it(tmp_p
     c.write_config()
     bad = c.snakemake("-n")
     out = bad.stdout + bad.stderr
-    assert bad.returncode != 0 and "config key 'sync_in_all': no protocol named 'nope' in " in out, show(bad)
+    assert bad.returncode != 0 and "config/config.yaml: sync_in_all[0]: no protocol named 'nope' in " in out, show(bad)
     assert "; available: " in out and "Traceback" not in out, show(bad)
+
+
+#: What Snakemake itself prints before it reads the Snakefile (the workflow's profile, --config).
+SNAKEMAKE_FRAMING = ("Using workflow specific profile ", "Config file config/config.yaml is extended by ")
+PROTOCOLS = "available: resume, s3resume, snapshot, hpcsnap, archive"
+
+# (what is broken, how: the campaign's config changed, snakemake's extra arguments; the one line
+# that refuses it, after "error: ").
+BROKEN_CONFIGS = [
+    ("an unknown key in a run", lambda c: c["runs"][1].update(colour="red"), (),
+     "config/config.yaml: runs[1].colour: unknown key (allowed: calibrate, model_config, name, resume_fetch, "
+     "snapshot)"),
+    ("a wrong type", lambda c: c["calibrate"].update(threads="x"), (),
+     "config/config.yaml: calibrate.threads: must be an integer, got string 'x'"),
+    ("a value given with --config", None, ("--config", "local_sync=maybe"),
+     "--config: local_sync: must be true or false, got string 'maybe'"),
+    ("a run's protocol", lambda c: c["runs"][2]["snapshot"].update(protocol="hpcsnapx"), (),
+     f"config/config.yaml: runs[2].snapshot.protocol: no protocol named 'hpcsnapx' in flepimop.yml; {PROTOCOLS}"),
+    ("the campaign's protocol", lambda c: c["resume_fetch"].update(protocol="nope"), (),
+     f"config/config.yaml: resume_fetch.protocol: no protocol named 'nope' in flepimop.yml; {PROTOCOLS}"),
+    ("a run listed twice", lambda c: c["runs"].append({"name": "r1"}), (),
+     "config/config.yaml: runs[3].name: 'r1' is listed twice (also runs[0])"),
+    ("a resource a run adds", lambda c: c["runs"][0].update(calibrate={"resources": {"gpus": 1}}), (),
+     "config/config.yaml: runs[0].calibrate.resources.gpus: not a key of the campaign's calibrate.resources "
+     "(a run may change the value of a resource, not add one: add it there)"),
+    ("a filter of the campaign", lambda c: c["resume_fetch"].update(filters=["+ {run}/**", "+bad"]), (),
+     "config/config.yaml: resume_fetch.filters[1]: invalid filter '+bad': '+' must be followed by exactly one "
+     "space and a pattern (rsync would read '+b...' as a modifier or merge rule)"),
+    ("a filter of a run, as written", lambda c: c["runs"][1]["resume_fetch"].update(filters=["- {run}/[x"]), (),
+     "config/config.yaml: runs[1].resume_fetch.filters[0]: invalid filter '- {run}/[x': unterminated '[' set"),
+    ("a snapshot filter", lambda c: c["snapshot"].update(fsuffix=["s {run}", "-x"]), (),
+     "config/config.yaml: snapshot.fsuffix[1]: invalid filter '-x': '-' must be followed by exactly one space "
+     "and a pattern (rsync would read '-x...' as a modifier or merge rule)"),
+    ("a step's plan flepimop-sync refuses", lambda c: c["runs"][1]["resume_fetch"].update(target="+ ../x"), (),
+     "config/config.yaml: runs[1].resume_fetch: --target '+ ../x': an append cannot contain '..', written or "
+     "through $NAME (it would climb out of the configured target; give the whole path without '+ ')"),
+    ("results_dir the root", lambda c: c.update(results_dir="/"), (),
+     "config/config.yaml: results_dir: '/' is the root directory"),
+]
+
+
+@pytest.mark.parametrize(("change", "args", "line"), [row[1:] for row in BROKEN_CONFIGS],
+                         ids=[row[0] for row in BROKEN_CONFIGS])
+def test_a_broken_config_is_one_line_and_nothing_runs(tmp_path, campaign_env, s3, change, args, line):
+    """`snakemake` (a real run) refuses the campaign's config: exit 2, flepimop-sync's one line
+    naming the file and the key (Snakemake's own framing aside, no traceback, no schema dump),
+    and nothing on disk or in the bucket changed."""
+    c = Campaign(tmp_path, campaign_env, s3, s3.make_bucket())
+    if change is not None:
+        change(c.config)
+        c.write_config()
+    before = entries(tmp_path)
+    proc = c.snakemake(*args)
+    said = [text for text in (proc.stdout + proc.stderr).splitlines()
+            if text.strip() and not text.startswith(SNAKEMAKE_FRAMING)]
+    assert (proc.returncode, said) == (2, [f"error: {line}"]), show(proc)
+    assert entries(tmp_path) == before and not (tmp_path / "results").exists(), show(proc)
+    assert set(s3_objects(c, "")) == {f"prev/model_output/{rel}" for rel in list_files(SAMPLE)}
+
+
+def entries(root: Path) -> set[str]:
+    """Every file and directory below ``root`` but Snakemake's own log of the call (.snakemake/log/,
+    written before it reads the Snakefile): a refused run creates none (no env file either)."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        out.update(os.path.relpath(os.path.join(dirpath, name), root) for name in dirnames + filenames)
+    return {path for path in out if path != ".snakemake" and not path.startswith(".snakemake/log")}
+
+
+def test_a_step_disabled_is_not_checked(tmp_path, campaign_env, s3):
+    """Only the steps that run are checked: a disabled snapshot may name no protocol of the configs."""
+    c = Campaign(tmp_path, campaign_env, s3, "unused")
+    c.config["snapshot"].update(enabled=False, protocol="nope", project_files=["[x"])
+    c.write_config()
+    dry = c.snakemake("-n")
+    assert dry.returncode == 0, show(dry)
 
 
 def test_config_booleans_from_the_command_line(tmp_path, campaign_env, s3):
@@ -621,7 +697,7 @@ def test_braces_in_results_dir_are_refused_naming_the_key(tmp_path, base_env):
     proc = _smk(work, merged_env(base_env), "-n")
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert "config key 'results_dir': 'results/{x}' has braces" in out, show(proc)
+    assert "config/config.yaml: results_dir: 'results/{x}' has braces" in out, show(proc)
     assert "WildcardError" not in out, show(proc)
 
 

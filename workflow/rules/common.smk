@@ -19,14 +19,17 @@
 import copy
 import functools
 import json
+import os
+import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
 from flepimop_sync import api as fsapi
 from flepimop_sync.config import load_yaml
-from flepimop_sync.errors import SyncError
+from flepimop_sync.errors import EXIT_USAGE, SyncError
 from flepimop_sync.filters import parse_rule, written_canonical
-from flepimop_sync.smk import rule_names, write_deployable_env
+from flepimop_sync.smk import describe_config_error, rule_names, write_deployable_env
 
 STEPS = ("resume_fetch", "calibrate", "snapshot")
 #: String keys of a step in which '{run}' stands for the run's name (and its filters). The
@@ -34,6 +37,164 @@ STEPS = ("resume_fetch", "calibrate", "snapshot")
 RUN_PLACEHOLDER_KEYS = ("source", "target", "manifest", "outputs", "resume_dir")
 #: The snapshot's keys with '{run}' (the digest fills them with the run's name).
 SNAPSHOT_RUN_KEYS = ("source", "target", "manifest", "project_dir")
+
+
+# -- config: checked in full before any rule is defined --------------------------------
+
+
+class ConfigProblem(Exception):
+    """A key of the workflow config (``path``: its keys and indices) and what is wrong with it:
+    the name of one of flepimop_sync.smk.CONFIG_PROBLEMS with its ``values``, or an error
+    (flepimop_sync.smk.describe_config_error words each)."""
+
+    def __init__(self, path, problem, **values):
+        super().__init__(path, problem)
+        self.path = tuple(path)
+        self.problem = problem
+        self.values = values
+
+
+def validate_config(config, schema_file):
+    """The workflow config, checked before rules are defined or files written. Its
+    schema (``schema_file``, which also fills in the defaults), the sync configs it names, and
+    what a schema cannot say (results_dir, run names, calibrate.resources, and every enabled
+    sync step's protocol, filters and plan: check_runs). A problem refuses the run: one line
+    naming the file and the key (describe_config_error), exit 2 (refuse). What it computes
+    (filters, digests, params) is memoised for the rules' params."""
+    try:
+        coerce_cli_values(config, schema_file)
+        try:
+            validate(config, str(schema_file))
+        except WorkflowError as error:
+            raise ConfigProblem((), schema_error(error)) from None
+        files = [str(path) for path in config["sync_configs"]]
+        sync = fsapi.load_config(files)
+        rule_names(list(sync.protocols))
+        for protocol in sync.protocols:
+            protocol_params(files, sync, protocol)
+        results_dir(config["results_dir"])
+        for index, name in enumerate(config["sync_in_all"]):
+            check_protocol_named(sync, name, ("sync_in_all", index))
+        runs = load_runs(config, config["model_config"] or files[0])
+        check_runs(config, runs, files, sync)
+    except ConfigProblem as problem:
+        path = problem.path + tuple(getattr(problem.problem, "absolute_path", ()))
+        refuse(
+            describe_config_error(
+                config_source(path), problem.path, problem.problem, **problem.values
+            )
+        )
+    except SyncError as error:
+        refuse(
+            str(error)
+        )  # in a sync config: flepimop-sync's line (file, protocol, key)
+
+
+def refuse(line):
+    """Stop before rules are defined. ``line`` on stderr, exit 2 (a configuration error, as
+    the CLI's; nothing was run or written). Not a WorkflowError: Snakemake would print it with
+    the Snakefile's traceback."""
+    print(f"error: {line}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def schema_error(error):
+    """The JSON Schema error behind snakemake.utils.validate's WorkflowError (it raises it while
+    handling that one), else the WorkflowError's first line."""
+    cause = error.__context__
+    if hasattr(cause, "validator") and hasattr(cause, "absolute_path"):
+        return cause
+    return str(error).splitlines()[0]
+
+
+def config_source(path):
+    """The config file that set the key ``path`` (its first key decides), as the user wrote it:
+    '--config' for a key given there, else the last file setting it (Snakemake's --configfile
+    files override the Snakefile's configfile:), else the last file read."""
+    settings = workflow.config_settings
+    top = path[0] if path else None
+    if top is not None and top in (settings.config or {}):
+        return "--config"
+    given = [str(file) for file in settings.configfiles]
+    files = [str(f) for f in workflow.configfiles if str(f) not in given] + given
+    for file in reversed(files):
+        try:
+            document = load_yaml(file)
+        except SyncError:
+            continue
+        if isinstance(document, dict) and top in document:
+            return shown_path(file)
+    return shown_path(files[-1]) if files else "config"
+
+
+def shown_path(file):
+    relative = os.path.relpath(file)
+    return file if relative.startswith("..") else relative
+
+
+#: The keys of a sync step's section that hold filter rules.
+FILTER_KEYS = {
+    "resume_fetch": ("filters",),
+    "snapshot": ("filters", "fprefix", "fsuffix"),
+}
+
+
+def check_runs(config, runs, files, sync):
+    """What the schema cannot say about the runs: a run's calibrate.resources keys are the
+    campaign's, and every enabled sync step (resume_fetch, snapshot) names a protocol of the
+    sync configs, has filters that parse and a plan flepimop-sync accepts (its digest). Raises ConfigProblem at the key as written: the
+    run's entry when it sets it, else the campaign's section (step_key)."""
+    campaign_resources = set(config["calibrate"]["resources"])
+    for run in runs.values():
+        index = run["index"]
+        for key in sorted(set(run["calibrate"]["resources"]) - campaign_resources):
+            raise ConfigProblem(
+                ("runs", index, "calibrate", "resources", key),
+                "resource_not_in_campaign",
+            )
+        for step in FILTER_KEYS:
+            section, written = run[step], run["templates"][step]
+            if not section["enabled"]:
+                continue
+            where = functools.partial(step_key, config, index, step)
+            check_protocol_named(sync, section["protocol"], where("protocol"))
+            for key in FILTER_KEYS[step]:
+                check_filters(section[key], written[key], where(key))
+            try:
+                if step == "snapshot":
+                    options = snapshot_section_options(written, files)
+                    snapshot_section_digest(options, files, sync)
+                else:
+                    section_digest(step, written, files, sync)
+            except SyncError as error:
+                raise ConfigProblem(where(), error) from None
+
+
+def step_key(config, index, step, *keys):
+    """The path of a step's key (``keys`` empty: of the step's section) for run ``index``, as
+    written: in the run's entry when it sets that key (or, for the section, any key of it),
+    else in the campaign's section."""
+    override = config["runs"][index].get(step) or {}
+    if (keys and keys[0] in override) or (not keys and override):
+        return ("runs", index, step, *keys)
+    return (step, *keys)
+
+
+def check_filters(rules, written, path):
+    """Every one of ``rules`` parses ('{run}' filled; ``written``: as in the config, for the
+    message); memoised with the params' normalised_filters."""
+    if rules is None:
+        return
+    try:
+        _normalised(tuple(rules))
+    except SyncError:
+        for index, text in enumerate(rules):
+            try:
+                written_canonical(text, "config")
+            except SyncError as error:
+                raise ConfigProblem(
+                    (*path, index), error, value=written[index]
+                ) from None
 
 
 # -- config: booleans/integers typed on the command line -------------------------------
@@ -94,22 +255,13 @@ def coerce_cli_values(config, schema_file):
 # -- the campaign ----------------------------------------------------------------------
 
 
-def load_sync(files):
-    """The sync: protocols, validated once, by flepimop-sync (the CLI's one-line errors)."""
+def check_protocol_named(sync, name, path):
+    """``name``, the value of the workflow config's key ``path``, is a protocol of the sync
+    configs (else flepimop-sync's own words, which list the available ones)."""
     try:
-        return fsapi.load_config(files)
+        sync.get(name)
     except SyncError as error:
-        raise WorkflowError(f"flepimop-sync: {error}") from None
-
-
-def check_protocols_named(sync, names, key):
-    """Each of ``names`` a protocol of the sync, else flepimop-sync's own one-line refusal (which
-    lists the available ones), under the workflow config's ``key``."""
-    for name in names:
-        try:
-            sync.get(name)
-        except SyncError as error:
-            raise WorkflowError(f"config key {key!r}: {error}") from None
+        raise ConfigProblem(path, error) from None
 
 
 def merged(base, override):
@@ -138,13 +290,23 @@ def with_run(section, run, keys=RUN_PLACEHOLDER_KEYS):
     return out
 
 
-def load_runs(config):
+def load_runs(config, model_config):
+    """run name -> its settings: each step's section with the run's overrides on top
+    (``templates``, as written), '{run}' filled except in the snapshot's, its ``index`` in
+    config `runs`; ``model_config``: the campaign's."""
     runs = {}
-    for entry in config["runs"]:
+    for index, entry in enumerate(config["runs"]):
         name = entry["name"]
         if name in runs:
-            raise WorkflowError(f"config key 'runs': run {name!r} is listed twice")
-        run = {"name": name, "model_config": entry.get("model_config") or MODEL_CONFIG}
+            first = f"runs[{runs[name]['index']}]"
+            raise ConfigProblem(
+                ("runs", index, "name"), "listed_twice", value=name, first=first
+            )
+        run = {
+            "name": name,
+            "index": index,
+            "model_config": entry.get("model_config") or model_config,
+        }
         run["templates"] = {
             step: merged(config[step], entry.get(step)) for step in STEPS
         }
@@ -184,15 +346,10 @@ def results_dir(value):
     slashes (results/ gave patterns results//{run}/..., which no target path matches), and
     refused with braces (Snakemake would read them as wildcards)."""
     if "{" in value or "}" in value:
-        raise WorkflowError(
-            f"config key 'results_dir': {value!r} has braces, which Snakemake reads as "
-            "wildcards; choose a directory name without '{' or '}'"
-        )
+        raise ConfigProblem(("results_dir",), "braces", value=value)
     stripped = value.rstrip("/")
     if not stripped:
-        raise WorkflowError(
-            f"config key 'results_dir': {value!r} is the root directory"
-        )
+        raise ConfigProblem(("results_dir",), "root", value=value)
     return stripped
 
 
@@ -222,23 +379,22 @@ def sync_log(rule_name):
 # -- sync params -----------------------------------------------------------------------
 
 
-def sync_params(protocol, **options):
-    """Params of a rule running ``protocol`` (see the header comment)."""
-    try:
-        return fsapi.rule_params(
-            CONFIG_FILES, config=SYNC, protocol=protocol, **options
-        )
-    except SyncError as error:
-        raise WorkflowError(f"flepimop-sync: protocol {protocol!r}: {error}") from None
+def protocol_params(files, sync, protocol):
+    """The params of the sync_<protocol> rule (its digest), once (validate_config plans them)."""
+
+    def compute():
+        return fsapi.rule_params(files, config=sync, protocol=protocol)
+
+    return memoised_digest("protocol", protocol, compute)
 
 
 def protocol_rule_params(protocol):
-    """params of the sync_<protocol> rule: sync_params, a value with braces (a config file
+    """params of the sync_<protocol> rule: protocol_params, a value with braces (a config file
     'flepi{x}.yml') as a function returning it: Snakemake would read the braces as wildcards
     (the rule has none) and refuse to plan."""
     return {
         key: _constant(key, value) if _has_wildcard_braces(value) else value
-        for key, value in sync_params(protocol).items()
+        for key, value in protocol_params(CONFIG_FILES, SYNC, protocol).items()
     }
 
 
@@ -277,7 +433,9 @@ def run_sync_params(step, run):
     params.update(
         (key, value) for key, value in options.items() if value not in (None, [])
     )
-    params["digest"] = section_digest(step, RUNS[run]["templates"][step])
+    params["digest"] = section_digest(
+        step, RUNS[run]["templates"][step], CONFIG_FILES, SYNC
+    )
     return {key: params.get(key) for key in SYNC_PARAM_KEYS}
 
 
@@ -286,22 +444,27 @@ _DIGESTS = {}
 
 def memoised_digest(kind, section, compute):
     """compute() once per (kind, distinct section): digests are the costly part of planning
-    (a campaign of 1,000 runs usually has one or two distinct sections per step)."""
+    (a campaign of 1,000 runs usually has one or two distinct sections per step). The sync
+    configs are the same for every call of a process: validate_config computes each digest
+    first, the rules' params find it here."""
     key = (kind, json.dumps(section, sort_keys=True, default=str))
     if key not in _DIGESTS:
         _DIGESTS[key] = compute()
     return _DIGESTS[key]
 
 
-def section_digest(step, template):
+def section_digest(step, template, files, sync):
     """api.meaning's digest of a sync step's section (unexpanded) with '{run}' =
-    DIGEST_RUN, once per distinct section.
+    DIGEST_RUN, once per distinct section (``sync``: the protocols of ``files``).
     """
 
     def compute():
         section = with_run(template, DIGEST_RUN)
         options = sync_step_options(DIGEST_RUN, step, section)
-        return sync_params(section["protocol"], **options)["digest"]
+        params = fsapi.rule_params(
+            files, config=sync, protocol=section["protocol"], **options
+        )
+        return params["digest"]
 
     return memoised_digest(step, template, compute)
 
@@ -363,29 +526,32 @@ SNAPSHOT_OPTION_KEYS = (
 
 @functools.lru_cache(maxsize=None)
 def snapshot_options(run):
-    """The run's snapshot for scripts/snapshot.py: config files, protocol and the section's
+    """The run's snapshot for scripts/snapshot.py (snapshot_section_options)."""
+    return snapshot_section_options(RUNS[run]["snapshot"], CONFIG_FILES)
+
+
+def snapshot_section_options(section, files):
+    """A snapshot section for scripts/snapshot.py: config files, protocol and the section's
     keys with '{run}' unexpanded (filters normalised: respelling one reruns nothing). The
     run's name is a param of its own ('{run}'), so runs sharing the campaign's section
     share one plain value."""
-    section = RUNS[run]["snapshot"]
-    where = f"runs: {run}: snapshot"
     options = {key: copy.deepcopy(section[key]) for key in SNAPSHOT_OPTION_KEYS}
     for key in ("filters", "fprefix", "fsuffix"):
-        options[key] = normalised_filters(options[key], f"{where}.{key}")
-    return {
-        "config_files": list(CONFIG_FILES),
-        "protocol": section["protocol"],
-        **options,
-    }
+        options[key] = normalised_filters(options[key], f"snapshot.{key}")
+    return {"config_files": list(files), "protocol": section["protocol"], **options}
 
 
 @functools.lru_cache(maxsize=None)
 def snapshot_digest(run):
-    """What the run's main push would move (api.meaning) with '{run}' = DIGEST_RUN, so
+    """The digest of the run's snapshot (snapshot_section_digest)."""
+    return snapshot_section_digest(snapshot_options(run), CONFIG_FILES, SYNC)
+
+
+def snapshot_section_digest(options, files, sync):
+    """What a snapshot's main push would move (api.meaning) with '{run}' = DIGEST_RUN, so
     editing the protocol or the section reruns the snapshot (the pushed run id is gempyor's,
     known only from the calibrate receipt, an input of the rule). Once per distinct section.
     """
-    options = snapshot_options(run)
 
     def compute():
         section = with_run(
@@ -394,8 +560,10 @@ def snapshot_digest(run):
             SNAPSHOT_RUN_KEYS,
         )
         extra = [section["manifest"]] if section["manifest"] else None
-        return sync_params(
-            options["protocol"],
+        return fsapi.rule_params(
+            files,
+            config=sync,
+            protocol=options["protocol"],
             source=section["source"],
             target=section["target"],
             filters=section["filters"],
@@ -619,15 +787,8 @@ def calibrate_threads(wildcards):
 
 def calibrate_resources():
     """Resources of the calibrate rule: one function of {run} per key of the campaign's
-    calibrate.resources (a run may change their values, not add keys)."""
+    calibrate.resources (a run may change their values, not add keys: check_runs)."""
     keys = set(config["calibrate"]["resources"])
-    for name, run in RUNS.items():
-        extra = set(run["calibrate"]["resources"]) - keys
-        if extra:
-            raise WorkflowError(
-                f"config key 'runs' ({name}): calibrate.resources {sorted(extra)} must also be "
-                "set in the campaign's calibrate.resources (a run may change values, not add keys)"
-            )
     resources = {}
     for key in sorted(keys):
         values = [
