@@ -431,7 +431,9 @@ SNAKEMAKE_FRAMING = ("Using workflow specific profile ", "Config file config/con
 PROTOCOLS = "available: resume, s3resume, snapshot, hpcsnap, archive"
 
 # (what is broken, how: the campaign's config changed, snakemake's extra arguments; the one line
-# that refuses it, after "error: ").
+# that refuses it, after "error: "). Every sync step's protocol and filters (the snapshot's
+# project files too) are checked before any rule runs: a bad snapshot used to stop the campaign
+# only after its fetches and calibrations ran, and the outputs were pushed.
 BROKEN_CONFIGS = [
     ("an unknown key in a run", lambda c: c["runs"][1].update(colour="red"), (),
      "config/config.yaml: runs[1].colour: unknown key (allowed: calibrate, model_config, name, resume_fetch, "
@@ -457,6 +459,13 @@ BROKEN_CONFIGS = [
     ("a snapshot filter", lambda c: c["snapshot"].update(fsuffix=["s {run}", "-x"]), (),
      "config/config.yaml: snapshot.fsuffix[1]: invalid filter '-x': '-' must be followed by exactly one space "
      "and a pattern (rsync would read '-x...' as a modifier or merge rule)"),
+    ("a project file pattern", lambda c: c["snapshot"].update(project_files=["{run}*.pdf", "[x"]), (),
+     "config/config.yaml: snapshot.project_files[1]: invalid filter '[x': unterminated '[' set"),
+    ("a project files push flepimop-sync refuses",
+     lambda c: c["snapshot"].update(project_dir="$FLEPIMOP_TEST_UNSET/{run}"), (),
+     "config/config.yaml: snapshot: flepimop.yml: protocol 'snapshot' key 'source' (after "
+     "--source/--target/--reverse): '$FLEPIMOP_TEST_UNSET/{run}/' uses $FLEPIMOP_TEST_UNSET, which is not set "
+     "in the environment"),
     ("a step's plan flepimop-sync refuses", lambda c: c["runs"][1]["resume_fetch"].update(target="+ ../x"), (),
      "config/config.yaml: runs[1].resume_fetch: --target '+ ../x': an append cannot contain '..', written or "
      "through $NAME (it would climb out of the configured target; give the whole path without '+ ')"),

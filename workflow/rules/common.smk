@@ -18,6 +18,7 @@
 
 import copy
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -132,7 +133,8 @@ def shown_path(file):
     return file if relative.startswith("..") else relative
 
 
-#: The keys of a sync step's section that hold filter rules.
+#: The keys of a sync step's section that hold filter rules (the snapshot's project_files are
+#: patterns, pushed as '+ /<pattern>' by scripts/snapshot.py: see check_project_files).
 FILTER_KEYS = {
     "resume_fetch": ("filters",),
     "snapshot": ("filters", "fprefix", "fsuffix"),
@@ -142,7 +144,8 @@ FILTER_KEYS = {
 def check_runs(config, runs, files, sync):
     """What the schema cannot say about the runs: a run's calibrate.resources keys are the
     campaign's, and every enabled sync step (resume_fetch, snapshot) names a protocol of the
-    sync configs, has filters that parse and a plan flepimop-sync accepts (its digest). Raises ConfigProblem at the key as written: the
+    sync configs, has filters that parse and a plan flepimop-sync accepts (its digest, that of
+    the snapshot's project files push too). Raises ConfigProblem at the key as written: the
     run's entry when it sets it, else the campaign's section (step_key)."""
     campaign_resources = set(config["calibrate"]["resources"])
     for run in runs.values():
@@ -162,8 +165,12 @@ def check_runs(config, runs, files, sync):
                 check_filters(section[key], written[key], where(key))
             try:
                 if step == "snapshot":
+                    check_project_files(
+                        written["project_files"], where("project_files")
+                    )
                     options = snapshot_section_options(written, files)
                     snapshot_section_digest(options, files, sync)
+                    project_push_params(options, files, sync)
                 else:
                     section_digest(step, written, files, sync)
             except SyncError as error:
@@ -195,6 +202,15 @@ def check_filters(rules, written, path):
                 raise ConfigProblem(
                     (*path, index), error, value=written[index]
                 ) from None
+
+
+def check_project_files(patterns, path):
+    """Each of the snapshot's project_files parses as scripts/snapshot.py pushes it."""
+    for index, pattern in enumerate(patterns or ()):
+        try:
+            parse_rule(f"+ /{pattern}", "config")
+        except SyncError as error:
+            raise ConfigProblem((*path, index), error, value=pattern) from None
 
 
 # -- config: booleans/integers typed on the command line -------------------------------
@@ -574,6 +590,32 @@ def snapshot_section_digest(options, files, sync):
         )["digest"]
 
     return memoised_digest("snapshot", options, compute)
+
+
+def project_push_params(options, files, sync):
+    """The params of a snapshot's push of the run's project files (*.pdf, *.h5), as
+    scripts/snapshot.py builds them ('{run}' left as written: no digest, a check): planned once
+    per distinct section while the DAG is built, so a push flepimop-sync would refuse stops the
+    run before anything moved (not after the outputs were pushed). None without project_files.
+    """
+
+    def compute():
+        params = snapshot_script().project_params(options, "{run}")
+        if params is None:
+            return None
+        return fsapi.rule_params(files, config=sync, **params)
+
+    return memoised_digest("snapshot project files", options, compute)
+
+
+@functools.lru_cache(maxsize=None)
+def snapshot_script():
+    """workflow/scripts/snapshot.py as a module (its pushes are built there, once)."""
+    path = WORKFLOW_DIR / "scripts" / "snapshot.py"
+    spec = importlib.util.spec_from_file_location("flepimop_workflow_snapshot", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
 
 
 def snapshot_protocol(wildcards):
