@@ -14,7 +14,8 @@
 # wrappers/flepimop-snapshot (scripts/calibrate.py, scripts/snapshot.py: the snapshot's '{run}'
 # is gempyor's run id, known only from the calibrate receipt, so the script fills it). Params
 # are plain values wherever every run agrees (see `plain`): 1,000 runs plan in seconds. No
-# flag is built here.
+# flag is built here. Before all that, validate_config checks the whole config (a problem is
+# one line naming the file and the key, exit 2) and plans every digest once.
 
 import copy
 import functools
@@ -86,9 +87,8 @@ def validate_config(config, schema_file):
             )
         )
     except SyncError as error:
-        refuse(
-            str(error)
-        )  # in a sync config: flepimop-sync's line (file, protocol, key)
+        # in a sync config: flepimop-sync's own line (file, protocol, key)
+        refuse(str(error))
 
 
 def refuse(line):
