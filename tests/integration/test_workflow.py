@@ -493,6 +493,34 @@ def test_a_broken_config_is_one_line_and_nothing_runs(tmp_path, campaign_env, s3
     assert set(s3_objects(c, "")) == {f"prev/model_output/{rel}" for rel in list_files(SAMPLE)}
 
 
+# (what is wrong in the sync config, the change to its protocols, flepimop-sync's line after "error: ")
+BROKEN_PROTOCOLS = [
+    ("a protocol that cannot be planned",
+     lambda p: p["archive"].update(source="$FLEPIMOP_TEST_UNSET/prev/"),
+     "flepimop.yml: protocol 'archive' key 'source': '$FLEPIMOP_TEST_UNSET/prev/' uses $FLEPIMOP_TEST_UNSET, "
+     "which is not set in the environment"),
+    ("two protocols, one rule name",
+     lambda p: p.update({"my-copy": dict(p["archive"]), "my.copy": dict(p["archive"])}),
+     "protocols 'my-copy' and 'my.copy' would both be Snakemake rule 'sync_my_copy'; rename one"),
+]
+
+
+@pytest.mark.parametrize(("change", "line"), [row[1:] for row in BROKEN_PROTOCOLS],
+                         ids=[row[0] for row in BROKEN_PROTOCOLS])
+def test_a_sync_config_the_rules_cannot_use_is_one_line_and_nothing_runs(tmp_path, campaign_env, s3, change, line):
+    """Problems of the sync config met while the rules are made: flepimop-sync's line, exit 2,
+    as the workflow config's (they were a WorkflowError with the Snakefile's traceback, exit 1)."""
+    c = Campaign(tmp_path, campaign_env, s3, "unused")
+    change(c.protocols)
+    c.write_model_config()
+    before = entries(tmp_path)
+    proc = c.snakemake("-n")
+    said = [text for text in (proc.stdout + proc.stderr).splitlines()
+            if text.strip() and not text.startswith(SNAKEMAKE_FRAMING)]
+    assert (proc.returncode, said) == (2, [f"error: {line}"]), show(proc)
+    assert entries(tmp_path) == before, show(proc)
+
+
 def entries(root: Path) -> set[str]:
     """Every file and directory below ``root`` but Snakemake's own log of the call (.snakemake/log/,
     written before it reads the Snakefile): a refused run creates none (no env file either)."""
