@@ -367,6 +367,15 @@ def _below(inner: str, outer: str) -> str:
     return inner[len(outer):].strip("/")
 
 
+def part_below(inner: End, outer: End) -> str | None:
+    """``inner``'s path below ``outer`` ('' for the same place), or None when ``inner`` is not
+    ``outer`` or inside it (different kinds or hosts are never compared)."""
+    if inner.kind != outer.kind or inner.host != outer.host:
+        return None
+    a, b = canonical(inner), canonical(outer)
+    return _below(a, b) if _inside(a, b) else None
+
+
 def check_nesting(source: End, destination: End, where: Callable[[str | None], str], *, error=UsageError,
                   places: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
                   rules: FilterList | None = None) -> None:

@@ -118,7 +118,7 @@ def run_transfer(protocol: Protocol, options: SyncOptions, runner: Runner, repor
         reporter.warn(warning)
     reporter.detail(f"protocol {protocol.name!r} ({protocol.type}) from {protocol.file}")
     report_filters(protocol, draft.resolved.rules, reporter)
-    for note in draft.resolved.notes:  # (e.g. the protocol's delete not applied to a replaced target)
+    for note in draft.resolved.notes:  # (e.g. the protocol's delete not applied off its pairing)
         reporter.note(f"protocol '{protocol.name}': {note}")
     if draft.engine is not Engine.AWS:  # a fast engine lists, compares and moves the selection itself
         from . import s3engine

@@ -28,7 +28,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 from . import filters as filter_rules
 from .config import Protocol, S3Settings
 from .endpoints import (End, EndKind, apply_option, check_nesting, check_protocol_ends, expand_end, keep_separator,
-                        landing_warning, parse_end, reverse_ends)
+                        landing_warning, parse_end, part_below, reverse_ends)
 from .endpoints import APPEND_PREFIX
 from .errors import UsageError, show_value
 from .mechanism import Engine, Mechanism, ProtocolType
@@ -215,15 +215,6 @@ def source_replaced(options: SyncOptions) -> bool:
     return _replaces(options.source)
 
 
-def deleting_end_replaced(options: SyncOptions) -> str | None:
-    """The option that replaced the end this run writes to, where a deletion would delete:
-    ``-t/--target``, or under ``--reverse`` ``-s/--source`` (the configured source is the
-    destination there).  None when the run writes to the configured end or below it (a ``+ ``
-    append).  The one home of that question (``wants_delete``, ``delete_note``)."""
-    option, flag = (options.source, "-s/--source") if options.reverse else (options.target, "-t/--target")
-    return flag if _replaces(option) else None
-
-
 def landing(src: End, tgt: End, *, source_is_file: bool) -> End:
     """Where the source's contents land: the target itself for a directory written with a
     trailing slash (or a root); else below it, under the source's name. A single file always
@@ -256,10 +247,10 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         destination=destination,
         rules=rules,
         mkpath=wants_mkpath(protocol, options),
-        delete=wants_delete(protocol, options),
+        delete=wants_delete(protocol, options, src, destination, env=env),
         dry_run=options.dry_run,
         reverse=options.reverse,
-        notes=tuple(note for note in (delete_note(protocol, options, tgt),) if note),
+        notes=tuple(note for note in (delete_note(protocol, options, src, destination, env=env),) if note),
     )
 
 
@@ -286,29 +277,58 @@ def wants_mkpath(protocol: Protocol, options: SyncOptions) -> bool:
     return bool(options.mkpath or protocol.settings.mkpath)
 
 
-def wants_delete(protocol: Protocol, options: SyncOptions) -> bool:
+def moved_off_configured(protocol: Protocol, options: SyncOptions, source: End, destination: End, *,
+                         env: Mapping[str, str] | None = None) -> bool:
+    """Did ``-s``/``-t`` move this run off what the protocol's configured run mirrors?  The run
+    (``source`` copied into ``destination``, as ``resolve`` found them) stays on it when it
+    mirrors the configured source into the configured destination, or a part of the source
+    into the same part there: ``-s '+ USA/' -t '+ USA/'``, or ``-t`` naming the configured
+    target.  Anything else (a replaced end; an append to one end only: ``-t '+ USA'`` copies
+    the whole source into the target's ``USA/``, ``-s '+ USA'`` USA's contents onto the whole
+    target) pairs files the config never paired, where mirroring would delete files the
+    configured run keeps."""
+    if options.source is None and options.target is None:
+        return False
+    try:
+        configured_source, configured_target = resolve_ends(protocol, SyncOptions(reverse=options.reverse), env=env)
+    except UsageError:
+        return True  # the configured ends do not resolve here ($NAME unset): nothing to stay on
+    part = part_below(source, configured_source)
+    if part is None:
+        return True
+    configured = landing(configured_source, configured_target, source_is_file=False)
+    return part_below(destination, configured.child(part) if part else configured) != ""
+
+
+def wants_delete(protocol: Protocol, options: SyncOptions, source: End, destination: End, *,
+                 env: Mapping[str, str] | None = None) -> bool:
     """Does the run delete?  The one home of the rule (runs, dry runs, ``--plan``/``--json``, the
     Snakemake layer's ``api.meaning``): --delete; else the protocol's ``delete`` key in this
-    direction (``config_deletes``), unless the command line replaced the end the run writes to
-    (``deleting_end_replaced``): the key was written for the configured end, not for any
-    directory typed on the command line, where it could delete unrelated files (``delete_note``
-    says so).  An append (``-t '+ sub'``) stays below the configured end and keeps the key."""
+    direction (``config_deletes``), unless -s/-t moved the run off what the configured run
+    mirrors (``moved_off_configured``): the key was written for the configured ends, not for
+    any pairing typed on the command line, where it could delete unrelated files
+    (``delete_note`` says so).  ``source``/``destination``: the run's, as ``resolve`` finds them."""
     if options.delete:
         return True
-    return config_deletes(protocol, reverse=options.reverse) and deleting_end_replaced(options) is None
+    return config_deletes(protocol, reverse=options.reverse) and not moved_off_configured(
+        protocol, options, source, destination, env=env)
 
 
-def delete_note(protocol: Protocol, options: SyncOptions, target: End) -> str | None:
+def delete_note(protocol: Protocol, options: SyncOptions, source: End, destination: End, *,
+                env: Mapping[str, str] | None = None) -> str | None:
     """The note of a run whose protocol's ``delete`` key was not applied (``wants_delete``), or
-    None.  ``target``: the end the run writes to, resolved."""
-    flag = deleting_end_replaced(options)
-    if options.delete or flag is None or not config_deletes(protocol, reverse=options.reverse):
+    None."""
+    if options.delete or not config_deletes(protocol, reverse=options.reverse):
+        return None
+    if not moved_off_configured(protocol, options, source, destination, env=env):
         return None
     value = protocol.settings.delete
     key = "true" if value is True else value
-    given = f"{flag}, which --reverse makes the target" if options.reverse else flag
-    return (f"'delete: {key}' is not applied to the replaced target {show_value(target.text)} (given with "
-            f"{given}): nothing is deleted there; --delete asks for it")
+    given = " and ".join(flag for flag, value in (("-s/--source", options.source), ("-t/--target", options.target))
+                         if value is not None)
+    return (f"'delete: {key}' is not applied: with {given}{' and --reverse' if options.reverse else ''} this run "
+            f"copies {show_value(source.text)} into {show_value(destination.text)}, not what the configured ends "
+            "pair (or a part of it, in its place): nothing is deleted there; --delete asks for it")
 
 
 def config_deletes(protocol: Protocol, *, reverse: bool) -> bool:

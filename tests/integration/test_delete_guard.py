@@ -1,10 +1,10 @@
 """Deletion guards, end to end with real rsync and a real S3 server (moto):
 
 - --delete never mirrors an empty source: a mistyped or empty source would wipe the target;
-- a protocol's ``delete`` is written for its configured target: a run whose target the command
-  line replaced (``-t PATH``; under --reverse ``-s PATH``, which then names the end written to)
-  deletes nothing there unless --delete is given, and says so in one note; an append
-  (``-t '+ sub'``) stays below the configured target and keeps the protocol's ``delete``.
+- a protocol's ``delete`` is written for its configured pairing of source and target: a run that
+  -s/-t moved off it (a replaced end, or an append to one end only) deletes nothing unless
+  --delete is given, and says so in one note; a part of the source mirrored into the same part
+  of the target (``-s '+ sub/' -t '+ sub/'``) keeps the protocol's ``delete``.
   The rule and its table: tests/unit/test_plan.py (``DELETE_RULE``).
 """
 
@@ -48,7 +48,7 @@ def test_s3_delete_from_mistyped_prefix_is_refused(tmp_path, run_cli, s3):
 
 
 # -- the protocol's delete and a replaced target ------------------------------------------------------
-SRC = {"a.csv": b"new"}
+SRC = {"a.csv": b"new", "sub/b.csv": b"new below"}
 DST = {"old.csv": b"stale at the configured target", "sub/old.csv": b"stale below it"}
 OTHER = {"mine.txt": b"unrelated, never synced here"}
 
@@ -57,20 +57,24 @@ BACKENDS = {"rsync": ("local", "local"), "s3-upload": ("local", "s3"), "s3-downl
 
 # args ({other}: the other place), the protocol's delete, the files of each place the run writes to
 # after it (every other place stays as it was), what the dry run lists as "would delete" (relative to
-# the destination), the option the note names (None: no note)
+# the destination), the options the note names (None: no note)
 REPLACED = [
     # a replaced target keeps its files, and the configured target is not touched
-    (["-t", "{other}"], True, {"other": {"mine.txt", "a.csv"}}, set(), "-t/--target"),
+    (["-t", "{other}"], True, {"other": {"mine.txt", "a.csv", "sub/b.csv"}}, set(), "-t/--target"),
     # ... unless --delete asks, there
-    (["-t", "{other}", "--delete"], True, {"other": {"a.csv"}}, {"mine.txt"}, None),
-    # an append stays below the configured target: the protocol's delete applies
-    (["-t", "+ sub"], True, {"dst": {"old.csv", "sub/a.csv"}}, {"old.csv"}, None),
+    (["-t", "{other}", "--delete"], True, {"other": {"a.csv", "sub/b.csv"}}, {"mine.txt"}, None),
+    # an append to the target alone copies the whole source into sub/: the protocol's pairing is
+    # not this one, and sub/old.csv (which the configured run keeps) is not deleted
+    (["-t", "+ sub"], True, {"dst": {"old.csv", "sub/old.csv", "sub/a.csv", "sub/sub/b.csv"}}, set(),
+     "-t/--target"),
+    # a part of the source into the same part of the target: the protocol's delete applies there only
+    (["-s", "+ sub/", "-t", "+ sub/"], True, {"dst": {"old.csv", "sub/b.csv"}}, {"old.csv"}, None),
     # --reverse: the configured source is written to, and -s replaces it
     (["--reverse", "-s", "{other}"], "both", {"other": {"mine.txt", "old.csv", "sub/old.csv"}}, set(),
      "-s/--source"),
     (["--reverse", "-s", "{other}", "--delete"], "both", {"other": {"old.csv", "sub/old.csv"}}, {"mine.txt"}, None),
-    # --reverse with -t replaced: -t names the end read from; the configured source, written to, deletes
-    (["--reverse", "-t", "{other}"], "both", {"src": {"mine.txt"}}, {"a.csv"}, None),
+    # --reverse with -t replaced: another place copied onto the configured source, which keeps its files
+    (["--reverse", "-t", "{other}"], "both", {"src": {"a.csv", "sub/b.csv", "mine.txt"}}, set(), "-t/--target"),
 ]
 
 
@@ -99,7 +103,7 @@ class Places:
 @pytest.mark.parametrize("args, delete, after, would_delete, noted", REPLACED,
                          ids=[" ".join(a) for a, *_ in REPLACED])
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
-def test_the_protocols_delete_spares_a_replaced_target(tmp_path, run_cli, moto, backend, args, delete, after,
+def test_the_protocols_delete_spares_what_it_never_paired(tmp_path, run_cli, moto, backend, args, delete, after,
                                                        would_delete, noted):
     places = Places(tmp_path, moto)
     source_kind, target_kind = BACKENDS[backend]
@@ -135,7 +139,7 @@ def test_the_protocols_delete_spares_a_replaced_target(tmp_path, run_cli, moto, 
         assert not [line for line in lines if line.startswith("warning: ")], done.stderr
         if noted:
             assert len(notes) == 1, done.stderr
-            assert "is not applied to the replaced target" in notes[0] and f"(given with {noted}" in notes[0]
+            assert f"is not applied: with {noted} " in notes[0], notes[0]
             assert notes[0].endswith("nothing is deleted there; --delete asks for it")
         else:
             assert notes == [], done.stderr

@@ -531,7 +531,7 @@ def test_an_empty_remote_path_is_the_remote_home(tmp_path, run_cli, sshd, direct
 
 
 # -n -v lists rsync's deletion command exactly when the real run executes it: deletion in effect
-# (--delete, or the protocol's delete at its configured target: plan.wants_delete), a directory
+# (--delete, or the protocol's delete on its configured pairing: plan.wants_delete), a directory
 # source, and something to delete (the real run runs no deletion for an empty list).
 # the protocol's delete, arguments, the target's files, listed (and run)?
 DELETION_COMMAND = [
@@ -543,7 +543,8 @@ DELETION_COMMAND = [
     (False, ["--delete", "-s", "{src}/config.yml"], {"stale.csv": b"s"}, False),  # a single file
     (True, ["-t", "{tmp}/other/"], {}, False),  # a replaced target: the protocol's delete is not applied
     (True, ["-t", "{tmp}/other/", "--delete"], {}, True),
-    (True, ["-t", "+ sub"], {"sub/stale.csv": b"s"}, True),  # an append keeps it
+    (True, ["-t", "+ sub"], {"sub/stale.csv": b"s"}, False),  # an append to one end moves the pairing
+    (True, ["-s", "+ model_output/", "-t", "+ model_output/"], {"model_output/stale.csv": b"s"}, True),  # a part
 ]
 
 

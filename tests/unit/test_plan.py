@@ -208,25 +208,35 @@ def test_a_source_ending_in_dot_or_dotdot_lands_in_the_target(source, target, de
     assert planning.landing(parse_end(source), parse_end(target), source_is_file=False).text == destination
 
 
-# -- deletion: the config's `delete` is for the configured end (plan.wants_delete) ---------------------
-# A `-t` that replaces the target (not a '+ ' append) names a directory the config never saw: the
-# protocol's `delete` is not applied there (a note says so), only --delete deletes there.  Under
-# --reverse the configured source is the end written to, so an `-s` replacement names it, and a
-# `-t` names the end read from.
-# the protocol's delete key, options, does the run delete, the option named by the note (None: no note)
+# -- deletion: the config's `delete` is for the configured pairing (plan.wants_delete) ----------------
+# The protocol pairs model_output/ with the target.  A run that -s/-t moved off that pairing (a
+# replaced end, or an append to one end only: `-t '+ sub'` copies all of model_output/ into the
+# target's sub/) would mirror files the config never paired: its `delete` is not applied there (a
+# note says so), only --delete deletes.  A run that mirrors a part of the configured source into
+# the same part of the target (`-s '+ sub/' -t '+ sub/'`; an append keeps the configured end's
+# trailing '/', so `-s '+ sub'` alone is sub's contents onto the whole target) keeps it.  Under --reverse the same holds of the reversed ends.
+# the protocol's delete key, options, does the run delete, the options the note names (None: no note)
 DELETE_RULE = [
     (True, {}, True, None),
     (True, {"target": "other/"}, False, "-t/--target"),  # the replaced target keeps its files
     (True, {"target": "other/", "delete": True}, True, None),  # ... unless --delete asks
-    (True, {"target": "+ sub"}, True, None),  # an append stays below the configured target
-    (True, {"target": "+ sub", "source": "elsewhere/"}, True, None),  # -s names the end read from
+    (True, {"target": "{target}"}, True, None),  # -t naming the configured target replaces nothing
+    (True, {"target": "+ sub/", "source": "+ sub/"}, True, None),  # a part, into the same part
+    (True, {"source": "+ sub/", "target": "+ sub"}, True, None),  # (an append keeps the end's trailing '/')
+    (True, {"target": "+ sub"}, False, "-t/--target"),  # the whole source into sub/: not the pairing
+    (True, {"source": "+ sub/"}, False, "-s/--source"),  # sub's contents onto the whole target
+    (True, {"source": "+ sub"}, False, "-s/--source"),  # (the same: model_output/sub/, as configured)
+    (True, {"source": "+ a/", "target": "+ b/"}, False, "-s/--source and -t/--target"),
+    (True, {"target": "+ sub", "source": "elsewhere/"}, False, "-s/--source and -t/--target"),
+    (True, {"source": "elsewhere/"}, False, "-s/--source"),  # another source mirrored onto the target
     (True, {"reverse": True}, False, None),  # 'true': the configured direction only
     (True, {"reverse": True, "source": "elsewhere/"}, False, None),  # (no delete to leave out: no note)
     ("both", {"reverse": True}, True, None),
-    ("both", {"reverse": True, "source": "elsewhere/"}, False, "-s/--source"),  # it names the end written to
+    ("both", {"reverse": True, "source": "elsewhere/"}, False, "-s/--source"),  # the end written to
     ("both", {"reverse": True, "source": "elsewhere/", "delete": True}, True, None),
-    ("both", {"reverse": True, "source": "+ sub"}, True, None),
-    ("both", {"reverse": True, "target": "elsewhere/"}, True, None),  # -t names the end read from
+    ("both", {"reverse": True, "source": "+ sub"}, False, "-s/--source"),  # the whole target into sub/
+    ("both", {"reverse": True, "source": "+ sub/", "target": "+ sub/"}, True, None),
+    ("both", {"reverse": True, "target": "elsewhere/"}, False, "-t/--target"),  # another place onto the source
     ("both", {"target": "other/"}, False, "-t/--target"),
     ("reverse", {"target": "other/"}, False, None),  # forward: the key deletes nothing anyway
     ("reverse", {"reverse": True, "source": "elsewhere/"}, False, "-s/--source"),
@@ -238,22 +248,25 @@ DELETE_RULE = [
 @pytest.mark.parametrize("key,opts,deletes,noted", DELETE_RULE,
                          ids=[f"{k}-{sorted(o.items())}" for k, o, _, _ in DELETE_RULE])
 @pytest.mark.parametrize("ptype", ["rsync", "s3sync"])
-def test_the_configs_delete_is_not_applied_to_a_replaced_target(tmp_path, ptype, key, opts, deletes, noted):
+def test_the_configs_delete_is_for_the_configured_pairing(tmp_path, ptype, key, opts, deletes, noted):
     from flepimop_sync import api
 
     target = "s3://b/runs/" if ptype == "s3sync" else "/data/runs/"
-    other = {k: ("s3://b/other/" if ptype == "s3sync" and k == "target" and not v.startswith("+ ") else v)
-             for k, v in opts.items() if k in ("source", "target")}
+    ends = {k: v.format(target=target) for k, v in opts.items() if k in ("source", "target")}
+    if ptype == "s3sync" and ends.get("target") in ("other/", "elsewhere/"):
+        ends["target"] = "s3://b/" + ends["target"]
     cfg = tmp_path / "c.yml"
     cfg.write_text(f"sync:\n  p: {{type: {ptype}, source: model_output/, target: '{target}', "
                    f"delete: {json.dumps(key)}}}\n")
-    options = SyncOptions(**{**opts, **other})
+    options = SyncOptions(**{**opts, **ends})
     protocol = load_config([str(cfg)]).get("p")
     resolved = planning.resolve(protocol, options)
-    assert resolved.delete is deletes is planning.wants_delete(protocol, options)
+    assert resolved.delete is deletes is planning.wants_delete(protocol, options, resolved.source,
+                                                               resolved.destination)
     if noted:
         (note,) = resolved.notes
-        assert note.startswith(f"'delete: {str(key).lower()}' is not applied to the replaced target ") and noted in note
+        assert note.startswith(f"'delete: {str(key).lower()}' is not applied: with {noted}"
+                               + (" and --reverse" if options.reverse else "") + " this run copies "), note
         assert note.endswith("nothing is deleted there; --delete asks for it")
     else:
         assert resolved.notes == ()

@@ -14,8 +14,11 @@ This rule does the same three things with one protocol (config key `snapshot`):
 3. ``manifest``: `snapshot.manifest`, a single file, when present;
 
 all to `snapshot.target` (default ``"+ {run}"``). The outputs go first, then the manifest and the
-project files, as in flepiMoP's job: with `delete: true` each push deletes only what its own filters
-take, and the outputs' ``s {run}`` takes a ``{run}_report.pdf``, so it must not run after them.
+project files, as in flepiMoP's job.  A protocol's `delete: true` applies only to a push on the
+protocol's own pairing of source and target (``plan.wants_delete``): with the default target (an
+append to the target alone) nothing is deleted, and a note says so; with `target: null` and the
+protocol's source the outputs push deletes what its filters take and the outputs lack, and its
+``s {run}`` takes a ``{run}_report.pdf``, so the project files must not be pushed before it.
 
 ``{run}`` (in every key of the section) is expanded here, in `expand_run`, and nowhere else: it
 is the run id gempyor wrote
