@@ -192,23 +192,34 @@ def substitute_variables(text: str, value: Callable[[str], str]) -> str:
 
 def expand_env(text: str, origin: str, env: Mapping[str, str] | None = None) -> str:
     """Replace ``$NAME`` and ``${NAME}`` by their values in ``env`` (default ``os.environ``), by
-    :func:`substitute_variables`: an unset variable (or a malformed ``${``) is a
-    :class:`FilterError` naming the variable, the rule and where it came from.
+    :func:`substitute_variables`: an unset variable, one set but empty, or a malformed ``${`` is
+    a :class:`FilterError` naming the variable, the rule and where it came from.  Empty is
+    refused as in ends (``endpoints.check_empty_variables``): ``+ $RUN/**`` with ``RUN=''``
+    reads ``+ /**``, every file, and a --delete would delete across the whole target.
     """
     if "$" not in text:
         return text
     environment = os.environ if env is None else env
+    empty: list[str] = []
 
     def value(name: str) -> str:
         found = environment.get(name)
         if found is None:
             raise _fail(text, origin, f"environment variable ${name} is not set")
+        if found == "" and name not in empty:
+            empty.append(name)
         return found
 
     try:
-        return substitute_variables(text, value)
+        expanded = substitute_variables(text, value)
     except VariableSyntaxError as error:
         raise _fail(text, origin, str(error)) from None
+    if empty:
+        names = ", ".join(f"${name}" for name in empty)
+        raise _fail(text, origin, f"environment variable {names} is set but empty: the rule would read "
+                                  f"{expanded!r}, another selection than the one meant (set {'/'.join(empty)}, "
+                                  "or write the rule without it)")
+    return expanded
 
 
 def parse_rule(text: str, origin: str, env: Mapping[str, str] | None = None) -> Rule:

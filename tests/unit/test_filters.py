@@ -835,7 +835,11 @@ def test_env_expansion(text, expanded):
         ("+ ${NOT_SET_ANYWHERE}", r"environment variable \$NOT_SET_ANYWHERE is not set"),
         ("+ ${SLOT", r"'\$\{' must be followed"),
         ("+ ${}", r"'\$\{' must be followed"),
-        ("+ $EMPTY", r"written '\+ \$EMPTY'"),  # expands to '+ ': the parse error shows both
+        # set but empty: refused whatever it would read ('+ ', '+ /**', '+ a'), as in ends
+        ("+ $EMPTY", r"\$EMPTY is set but empty: the rule would read '\+ '"),
+        ("+ $EMPTY/**", r"\$EMPTY is set but empty: the rule would read '\+ /\*\*', another selection"),
+        ("+ a${EMPTY}", r"\$EMPTY is set but empty: the rule would read '\+ a'"),
+        ("s $EMPTY$SLOT", r"\$EMPTY is set but empty"),
     ],
 )
 def test_env_expansion_errors_name_variable_rule_and_origin(text, why):
