@@ -889,6 +889,37 @@ def test_env_expansion_everywhere(where):
             build_rules(None, env={}, **{where: ["+ ${RUN}"]})
 
 
+# through the CLI, with --delete: one line naming the rule and where it came from, exit 2, and the
+# target keeps its files (read as '+ /**', the rule selected every file and the run deleted them)
+@pytest.mark.parametrize("filters,argv,where", [(["+ $RUN/**"], [], "filters[0]"),
+                                                (None, ["-f", "+ $RUN/**"], "-f/--filter"),
+                                                (["- *.tmp"], ["-a", "+ ${RUN}/**"], "-a/--fprefix")],
+                         ids=["config", "-f", "-a"])
+def test_a_rule_with_a_variable_set_but_empty_is_refused_before_anything_changes(tmp_path, capsys, monkeypatch,
+                                                                                  filters, argv, where):
+    import yaml
+
+    from flepimop_sync.cli import flepimop, run_command
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUN", "")
+    (tmp_path / "src" / "r1").mkdir(parents=True)
+    (tmp_path / "src" / "r1" / "a.txt").write_text("a")
+    (tmp_path / "out" / "r0").mkdir(parents=True)
+    (tmp_path / "out" / "r0" / "keep.txt").write_text("another run's file")
+    protocol = {"type": "rsync", "source": "src/", "target": "out/", **({"filters": filters} if filters else {})}
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(yaml.safe_dump({"sync": {"p": protocol}}))
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    for dry in ([], ["-n"]):
+        code = run_command(flepimop, ["sync", "--delete", *dry, *argv, str(cfg)], prog_name="flepimop")
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+        assert "$RUN is set but empty: the rule would read '+ /**'" in lines[0] and where in lines[0], lines[0]
+        assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    assert (tmp_path / "out" / "r0" / "keep.txt").read_text() == "another run's file"
+
+
 def test_env_expansion_defaults_to_os_environ(monkeypatch):
     monkeypatch.setenv("FLEPI_RUN_INDEX", "r9")
     assert parse_rule("+ $FLEPI_RUN_INDEX", ORIGIN).text == "+ r9"
