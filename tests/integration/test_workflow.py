@@ -471,6 +471,16 @@ BROKEN_CONFIGS = [
      "through $NAME (it would climb out of the configured target; give the whole path without '+ ')"),
     ("results_dir the root", lambda c: c.update(results_dir="/"), (),
      "config/config.yaml: results_dir: '/' is the root directory"),
+    # batch-calibrate's own sync job (flepimop sync -p P <the run's model config>) would fail on the
+    # cluster after the calibration: its protocol is checked against the run's model config first
+    ("batch-calibrate's sync protocol",
+     lambda c: c["calibrate"].update(mode="batch-calibrate", batch_calibrate={"sync_protocol": "archiv"}), (),
+     f"config/config.yaml: calibrate.batch_calibrate.sync_protocol: no protocol named 'archiv' in flepimop.yml; "
+     f"{PROTOCOLS}"),
+    ("a run's batch-calibrate sync protocol",
+     lambda c: c["runs"][2].update(calibrate={"mode": "batch-calibrate", "batch_calibrate": {"sync_protocol": "x"}}),
+     (), f"config/config.yaml: runs[2].calibrate.batch_calibrate.sync_protocol: no protocol named 'x' in "
+     f"flepimop.yml; {PROTOCOLS}"),
 ]
 
 

@@ -175,6 +175,31 @@ def check_runs(config, runs, files, sync):
                     section_digest(step, written, files, sync)
             except SyncError as error:
                 raise ConfigProblem(where(), error) from None
+        check_sync_protocol_of_batch_calibrate(config, run)
+
+
+def check_sync_protocol_of_batch_calibrate(config, run):
+    """batch-calibrate's own sync job runs ``flepimop sync -p <sync_protocol> <model config>``
+    after the calibration's jobs: the protocol must be one of the run's model config (else
+    that job fails on the cluster, hours later, after the run's outputs were written).
+    """
+    section = run["calibrate"]
+    mode = section.get("mode") or (
+        "command" if section.get("command") else "batch-calibrate"
+    )
+    name = (section.get("batch_calibrate") or {}).get("sync_protocol")
+    if not section["enabled"] or mode != "batch-calibrate" or not name:
+        return
+    path = step_key(config, run["index"], "calibrate", "batch_calibrate")
+    if path[-1] == "batch_calibrate" and path[0] == "runs":
+        override = config["runs"][run["index"]]["calibrate"]["batch_calibrate"] or {}
+        if "sync_protocol" not in override:
+            path = ("calibrate", "batch_calibrate")
+    try:
+        model = fsapi.load_config([str(run["model_config"])])
+    except SyncError as error:
+        raise ConfigProblem((*path, "sync_protocol"), error) from None
+    check_protocol_named(model, name, (*path, "sync_protocol"))
 
 
 def step_key(config, index, step, *keys):
