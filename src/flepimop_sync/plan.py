@@ -324,8 +324,8 @@ def delete_note(protocol: Protocol, options: SyncOptions, source: End, destinati
         return None
     value = protocol.settings.delete
     key = "true" if value is True else value
-    given = " and ".join(flag for flag, value in (("-s/--source", options.source), ("-t/--target", options.target))
-                         if value is not None)
+    given = " and ".join(flag for flag, option in (("-s/--source", options.source), ("-t/--target", options.target))
+                         if option is not None)
     return (f"'delete: {key}' is not applied: with {given}{' and --reverse' if options.reverse else ''} this run "
             f"copies {show_value(source.text)} into {show_value(destination.text)}, not what the configured ends "
             "pair (or a part of it, in its place): nothing is deleted there; --delete asks for it")
