@@ -263,7 +263,8 @@ def meaning(config_files: Sequence[str], options: SyncOptions, *, extra_files: S
         target=target.text,
         destination=destination.text,
         filters=[rule.canonical for rule in rules.rules],
-        options={"mkpath": planning.wants_mkpath(protocol, options), "delete": planning.wants_delete(protocol, options, source, destination)},
+        options={"mkpath": planning.wants_mkpath(protocol, options),
+                 "delete": planning.deletion(protocol, options, source, destination)[0]},
         where={k: v for k in _WHERE_KEYS if (v := getattr(protocol.settings, k, None)) is not None},
     )
     if extra_files:

@@ -68,7 +68,7 @@ class Resolved:
     delete: bool
     dry_run: bool
     reverse: bool
-    notes: tuple[str, ...] = ()  # facts about the run the user should know (``delete_note``)
+    notes: tuple[str, ...] = ()  # facts about the run the user should know (``deletion``'s note)
 
 
 @dataclass(frozen=True)
@@ -240,6 +240,7 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         source_is_file=source_is_file,
     )
     destination = destination_of(protocol, options, src, tgt, source_is_file=source_is_file, rules=rules)
+    delete, delete_note = deletion(protocol, options, src, destination, env=env)
     return Resolved(
         protocol=protocol,
         source=src,
@@ -247,10 +248,10 @@ def resolve(protocol: Protocol, options: SyncOptions, *, source_is_file: bool = 
         destination=destination,
         rules=rules,
         mkpath=wants_mkpath(protocol, options),
-        delete=wants_delete(protocol, options, src, destination, env=env),
+        delete=delete,
         dry_run=options.dry_run,
         reverse=options.reverse,
-        notes=tuple(note for note in (delete_note(protocol, options, src, destination, env=env),) if note),
+        notes=(delete_note,) if delete_note else (),
     )
 
 
@@ -300,35 +301,29 @@ def moved_off_configured(protocol: Protocol, options: SyncOptions, source: End, 
     return part_below(destination, configured.child(part) if part else configured) != ""
 
 
-def wants_delete(protocol: Protocol, options: SyncOptions, source: End, destination: End, *,
-                 env: Mapping[str, str] | None = None) -> bool:
-    """Does the run delete?  The one home of the rule (runs, dry runs, ``--plan``/``--json``, the
-    Snakemake layer's ``api.meaning``): --delete; else the protocol's ``delete`` key in this
-    direction (``config_deletes``), unless -s/-t moved the run off what the configured run
-    mirrors (``moved_off_configured``): the key was written for the configured ends, not for
-    any pairing typed on the command line, where it could delete unrelated files
-    (``delete_note`` says so).  ``source``/``destination``: the run's, as ``resolve`` finds them."""
+def deletion(protocol: Protocol, options: SyncOptions, source: End, destination: End, *,
+             env: Mapping[str, str] | None = None) -> tuple[bool, str | None]:
+    """Does the run delete, and the note of a protocol's ``delete`` key left out (else None)?
+    The one home of the rule (runs, dry runs, ``--plan``/``--json``, the Snakemake layer's
+    ``api.meaning``): --delete; else the protocol's ``delete`` key in this direction
+    (``config_deletes``), unless -s/-t moved the run off what the configured run mirrors
+    (``moved_off_configured``): the key was written for the configured ends, not for any
+    pairing typed on the command line, where it could delete unrelated files; the note says so.
+    ``source``/``destination``: the run's, as ``resolve`` finds them."""
     if options.delete:
-        return True
-    return config_deletes(protocol, reverse=options.reverse) and not moved_off_configured(
-        protocol, options, source, destination, env=env)
-
-
-def delete_note(protocol: Protocol, options: SyncOptions, source: End, destination: End, *,
-                env: Mapping[str, str] | None = None) -> str | None:
-    """The note of a run whose protocol's ``delete`` key was not applied (``wants_delete``), or
-    None."""
-    if options.delete or not config_deletes(protocol, reverse=options.reverse):
-        return None
+        return True, None
+    if not config_deletes(protocol, reverse=options.reverse):
+        return False, None
     if not moved_off_configured(protocol, options, source, destination, env=env):
-        return None
+        return True, None
     value = protocol.settings.delete
     key = "true" if value is True else value
     given = " and ".join(flag for flag, option in (("-s/--source", options.source), ("-t/--target", options.target))
                          if option is not None)
-    return (f"'delete: {key}' is not applied: with {given}{' and --reverse' if options.reverse else ''} this run "
-            f"copies {show_value(source.text)} into {show_value(destination.text)}, not what the configured ends "
-            "pair (or a part of it, in its place): nothing is deleted there; --delete asks for it")
+    return False, (f"'delete: {key}' is not applied: with {given}{' and --reverse' if options.reverse else ''} "
+                   f"this run copies {show_value(source.text)} into {show_value(destination.text)}, not what the "
+                   "configured ends pair (or a part of it, in its place): nothing is deleted there; --delete asks "
+                   "for it")
 
 
 def config_deletes(protocol: Protocol, *, reverse: bool) -> bool:

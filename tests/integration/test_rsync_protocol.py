@@ -531,7 +531,7 @@ def test_an_empty_remote_path_is_the_remote_home(tmp_path, run_cli, sshd, direct
 
 
 # -n -v lists rsync's deletion command exactly when the real run executes it: deletion in effect
-# (--delete, or the protocol's delete on its configured pairing: plan.wants_delete), a directory
+# (--delete, or the protocol's delete on its configured pairing: plan.deletion), a directory
 # source, and something to delete (the real run runs no deletion for an empty list).
 # the protocol's delete, arguments, the target's files, listed (and run)?
 DELETION_COMMAND = [

@@ -208,7 +208,7 @@ def test_a_source_ending_in_dot_or_dotdot_lands_in_the_target(source, target, de
     assert planning.landing(parse_end(source), parse_end(target), source_is_file=False).text == destination
 
 
-# -- deletion: the config's `delete` is for the configured pairing (plan.wants_delete) ----------------
+# -- deletion: the config's `delete` is for the configured pairing (plan.deletion) ----------------
 # The protocol pairs model_output/ with the target.  A run that -s/-t moved off that pairing (a
 # replaced end, or an append to one end only: `-t '+ sub'` copies all of model_output/ into the
 # target's sub/) would mirror files the config never paired: its `delete` is not applied there (a
@@ -261,8 +261,9 @@ def test_the_configs_delete_is_for_the_configured_pairing(tmp_path, ptype, key, 
     options = SyncOptions(**{**opts, **ends})
     protocol = load_config([str(cfg)]).get("p")
     resolved = planning.resolve(protocol, options)
-    assert resolved.delete is deletes is planning.wants_delete(protocol, options, resolved.source,
-                                                               resolved.destination)
+    assert resolved.delete is deletes
+    assert planning.deletion(protocol, options, resolved.source, resolved.destination) == (
+        deletes, resolved.notes[0] if resolved.notes else None)
     if noted:
         (note,) = resolved.notes
         assert note.startswith(f"'delete: {str(key).lower()}' is not applied: with {noted}"

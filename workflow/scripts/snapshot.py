@@ -15,7 +15,7 @@ This rule does the same three things with one protocol (config key `snapshot`):
 
 all to `snapshot.target` (default ``"+ {run}"``). The outputs go first, then the manifest and the
 project files, as in flepiMoP's job.  A protocol's `delete: true` applies only to a push on the
-protocol's own pairing of source and target (``plan.wants_delete``): with the default target (an
+protocol's own pairing of source and target (``plan.deletion``): with the default target (an
 append to the target alone) nothing is deleted, and a note says so; with `target: null` and the
 protocol's source the outputs push deletes what its filters take and the outputs lack, and its
 ``s {run}`` takes a ``{run}_report.pdf``, so the project files must not be pushed before it.
