@@ -184,22 +184,20 @@ def check_sync_protocol_of_batch_calibrate(config, run):
     that job fails on the cluster, hours later, after the run's outputs were written).
     """
     section = run["calibrate"]
-    mode = section.get("mode") or (
-        "command" if section.get("command") else "batch-calibrate"
-    )
     name = (section.get("batch_calibrate") or {}).get("sync_protocol")
-    if not section["enabled"] or mode != "batch-calibrate" or not name:
+    if not section["enabled"] or not name:
         return
-    path = step_key(config, run["index"], "calibrate", "batch_calibrate")
-    if path[-1] == "batch_calibrate" and path[0] == "runs":
-        override = config["runs"][run["index"]]["calibrate"]["batch_calibrate"] or {}
-        if "sync_protocol" not in override:
-            path = ("calibrate", "batch_calibrate")
+    if workflow_script("calibrate").calibrate_mode(section) != "batch-calibrate":
+        return
+    override = config["runs"][run["index"]].get("calibrate") or {}
+    in_run = "sync_protocol" in (override.get("batch_calibrate") or {})
+    path = ("runs", run["index"], "calibrate") if in_run else ("calibrate",)
+    path += ("batch_calibrate", "sync_protocol")
     try:
         model = fsapi.load_config([str(run["model_config"])])
     except SyncError as error:
-        raise ConfigProblem((*path, "sync_protocol"), error) from None
-    check_protocol_named(model, name, (*path, "sync_protocol"))
+        raise ConfigProblem(path, error) from None
+    check_protocol_named(model, name, path)
 
 
 def step_key(config, index, step, *keys):
@@ -625,7 +623,7 @@ def project_push_params(options, files, sync):
     """
 
     def compute():
-        params = snapshot_script().project_params(options, "{run}")
+        params = workflow_script("snapshot").project_params(options, "{run}")
         if params is None:
             return None
         return fsapi.rule_params(files, config=sync, **params)
@@ -634,10 +632,12 @@ def project_push_params(options, files, sync):
 
 
 @functools.lru_cache(maxsize=None)
-def snapshot_script():
-    """workflow/scripts/snapshot.py as a module (its pushes are built there, once)."""
-    path = WORKFLOW_DIR / "scripts" / "snapshot.py"
-    spec = importlib.util.spec_from_file_location("flepimop_workflow_snapshot", path)
+def workflow_script(name):
+    """workflow/scripts/<name>.py as a module, loaded once: what the jobs run (the snapshot's
+    pushes, the calibrate mode) is decided there, and the DAG's checks ask the same code.
+    """
+    path = WORKFLOW_DIR / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"flepimop_workflow_{name}", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     return script

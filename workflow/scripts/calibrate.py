@@ -64,6 +64,12 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def calibrate_mode(cfg: dict) -> str:
+    """The mode of a `calibrate:` section: `mode`, else `command` when a command is set, else
+    `batch-calibrate` (the DAG's checks in rules/common.smk ask here too)."""
+    return cfg.get("mode") or ("command" if cfg.get("command") else "batch-calibrate")
+
+
 def batch_calibrate_argv(cfg: dict, model_config: str, env: dict) -> list[str]:
     """`flepimop batch-calibrate ...` from `calibrate.batch_calibrate` (every required option)."""
     b = {**BATCH_DEFAULTS, **(cfg.get("batch_calibrate") or {})}
@@ -98,7 +104,7 @@ def batch_calibrate_argv(cfg: dict, model_config: str, env: dict) -> list[str]:
 
 def calibrate(run: str, model_config: str, cfg: dict, receipt: Path, log: Path, outputs: str | None = None,
               resume_dir: str | None = None) -> int:
-    mode = cfg.get("mode") or ("command" if cfg.get("command") else "batch-calibrate")
+    mode = calibrate_mode(cfg)
     outputs = outputs or cfg.get("outputs", "model_output")
     resume_dir = resume_dir or cfg.get("resume_dir") or outputs
     env = dict(os.environ)
