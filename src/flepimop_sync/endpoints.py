@@ -24,7 +24,7 @@ from enum import Enum
 from typing import Callable, Mapping
 
 from .errors import ConfigError, UsageError, has_nul, show_value
-from .filters import FilterList, VariableSyntaxError, substitute_variables
+from .filters import FilterList, VariableSyntaxError, substitute_noting_empty, substitute_variables
 from .mechanism import ProtocolType
 
 APPEND_PREFIX = "+ "
@@ -182,14 +182,7 @@ def check_empty_variables(text: str, env: Mapping[str, str], where: str, *, erro
     """Refuse an end with a ``$NAME`` that is set but empty: ``runs/$RUN/out/`` with ``RUN=''``
     reads ``runs//out/``, another directory than the one meant (with --delete, deleting there),
     and ``out/$RUN`` reads ``out/``, the parent.  (An unset one is refused by ``expand_end``.)"""
-    empty: list[str] = []
-
-    def value(name: str) -> str:
-        if env.get(name) == "" and name not in empty:
-            empty.append(name)
-        return env.get(name, "$" + name)
-
-    shown = substitute_variables(text, value)
+    shown, empty = substitute_noting_empty(text, lambda name: env.get(name, "$" + name))
     if empty:
         names = ", ".join(f"${name}" for name in empty)
         raise error(f"{where}: {show_value(text)} uses {names}, set but empty in the environment: it would name "

@@ -64,6 +64,7 @@ __all__ = [
     "Action",
     "Rule",
     "expand_env",
+    "substitute_noting_empty",
     "substitute_variables",
     "VariableSyntaxError",
     "FilterList",
@@ -190,6 +191,21 @@ def substitute_variables(text: str, value: Callable[[str], str]) -> str:
     return "".join(out)
 
 
+def substitute_noting_empty(text: str, value: Callable[[str], str]) -> tuple[str, list[str]]:
+    """:func:`substitute_variables`, and the names whose value is set but empty, each once in the
+    order used: the one check behind refusing them in a rule (:func:`expand_env`) and in an end
+    (``endpoints.check_empty_variables``), each worded where it was written."""
+    empty: list[str] = []
+
+    def noted(name: str) -> str:
+        found = value(name)
+        if found == "" and name not in empty:
+            empty.append(name)
+        return found
+
+    return substitute_variables(text, noted), empty
+
+
 def expand_env(text: str, origin: str, env: Mapping[str, str] | None = None) -> str:
     """Replace ``$NAME`` and ``${NAME}`` by their values in ``env`` (default ``os.environ``), by
     :func:`substitute_variables`: an unset variable, one set but empty, or a malformed ``${`` is
@@ -200,18 +216,15 @@ def expand_env(text: str, origin: str, env: Mapping[str, str] | None = None) -> 
     if "$" not in text:
         return text
     environment = os.environ if env is None else env
-    empty: list[str] = []
 
     def value(name: str) -> str:
         found = environment.get(name)
         if found is None:
             raise _fail(text, origin, f"environment variable ${name} is not set")
-        if found == "" and name not in empty:
-            empty.append(name)
         return found
 
     try:
-        expanded = substitute_variables(text, value)
+        expanded, empty = substitute_noting_empty(text, value)
     except VariableSyntaxError as error:
         raise _fail(text, origin, str(error)) from None
     if empty:

@@ -382,6 +382,40 @@ def test_ends_and_filters_read_variables_alike(text, expanded):
 
 
 # where the malformed '${' is written (config key or option), argv, what the one-line error names
+# text, the variables set but empty it uses (each once, in the order used).  One check
+# (filters.substitute_noting_empty) refuses them in an end and in a filter rule alike.
+EMPTY_NAMES = [
+    ("out/$RUN/x", []),
+    ("out/$EMPTY/x", ["EMPTY"]),
+    ("${EMPTY}x$E2$EMPTY", ["EMPTY", "E2"]),
+    ("out/$$EMPTY", []),  # '$$' is a literal '$': no variable
+    ("out/$UNSET_HERE/$EMPTY", ["EMPTY"]),  # unset is its own refusal, before
+]
+
+
+@pytest.mark.parametrize("text,empty", EMPTY_NAMES)
+def test_ends_and_filters_refuse_empty_variables_alike(text, empty):
+    from flepimop_sync.endpoints import check_empty_variables
+    from flepimop_sync.errors import FilterError
+    from flepimop_sync.filters import expand_env, substitute_noting_empty
+
+    env = dict(ENV, E2="")
+    _, noted = substitute_noting_empty(text, lambda name: env.get(name, "$" + name))
+    assert noted == empty
+    where = "c.yml: protocol 'p' key 'target'"
+    if not empty:
+        check_empty_variables(text, env, where)
+        return
+    names = ", ".join(f"${n}" for n in empty)
+    with pytest.raises(UsageError) as end_error:
+        check_empty_variables(text, env, where)
+    assert f"uses {names}, set but empty" in str(end_error.value)
+    if "UNSET_HERE" not in text:
+        with pytest.raises(FilterError) as rule_error:
+            expand_env(f"+ {text}", "c.yml: protocol 'p' key 'filters[0]'", env)
+        assert f"variable {names} is set but empty" in str(rule_error.value)
+
+
 MALFORMED_END = [
     ("config target", {"target": "out/${RUN"}, [], ["key 'target'", "out/${RUN"]),
     ("config source", {"source": "src/${}/"}, [], ["key 'source'", "src/${}/"]),
