@@ -15,7 +15,7 @@ echo "[test] ruff check ."
 # suite runs on 3.10 below, so this static check covers the paths that only the integration suite reaches.
 echo "[test] vermin -t=3.10- (every Python file runs on 3.10)"
 "$PYTHON" -c "import sys; from vermin import main; sys.exit(main())" --no-tips --eval-annotations --violations -t=3.10- -q \
-    src/ workflow/scripts/ workflow/wrappers/ benchmarks/ tests/
+    src/ scripts/ workflow/scripts/ workflow/wrappers/ benchmarks/ tests/
 # The workflow's formatting and lint (snakefmt from the test extra; lint on the shipped example).
 echo "[test] snakefmt --check workflow/"
 "$PYTHON" -m snakefmt --check workflow/
