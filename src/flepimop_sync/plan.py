@@ -160,7 +160,10 @@ def _plan_json(plan: "Plan | DraftPlan", steps: list[dict[str, Any]]) -> dict[st
 
 # ---------------------------------------------------------------------------
 def _where(protocol: Protocol, options: SyncOptions) -> Callable[[str | None], str]:
-    changed = " (after --source/--target/--reverse)" if (options.source or options.target or options.reverse) else ""
+    # the options this run gave, as the user typed them: an error names what moved the ends
+    given = [name for name, on in (("--source", options.source), ("--target", options.target),
+                                   ("--reverse", options.reverse)) if on]
+    changed = f" (after {', '.join(given)})" if given else ""
 
     def where(key: str | None = None) -> str:
         return protocol.where(key) + changed

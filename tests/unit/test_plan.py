@@ -64,6 +64,22 @@ def test_inexact_aws_rule_waits_for_the_listing(config):
                                                                     "s3://bucket/p/")
 
 
+# options, how an error in the ends they made names them (the options given, and only those)
+AFTER_OPTIONS = [
+    ({"target": "local/"}, " (after --target): "),
+    ({"source": "other/", "target": "local/"}, " (after --source, --target): "),
+    ({"target": "local/", "reverse": True}, " (after --target, --reverse): "),
+]
+
+
+@pytest.mark.parametrize("opts,named", AFTER_OPTIONS, ids=[str(sorted(o)) for o, _ in AFTER_OPTIONS])
+def test_an_end_error_names_the_options_that_made_the_ends(config, opts, named):
+    with pytest.raises(UsageError) as refused:
+        planning.build(config.get("snap"), SyncOptions(**opts))
+    message = str(refused.value)
+    assert "protocol 'snap' key 'source'" + named in message and "needs at least one end" in message, message
+
+
 def test_git_protocol_has_no_ends(config):
     with pytest.raises(UsageError):
         planning.resolve(config.get("code"), SyncOptions())
