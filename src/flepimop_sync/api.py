@@ -125,7 +125,7 @@ def _run_protocol(config_files: Sequence[str], options: SyncOptions, *, receipt:
             raise
         result["config_files"] = list(config_files)
         if receipt:
-            _write_json(Path(receipt), result, env)
+            write_receipt(Path(receipt), result, env)
         return outcome
     finally:
         if log_handle:
@@ -145,7 +145,7 @@ def _write_failure(receipt: str | os.PathLike[str], options: SyncOptions, config
     failed = {"protocol": options.protocol, "config_files": list(config_files), "status": "failed",
               "error": redact(str(error), env), "exit_code": getattr(error, "exit_code", 1), "started": started,
               "finished": now_iso(), "tool_versions": tool_versions(_failure_tools(error, config_files, options))}
-    _write_json(Path(f"{receipt}.failed"), failed, env)
+    write_receipt(Path(f"{receipt}.failed"), failed, env)
 
 
 def _failure_tools(error: Exception, config_files: Sequence[str], options: SyncOptions) -> tuple[str, ...]:
@@ -164,7 +164,11 @@ def _failure_tools(error: Exception, config_files: Sequence[str], options: SyncO
         return ALL_TOOLS
 
 
-def _write_json(path: Path, body: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+def write_receipt(path: str | os.PathLike[str], body: Mapping[str, Any], env: Mapping[str, str] | None = None) -> None:
+    """The one writer of receipts and failure receipts (the workflow's scripts call it too):
+    secrets masked inside the document (``report.dump_json``; ``env``: the environment the tools
+    ran with, whose credentials are masked too), written whole (a temporary file renamed)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(dump_json(body, env) + "\n", encoding="utf-8")
@@ -378,7 +382,7 @@ def run_rule(params: Mapping[str, Any], *, receipt: str | os.PathLike[str], log:
     result["started"] = started
     result["finished"] = now_iso()
     result["params_digest"] = dict(params).get("digest")
-    _write_json(Path(receipt), result, env)
+    write_receipt(Path(receipt), result, env)
     failed_path = Path(f"{receipt}.failed")
     if failed_path.exists():
         failed_path.unlink()

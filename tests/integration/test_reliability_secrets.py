@@ -275,3 +275,66 @@ def test_receipts_stay_json_when_a_secret_collides_with_them(base_env, tmp_path,
     document = json.loads(receipt.read_text())
     assert document["transferred"]["bytes"] == size
     assert not [s for s in _strings(document) if secret in s], document
+
+
+# The workflow's snapshot step (workflow/scripts/snapshot.py, run by its wrapper in a Snakemake
+# job whose environment holds the credentials): its receipt, its failure receipt, its log and its
+# one line on stderr are as clean as the sync rules' (api.run_rule), and its exit status is the
+# error's own, as theirs (api.run_rule_status): 1 a failed transfer, 2 a protocol that is not there.
+# (protocol, exit status; None: whatever the endpoint with a password in it answers)
+SNAPSHOTS = [("up", 0), ("pw", None), ("raw", None), ("missing", 1), ("nope", 2)]
+
+
+@pytest.mark.parametrize("protocol,status", SNAPSHOTS, ids=[p for p, _ in SNAPSHOTS])
+def test_snapshot_receipts_never_contain_secrets(project, secret_env, tmp_path, monkeypatch, capsys, protocol, status):
+    from snapshot import snapshot
+
+    _, cfg, _ = project
+    for key, value in secret_env.items():
+        monkeypatch.setenv(key, value)
+    receipt, log = tmp_path / "results" / "snapshot.json", tmp_path / "results" / "snapshot.log"
+    params = {"config_files": [str(cfg)], "protocol": protocol, "run": "r1", "target": "+ r1", "mkpath": True}
+    code = snapshot(params, receipt, log, None)
+    if status is not None:
+        assert code == status, capsys.readouterr().err
+    written = {path.name: path.read_text() for path in (receipt, Path(f"{receipt}.failed"), log) if path.exists()}
+    assert (receipt.name in written) == (code == 0) and (f"{receipt.name}.failed" in written) == (code != 0), written
+    err = capsys.readouterr().err
+    if code:
+        assert err.startswith("flepimop-sync: snapshot: ") and len(err.splitlines()) == 1, err
+        assert json.loads(written[f"{receipt.name}.failed"])["exit_code"] == code
+    _assert_clean({**written, "stderr": err})
+
+
+@pytest.mark.parametrize("form", [f for f in RSH_FORMS if "ProxyCommand" not in f.values[0]])
+def test_snapshot_receipt_masks_an_rsh_secret(rsh_bed, sshd, tmp_path, monkeypatch, form):
+    """A snapshot pushed over an rsh holding a secret: the commands in its receipt are masked."""
+    from snapshot import snapshot
+
+    env, src, remote = rsh_bed
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cfg = write_config(tmp_path / "c.yml", {"push": {"type": "rsync", "source": f"{src}/",
+                                                     "target": f"{sshd.alias}:{remote}/",
+                                                     "rsh": form.format(pw=RSH_SECRET, ssh=sshd.rsh)}})
+    receipt = tmp_path / "results" / "snapshot.json"
+    params = {"config_files": [str(cfg)], "protocol": "push", "run": "r1", "target": "+ r1", "mkpath": True}
+    assert snapshot(params, receipt, None, None) == 0
+    assert (remote / "r1" / "a" / "one.csv").exists()  # the rsh really worked
+    body = receipt.read_text()
+    assert "***" in body and RSH_SECRET not in body, body
+
+
+# The workflow's calibrate step (workflow/scripts/calibrate.py, mode command): its receipt, its
+# failure receipt, its log and its message mask a password in the command, as every step's do.
+@pytest.mark.parametrize("verb,status", [("true", 0), ("false", 1)])
+def test_calibrate_receipts_and_log_mask_a_password_in_the_command(tmp_path, capsys, verb, status):
+    from calibrate import calibrate
+
+    receipt, log = tmp_path / "results" / "calibrate.json", tmp_path / "results" / "calibrate.log"
+    command = f"{verb} http://alice:{PASSWORD}@127.0.0.1:1/model {{run}}"
+    assert calibrate("r1", "model.yml", {"mode": "command", "command": command}, receipt, log) == status
+    written = receipt if status == 0 else Path(f"{receipt}.failed")
+    texts = {"receipt": written.read_text(), "log": log.read_text(), "stderr": capsys.readouterr().err}
+    assert json.loads(texts["receipt"])["command"].startswith(f"{verb} http://"), texts["receipt"]
+    _assert_clean(texts)

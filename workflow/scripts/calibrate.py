@@ -47,6 +47,9 @@ from pathlib import Path
 sys.path.insert(0, globals()["snakemake"].scriptdir if "snakemake" in globals() else str(Path(__file__).resolve().parent))
 import slurm_jobs  # noqa: E402
 
+from flepimop_sync.api import write_receipt  # noqa: E402  (receipts, logs and messages masked as every step's)
+from flepimop_sync.report import redact  # noqa: E402
+
 BATCH_DEFAULTS = {
     "flepimop": "flepimop", "flepi_path": None, "project_path": ".", "conda_env": None,
     "blocks": 1, "chains": 1, "samples": 1, "simulations": 1, "time_limit": "1hr",
@@ -121,10 +124,10 @@ def calibrate(run: str, model_config: str, cfg: dict, receipt: Path, log: Path, 
 
     def fail(message: str) -> int:
         body.update(finished=now(), status="failed", error=message)
-        failed.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        write_receipt(failed, body, env)
         with open(log, "a", encoding="utf-8") as handle:
-            handle.write(f"calibrate: {message}\n")
-        print(f"calibrate: {message} (see {log}, {failed})", file=sys.stderr)
+            handle.write(f"calibrate: {redact(message, env)}\n")
+        print(f"calibrate: {redact(message, env)} (see {log}, {failed})", file=sys.stderr)
         return 1
 
     with open(log, "a", encoding="utf-8") as handle:
@@ -142,7 +145,7 @@ def calibrate(run: str, model_config: str, cfg: dict, receipt: Path, log: Path, 
     body.update(finished=now(), status="ok")
     if failed.exists():
         failed.unlink()
-    receipt.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    write_receipt(receipt, body, env)  # masked: the command may hold a secret (a password in a URL)
     return 0
 
 
@@ -152,7 +155,7 @@ def run_command(cfg: dict, values: dict, env: dict, handle, body: dict) -> None:
         raise CalibrateError("config key 'calibrate.command' is not set (needed with calibrate.mode: command)")
     command = cfg["command"].format(**{k: shlex.quote(str(v)) for k, v in values.items()})
     body["command"] = command
-    handle.write(f"$ {command}\n")
+    handle.write(f"$ {redact(command, env)}\n")
     handle.flush()
     code = subprocess.run(command, shell=True, env=env, stdout=handle, stderr=subprocess.STDOUT,  # noqa: S602
                           stdin=subprocess.DEVNULL, check=False).returncode
@@ -165,7 +168,7 @@ def run_batch_calibrate(cfg: dict, model_config: str, env: dict, handle, body: d
     """Mode ``batch-calibrate``: submit, read the job ids from its log, wait for every job."""
     argv = batch_calibrate_argv(cfg, model_config, env)
     body["command"] = shlex.join(argv)
-    handle.write(f"$ {shlex.join(argv)}\n")
+    handle.write(f"$ {redact(shlex.join(argv), env)}\n")
     handle.flush()
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,

@@ -29,7 +29,10 @@ passed as FLEPI_RUN_INDEX, in `calibrate.mode: command`; gempyor's job name in
 One receipt (JSON): the main push as every sync rule's receipt (``api.run_rule``: selection,
 transfer, the manifest as ``extra``, ``files`` the audit list of the destination, host and
 SLURM job id, ``params_digest``), plus ``flepimop_run_id`` and ``parts`` (each push: outputs,
-project files, manifest). On failure `<receipt>.failed` and no receipt.
+project files, manifest). On failure `<receipt>.failed`, no receipt, and the error's own exit
+status (as a sync rule's, ``api.run_rule_status``: 2 for a config or usage error). Receipts are
+written by ``api.write_receipt``, secrets masked: their commands may hold an rsh's or an
+endpoint's.
 """
 
 
@@ -41,7 +44,7 @@ from typing import Any, Mapping
 
 from flepimop_sync import api
 from flepimop_sync.errors import SyncError
-from flepimop_sync.report import now_iso
+from flepimop_sync.report import now_iso, redact
 
 
 def expand_run(value: Any, run: str) -> Any:
@@ -110,19 +113,22 @@ def snapshot(p: Mapping[str, Any], receipt: Path, log: Path | None, calibrate_re
             done = api.run_protocol(config_files, api.options_from_params(project), log=log)
             project_part = {"part": "project files", **{k: done.get(k) for k in PART_KEYS}}
     except SyncError as error:
+        # as every sync rule ends (api.run_rule_status): the error's own status (2: the protocol or
+        # its config; 128+n: a stop signal), one masked line, a masked failure receipt
         body = {"step": "snapshot", "protocol": p["protocol"], "run": p["run"], "flepimop_run_id": run,
-                "status": "failed", "error": str(error), "finished": now_iso(), **api.where_and_when()}
-        failed.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
+                "status": "failed", "error": str(error), "exit_code": error.exit_code, "finished": now_iso(),
+                **api.where_and_when()}
+        api.write_receipt(failed, body)
         if receipt.exists():
             receipt.unlink()
-        print(f"flepimop-sync: snapshot: {error}", file=sys.stderr)
-        return 1
+        print(f"flepimop-sync: snapshot: {redact(str(error))}", file=sys.stderr)
+        return error.exit_code
     manifest = expand_run(p.get("manifest"), run)
     parts = [{"part": "outputs", **{k: body.get(k) for k in PART_KEYS}}, project_part]
     if manifest:
         parts.append({"part": "manifest", **(body.get("extra") or [{}])[0]})
     body = {"step": "snapshot", "run": p["run"], "flepimop_run_id": run, **body, "parts": parts}
-    receipt.write_text(json.dumps(body, indent=2, default=str) + "\n", encoding="utf-8")
+    api.write_receipt(receipt, body)  # masked: the commands may hold an rsh's or an endpoint's secret
     if failed.exists():
         failed.unlink()
     return 0
