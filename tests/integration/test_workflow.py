@@ -464,7 +464,7 @@ BROKEN_CONFIGS = [
     ("a project files push flepimop-sync refuses",
      lambda c: c["snapshot"].update(project_dir="$FLEPIMOP_TEST_UNSET/{run}"), (),
      "config/config.yaml: snapshot: flepimop.yml: protocol 'snapshot' key 'source' (after "
-     "--source/--target/--reverse): '$FLEPIMOP_TEST_UNSET/{run}/' uses $FLEPIMOP_TEST_UNSET, which is not set "
+     "--source, --target): '$FLEPIMOP_TEST_UNSET/{run}/' uses $FLEPIMOP_TEST_UNSET, which is not set "
      "in the environment"),
     ("a step's plan flepimop-sync refuses", lambda c: c["runs"][1]["resume_fetch"].update(target="+ ../x"), (),
      "config/config.yaml: runs[1].resume_fetch: --target '+ ../x': an append cannot contain '..', written or "
