@@ -22,7 +22,10 @@ next to the workflow's `run`, so the snapshot can select exactly that run.
 
 On failure (non-zero exit, a job that failed, was cancelled, timed out, or whose end nobody
 can vouch for) there is no receipt, `<receipt>.failed` names every job and its final state,
-and the rule fails, so nothing downstream runs.
+and the rule fails, so nothing downstream runs. Receipts are written by flepimop-sync's one
+receipt writer (``api.write_receipt``), and the command's line in the log and the failure's
+message are masked as every step's (``report.redact``): a password in the command never shows
+there. (The command's own output goes to the log as it prints it.)
 
 The workflow runs it through wrappers/flepimop-calibrate (``run_job``). Also runnable outside
 Snakemake, e.g. from a `shell:` rule:
