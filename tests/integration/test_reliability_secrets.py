@@ -338,3 +338,20 @@ def test_calibrate_receipts_and_log_mask_a_password_in_the_command(tmp_path, cap
     texts = {"receipt": written.read_text(), "log": log.read_text(), "stderr": capsys.readouterr().err}
     assert json.loads(texts["receipt"])["command"].startswith(f"{verb} http://"), texts["receipt"]
     _assert_clean(texts)
+
+
+def test_batch_calibrate_output_is_masked_in_the_log(tmp_path, capsys):
+    """What batch-calibrate printed (copied to the log when it ended) is masked there too."""
+    from calibrate import calibrate
+
+    fake = tmp_path / "flepimop"
+    fake.write_text(f"#!/bin/sh\necho 'Executing script with: sbatch http://alice:{PASSWORD}@127.0.0.1:1/x'\n"
+                    f"echo 'endpoint http://bob:{RAW_PASSWORD}@127.0.0.1:1/' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    receipt, log = tmp_path / "results" / "calibrate.json", tmp_path / "results" / "calibrate.log"
+    cfg = {"mode": "batch-calibrate", "batch_calibrate": {"flepimop": str(fake), "flepi_path": str(tmp_path)}}
+    assert calibrate("r1", "model.yml", cfg, receipt, log) == 1
+    texts = {"log": log.read_text(), "failed": Path(f"{receipt}.failed").read_text(),
+             "stderr": capsys.readouterr().err}
+    assert "Executing script with: sbatch http://" in texts["log"], texts["log"]
+    _assert_clean(texts)

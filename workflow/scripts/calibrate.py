@@ -25,7 +25,8 @@ can vouch for) there is no receipt, `<receipt>.failed` names every job and its f
 and the rule fails, so nothing downstream runs. Receipts are written by flepimop-sync's one
 receipt writer (``api.write_receipt``), and the command's line in the log and the failure's
 message are masked as every step's (``report.redact``): a password in the command never shows
-there. (The command's own output goes to the log as it prints it.)
+there, nor in what batch-calibrate printed (copied to the log once it ended). The blocking
+command's own output goes to the log as it prints it.
 
 The workflow runs it through wrappers/flepimop-calibrate (``run_job``). Also runnable outside
 Snakemake, e.g. from a `shell:` rule:
@@ -178,7 +179,7 @@ def run_batch_calibrate(cfg: dict, model_config: str, env: dict, handle, body: d
                               check=False)
     except OSError as error:
         raise CalibrateError(f"cannot run {argv[0]!r}: {error}") from None
-    handle.write(done.stdout + done.stderr)
+    handle.write(redact(done.stdout + done.stderr, env))  # read unmasked below: only the log is masked
     handle.flush()
     sub = slurm_jobs.parse_batch_calibrate_log(done.stdout + "\n" + done.stderr)
     body.update(exit_code=done.returncode, job_ids=sub.job_ids)
