@@ -5,7 +5,9 @@ never builds a flag of its own, and every process (listings for receipts, ``--ve
 tools) starts through ``runner``. Snakemake glue: ``rule_params`` (a rule's params with the
 digest of ``meaning``, what the rule would move, so reruns follow meaning and not argv),
 ``run_rule`` (run + receipt: host, SLURM job id, and ``destination_files``, the audit list),
-``run_rule_status`` (a sync rule's outcome as an exit status: the wrapper's and the rendered rules').
+``run_rule_status`` (a sync rule's outcome as an exit status: the wrapper's and the rendered rules'),
+``write_receipt`` (the one writer of receipts, secrets masked: the snapshot and calibrate scripts'
+too).
 """
 
 from __future__ import annotations
