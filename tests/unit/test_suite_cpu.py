@@ -71,6 +71,8 @@ def test_a_real_run_is_measured():
     command = "rsync --version >/dev/null; exit 3"
     done = subprocess.run([sys.executable, script, "--", "bash", "-c", command], capture_output=True, text=True,
                           timeout=60)
+    if done.returncode == 2 and "process accounting is not available" in done.stderr:
+        pytest.skip(done.stderr.strip())  # a kernel built without BSD process accounting
     assert done.returncode == 3, done.stderr  # the command's own status
     rows = {line.split()[0] for line in done.stdout.splitlines()[1:-1]}
     assert "rsync" in rows, done.stdout
